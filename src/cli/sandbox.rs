@@ -1,0 +1,96 @@
+//! `breakglass sandbox …`: the built-in sandbox (for now the soft token in vpcd).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+
+use breakglass::token::soft::{vpcd, SimulatedTouch, SoftCard, TouchPolicy, TOUCH_TIMEOUT};
+
+use super::error::{exit, CliError};
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run the software token as a card in pcscd's vpcd virtual reader until killed.
+    ///
+    /// The token starts blank and keeps its accounts in memory only; ykman and `breakglass
+    /// token` see it as a YubiKey in reader "Virtual PCD 00 00" (port 35963) or "Virtual PCD
+    /// 00 01" (port 35964).
+    Card(CardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CardArgs {
+    /// vpcd's address (loopback only): port 35963 is reader slot 00, 35964 slot 01.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:35963")]
+    vpcd: SocketAddr,
+    /// What the simulated token holder does when a touch is needed.
+    #[arg(long, value_name = "POLICY", default_value = "approve", value_parser = parse_policy)]
+    touch: TouchPolicy,
+    /// Seconds the token blinks before a touch times out (a YubiKey waits 15).
+    #[arg(long, value_name = "SECS", default_value_t = TOUCH_TIMEOUT.as_secs())]
+    touch_timeout: u64,
+    /// Seconds to keep trying to reach vpcd at start-up.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    wait: u64,
+}
+
+fn parse_policy(s: &str) -> Result<TouchPolicy, String> {
+    s.parse()
+}
+
+impl SandboxCommand {
+    pub fn run(self) -> Result<(), CliError> {
+        match self {
+            Self::Card(args) => card(args),
+        }
+    }
+}
+
+fn reader_name(addr: SocketAddr) -> String {
+    let slot = addr.port().wrapping_sub(vpcd::DEFAULT_PORT);
+    format!("Virtual PCD 00 {slot:02}")
+}
+
+fn card(args: CardArgs) -> Result<(), CliError> {
+    if !args.vpcd.ip().is_loopback() {
+        return Err(CliError::usage(
+            format!("vpcd address {} is not on this machine", args.vpcd),
+            "use 127.0.0.1:35963 (slot 00) or 127.0.0.1:35964 (slot 01)",
+        ));
+    }
+    let touch = SimulatedTouch::new(args.touch, Duration::from_secs(args.touch_timeout));
+    let mut card = SoftCard::new(Box::new(touch));
+    let reader = reader_name(args.vpcd);
+    let deadline = Instant::now() + Duration::from_secs(args.wait);
+    let mut ever_connected = false;
+    loop {
+        match vpcd::connect(args.vpcd, Duration::from_secs(2)) {
+            Ok(mut stream) => {
+                ever_connected = true;
+                eprintln!(
+                    "Soft token inserted in reader {reader:?} (vpcd {}), touch policy {:?}. \
+                     Stop it with Ctrl-C.",
+                    args.vpcd, args.touch
+                );
+                match vpcd::serve(&mut card, &mut stream) {
+                    Ok(()) => {
+                        eprintln!("vpcd closed the connection (pcscd stopped?); reconnecting…")
+                    }
+                    Err(e) => eprintln!("lost the connection to vpcd ({e}); reconnecting…"),
+                }
+                card.reset();
+            }
+            Err(e) if !ever_connected && Instant::now() >= deadline => {
+                return Err(CliError::new(
+                    format!("cannot reach vpcd at {}: {e}", args.vpcd),
+                    "start pcscd with the vpcd driver: `sudo apt-get install pcscd \
+                     vsmartcard-vpcd`, then `sudo pcscd` (or `sudo systemctl restart pcscd`)",
+                    exit::UNAVAILABLE,
+                ));
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

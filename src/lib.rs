@@ -1,0 +1,8 @@
+//! breakglass: two-person break-glass access to AWS. A sealed IAM access key, a hardware token,
+//! short-lived STS sessions. The library holds the protocols and the crypto; `src/main.rs` and
+//! `cli` are argument parsing, prompts and printing.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod token;

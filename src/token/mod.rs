@@ -1,0 +1,158 @@
+//! Hardware tokens: APDU/TLV encoding, the PC/SC transport, the YKOATH client, OTP arithmetic,
+//! and the software token that speaks the same protocol.
+
+pub mod apdu;
+pub mod oath;
+pub mod otp;
+pub mod pcsc;
+pub mod soft;
+
+use zeroize::Zeroizing;
+
+use apdu::{Command, ParseError, Response, StatusWord};
+
+/// Errors from talking to a token. Messages say what happened; the binary adds what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// pcscd is not running (or not reachable).
+    #[error("the smart card service (pcscd) is not running")]
+    PcscUnavailable,
+    /// pcscd runs but reports no reader at all.
+    #[error("no smart card reader is connected")]
+    NoReaders,
+    /// Readers exist, none holds a token.
+    #[error("no token is inserted (readers: {})", join(.readers))]
+    NoToken { readers: Vec<String> },
+    /// `--reader` matched no reader.
+    #[error("no reader matches {wanted:?} (readers: {})", join(.readers))]
+    ReaderNotFound {
+        wanted: String,
+        readers: Vec<String>,
+    },
+    /// Several readers hold a token and none was chosen.
+    #[error("several readers hold a token: {}", join(.readers))]
+    SeveralTokens { readers: Vec<String> },
+    /// The card went away (pulled, or the virtual card stopped) during a command.
+    #[error("the token was removed or stopped answering during the command")]
+    TokenRemoved,
+    /// Another program reset the card or holds it exclusively.
+    #[error("another program is using the token ({0})")]
+    TokenBusy(::pcsc::Error),
+    /// Any other PC/SC failure.
+    #[error("smart card service error: {0}")]
+    Pcsc(::pcsc::Error),
+    /// The card answered something that is not a valid response.
+    #[error("the token sent a malformed answer to {command}: {source}")]
+    Malformed {
+        command: &'static str,
+        source: ParseError,
+    },
+    /// The card refused a command with a status word no other variant covers.
+    #[error("the token refused {command}: status {sw}")]
+    Status {
+        command: &'static str,
+        sw: StatusWord,
+    },
+    /// SELECT of an applet answered "not found".
+    #[error("this card has no {applet} application (is it a YubiKey?)")]
+    AppletMissing { applet: &'static str },
+    /// The OATH application is protected and the session is not validated.
+    #[error("the token's OATH application is protected by an access code")]
+    AccessCodeRequired,
+    /// VALIDATE failed.
+    #[error("the access code is wrong")]
+    WrongAccessCode,
+    /// The token's answer to our VALIDATE challenge did not match: not the token we talked to.
+    #[error("the token failed to prove it knows the access code")]
+    TokenAuthenticationFailed,
+    #[error("no account named {name:?} on the token (accounts: {})", join(.available))]
+    AccountNotFound {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error("an account named {name:?} already exists on the token")]
+    AccountExists { name: String },
+    #[error("the token has no space left for another OATH account")]
+    NoSpace,
+    /// A touch-required credential was not touched in time (or touch was refused).
+    #[error("the token was not touched in time")]
+    TouchNotGiven,
+    /// An argument failed validation before any I/O.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput { what: &'static str, reason: String },
+}
+
+fn join(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl From<::pcsc::Error> for Error {
+    fn from(e: ::pcsc::Error) -> Self {
+        use ::pcsc::Error as P;
+        match e {
+            P::NoService | P::ServiceStopped | P::CommError => Error::PcscUnavailable,
+            P::NoReadersAvailable => Error::NoReaders,
+            P::RemovedCard
+            | P::NoSmartcard
+            | P::UnpoweredCard
+            | P::UnresponsiveCard
+            | P::ReaderUnavailable
+            | P::UnknownReader => Error::TokenRemoved,
+            P::ResetCard | P::SharingViolation => Error::TokenBusy(e),
+            other => Error::Pcsc(other),
+        }
+    }
+}
+
+/// Moves raw APDUs to a card and back. Implemented by PC/SC and by the in-process soft token.
+pub trait Transport {
+    /// Sends one command APDU and returns the raw response (data followed by SW1 SW2).
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error>;
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        (**self).transmit_raw(apdu)
+    }
+}
+
+/// Sends `cmd` and follows `61xx` response chaining with `remaining_ins` (YKOATH uses its own
+/// SEND REMAINING `A5`; ISO applets use GET RESPONSE `C0`). Returns the joined data and the
+/// final status word; `name` labels the command in errors.
+pub fn transceive(
+    t: &mut dyn Transport,
+    cmd: &Command,
+    remaining_ins: u8,
+    name: &'static str,
+) -> Result<Response, Error> {
+    let malformed = |source| Error::Malformed {
+        command: name,
+        source,
+    };
+    let mut resp = Response::parse(&t.transmit_raw(&cmd.to_bytes())?).map_err(malformed)?;
+    let mut data = Zeroizing::new(std::mem::take(&mut *resp.data));
+    // A card that never stops chaining would loop forever; 64 KiB is far beyond any applet.
+    while resp.sw.more_data().is_some() {
+        if data.len() > apdu::EXTENDED_MAX {
+            return Err(Error::Malformed {
+                command: name,
+                source: ParseError::BadCommand {
+                    reason: "response chaining exceeded 64 KiB",
+                },
+            });
+        }
+        let more = Command::new(0, remaining_ins, 0, 0);
+        resp = Response::parse(&t.transmit_raw(&more.to_bytes())?).map_err(malformed)?;
+        data.extend_from_slice(&resp.data);
+    }
+    Ok(Response { data, sw: resp.sw })
+}
