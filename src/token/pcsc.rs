@@ -163,6 +163,14 @@ impl Transport for Transaction<'_> {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut buf = Zeroizing::new(vec![0u8; RECEIVE_BUFFER]);
         let n = self.tx.transmit(apdu, &mut buf)?.len();
+        if n < 2 {
+            // A reader whose card vanished mid-command (vpcd when the card's socket closes)
+            // can report success with no bytes at all: ask pcscd what became of the card.
+            return Err(match self.tx.status2_owned() {
+                Err(e) => Error::from(e),
+                Ok(_) => Error::TokenRemoved,
+            });
+        }
         buf.truncate(n);
         Ok(buf)
     }

@@ -1,0 +1,217 @@
+//! Test rig shared by the integration tests: the breakglass binary, the soft token running as
+//! a card in pcscd's vpcd reader, and the skip-or-fail rule for machines without pcscd.
+//!
+//! vpcd offers two reader slots (ports 35963 and 35964). Tests that use a slot hold an
+//! exclusive file lock on it, so test threads and test binaries never share a card.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use breakglass::token::pcsc;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
+
+/// True when pcscd with the vpcd readers is reachable. Otherwise skips visibly, or panics when
+/// `BREAKGLASS_REQUIRE_PCSC=1` (CI), so that a skip can never pass for a success there.
+pub fn pcsc_ready(test: &str) -> bool {
+    let ok = pcsc::list_readers()
+        .map(|rs| rs.iter().any(|r| r.name.starts_with("Virtual PCD")))
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+            "BREAKGLASS_REQUIRE_PCSC=1 but pcscd with the vpcd reader is not reachable \
+             (apt-get install pcscd vsmartcard-vpcd; pcscd --foreground &)"
+        );
+        // Written to the real stderr, not the captured one: the skip must be visible.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: pcscd with the vpcd reader is not running (see .ci/run)"
+        );
+    }
+    ok
+}
+
+/// The `ykman` to use: `$YKMAN`, else the one on PATH. Skips or fails like [`pcsc_ready`].
+pub fn ykman(test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("YKMAN").map(PathBuf::from).or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("ykman"))
+                .find(|p| p.is_file())
+        })
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+            "BREAKGLASS_REQUIRE_PCSC=1 but ykman is not installed (pip install yubikey-manager)"
+        );
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: ykman is not installed");
+    }
+    found
+}
+
+/// An exclusive claim on one vpcd reader slot (0 or 1).
+pub struct Slot {
+    pub index: u16,
+    _lock: File,
+}
+
+impl Slot {
+    pub fn claim(index: u16) -> Self {
+        let path = std::env::temp_dir().join(format!("breakglass-test-vpcd-slot-{index}.lock"));
+        let lock = File::create(path).expect("create slot lock file");
+        lock.lock().expect("lock vpcd slot");
+        Self { index, _lock: lock }
+    }
+
+    pub fn reader(&self) -> String {
+        format!("Virtual PCD 00 {:02}", self.index)
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", 35963 + self.index)
+    }
+}
+
+fn card_present(reader: &str) -> bool {
+    pcsc::list_readers()
+        .map(|rs| rs.iter().any(|r| r.name == reader && r.card_present))
+        .unwrap_or(false)
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The soft token running as `breakglass sandbox card` in a vpcd slot, stopped on drop.
+pub struct SoftToken {
+    child: Option<Child>,
+    pub slot: Slot,
+}
+
+impl SoftToken {
+    pub fn start(slot: Slot, touch: &str, touch_timeout_secs: u64) -> Self {
+        let reader = slot.reader();
+        wait_until("the slot to be empty", || !card_present(&reader));
+        let child = Command::new(BIN)
+            .args(["sandbox", "card", "--vpcd", &slot.addr(), "--touch", touch])
+            .args(["--touch-timeout", &touch_timeout_secs.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start breakglass sandbox card");
+        wait_until("the soft token to appear in pcscd", || {
+            card_present(&reader)
+        });
+        Self {
+            child: Some(child),
+            slot,
+        }
+    }
+
+    /// Starts a token with touch approved and a 15 s touch timeout.
+    pub fn approve(slot: u16) -> Self {
+        Self::start(Slot::claim(slot), "approve", 15)
+    }
+
+    pub fn reader(&self) -> String {
+        self.slot.reader()
+    }
+
+    /// Pulls the card: kills the process and waits until pcscd sees the slot empty.
+    pub fn pull(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let reader = self.reader();
+            wait_until("the soft token to leave pcscd", || !card_present(&reader));
+        }
+    }
+}
+
+impl Drop for SoftToken {
+    fn drop(&mut self) {
+        self.pull();
+    }
+}
+
+/// `breakglass ARGS` with stdin from `input`, detached from any terminal (`setsid`), so a
+/// prompt can never wait for a person.
+pub fn bg(args: &[&str], input: Option<&str>) -> Output {
+    let mut cmd = Command::new("setsid");
+    cmd.arg("-w").arg(BIN).args(args);
+    run_with_input(cmd, input)
+}
+
+pub fn run_with_input(mut cmd: Command, input: Option<&str>) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(text) = input {
+        stdin.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Asserts failure with `code` and stderr containing every `needles`; returns stderr.
+pub fn fails(o: Output, code: i32, needles: &[&str]) -> String {
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code\nstdout: {}\nstderr: {err}",
+        stdout(&o)
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+    assert!(
+        err.contains("next: "),
+        "every error says what to do next:\n{err}"
+    );
+    err
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// The RFC 4226/6238 SHA-1 seed "12345678901234567890" in base32.
+pub const RFC_SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
