@@ -5,4 +5,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod audit;
+pub mod aws;
+pub mod ceremony;
+pub mod config;
+pub mod files;
+pub mod sandbox;
+pub mod secure;
 pub mod token;
+pub mod vault;

@@ -170,3 +170,99 @@ impl From<token::Error> for CliError {
         }
     }
 }
+
+impl From<breakglass::config::Error> for CliError {
+    fn from(e: breakglass::config::Error) -> Self {
+        use breakglass::config::Error as E;
+        let next = match &e {
+            E::Invalid { .. } => {
+                "fix the config file at the line shown (`breakglass --help` lists the keys)"
+            }
+            E::NoProfile { .. } => {
+                "check the profile name, or enrol it with `breakglass enroll PROFILE`"
+            }
+            E::Read { .. } => {
+                "check the file's permissions, or point BREAKGLASS_CONFIG at the right file"
+            }
+            _ => "set HOME (or the XDG_* variables) and run the command again",
+        };
+        Self::usage(e.to_string(), next)
+    }
+}
+
+impl From<breakglass::vault::Error> for CliError {
+    fn from(e: breakglass::vault::Error) -> Self {
+        use breakglass::vault::Error as E;
+        let what = e.to_string();
+        let (next, code) = match e {
+            E::Token(t) => return Self::from(t),
+            E::NotOpened => (
+                "check the passphrase with the password holder and that this is the enrolled token, then try again (nothing was changed)",
+                exit::REFUSED,
+            ),
+            E::NotEnrolled { .. } => ("bring a token enrolled in this vault (slots listed above)", exit::REFUSED),
+            E::Damaged | E::NotAVault => (
+                "restore the vault file from the backup taken at enrolment; never edit it by hand",
+                exit::FAILURE,
+            ),
+            E::UnsupportedVersion { .. } => ("use the breakglass release that wrote this vault, or a newer one", exit::FAILURE),
+            E::UnsafePermissions { .. } => ("make it private: `chmod 600 FILE` and `chmod 700` its directory", exit::FAILURE),
+            E::Io { .. } => ("check the path in the profile's `vault` setting and its permissions", exit::FAILURE),
+            _ => ("correct the input and run the command again", exit::USAGE),
+        };
+        Self::new(what, next, code)
+    }
+}
+
+impl From<breakglass::aws::Error> for CliError {
+    fn from(e: breakglass::aws::Error) -> Self {
+        use breakglass::aws::Error as E;
+        let (next, code) = match &e {
+            E::BadCode { .. } => (
+                "check that the token's MFA account belongs to the vault's MFA device and that this machine's clock is right (`timedatectl`)",
+                exit::REFUSED,
+            ),
+            E::BadKey { .. } => (
+                "the long-term key is deleted, deactivated or rotated: ask the security team to rotate or re-enrol the vault",
+                exit::REFUSED,
+            ),
+            E::Expired { .. } => ("run `breakglass unlock` again for a new session", exit::REFUSED),
+            E::ClockSkew { .. } => ("set the clock right (`sudo timedatectl set-ntp true`) and try again", exit::UNAVAILABLE),
+            E::Denied { .. } => ("check the break-glass user's IAM policies with the security team", exit::REFUSED),
+            E::Unreachable { .. } => (
+                "check the network and the endpoint (profile sts_endpoint, AWS_ENDPOINT_URL); try again",
+                exit::UNAVAILABLE,
+            ),
+            _ => ("try again; if it persists, report this message", exit::FAILURE),
+        };
+        Self::new(e.to_string(), next, code)
+    }
+}
+
+impl From<breakglass::ceremony::Error> for CliError {
+    fn from(e: breakglass::ceremony::Error) -> Self {
+        use breakglass::ceremony::Error as E;
+        let what = e.to_string();
+        let (next, code) = match e {
+            E::Vault(v) => return Self::from(v),
+            E::Token(t) => return Self::from(t),
+            E::Aws(a) => return Self::from(a),
+            E::Config(c) => return Self::from(c),
+            E::SameHolder { .. } => ("the password holder and the token holder each type their own name", exit::REFUSED),
+            E::EmptyName { .. } => ("type your name at the prompt", exit::USAGE),
+            E::EmptyReason => ("say why the glass is broken: --reason \"…\"", exit::USAGE),
+            E::NoAnswer(_) => ("run the command in an interactive terminal", exit::USAGE),
+            E::PassphraseMismatch => ("run the command again and type the same passphrase twice", exit::USAGE),
+            E::WeakPassphrase { .. } => ("choose a longer passphrase (four or more random words)", exit::USAGE),
+            E::CodeRefusedTwice { .. } => (
+                "check that the token's MFA account matches the IAM MFA device and that the clock is right (`timedatectl`)",
+                exit::REFUSED,
+            ),
+            E::TokenAccountExists { .. } => ("choose another profile name, or pass --force to replace those accounts", exit::USAGE),
+            E::VaultExists { .. } => ("choose another profile, or pass --force to replace the vault (the old one is lost)", exit::USAGE),
+            E::AuditFailed(_) | E::Audit(_) => ("fix the audit log's permissions or disk space, then run the command again", exit::FAILURE),
+            _ => ("run the command again; if it persists, report this message", exit::FAILURE),
+        };
+        Self::new(what, next, code)
+    }
+}

@@ -1,6 +1,8 @@
 //! Command-line interface: argument definitions and one file per command group. Prompts and
 //! terminal output live here and nowhere below.
 
+mod ceremony;
+mod demo;
 mod error;
 mod prompt;
 mod sandbox;
@@ -28,6 +30,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole activation on the built-in sandbox (soft token + STS emulator), in seconds.
+    Demo(demo::DemoArgs),
+    /// Activate: both holders open the vault and get a short-lived STS session.
+    Unlock(ceremony::UnlockArgs),
+    /// Enrolment ceremony: program the token, register MFA, seal the access key in a vault.
+    Enroll(ceremony::EnrollArgs),
+    /// Check the audit log's hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Inspect and program the OATH accounts on a hardware token.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -41,9 +52,19 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify that no record was edited, removed or reordered.
+    Verify,
+}
+
 impl Cli {
     pub fn run(self) -> Result<(), CliError> {
         match self.command {
+            Command::Demo(args) => demo::demo_cmd(args),
+            Command::Unlock(args) => ceremony::unlock_cmd(args),
+            Command::Enroll(args) => ceremony::enroll_cmd(args),
+            Command::Audit(AuditCommand::Verify) => audit_verify(),
             Command::Token(cmd) => cmd.run(),
             Command::Sandbox(cmd) => cmd.run(),
             Command::Completions { shell } => {
@@ -57,6 +78,20 @@ impl Cli {
             }
         }
     }
+}
+
+fn audit_verify() -> Result<(), CliError> {
+    let paths = breakglass::config::Paths::from_env()?;
+    let path = paths.audit_log();
+    let n = breakglass::audit::verify(&path).map_err(|e| {
+        CliError::new(
+            e.to_string(),
+            "treat the log as tampered: keep a copy, compare with your off-machine copies, tell the security team",
+            error::exit::FAILURE,
+        )
+    })?;
+    println!("{}: {n} records, hash chain intact", path.display());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -90,28 +90,30 @@ pub struct TouchPrompt {
 }
 
 impl TouchPrompt {
-    /// Starts the prompt. Without a terminal it prints one line on stderr instead.
+    /// Starts the prompt for the code of `account`.
     pub fn start(account: &str, timeout: Duration) -> Self {
+        Self::with_text(
+            &format!("Touch the token to release the code for {account:?}"),
+            timeout,
+        )
+    }
+
+    /// Starts a prompt with its own text. Without a terminal it prints one line on stderr.
+    pub fn with_text(text: &str, timeout: Duration) -> Self {
         let tty = OpenOptions::new().write(true).open("/dev/tty");
         let Ok(mut tty) = tty else {
-            eprintln!(
-                "Touch the token to release the code for {account:?} (it waits {} s)…",
-                timeout.as_secs()
-            );
+            eprintln!("{text} (it waits {} s)…", timeout.as_secs());
             return Self {
                 stop: None,
                 thread: None,
             };
         };
         let (tx, rx) = mpsc::channel::<()>();
-        let account = account.to_owned();
+        let text = text.to_owned();
         let thread = std::thread::spawn(move || {
             let mut left = timeout.as_secs();
             loop {
-                let _ = write!(
-                    tty,
-                    "\r\x1b[2KTouch the token to release the code for {account:?}… {left:>2} s "
-                );
+                let _ = write!(tty, "\r\x1b[2K{text}… {left:>2} s ");
                 let _ = tty.flush();
                 match rx.recv_timeout(Duration::from_secs(1)) {
                     Err(mpsc::RecvTimeoutError::Timeout) if left > 0 => left -= 1,

@@ -1,0 +1,305 @@
+//! Enrolment (first version): program the token (MFA TOTP account and sealing credential, both
+//! touch-required), register the virtual MFA device with two consecutive codes, create or
+//! import the access key, prove it with GetCallerIdentity, seal the vault, record the profile.
+//! A failure removes what the ceremony put on the token and writes no vault.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use super::mfa::{self, Windows};
+use super::{Error, Prompt};
+use crate::audit;
+use crate::aws::{self, iam, sts, Endpoint, Signer};
+use crate::config::{self, Paths, Profile};
+use crate::secure::{mask_key_id, Random};
+use crate::token::oath::{self, Kind, NewAccount, Seed, Session};
+use crate::token::otp::Algorithm;
+use crate::token::Transport;
+use crate::vault::{self, KdfParams, OathFactor, Payload, Vault};
+
+/// Shortest passphrase accepted.
+pub const MIN_PASSPHRASE: usize = 12;
+
+/// Where the access key comes from.
+pub enum KeySource {
+    /// Read by the caller (stdin).
+    Import {
+        access_key_id: String,
+        secret_access_key: SecretString,
+    },
+    /// IAM CreateAccessKey for this user, with the administrator's credentials.
+    Create { user: String },
+}
+
+/// Where the MFA device comes from.
+pub enum MfaSource {
+    /// An existing virtual MFA device: its serial and base32 seed.
+    Import { serial: String, seed: Seed },
+    /// IAM CreateVirtualMFADevice + EnableMFADevice for `user`.
+    Create { user: String },
+}
+
+pub struct Request<'a> {
+    pub profile: &'a Profile,
+    pub paths: &'a Paths,
+    pub kdf: KdfParams,
+    pub key: KeySource,
+    pub mfa: MfaSource,
+    /// Administrator credentials for the IAM calls (`Create` sources).
+    pub admin: Option<(&'a str, &'a SecretString)>,
+    pub endpoint: Endpoint,
+    pub force: bool,
+    pub now: &'a dyn Fn() -> u64,
+}
+
+/// What was enrolled (no secret).
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub user_arn: String,
+    pub access_key_id_masked: String,
+    pub mfa_serial: String,
+    pub vault: String,
+    pub profile_added: bool,
+}
+
+fn admin<'a>(req: &'a Request<'_>) -> Result<Signer<'a>, Error> {
+    let (id, secret) = req.admin.ok_or_else(|| {
+        Error::Io("creating IAM resources needs administrator credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)".into())
+    })?;
+    Ok(Signer {
+        access_key_id: id,
+        secret_access_key: secret,
+        session_token: None,
+    })
+}
+
+/// Runs the enrolment.
+pub async fn enroll(
+    req: Request<'_>,
+    transport: &mut dyn Transport,
+    prompt: &mut dyn Prompt,
+    rng: &dyn Random,
+) -> Result<Report, Error> {
+    if req.profile.vault.exists() && !req.force {
+        return Err(Error::VaultExists {
+            path: req.profile.vault.display().to_string(),
+        });
+    }
+    let mut session = Session::select(transport)?;
+    if session.is_locked() {
+        let code = prompt.access_code()?;
+        session.unlock(
+            code.expose_secret().as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )?;
+    }
+    let existing = session.list()?;
+    for name in [&req.profile.mfa_account, &req.profile.seal_account] {
+        if !req.force && oath::find(&existing, name).is_ok() {
+            return Err(Error::TokenAccountExists { name: name.clone() });
+        }
+    }
+    let result = program_and_seal(&req, &mut session, prompt, rng).await;
+    if result.is_err() {
+        // Leave the token as it was: remove what this ceremony stored.
+        for name in [&req.profile.mfa_account, &req.profile.seal_account] {
+            if oath::find(&existing, name).is_err() {
+                let _ = session.delete(name);
+            }
+        }
+    }
+    let mut fields = Map::new();
+    let outcome = match &result {
+        Ok(r) => {
+            fields.insert(
+                "access_key_id".into(),
+                Value::String(r.access_key_id_masked.clone()),
+            );
+            fields.insert("mfa_serial".into(), Value::String(r.mfa_serial.clone()));
+            fields.insert("user_arn".into(), Value::String(r.user_arn.clone()));
+            "success".to_owned()
+        }
+        Err(e) => format!("failure: {e}"),
+    };
+    audit::append(
+        &req.paths.audit_log(),
+        &audit::Event {
+            time: audit::rfc3339((req.now)()),
+            event: "enrolment".into(),
+            profile: req.profile.name.clone(),
+            fields,
+            outcome,
+        },
+    )?;
+    result
+}
+
+fn mfa_account(name: &str, seed: Seed) -> NewAccount {
+    NewAccount {
+        name: name.to_owned(),
+        kind: Kind::Totp,
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+        touch: true,
+        counter: 0,
+        seed,
+    }
+}
+
+async fn program_and_seal(
+    req: &Request<'_>,
+    session: &mut Session<'_>,
+    prompt: &mut dyn Prompt,
+    rng: &dyn Random,
+) -> Result<Report, Error> {
+    // 1. The MFA device and its seed.
+    let (serial, seed, enable_for) = match &req.mfa {
+        MfaSource::Import { serial, seed } => (
+            serial.clone(),
+            Seed::new(Zeroizing::new(seed.expose().to_vec())),
+            None,
+        ),
+        MfaSource::Create { user } => {
+            prompt.note(&format!("IAM: creating a virtual MFA device for {user}."));
+            let (serial, b32) = iam::create_virtual_mfa(&req.endpoint, &admin(req)?, user).await?;
+            (serial, Seed::from_base32(&b32)?, Some(user.clone()))
+        }
+    };
+    // 2. Program the token.
+    prompt.note(&format!(
+        "Token: storing the MFA account {:?} (touch required).",
+        req.profile.mfa_account
+    ));
+    session.put(&mfa_account(&req.profile.mfa_account, seed))?;
+    let mut seal_seed = Zeroizing::new([0u8; 32]);
+    rng.fill(&mut *seal_seed)
+        .map_err(crate::vault::Error::from)?;
+    prompt.note(&format!(
+        "Token: storing the sealing credential {:?} (HMAC-SHA256, touch required).",
+        req.profile.seal_account
+    ));
+    session.put(&NewAccount {
+        algorithm: Algorithm::Sha256,
+        ..mfa_account(
+            &req.profile.seal_account,
+            Seed::new(Zeroizing::new(seal_seed.to_vec())),
+        )
+    })?;
+    // 3. Enable the MFA device with two consecutive codes read from the token at once.
+    if let Some(user) = enable_for {
+        let step = (req.now)() / mfa::PERIOD;
+        prompt.note("IAM: enabling the MFA device with the codes of two consecutive windows.");
+        let c1 = mfa::code_for_step(session, &req.profile.mfa_account, step, prompt)?;
+        let c2 = mfa::code_for_step(session, &req.profile.mfa_account, step + 1, prompt)?;
+        iam::enable_mfa(&req.endpoint, &admin(req)?, &user, &serial, &c1, &c2).await?;
+        let mut w = Windows::load(&req.paths.mfa_state());
+        w.record(&serial, step + 1);
+        w.save(&req.paths.mfa_state())?;
+    }
+    // 4. The access key, proven with GetCallerIdentity.
+    let (key_id, secret) = match &req.key {
+        KeySource::Import {
+            access_key_id,
+            secret_access_key,
+        } => (access_key_id.clone(), secret_access_key.clone()),
+        KeySource::Create { user } => {
+            prompt.note(&format!("IAM: creating an access key for {user}."));
+            iam::create_access_key(&req.endpoint, &admin(req)?, user).await?
+        }
+    };
+    let identity = prove_key(req, &key_id, &secret, prompt).await?;
+    // 5. Seal.
+    let passphrase = prompt.passphrase(true)?;
+    let len = passphrase.expose_secret().chars().count();
+    if len < MIN_PASSPHRASE {
+        return Err(Error::WeakPassphrase {
+            len,
+            min: MIN_PASSPHRASE,
+        });
+    }
+    let now = (req.now)();
+    let payload = Payload {
+        access_key_id: key_id.clone(),
+        secret_access_key: secret,
+        mfa_serial: serial.clone(),
+        user_arn: identity.arn.clone(),
+        created: now,
+        rotated: now,
+    };
+    prompt.note("Sealing the vault (passphrase key derivation, then the token's seal).");
+    let vault = {
+        let mut factor = OathFactor::new(session, &req.profile.seal_account);
+        prompt.touch_start("sealing the vault");
+        let v = Vault::create(
+            &passphrase,
+            req.kdf,
+            &mut factor,
+            "primary",
+            &payload,
+            rng,
+            now,
+        );
+        prompt.touch_end();
+        v?
+    };
+    vault::file::write(&req.profile.vault, &vault)?;
+    let profile_added = add_profile_if_missing(req, &serial)?;
+    Ok(Report {
+        user_arn: identity.arn,
+        access_key_id_masked: mask_key_id(&key_id),
+        mfa_serial: serial,
+        vault: req.profile.vault.display().to_string(),
+        profile_added,
+    })
+}
+
+async fn prove_key(
+    req: &Request<'_>,
+    key_id: &str,
+    secret: &SecretString,
+    prompt: &mut dyn Prompt,
+) -> Result<sts::Identity, Error> {
+    let signer = Signer {
+        access_key_id: key_id,
+        secret_access_key: secret,
+        session_token: None,
+    };
+    // A new IAM key can take a few seconds to be accepted everywhere.
+    let mut last = None;
+    for attempt in 0..5 {
+        match sts::get_caller_identity(&req.endpoint, &signer).await {
+            Ok(id) => {
+                prompt.note(&format!(
+                    "The key {} works: it is {}.",
+                    mask_key_id(key_id),
+                    id.arn
+                ));
+                return Ok(id);
+            }
+            Err(aws::Error::BadKey { message })
+                if attempt < 4 && matches!(req.key, KeySource::Create { .. }) =>
+            {
+                last = Some(message);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(aws::Error::BadKey {
+        message: last.unwrap_or_default(),
+    }
+    .into())
+}
+
+fn add_profile_if_missing(req: &Request<'_>, serial: &str) -> Result<bool, Error> {
+    if config::load_all(req.paths)?.contains_key(&req.profile.name) {
+        return Ok(false);
+    }
+    let mut p = req.profile.clone();
+    p.mfa_serial = Some(serial.to_owned());
+    config::add_profile(req.paths, &p)
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", req.paths.config.display())))?;
+    Ok(true)
+}

@@ -1,0 +1,195 @@
+//! The activation (design §2): two holders, passphrase + token → vault → MFA code →
+//! GetSessionToken → audit record. The long-term key is dropped right after the call.
+
+use serde_json::{Map, Value};
+
+use super::mfa::{self, Windows};
+use super::{ask_holders, Error, Prompt};
+use crate::audit;
+use crate::aws::{self, sts, Endpoint, Signer};
+use crate::config::{Paths, Profile};
+use crate::secure::mask_key_id;
+use crate::token::oath::Session;
+use crate::token::Transport;
+use crate::vault::{self, OathFactor};
+
+/// A successful activation.
+pub struct Activation {
+    pub session: sts::Session,
+    pub password_holder: String,
+    pub token_holder: String,
+    pub mfa_serial: String,
+    pub user_arn: String,
+}
+
+/// What `unlock` needs besides people and a token.
+pub struct Request<'a> {
+    pub profile: &'a Profile,
+    pub paths: &'a Paths,
+    pub reason: &'a str,
+    pub endpoint: Endpoint,
+    pub now: &'a dyn Fn() -> u64,
+}
+
+/// Runs the activation; every attempt that got as far as the names is audited.
+pub async fn unlock(
+    req: &Request<'_>,
+    transport: &mut dyn Transport,
+    prompt: &mut dyn Prompt,
+) -> Result<Activation, Error> {
+    if req.reason.trim().is_empty() {
+        return Err(Error::EmptyReason);
+    }
+    let vault = vault::file::read(&req.profile.vault)?;
+    let (password_holder, token_holder) = ask_holders(prompt)?;
+    let result = activate(req, &vault, transport, prompt).await;
+    let mut fields = Map::new();
+    fields.insert(
+        "password_holder".into(),
+        Value::String(password_holder.clone()),
+    );
+    fields.insert("token_holder".into(), Value::String(token_holder.clone()));
+    fields.insert("reason".into(), Value::String(req.reason.trim().to_owned()));
+    let outcome = match &result {
+        Ok((s, serial, _)) => {
+            fields.insert(
+                "temporary_access_key_id".into(),
+                Value::String(s.access_key_id.clone()),
+            );
+            fields.insert("mfa_serial".into(), Value::String(serial.clone()));
+            fields.insert(
+                "expiration".into(),
+                Value::String(audit::rfc3339(s.expiration)),
+            );
+            "success".to_owned()
+        }
+        Err(e) => format!("failure: {e}"),
+    };
+    let event = audit::Event {
+        time: audit::rfc3339((req.now)()),
+        event: "activation".into(),
+        profile: req.profile.name.clone(),
+        fields,
+        outcome,
+    };
+    let logged = audit::append(&req.paths.audit_log(), &event);
+    let (session, mfa_serial, user_arn) = result?;
+    logged.map_err(Error::AuditFailed)?;
+    Ok(Activation {
+        session,
+        password_holder,
+        token_holder,
+        mfa_serial,
+        user_arn,
+    })
+}
+
+async fn activate(
+    req: &Request<'_>,
+    vault: &vault::Vault,
+    transport: &mut dyn Transport,
+    prompt: &mut dyn Prompt,
+) -> Result<(sts::Session, String, String), Error> {
+    let passphrase = prompt.passphrase(false)?;
+    let mut session = Session::select(transport)?;
+    if session.is_locked() {
+        let code = prompt.access_code()?;
+        session.unlock(
+            secrecy::ExposeSecret::expose_secret(&code).as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )?;
+    }
+    prompt.note("Opening the vault (passphrase key derivation, then the token's seal).");
+    let opened = {
+        let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
+        prompt.touch_start("opening the vault");
+        let r = vault.open(&passphrase, &mut factor);
+        prompt.touch_end();
+        r?
+    };
+    drop(passphrase);
+    let payload = &opened.payload;
+    prompt.note(&format!(
+        "Vault opened with slot {}. IAM key {}, MFA device {}.",
+        opened.slot_id,
+        mask_key_id(&payload.access_key_id),
+        payload.mfa_serial
+    ));
+    let signer = Signer {
+        access_key_id: &payload.access_key_id,
+        secret_access_key: &payload.secret_access_key,
+        session_token: None,
+    };
+    let s = get_session(req, &mut session, &signer, &payload.mfa_serial, prompt).await?;
+    let serial = payload.mfa_serial.clone();
+    let user = payload.user_arn.clone();
+    // The long-term key leaves memory here (SecretString wipes on drop).
+    drop(opened);
+    Ok((s, serial, user))
+}
+
+/// GetSessionToken with a never-used window; one retry with a fresh window if AWS refuses.
+async fn get_session(
+    req: &Request<'_>,
+    session: &mut Session<'_>,
+    signer: &Signer<'_>,
+    serial: &str,
+    prompt: &mut dyn Prompt,
+) -> Result<sts::Session, Error> {
+    let state_path = req.paths.mfa_state();
+    let mut windows = Windows::load(&state_path);
+    let mut refused: Option<String> = None;
+    for attempt in 0..2 {
+        let step = loop {
+            if let Some(step) = mfa::choose_step((req.now)(), windows.last(serial)) {
+                break step;
+            }
+            mfa::wait_past(windows.last(serial).unwrap_or(0), req.now, prompt);
+        };
+        let code = mfa::code_for_step(session, &req.profile.mfa_account, step, prompt)?;
+        windows.record(serial, step);
+        windows.save(&state_path)?;
+        prompt.note(&format!(
+            "Calling STS GetSessionToken (attempt {}).",
+            attempt + 1
+        ));
+        let result = sts::get_session_token(
+            &req.endpoint,
+            signer,
+            serial,
+            &code,
+            req.profile.session_duration_secs,
+        )
+        .await;
+        match result {
+            Ok(s) => return Ok(s),
+            Err(aws::Error::BadCode { message }) if attempt == 0 => {
+                prompt.note("AWS refused the MFA code; trying once more with a fresh time window.");
+                refused = Some(message);
+                mfa::wait_past(step, req.now, prompt);
+            }
+            Err(aws::Error::BadCode { message }) => {
+                return Err(Error::CodeRefusedTwice {
+                    message: format!("{}; then: {message}", refused.unwrap_or_default()),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::CodeRefusedTwice {
+        message: refused.unwrap_or_default(),
+    })
+}
+
+/// The session as AWS `credential_process` JSON (Version 1).
+pub fn credential_process_json(s: &sts::Session) -> zeroize::Zeroizing<String> {
+    use secrecy::ExposeSecret;
+    let v = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": s.access_key_id,
+        "SecretAccessKey": s.secret_access_key.expose_secret(),
+        "SessionToken": s.session_token.expose_secret(),
+        "Expiration": audit::rfc3339(s.expiration),
+    });
+    zeroize::Zeroizing::new(v.to_string())
+}

@@ -1,0 +1,334 @@
+//! `breakglass unlock` and `breakglass enroll`, and the terminal side of the ceremonies: a
+//! [`Prompt`] that asks on `/dev/tty`, each prompt labelled with the role that must answer.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use breakglass::aws::Endpoint;
+use breakglass::ceremony::{self, enroll, unlock, Error as CError, Prompt, Role};
+use breakglass::config::{self, Paths, Profile};
+use breakglass::secure::SystemRandom;
+use breakglass::token::oath::Seed;
+use breakglass::token::pcsc::Card;
+use breakglass::token::soft::TOUCH_TIMEOUT;
+use breakglass::vault::KdfParams;
+
+use super::error::{exit, CliError};
+use super::prompt::{self, SecretStdin, TouchPrompt};
+
+/// Asks on the controlling terminal.
+pub struct TtyPrompt {
+    tty: File,
+    touch: Option<TouchPrompt>,
+}
+
+impl TtyPrompt {
+    pub fn open() -> Result<Self, CliError> {
+        let tty = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .map_err(|_| {
+                CliError::usage(
+                    "the ceremony needs a terminal: both holders answer prompts there",
+                    "run the command in an interactive terminal",
+                )
+            })?;
+        Ok(Self { tty, touch: None })
+    }
+
+    fn say(&mut self, text: &str) {
+        let _ = writeln!(self.tty, "{text}");
+    }
+
+    fn secret(&mut self, text: &str) -> Result<SecretString, CError> {
+        let s = prompt::secret_from_tty(text).map_err(|e| CError::NoAnswer(e.to_string()))?;
+        Ok(SecretString::from(s.to_string()))
+    }
+}
+
+impl Prompt for TtyPrompt {
+    fn name(&mut self, role: Role) -> Result<String, CError> {
+        let _ = write!(self.tty, "{}, type your name: ", capitalise(role.label()));
+        let _ = self.tty.flush();
+        let mut line = String::new();
+        let read = self
+            .tty
+            .try_clone()
+            .map_err(|e| CError::NoAnswer(e.to_string()))?;
+        BufReader::new(read)
+            .read_line(&mut line)
+            .map_err(|e| CError::NoAnswer(e.to_string()))?;
+        Ok(line.trim().to_owned())
+    }
+
+    fn passphrase(&mut self, confirm: bool) -> Result<SecretString, CError> {
+        let first = self.secret("Password holder, type the vault passphrase (not shown): ")?;
+        if confirm {
+            let second = self.secret("Password holder, type the passphrase again: ")?;
+            use secrecy::ExposeSecret;
+            if first.expose_secret() != second.expose_secret() {
+                return Err(CError::PassphraseMismatch);
+            }
+        }
+        Ok(first)
+    }
+
+    fn access_code(&mut self) -> Result<SecretString, CError> {
+        self.secret("Password holder, type the token's access code (not shown): ")
+    }
+
+    fn touch_start(&mut self, what: &str) {
+        self.touch = Some(TouchPrompt::with_text(
+            &format!("Token holder, touch the token now ({what})"),
+            TOUCH_TIMEOUT,
+        ));
+    }
+
+    fn touch_end(&mut self) {
+        self.touch = None;
+    }
+
+    fn wait(&mut self, secs: u64, why: &str) {
+        for left in (1..=secs).rev() {
+            let _ = write!(self.tty, "\r\x1b[2K{why}: {left:>2} s ");
+            let _ = self.tty.flush();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let _ = write!(self.tty, "\r\x1b[2K");
+    }
+
+    fn note(&mut self, text: &str) {
+        self.say(text);
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CliError::new(
+                format!("cannot start the async runtime: {e}"),
+                "report this",
+                exit::FAILURE,
+            )
+        })
+}
+
+fn paths() -> Result<Paths, CliError> {
+    Paths::from_env().map_err(CliError::from)
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The profile in the config file.
+    profile: String,
+    /// Why the glass is broken (goes to the audit log).
+    #[arg(long)]
+    reason: String,
+    /// Print the session as credential_process JSON on stdout (secrets: pipe it, don't show it).
+    #[arg(long)]
+    print_json: bool,
+    /// Use the reader whose name contains this text (overrides the profile).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
+}
+
+pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
+    if args.reason.trim().is_empty() {
+        return Err(CError::EmptyReason.into());
+    }
+    let paths = paths()?;
+    let profile = config::load(&paths, &args.profile)?;
+    let mut prompt = TtyPrompt::open()?;
+    prompt.say(&format!(
+        "Activation of profile {:?}. Reason: {}",
+        profile.name,
+        args.reason.trim()
+    ));
+    let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?;
+    let mut tx = card.transaction()?;
+    let req = unlock::Request {
+        profile: &profile,
+        paths: &paths,
+        reason: &args.reason,
+        endpoint: Endpoint {
+            region: profile.region.clone(),
+            url: profile.sts_endpoint.clone(),
+        },
+        now: &ceremony::now,
+    };
+    let activation = runtime()?.block_on(unlock::unlock(&req, &mut tx, &mut prompt))?;
+    prompt.say(&format!(
+        "Session granted to {} and {}: temporary key {}, valid until {}. Audit: {}",
+        activation.password_holder,
+        activation.token_holder,
+        activation.session.access_key_id,
+        breakglass::audit::rfc3339(activation.session.expiration),
+        paths.audit_log().display()
+    ));
+    if args.print_json {
+        println!("{}", &*unlock::credential_process_json(&activation.session));
+    } else {
+        prompt.say("Use --print-json to hand the session to a tool (the agent comes with the next release).");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The profile to enrol (added to the config file when missing).
+    profile: String,
+    /// Read the access key from stdin: key id on the first line, secret on the second.
+    #[arg(long, conflicts_with = "create_key")]
+    import_key: bool,
+    /// Create the access key with IAM (administrator credentials from AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY) for --user.
+    #[arg(long, requires = "user")]
+    create_key: bool,
+    /// Use this existing virtual MFA device; its base32 seed is read from stdin (after the key).
+    #[arg(long, value_name = "ARN", conflicts_with = "create_mfa")]
+    mfa_serial: Option<String>,
+    /// Create and enable a virtual MFA device with IAM for --user.
+    #[arg(long, requires = "user")]
+    create_mfa: bool,
+    /// The IAM user name (with --create-key / --create-mfa).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Argon2id memory in MiB (default 64, RFC 9106).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    kdf_memory: u32,
+    /// Argon2id passes.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    kdf_passes: u32,
+    /// Argon2id lanes.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    kdf_lanes: u32,
+    /// STS/IAM endpoint (tests, sandbox); else the SDK's resolution.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    #[arg(long, default_value = config::DEFAULT_REGION)]
+    region: String,
+    /// Vault file (default: DATA/vaults/PROFILE.vault).
+    #[arg(long, value_name = "PATH")]
+    vault: Option<PathBuf>,
+    /// Overwrite an existing vault and token accounts of the same names.
+    #[arg(long)]
+    force: bool,
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
+}
+
+fn key_source(args: &EnrollArgs, stdin: &mut SecretStdin) -> Result<enroll::KeySource, CliError> {
+    if args.import_key {
+        let id = stdin.line("access key id")?.trim().to_owned();
+        let secret = stdin.line("secret access key")?;
+        return Ok(enroll::KeySource::Import {
+            access_key_id: id,
+            secret_access_key: SecretString::from(secret.trim().to_owned()),
+        });
+    }
+    match (&args.user, args.create_key) {
+        (Some(user), true) => Ok(enroll::KeySource::Create { user: user.clone() }),
+        _ => Err(CliError::usage(
+            "no access key source",
+            "pass --import-key (key id and secret on stdin) or --create-key --user NAME",
+        )),
+    }
+}
+
+fn mfa_source(args: &EnrollArgs, stdin: &mut SecretStdin) -> Result<enroll::MfaSource, CliError> {
+    if let Some(serial) = &args.mfa_serial {
+        let seed = Seed::from_base32(&stdin.line("MFA base32 seed")?)?;
+        return Ok(enroll::MfaSource::Import {
+            serial: serial.clone(),
+            seed,
+        });
+    }
+    match (&args.user, args.create_mfa) {
+        (Some(user), true) => Ok(enroll::MfaSource::Create { user: user.clone() }),
+        _ => Err(CliError::usage(
+            "no MFA device source",
+            "pass --mfa-serial ARN (seed on stdin) or --create-mfa --user NAME",
+        )),
+    }
+}
+
+pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
+    let kdf = KdfParams {
+        m_kib: args.kdf_memory.saturating_mul(1024),
+        t: args.kdf_passes,
+        p: args.kdf_lanes,
+    };
+    kdf.check()
+        .map_err(|e| CliError::usage(e.to_string(), "see `breakglass enroll --help`"))?;
+    let paths = paths()?;
+    let mut profile = match config::load(&paths, &args.profile) {
+        Ok(p) => p,
+        Err(config::Error::NoProfile { .. }) => Profile::defaults(&args.profile, &paths),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(v) = &args.vault {
+        profile.vault = v.clone();
+    }
+    if args.endpoint.is_some() {
+        profile.sts_endpoint = args.endpoint.clone();
+    }
+    profile.region = args.region.clone();
+    let mut stdin = SecretStdin::new();
+    let key = key_source(&args, &mut stdin)?;
+    let mfa = mfa_source(&args, &mut stdin)?;
+    let admin_id = std::env::var("AWS_ACCESS_KEY_ID").ok();
+    let admin_secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .ok()
+        .map(SecretString::from);
+    let mut prompt = TtyPrompt::open()?;
+    let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?;
+    let mut tx = card.transaction()?;
+    let req = enroll::Request {
+        profile: &profile,
+        paths: &paths,
+        kdf,
+        key,
+        mfa,
+        admin: admin_id.as_deref().zip(admin_secret.as_ref()),
+        endpoint: Endpoint {
+            region: profile.region.clone(),
+            url: profile.sts_endpoint.clone(),
+        },
+        force: args.force,
+        now: &ceremony::now,
+    };
+    let report = runtime()?.block_on(enroll::enroll(
+        req,
+        &mut tx,
+        &mut prompt,
+        &SystemRandom::new(),
+    ))?;
+    prompt.say(&format!(
+        "Enrolled {}: key {}, MFA {}, vault {}{}.",
+        report.user_arn,
+        report.access_key_id_masked,
+        report.mfa_serial,
+        report.vault,
+        if report.profile_added {
+            ", profile added to the config"
+        } else {
+            ""
+        }
+    ));
+    Ok(())
+}

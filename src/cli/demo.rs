@@ -1,0 +1,261 @@
+//! `breakglass demo`: the whole activation in a temporary home, with the in-process soft token
+//! and the embedded STS/IAM emulator. Scripted answers by default (printed as typed), or two
+//! real people with `--interactive`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use breakglass::aws::{self, sts, Endpoint, Signer};
+use breakglass::ceremony::{self, enroll, mfa, unlock, Error as CError, Prompt, Role};
+use breakglass::config::{Paths, Profile};
+use breakglass::sandbox::sts::Sts;
+use breakglass::secure::SystemRandom;
+use breakglass::token::oath::Session;
+use breakglass::token::soft::SoftCard;
+use breakglass::vault::KdfParams;
+
+use super::ceremony::{runtime, TtyPrompt};
+use super::error::{exit, CliError};
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Let two real people type the names and the passphrase at the prompts.
+    #[arg(long)]
+    interactive: bool,
+}
+
+const PASSPHRASE: &str = "correct horse battery staple";
+
+/// Answers from a script, printing who types what (secrets as dots).
+struct Scripted {
+    names: VecDeque<&'static str>,
+    passphrases: VecDeque<&'static str>,
+}
+
+impl Prompt for Scripted {
+    fn name(&mut self, role: Role) -> Result<String, CError> {
+        let n = self.names.pop_front().unwrap_or("nobody");
+        println!("  [{}] types their name: {n}", role.label());
+        Ok(n.to_owned())
+    }
+    fn passphrase(&mut self, confirm: bool) -> Result<SecretString, CError> {
+        let p = self.passphrases.pop_front().unwrap_or("");
+        let times = if confirm { " (twice)" } else { "" };
+        println!(
+            "  [password holder] types the passphrase{times}: {}",
+            "•".repeat(p.chars().count())
+        );
+        Ok(SecretString::from(p.to_owned()))
+    }
+    fn access_code(&mut self) -> Result<SecretString, CError> {
+        Err(CError::NoAnswer("the demo token has no access code".into()))
+    }
+    fn touch_start(&mut self, what: &str) {
+        println!("  [token holder] touches the token ({what})");
+    }
+    fn touch_end(&mut self) {}
+    fn wait(&mut self, secs: u64, why: &str) {
+        println!("  {why}: {secs} s");
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
+    fn note(&mut self, text: &str) {
+        println!("  {text}");
+    }
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n{n}. {text}");
+}
+
+pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
+    let fail = |what: String| {
+        CliError::new(
+            what,
+            "report this: the demo runs without any outside service",
+            exit::FAILURE,
+        )
+    };
+    let home =
+        tempfile::tempdir().map_err(|e| fail(format!("cannot make a temporary home: {e}")))?;
+    let paths = Paths {
+        config: home.path().join("config/breakglass/config.toml"),
+        data: home.path().join("data/breakglass"),
+        state: home.path().join("state/breakglass"),
+    };
+    let emulator = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(|e| fail(format!("cannot start the STS emulator: {e}")))?;
+    println!(
+        "breakglass demo: everything below runs on this machine, in {}",
+        home.path().display()
+    );
+    println!(
+        "  STS/IAM emulator (strict: checks signatures and MFA codes, refuses reused codes): {}",
+        emulator.endpoint()
+    );
+    println!("  soft token: an in-process software YubiKey (OATH application)");
+    println!(
+        "  Argon2id uses LIGHT demo parameters (m={} KiB, t={}, p={}) so this takes seconds; real vaults use 64 MiB, t=3, p=4.",
+        KdfParams::LIGHT.m_kib,
+        KdfParams::LIGHT.t,
+        KdfParams::LIGHT.p
+    );
+    let user_arn = emulator.create_user("breakglass");
+    let (admin_id, admin_secret) = emulator.admin_key();
+    let mut profile = Profile::defaults("demo", &paths);
+    profile.sts_endpoint = Some(emulator.endpoint());
+    let endpoint = Endpoint {
+        region: profile.region.clone(),
+        url: profile.sts_endpoint.clone(),
+    };
+    let mut card = SoftCard::new(Box::new(|| true));
+    let rt = runtime()?;
+    let mut scripted = Scripted {
+        names: VecDeque::from(["Alice", "Bob", "Alice", "Bob"]),
+        passphrases: VecDeque::from([PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"]),
+    };
+    let mut tty;
+    let prompt: &mut dyn Prompt = if args.interactive {
+        tty = TtyPrompt::open()?;
+        &mut tty
+    } else {
+        &mut scripted
+    };
+
+    step(
+        1,
+        &format!(
+            "Enrolment ceremony for IAM user {user_arn} (the security team, with both holders)"
+        ),
+    );
+    let req = enroll::Request {
+        profile: &profile,
+        paths: &paths,
+        kdf: KdfParams::LIGHT,
+        key: enroll::KeySource::Create {
+            user: "breakglass".into(),
+        },
+        mfa: enroll::MfaSource::Create {
+            user: "breakglass".into(),
+        },
+        admin: Some((&admin_id, &admin_secret)),
+        endpoint: endpoint.clone(),
+        force: false,
+        now: &ceremony::now,
+    };
+    let report = rt.block_on(enroll::enroll(req, &mut card, prompt, &SystemRandom::new()))?;
+    println!(
+        "  Enrolled: key {}, MFA device {}, vault {}",
+        report.access_key_id_masked, report.mfa_serial, report.vault
+    );
+
+    // Enrolment sent the codes of the current and the next window; a new code must wait for the
+    // window after. The demo moves its clock (and the emulator's) a minute on instead.
+    const SKIP_SECS: u64 = 60;
+    emulator.set_clock_offset(SKIP_SECS as i64);
+    let clock = || ceremony::now() + SKIP_SECS;
+    println!("\n   (enrolment used the current and next MFA windows; the demo skips its clock a minute ahead instead of waiting)");
+
+    step(
+        2,
+        "Activation: breakglass unlock demo --reason \"IdP outage drill\"",
+    );
+    let req = unlock::Request {
+        profile: &profile,
+        paths: &paths,
+        reason: "IdP outage drill",
+        endpoint: endpoint.clone(),
+        now: &clock,
+    };
+    let activation = rt.block_on(unlock::unlock(&req, &mut card, prompt))?;
+    let s = &activation.session;
+    println!(
+        "  Session for {} granted to {} and {}: temporary key {}, expires {}",
+        activation.user_arn,
+        activation.password_holder,
+        activation.token_holder,
+        s.access_key_id,
+        breakglass::audit::rfc3339(s.expiration)
+    );
+
+    step(3, "Using the session: sts get-caller-identity");
+    let signer = Signer {
+        access_key_id: &s.access_key_id,
+        secret_access_key: &s.secret_access_key,
+        session_token: Some(&s.session_token),
+    };
+    let id = rt
+        .block_on(sts::get_caller_identity(&endpoint, &signer))
+        .map_err(CliError::from)?;
+    println!("  Account {}, Arn {}", id.account, id.arn);
+
+    step(4, "A wrong passphrase fails cleanly (and is audited)");
+    match rt.block_on(unlock::unlock(&req, &mut card, prompt)) {
+        Err(e) => println!("  refused: {e}"),
+        Ok(_) => return Err(fail("the wrong passphrase opened the vault".into())),
+    }
+
+    step(5, "A reused MFA code is refused by STS, as AWS does");
+    let reused = reuse_attempt(&rt, &mut card, &profile, &paths, &endpoint, &clock)?;
+    println!("  refused: {reused}");
+
+    step(6, "The audit log");
+    let n = breakglass::audit::verify(&paths.audit_log()).map_err(|e| fail(e.to_string()))?;
+    let log = std::fs::read_to_string(paths.audit_log()).unwrap_or_default();
+    for line in log.lines() {
+        println!("  {line}");
+    }
+    println!("  {n} records, hash chain intact; no secret in them.");
+    let counts = emulator.counts();
+    println!(
+        "\nDone. The emulator saw {} GetSessionToken calls and refused {} MFA codes. The temporary home is removed.",
+        counts.get_session_token, counts.rejected_mfa
+    );
+    Ok(())
+}
+
+/// Re-sends the MFA code of the window the activation used, with the vault's key: STS refuses.
+fn reuse_attempt(
+    rt: &tokio::runtime::Runtime,
+    card: &mut SoftCard,
+    profile: &Profile,
+    paths: &Paths,
+    endpoint: &Endpoint,
+    clock: &dyn Fn() -> u64,
+) -> Result<String, CliError> {
+    let fail = |what: String| CliError::new(what, "report this", exit::FAILURE);
+    let vault = breakglass::vault::file::read(&profile.vault)?;
+    let mut session = Session::select(card)?;
+    let passphrase = SecretString::from(PASSPHRASE.to_owned());
+    let opened = {
+        let mut f = breakglass::vault::OathFactor::new(&mut session, &profile.seal_account);
+        vault.open(&passphrase, &mut f)?
+    };
+    let used = mfa::Windows::load(&paths.mfa_state())
+        .last(&opened.payload.mfa_serial)
+        .ok_or_else(|| fail("no MFA window recorded".into()))?;
+    let mut quiet = Scripted {
+        names: VecDeque::new(),
+        passphrases: VecDeque::new(),
+    };
+    let code = mfa::code_for_step(&mut session, &profile.mfa_account, used, &mut quiet)?;
+    println!("  (re-sending the code of window {used}, which the activation already used; now is window {})", clock() / 30);
+    let signer = Signer {
+        access_key_id: &opened.payload.access_key_id,
+        secret_access_key: &opened.payload.secret_access_key,
+        session_token: None,
+    };
+    match rt.block_on(sts::get_session_token(
+        endpoint,
+        &signer,
+        &opened.payload.mfa_serial,
+        &code,
+        900,
+    )) {
+        Err(aws::Error::BadCode { message }) => Ok(message),
+        Err(e) => Err(e.into()),
+        Ok(_) => Err(fail("STS accepted a reused MFA code".into())),
+    }
+}

@@ -1,0 +1,367 @@
+//! Profiles and paths: `$BREAKGLASS_CONFIG` or `$XDG_CONFIG_HOME/breakglass/config.toml`;
+//! data under `$XDG_DATA_HOME/breakglass/`, state (audit log) under `$XDG_STATE_HOME/breakglass/`.
+//!
+//! ```toml
+//! [profiles.prod]
+//! vault = "/var/lib/breakglass/prod.vault"   # default: DATA/vaults/prod.vault
+//! mfa_account = "breakglass:prod"             # OATH account of the MFA code
+//! seal_account = "breakglass-seal"            # OATH credential of the vault's token factor
+//! mfa_serial = "arn:aws:iam::123456789012:mfa/breakglass"  # informational; the vault has it
+//! region = "us-east-1"
+//! sts_endpoint = "https://sts.us-east-1.amazonaws.com"     # else AWS_ENDPOINT_URL(_STS)
+//! session_duration = 3600                     # 900..=129600 seconds
+//! reader = "Yubico"                           # part of the reader name
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Allowed GetSessionToken durations, seconds.
+pub const SESSION_DURATION_SECS: std::ops::RangeInclusive<u64> = 900..=129_600;
+pub const DEFAULT_SESSION_DURATION_SECS: u64 = 3600;
+pub const DEFAULT_SEAL_ACCOUNT: &str = "breakglass-seal";
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no profile named {name:?} in {path} (profiles: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    NoProfile {
+        name: String,
+        path: String,
+        known: Vec<String>,
+    },
+    #[error("cannot find a home directory: set HOME or XDG_CONFIG_HOME")]
+    NoHome,
+}
+
+/// Where breakglass keeps things.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Paths {
+    /// From the environment (XDG base directories, `BREAKGLASS_CONFIG`).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<PathBuf>) -> Result<Self, Error> {
+        let home = get("HOME");
+        let base = |xdg: &str, fallback: &str| -> Result<PathBuf, Error> {
+            get(xdg)
+                .or_else(|| home.as_ref().map(|h| h.join(fallback)))
+                .map(|p| p.join("breakglass"))
+                .ok_or(Error::NoHome)
+        };
+        let config = match get("BREAKGLASS_CONFIG") {
+            Some(p) => p,
+            None => base("XDG_CONFIG_HOME", ".config")?.join("config.toml"),
+        };
+        Ok(Self {
+            config,
+            data: base("XDG_DATA_HOME", ".local/share")?,
+            state: base("XDG_STATE_HOME", ".local/state")?,
+        })
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        self.state.join("audit.log")
+    }
+
+    pub fn mfa_state(&self) -> PathBuf {
+        self.state.join("mfa-windows.json")
+    }
+
+    pub fn default_vault(&self, profile: &str) -> PathBuf {
+        self.data.join("vaults").join(format!("{profile}.vault"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    profiles: BTreeMap<String, Spanned<RawProfile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    vault: Option<PathBuf>,
+    mfa_account: Option<String>,
+    seal_account: Option<String>,
+    mfa_serial: Option<String>,
+    region: Option<String>,
+    sts_endpoint: Option<Spanned<String>>,
+    session_duration: Option<Spanned<u64>>,
+    reader: Option<String>,
+}
+
+/// One profile with its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub vault: PathBuf,
+    pub mfa_account: String,
+    pub seal_account: String,
+    pub mfa_serial: Option<String>,
+    pub region: String,
+    pub sts_endpoint: Option<String>,
+    pub session_duration_secs: u64,
+    pub reader: Option<String>,
+}
+
+impl Profile {
+    /// A profile with every default, for `enroll` of a profile not yet in the file.
+    pub fn defaults(name: &str, paths: &Paths) -> Self {
+        Self {
+            name: name.to_owned(),
+            vault: paths.default_vault(name),
+            mfa_account: format!("breakglass:{name}"),
+            seal_account: DEFAULT_SEAL_ACCOUNT.to_owned(),
+            mfa_serial: None,
+            region: DEFAULT_REGION.to_owned(),
+            sts_endpoint: None,
+            session_duration_secs: DEFAULT_SESSION_DURATION_SECS,
+            reader: None,
+        }
+    }
+
+    /// The TOML section that [`load`] reads back as this profile.
+    pub fn to_toml(&self) -> String {
+        let mut s = format!("[profiles.{}]\n", toml_key(&self.name));
+        let q = |v: &str| toml::Value::String(v.to_owned()).to_string();
+        s += &format!("vault = {}\n", q(&self.vault.to_string_lossy()));
+        s += &format!("mfa_account = {}\n", q(&self.mfa_account));
+        s += &format!("seal_account = {}\n", q(&self.seal_account));
+        if let Some(serial) = &self.mfa_serial {
+            s += &format!("mfa_serial = {}\n", q(serial));
+        }
+        s += &format!("region = {}\n", q(&self.region));
+        if let Some(e) = &self.sts_endpoint {
+            s += &format!("sts_endpoint = {}\n", q(e));
+        }
+        s += &format!("session_duration = {}\n", self.session_duration_secs);
+        if let Some(r) = &self.reader {
+            s += &format!("reader = {}\n", q(r));
+        }
+        s
+    }
+}
+
+fn toml_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        k.to_owned()
+    } else {
+        toml::Value::String(k.to_owned()).to_string()
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parses a config file's text; errors carry `path:line`.
+pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, Profile>, Error> {
+    let invalid = |offset: usize, message: String| Error::Invalid {
+        path: path.display().to_string(),
+        line: line_of(text, offset),
+        message,
+    };
+    let file: File = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        invalid(offset, e.message().to_owned())
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, raw) in file.profiles {
+        let at = raw.span().start;
+        let raw = raw.into_inner();
+        let mut p = Profile::defaults(&name, paths);
+        if name.is_empty() || name.len() > 64 || name.contains('/') {
+            return Err(invalid(
+                at,
+                format!("profile name {name:?} must be 1-64 characters without '/'"),
+            ));
+        }
+        if let Some(v) = raw.vault {
+            p.vault = v;
+        }
+        if let Some(d) = raw.session_duration {
+            if !SESSION_DURATION_SECS.contains(d.get_ref()) {
+                return Err(invalid(
+                    d.span().start,
+                    format!(
+                        "session_duration {} is out of range: use 900 to 129600 seconds",
+                        d.get_ref()
+                    ),
+                ));
+            }
+            p.session_duration_secs = *d.get_ref();
+        }
+        if let Some(e) = raw.sts_endpoint {
+            if !(e.get_ref().starts_with("https://")
+                || e.get_ref().starts_with("http://127.")
+                || e.get_ref().starts_with("http://localhost"))
+            {
+                return Err(invalid(
+                    e.span().start,
+                    "sts_endpoint must be https:// (or http:// on loopback for tests)".into(),
+                ));
+            }
+            p.sts_endpoint = Some(e.into_inner());
+        }
+        p.mfa_account = raw.mfa_account.unwrap_or(p.mfa_account);
+        p.seal_account = raw.seal_account.unwrap_or(p.seal_account);
+        p.mfa_serial = raw.mfa_serial;
+        p.region = raw.region.unwrap_or(p.region);
+        p.reader = raw.reader;
+        out.insert(name, p);
+    }
+    Ok(out)
+}
+
+/// Reads every profile; a missing file has none.
+pub fn load_all(paths: &Paths) -> Result<BTreeMap<String, Profile>, Error> {
+    match std::fs::read_to_string(&paths.config) {
+        Ok(text) => parse(&text, &paths.config, paths),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(source) => Err(Error::Read {
+            path: paths.config.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Reads one profile.
+pub fn load(paths: &Paths, name: &str) -> Result<Profile, Error> {
+    let mut all = load_all(paths)?;
+    all.remove(name).ok_or_else(|| Error::NoProfile {
+        name: name.to_owned(),
+        path: paths.config.display().to_string(),
+        known: all.keys().cloned().collect(),
+    })
+}
+
+/// Appends a profile section to the config file (atomically; comments are kept).
+pub fn add_profile(paths: &Paths, profile: &Profile) -> std::io::Result<()> {
+    let mut text = match std::fs::read_to_string(&paths.config) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text += &profile.to_toml();
+    crate::files::atomic_write(&paths.config, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths() -> Paths {
+        Paths::from_lookup(|k| (k == "HOME").then(|| PathBuf::from("/home/op"))).unwrap()
+    }
+
+    #[test]
+    fn xdg_defaults_and_overrides() {
+        let p = paths();
+        assert_eq!(
+            p.config,
+            PathBuf::from("/home/op/.config/breakglass/config.toml")
+        );
+        assert_eq!(
+            p.audit_log(),
+            PathBuf::from("/home/op/.local/state/breakglass/audit.log")
+        );
+        let q = Paths::from_lookup(|k| match k {
+            "BREAKGLASS_CONFIG" => Some("/etc/bg.toml".into()),
+            "XDG_DATA_HOME" => Some("/d".into()),
+            "XDG_STATE_HOME" => Some("/s".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(q.config, PathBuf::from("/etc/bg.toml"));
+        assert_eq!(
+            q.default_vault("x"),
+            PathBuf::from("/d/breakglass/vaults/x.vault")
+        );
+        assert!(Paths::from_lookup(|_| None).is_err());
+    }
+
+    #[test]
+    fn round_trip_and_defaults() {
+        let p = paths();
+        let mut prof = Profile::defaults("prod", &p);
+        prof.sts_endpoint = Some("http://127.0.0.1:4566".into());
+        prof.reader = Some("Yubico".into());
+        let parsed = parse(&prof.to_toml(), Path::new("c.toml"), &p).unwrap();
+        assert_eq!(parsed["prod"], prof);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let p = paths();
+        let text = "[profiles.prod]\nregion = \"eu-west-1\"\nsession_duration = 60\n";
+        let e = parse(text, Path::new("/c.toml"), &p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/c.toml:3: session_duration 60 is out of range"),
+            "{e}"
+        );
+        let e = parse(
+            "[profiles.prod]\nregoin = \"x\"\n",
+            Path::new("/c.toml"),
+            &p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/c.toml:2:") && e.contains("regoin"), "{e}");
+        let e = parse(
+            "[profiles.prod]\nsts_endpoint = \"http://evil.example\"\n",
+            Path::new("/c.toml"),
+            &p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/c.toml:2:"), "{e}");
+        let e = parse("[profiles.prod\n", Path::new("/c.toml"), &p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/c.toml:1:"), "{e}");
+    }
+}

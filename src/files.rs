@@ -1,0 +1,136 @@
+//! Private, atomic file writes: temp file (0600) in the same directory, fsync, rename, fsync of
+//! the directory. A crash leaves either the old file or the new one, never half of either.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Permission bits that let other users write.
+const SHARED_WRITE: u32 = 0o022;
+
+/// Creates `dir` (and parents) as 0700 when missing; refuses an existing directory that other
+/// users can write or that belongs to someone else.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let meta = fs::metadata(dir)?;
+    if meta.mode() & SHARED_WRITE != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is writable by other users (mode {:o}); run `chmod 700 {}`",
+                dir.display(),
+                meta.mode() & 0o777,
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Errors unless `path` is a regular file that no other user can write.
+pub fn check_private_file(path: &Path) -> io::Result<()> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.mode() & SHARED_WRITE != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is writable by other users (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                meta.mode() & 0o777,
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nonce: u32 = std::process::id()
+        ^ (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0));
+    path.with_file_name(format!(".{name}.tmp-{nonce:08x}"))
+}
+
+/// Replaces `path` with `bytes` atomically, mode 0600, in a private directory.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    ensure_private_dir(dir)?;
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_private_files_in_private_dirs_and_replaces_atomically() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("a/b/vault");
+        atomic_write(&path, b"one").unwrap();
+        atomic_write(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
+        let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+        check_private_file(&path).unwrap();
+    }
+
+    #[test]
+    fn refuses_shared_directories_and_files() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("shared");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = atomic_write(&dir.join("v"), b"x").unwrap_err();
+        assert!(err.to_string().contains("chmod 700"), "{err}");
+        let file = root.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(check_private_file(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600"));
+    }
+}

@@ -1,0 +1,266 @@
+//! Who is calling: SigV4 verification of a request against the emulator's keys and sessions,
+//! with AWS's checks and words (credential scope, 15-minute clock window, session token,
+//! expiry, inactive keys).
+
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use super::http::Request;
+use super::model::{Account, KeyStatus, Principal, ACCOUNT_ID, REGION};
+use super::sigv4::{self, Authorization, Message};
+use super::wire::{Fault, Service};
+
+/// How far `X-Amz-Date` may be from the emulator's clock, either way.
+pub const MAX_SKEW_SECS: i64 = 15 * 60;
+
+const SIGNATURE_MISMATCH: &str = "The request signature we calculated does not match the \
+    signature you provided. Check your AWS Secret Access Key and signing method. Consult the \
+    service documentation for details.";
+
+/// An authenticated caller.
+pub struct Caller {
+    pub principal: Principal,
+    /// True for temporary (`ASIA…`) credentials.
+    pub session: bool,
+    /// True when MFA was verified for these credentials.
+    pub mfa: bool,
+    pub source_identity: Option<String>,
+}
+
+impl Caller {
+    /// The IAM user behind the credentials (long-term key or GetSessionToken session).
+    pub fn user(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::User { name } => Some(name),
+            Principal::Role { .. } => None,
+        }
+    }
+
+    /// `arn:aws:iam::…:user/NAME` or `arn:aws:sts::…:assumed-role/ROLE/SESSION`.
+    pub fn arn(&self) -> String {
+        match &self.principal {
+            Principal::User { name } => Account::user_arn(name),
+            Principal::Role {
+                role_arn,
+                session_name,
+            } => assumed_role_arn(role_arn, session_name),
+        }
+    }
+
+    /// `AIDA…` for users, `AROA…:SESSION` for role sessions.
+    pub fn user_id(&self, account: &Account) -> String {
+        match &self.principal {
+            Principal::User { name } => account.users.get(name).map(|u| u.id.clone()),
+            Principal::Role {
+                role_arn,
+                session_name,
+            } => account
+                .roles
+                .get(role_arn)
+                .map(|r| format!("{}:{session_name}", r.id)),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// The STS ARN of a session of role `role_arn`.
+pub fn assumed_role_arn(role_arn: &str, session_name: &str) -> String {
+    let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
+    format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session_name}")
+}
+
+/// The credentials a key id names, before the signature is checked.
+struct Found<'a> {
+    caller: Caller,
+    secret: &'a SecretString,
+    token: Option<&'a SecretString>,
+    active: bool,
+    expires: Option<i64>,
+}
+
+fn lookup<'a>(account: &'a Account, key_id: &str) -> Result<Found<'a>, Fault> {
+    if let Some(key) = account.keys.get(key_id) {
+        return Ok(Found {
+            caller: Caller {
+                principal: Principal::User {
+                    name: key.user.clone(),
+                },
+                session: false,
+                mfa: false,
+                source_identity: None,
+            },
+            secret: &key.secret,
+            token: None,
+            active: key.status == KeyStatus::Active,
+            expires: None,
+        });
+    }
+    let session = account
+        .sessions
+        .get(key_id)
+        .ok_or(Fault::InvalidClientTokenId)?;
+    Ok(Found {
+        caller: Caller {
+            principal: session.principal.clone(),
+            session: true,
+            mfa: session.mfa,
+            source_identity: session.source_identity.clone(),
+        },
+        secret: &session.secret,
+        token: Some(&session.token),
+        active: true,
+        expires: Some(session.expires),
+    })
+}
+
+/// Verifies `request`'s signature and credentials. `expected` is the service of the action
+/// asked for (`None` when the action is unknown: then `sts` or `iam` scopes are both accepted).
+/// Returns the caller and the service named in the credential scope.
+pub fn authenticate(
+    account: &Account,
+    request: &Request,
+    expected: Option<Service>,
+    now: i64,
+) -> Result<(Caller, Service), Fault> {
+    let header = request
+        .header("authorization")
+        .ok_or(Fault::MissingAuthenticationToken)?;
+    let auth = sigv4::parse_authorization(header)
+        .map_err(|e| Fault::IncompleteSignature(e.to_string()))?;
+    let (amz_date, signed_at) = signing_time(request, &auth)?;
+    let found = lookup(account, &auth.access_key_id)?;
+    let service = check_scope(&auth, amz_date, expected)?;
+    check_clock(amz_date, signed_at, now)?;
+    check_signature(request, &auth, amz_date, found.secret)?;
+    check_token(request, found.token)?;
+    if !found.active {
+        return Err(Fault::InvalidClientTokenId);
+    }
+    if found.expires.is_some_and(|expires| now >= expires) {
+        return Err(Fault::ExpiredToken);
+    }
+    Ok((found.caller, service))
+}
+
+fn signing_time<'a>(request: &'a Request, auth: &Authorization) -> Result<(&'a str, i64), Fault> {
+    let amz_date = request.header("x-amz-date").ok_or_else(|| {
+        Fault::IncompleteSignature(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' \
+             header."
+                .into(),
+        )
+    })?;
+    let signed_at = sigv4::parse_amz_date(amz_date).ok_or_else(|| {
+        Fault::IncompleteSignature(format!(
+            "Date must be in ISO-8601 'basic format'. Got '{amz_date}'. See \
+             http://en.wikipedia.org/wiki/ISO_8601"
+        ))
+    })?;
+    for required in ["host", "x-amz-date"] {
+        if !auth.signed_headers.iter().any(|h| h == required) {
+            return Err(Fault::IncompleteSignature(format!(
+                "'{required}' must be a 'SignedHeader' in the AWS Authorization."
+            )));
+        }
+    }
+    Ok((amz_date, signed_at))
+}
+
+fn check_scope(
+    auth: &Authorization,
+    amz_date: &str,
+    expected: Option<Service>,
+) -> Result<Service, Fault> {
+    let scope = &auth.scope;
+    let mismatch = |m: String| Err(Fault::SignatureDoesNotMatch(m));
+    if scope.terminator != sigv4::TERMINATOR {
+        return mismatch(format!(
+            "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'.",
+            scope.terminator
+        ));
+    }
+    let day = amz_date.get(..8).unwrap_or_default();
+    if scope.date != day {
+        return mismatch(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date \
+             from HTTP: '{}' != '{day}', from '{amz_date}'.",
+            scope.date
+        ));
+    }
+    if scope.region != REGION {
+        return mismatch(format!(
+            "Credential should be scoped to a valid region, not '{}'. ",
+            scope.region
+        ));
+    }
+    let named = Service::from_signing_name(&scope.service);
+    match (named, expected) {
+        (Some(named), None) => Ok(named),
+        (Some(named), Some(expected)) if named == expected => Ok(named),
+        (_, expected) => mismatch(format!(
+            "Credential should be scoped to correct service: '{}'. ",
+            expected.unwrap_or(Service::Sts).signing_name()
+        )),
+    }
+}
+
+fn check_clock(amz_date: &str, signed_at: i64, now: i64) -> Result<(), Fault> {
+    let now_text = sigv4::format_amz_date(now);
+    if signed_at < now.saturating_sub(MAX_SKEW_SECS) {
+        let limit = sigv4::format_amz_date(now.saturating_sub(MAX_SKEW_SECS));
+        return Err(Fault::SignatureDoesNotMatch(format!(
+            "Signature expired: {amz_date} is now earlier than {limit} ({now_text} - 15 min.)"
+        )));
+    }
+    if signed_at > now.saturating_add(MAX_SKEW_SECS) {
+        let limit = sigv4::format_amz_date(now.saturating_add(MAX_SKEW_SECS));
+        return Err(Fault::SignatureDoesNotMatch(format!(
+            "Signature not yet current: {amz_date} is still later than {limit} ({now_text} + \
+             15 min.)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_signature(
+    request: &Request,
+    auth: &Authorization,
+    amz_date: &str,
+    secret: &SecretString,
+) -> Result<(), Fault> {
+    let body_hash = sigv4::hex_sha256(&request.body);
+    if let Some(claimed) = request.header("x-amz-content-sha256") {
+        if claimed != body_hash {
+            return Err(Fault::ContentSha256Mismatch);
+        }
+    }
+    let message = Message {
+        method: &request.method,
+        path: request.path(),
+        query: request.query(),
+        headers: &request.headers,
+        payload_hash: &body_hash,
+    };
+    let canonical = sigv4::canonical_request(&message, &auth.signed_headers).ok_or_else(|| {
+        Fault::MalformedQueryString("Invalid percent-encoding in the query string".into())
+    })?;
+    if sigv4::verify(secret, auth, amz_date, &canonical) {
+        Ok(())
+    } else {
+        Err(Fault::SignatureDoesNotMatch(SIGNATURE_MISMATCH.into()))
+    }
+}
+
+/// Temporary credentials need their own token; long-term keys must not carry one.
+fn check_token(request: &Request, expected: Option<&SecretString>) -> Result<(), Fault> {
+    let given = request.header("x-amz-security-token");
+    match (expected, given) {
+        (None, None) => Ok(()),
+        (Some(expected), Some(given))
+            if bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes())) =>
+        {
+            Ok(())
+        }
+        _ => Err(Fault::InvalidClientTokenId),
+    }
+}

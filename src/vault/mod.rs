@@ -1,0 +1,540 @@
+//! The sealed vault: the IAM user's long-term key, openable only with both the passphrase and
+//! an enrolled token.
+//!
+//! `P = Argon2id(passphrase)`, `T` = the token factor of a slot, `KEK = HKDF-SHA256(slot salt,
+//! P ‖ T, "breakglass v1 kek" ‖ vault id ‖ slot id)`. A random data key is wrapped under each
+//! slot's KEK (AES-256-GCM); the payload is sealed under the data key with the whole header as
+//! associated data. Byte layout: docs/vault-format.md.
+
+pub mod factor;
+pub mod file;
+pub mod format;
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::secure::{random_bytes, Key32, Random, RandomFailed};
+use crate::token::apdu::{write_tlv, Tlv};
+pub use factor::{OathFactor, SealFactor};
+use format::{Header, Sealed, SlotRecord, NONCE_LEN, SALT_LEN, WRAPPED_KEY_LEN};
+
+/// Errors of the vault. The wording of the variants is what users read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("passphrase or token did not open this vault")]
+    NotOpened,
+    #[error("this token is not enrolled in this vault (enrolled slots: {})", slots.join(", "))]
+    NotEnrolled { slots: Vec<String> },
+    #[error("the vault is damaged or was modified")]
+    Damaged,
+    #[error("this file is not a breakglass vault")]
+    NotAVault,
+    #[error(
+        "vault format version {version} is not supported by this breakglass (it reads version 1)"
+    )]
+    UnsupportedVersion { version: u16 },
+    #[error("invalid Argon2id parameters: {0}")]
+    BadKdf(String),
+    #[error("a vault has at most {max} key slots")]
+    TooManySlots { max: usize },
+    #[error("no key slot {id} in this vault")]
+    NoSuchSlot { id: u8 },
+    #[error("the last key slot cannot be removed")]
+    LastSlot,
+    #[error("invalid {what}: {reason}")]
+    InvalidInput { what: &'static str, reason: String },
+    #[error("token: {0}")]
+    Token(#[from] crate::token::Error),
+    #[error(transparent)]
+    Random(#[from] RandomFailed),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is writable by other users (mode {mode:o}); refusing to use it")]
+    UnsafePermissions { path: String, mode: u32 },
+}
+
+/// The kind of token factor of a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FactorKind {
+    /// Full HMAC-SHA256 by a touch-required YKOATH credential over a per-slot challenge.
+    OathHmac = 1,
+}
+
+impl FactorKind {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        (b == 1).then_some(Self::OathHmac)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OathHmac => "oath",
+        }
+    }
+}
+
+/// Public description of a key slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub id: u8,
+    pub kind: FactorKind,
+    pub label: String,
+    /// Factor parameters (public: credential name, challenge, token id).
+    pub params: Vec<u8>,
+}
+
+/// Argon2id cost parameters, stored in the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    pub m_kib: u32,
+    pub t: u32,
+    pub p: u32,
+}
+
+impl KdfParams {
+    /// RFC 9106's second recommended option: 64 MiB, 3 passes, 4 lanes.
+    pub const DEFAULT: Self = Self {
+        m_kib: 64 * 1024,
+        t: 3,
+        p: 4,
+    };
+    /// For the demo and tests only: fast, and said so on screen.
+    pub const LIGHT: Self = Self {
+        m_kib: 1024,
+        t: 1,
+        p: 1,
+    };
+
+    pub fn check(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::BadKdf(m.to_owned()));
+        if !(1..=16).contains(&self.p) {
+            return bad("parallelism must be 1 to 16");
+        }
+        if !(1..=64).contains(&self.t) {
+            return bad("passes must be 1 to 64");
+        }
+        if self.m_kib < 8 * self.p || self.m_kib > 4 * 1024 * 1024 {
+            return bad("memory must be at least 8 KiB per lane and at most 4 GiB");
+        }
+        Ok(())
+    }
+
+    fn argon2(&self) -> Result<argon2::Argon2<'static>, Error> {
+        self.check()?;
+        let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32))
+            .map_err(|e| Error::BadKdf(e.to_string()))?;
+        Ok(argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+}
+
+/// The passphrase factor `P`.
+pub fn passphrase_factor(
+    passphrase: &SecretString,
+    salt: &[u8; SALT_LEN],
+    kdf: &KdfParams,
+) -> Result<Key32, Error> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    kdf.argon2()?
+        .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut *out)
+        .map_err(|e| Error::BadKdf(e.to_string()))?;
+    Ok(Key32::new(*out))
+}
+
+fn kek(p: &Key32, t: &Key32, salt: &[u8; SALT_LEN], vault_id: &[u8], slot_id: u8) -> Key32 {
+    let mut ikm = Zeroizing::new([0u8; 64]);
+    ikm[..32].copy_from_slice(p.expose());
+    ikm[32..].copy_from_slice(t.expose());
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&*ikm);
+    let info: [&[u8]; 3] = [b"breakglass v1 kek", vault_id, &[slot_id]];
+    let mut out = Zeroizing::new([0u8; 32]);
+    // HKDF-SHA256 can always expand 32 bytes; the error arm is unreachable by construction.
+    if let Ok(okm) = prk.expand(&info, ring::hkdf::HKDF_SHA256) {
+        let _ = okm.fill(&mut *out);
+    }
+    Key32::new(*out)
+}
+
+fn aead_key(key: &Key32) -> LessSafeKey {
+    // AES-256 takes exactly 32 bytes; construction cannot fail for a Key32.
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).unwrap_or_else(|_| unreachable!()))
+}
+
+fn seal(key: &Key32, nonce: [u8; NONCE_LEN], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut buf = plain.to_vec();
+    // Sealing only fails for inputs over 64 GiB.
+    let _ = aead_key(key).seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut buf,
+    );
+    buf
+}
+
+fn open(
+    key: &Key32,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(sealed.to_vec());
+    let n = aead_key(key)
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        )
+        .ok()?
+        .len();
+    buf.truncate(n);
+    Some(buf)
+}
+
+fn slot_aad(vault_id: &[u8], record: &SlotRecord) -> Vec<u8> {
+    let mut aad = b"breakglass v1 slot".to_vec();
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&record.bound_fields());
+    aad
+}
+
+/// What the vault protects.
+pub struct Payload {
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
+    pub mfa_serial: String,
+    pub user_arn: String,
+    /// Unix seconds.
+    pub created: u64,
+    pub rotated: u64,
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field(
+                "access_key_id",
+                &crate::secure::mask_key_id(&self.access_key_id),
+            )
+            .field("mfa_serial", &self.mfa_serial)
+            .field("user_arn", &self.user_arn)
+            .finish_non_exhaustive()
+    }
+}
+
+mod ptag {
+    pub const KEY_ID: u32 = 0x01;
+    pub const SECRET: u32 = 0x02;
+    pub const MFA_SERIAL: u32 = 0x03;
+    pub const USER_ARN: u32 = 0x04;
+    pub const CREATED: u32 = 0x05;
+    pub const ROTATED: u32 = 0x06;
+}
+
+impl Payload {
+    fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(256));
+        write_tlv(&mut out, ptag::KEY_ID, self.access_key_id.as_bytes());
+        write_tlv(
+            &mut out,
+            ptag::SECRET,
+            self.secret_access_key.expose_secret().as_bytes(),
+        );
+        write_tlv(&mut out, ptag::MFA_SERIAL, self.mfa_serial.as_bytes());
+        write_tlv(&mut out, ptag::USER_ARN, self.user_arn.as_bytes());
+        write_tlv(&mut out, ptag::CREATED, &self.created.to_be_bytes());
+        write_tlv(&mut out, ptag::ROTATED, &self.rotated.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let list = Tlv::parse_all(bytes).map_err(|_| Error::Damaged)?;
+        let text = |tag| {
+            Tlv::find(&list, tag)
+                .ok()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .ok_or(Error::Damaged)
+        };
+        let time = |tag| {
+            Tlv::find(&list, tag)
+                .ok()
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(Error::Damaged)
+        };
+        Ok(Self {
+            access_key_id: text(ptag::KEY_ID)?.to_owned(),
+            secret_access_key: SecretString::from(text(ptag::SECRET)?.to_owned()),
+            mfa_serial: text(ptag::MFA_SERIAL)?.to_owned(),
+            user_arn: text(ptag::USER_ARN)?.to_owned(),
+            created: time(ptag::CREATED)?,
+            rotated: time(ptag::ROTATED)?,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what, reason: &str| {
+            Err(Error::InvalidInput {
+                what,
+                reason: reason.to_owned(),
+            })
+        };
+        let id = &self.access_key_id;
+        if id.len() < 16 || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return bad(
+                "access key id",
+                "expected 16-128 letters and digits (AKIA…)",
+            );
+        }
+        let secret = self.secret_access_key.expose_secret();
+        if secret.len() < 16 || secret.len() > 128 || secret.chars().any(char::is_whitespace) {
+            return bad(
+                "secret access key",
+                "expected 16-128 characters without spaces",
+            );
+        }
+        if !self.mfa_serial.starts_with("arn:") {
+            return bad(
+                "MFA serial",
+                "expected an ARN such as arn:aws:iam::123456789012:mfa/NAME",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A vault as read from disk: public structure, sealed payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vault {
+    sealed: Sealed,
+}
+
+/// A vault opened with both factors: the payload, and what is needed to re-seal it.
+pub struct Opened {
+    vault: Vault,
+    p: Key32,
+    data_key: Key32,
+    pub payload: Payload,
+    /// The slot that opened it.
+    pub slot_id: u8,
+}
+
+impl Vault {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        Ok(Self {
+            sealed: Sealed::decode(bytes)?,
+        })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.sealed.encode()
+    }
+
+    pub fn slots(&self) -> impl Iterator<Item = &SlotInfo> {
+        self.sealed.header.slots.iter().map(|s| &s.info)
+    }
+
+    pub fn kdf(&self) -> KdfParams {
+        self.sealed.header.kdf
+    }
+
+    pub fn vault_id_hex(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.sealed.header.vault_id)
+    }
+
+    /// Seals a new vault with one slot for `factor`.
+    pub fn create(
+        passphrase: &SecretString,
+        kdf: KdfParams,
+        factor: &mut dyn SealFactor,
+        label: &str,
+        payload: &Payload,
+        rng: &dyn Random,
+        now: u64,
+    ) -> Result<Self, Error> {
+        payload.validate()?;
+        let header = Header {
+            vault_id: random_bytes(rng)?,
+            created: now,
+            kdf,
+            kdf_salt: random_bytes(rng)?,
+            slots: Vec::new(),
+        };
+        let p = passphrase_factor(passphrase, &header.kdf_salt, &kdf)?;
+        let data_key = Key32::random(rng)?;
+        let mut vault = Self {
+            sealed: Sealed {
+                header,
+                payload_nonce: [0; NONCE_LEN],
+                payload: Vec::new(),
+            },
+        };
+        vault.push_slot(&p, &data_key, factor, label, rng)?;
+        vault.reseal(&data_key, payload, rng)?;
+        Ok(vault)
+    }
+
+    fn push_slot(
+        &mut self,
+        p: &Key32,
+        data_key: &Key32,
+        factor: &mut dyn SealFactor,
+        label: &str,
+        rng: &dyn Random,
+    ) -> Result<u8, Error> {
+        let header = &mut self.sealed.header;
+        if header.slots.len() >= format::MAX_SLOTS {
+            return Err(Error::TooManySlots {
+                max: format::MAX_SLOTS,
+            });
+        }
+        if label.is_empty()
+            || label.len() > format::MAX_LABEL
+            || label.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidInput {
+                what: "slot label",
+                reason: format!("1 to {} printable characters", format::MAX_LABEL),
+            });
+        }
+        let id = (0..=u8::MAX)
+            .find(|i| header.slots.iter().all(|s| s.info.id != *i))
+            .unwrap_or(0);
+        let (params, t) = factor.enroll(rng)?;
+        let mut record = SlotRecord {
+            info: SlotInfo {
+                id,
+                kind: factor.kind(),
+                label: label.to_owned(),
+                params,
+            },
+            hkdf_salt: random_bytes(rng)?,
+            wrap_nonce: random_bytes(rng)?,
+            wrapped_key: [0; WRAPPED_KEY_LEN],
+        };
+        let kek = kek(p, &t, &record.hkdf_salt, &header.vault_id, id);
+        let wrapped = seal(
+            &kek,
+            record.wrap_nonce,
+            &slot_aad(&header.vault_id, &record),
+            data_key.expose(),
+        );
+        record.wrapped_key.copy_from_slice(&wrapped);
+        header.slots.push(record);
+        Ok(id)
+    }
+
+    fn reseal(
+        &mut self,
+        data_key: &Key32,
+        payload: &Payload,
+        rng: &dyn Random,
+    ) -> Result<(), Error> {
+        let nonce = random_bytes(rng)?;
+        let aad = self.sealed.header.encode();
+        self.sealed.payload = seal(data_key, nonce, &aad, &payload.encode());
+        self.sealed.payload_nonce = nonce;
+        Ok(())
+    }
+
+    /// Opens the vault with the passphrase and whichever enrolled token `factor` is.
+    pub fn open(
+        &self,
+        passphrase: &SecretString,
+        factor: &mut dyn SealFactor,
+    ) -> Result<Opened, Error> {
+        let header = &self.sealed.header;
+        let mut slot = None;
+        for s in &header.slots {
+            if s.info.kind == factor.kind() && factor.matches(&s.info)? {
+                slot = Some(s);
+                break;
+            }
+        }
+        let Some(slot) = slot else {
+            return Err(Error::NotEnrolled {
+                slots: header
+                    .slots
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} \"{}\" ({})",
+                            s.info.id,
+                            s.info.label,
+                            s.info.kind.name()
+                        )
+                    })
+                    .collect(),
+            });
+        };
+        // The KDF first (about a second), then the touch: the token holder acts last.
+        let p = passphrase_factor(passphrase, &header.kdf_salt, &header.kdf)?;
+        let t = factor.respond(&slot.info)?;
+        let kek = kek(&p, &t, &slot.hkdf_salt, &header.vault_id, slot.info.id);
+        let data_key = open(
+            &kek,
+            slot.wrap_nonce,
+            &slot_aad(&header.vault_id, slot),
+            &slot.wrapped_key,
+        )
+        .ok_or(Error::NotOpened)?;
+        let data_key = Key32::new(data_key[..].try_into().map_err(|_| Error::Damaged)?);
+        let plain = open(
+            &data_key,
+            self.sealed.payload_nonce,
+            &header.encode(),
+            &self.sealed.payload,
+        )
+        .ok_or(Error::Damaged)?;
+        Ok(Opened {
+            vault: self.clone(),
+            p,
+            data_key,
+            payload: Payload::decode(&plain)?,
+            slot_id: slot.info.id,
+        })
+    }
+}
+
+impl Opened {
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Adds a slot for another token (same passphrase); returns the new vault and slot id.
+    pub fn add_slot(
+        &self,
+        factor: &mut dyn SealFactor,
+        label: &str,
+        rng: &dyn Random,
+    ) -> Result<(Vault, u8), Error> {
+        let mut v = self.vault.clone();
+        let id = v.push_slot(&self.p, &self.data_key, factor, label, rng)?;
+        v.reseal(&self.data_key, &self.payload, rng)?;
+        Ok((v, id))
+    }
+
+    /// Removes a slot; the last one cannot go.
+    pub fn remove_slot(&self, id: u8, rng: &dyn Random) -> Result<Vault, Error> {
+        let mut v = self.vault.clone();
+        let slots = &mut v.sealed.header.slots;
+        let before = slots.len();
+        slots.retain(|s| s.info.id != id);
+        if slots.len() == before {
+            return Err(Error::NoSuchSlot { id });
+        }
+        if slots.is_empty() {
+            return Err(Error::LastSlot);
+        }
+        v.reseal(&self.data_key, &self.payload, rng)?;
+        Ok(v)
+    }
+}

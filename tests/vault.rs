@@ -1,0 +1,264 @@
+//! Vault v1: known-answer vector, tamper and truncation rejection, wrong factors, key slots.
+
+#![allow(deprecated)] // ring::test::rand gives the soft token a fixed device salt.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use breakglass::secure::{Random, RandomFailed};
+use breakglass::token::oath::{Kind, NewAccount, Seed, Session};
+use breakglass::token::otp::Algorithm;
+use breakglass::token::soft::{SimulatedTouch, SoftCard, TouchPolicy};
+use breakglass::vault::{self, Error, KdfParams, OathFactor, Payload, Vault};
+
+const SEAL: &str = "breakglass-seal";
+const VECTOR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/vault-v1-vector.bin"
+);
+
+/// Deterministic bytes: SHA-256(label ‖ counter) blocks.
+struct TestRng(std::cell::Cell<u64>);
+
+impl TestRng {
+    fn new() -> Self {
+        Self(std::cell::Cell::new(0))
+    }
+}
+
+impl Random for TestRng {
+    fn fill(&self, dest: &mut [u8]) -> Result<(), RandomFailed> {
+        for chunk in dest.chunks_mut(32) {
+            let n = self.0.get();
+            self.0.set(n + 1);
+            let block = ring::digest::digest(
+                &ring::digest::SHA256,
+                &[b"vault test rng".as_slice(), &n.to_be_bytes()].concat(),
+            );
+            chunk.copy_from_slice(&block.as_ref()[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// A soft token whose device salt is fixed by `device` and whose sealing seed is `seed`.
+fn token(device: u8, seed: u8) -> SoftCard {
+    let touch = SimulatedTouch::new(TouchPolicy::Approve, Duration::ZERO);
+    let mut card = SoftCard::with_rng(
+        Box::new(touch),
+        Box::new(ring::test::rand::FixedByteRandom { byte: device }),
+    );
+    let mut s = Session::select(&mut card).unwrap();
+    s.put(&NewAccount {
+        name: SEAL.into(),
+        kind: Kind::Totp,
+        algorithm: Algorithm::Sha256,
+        digits: 6,
+        period: 30,
+        touch: true,
+        counter: 0,
+        seed: Seed::new(Zeroizing::new(vec![seed; 32])),
+    })
+    .unwrap();
+    drop(s);
+    card
+}
+
+fn payload() -> Payload {
+    Payload {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: SecretString::from(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+        ),
+        mfa_serial: "arn:aws:iam::123456789012:mfa/breakglass".into(),
+        user_arn: "arn:aws:iam::123456789012:user/breakglass".into(),
+        created: 1_700_000_000,
+        rotated: 1_700_000_000,
+    }
+}
+
+fn pass(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+fn create(card: &mut SoftCard, rng: &dyn Random) -> Vault {
+    let mut s = Session::select(card).unwrap();
+    let mut f = OathFactor::new(&mut s, SEAL);
+    Vault::create(
+        &pass("correct horse battery staple"),
+        KdfParams::LIGHT,
+        &mut f,
+        "primary",
+        &payload(),
+        rng,
+        1_700_000_000,
+    )
+    .unwrap()
+}
+
+fn open(v: &Vault, card: &mut SoftCard, passphrase: &str) -> Result<vault::Opened, Error> {
+    let mut s = Session::select(card).unwrap();
+    let mut f = OathFactor::new(&mut s, SEAL);
+    v.open(&pass(passphrase), &mut f)
+}
+
+#[test]
+fn known_answer_vector() {
+    let v = create(&mut token(0x11, 0x22), &TestRng::new());
+    let bytes = v.to_bytes();
+    if std::env::var_os("BREAKGLASS_WRITE_VECTORS").is_some() {
+        std::fs::write(VECTOR, &bytes).unwrap();
+    }
+    let expected = std::fs::read(VECTOR).expect("tests/data/vault-v1-vector.bin");
+    assert_eq!(
+        bytes, expected,
+        "vault v1 encoding changed: the format is frozen"
+    );
+    let opened = open(
+        &Vault::from_bytes(&expected).unwrap(),
+        &mut token(0x11, 0x22),
+        "correct horse battery staple",
+    )
+    .unwrap();
+    assert_eq!(opened.payload.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+    assert_eq!(
+        opened.payload.secret_access_key.expose_secret(),
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    );
+    assert_eq!(
+        opened.payload.mfa_serial,
+        "arn:aws:iam::123456789012:mfa/breakglass"
+    );
+    assert_eq!(opened.payload.created, 1_700_000_000);
+}
+
+#[test]
+fn every_byte_flip_and_truncation_is_damage() {
+    let bytes = std::fs::read(VECTOR).unwrap();
+    for i in 0..bytes.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut b = bytes.clone();
+            b[i] ^= bit;
+            assert!(
+                matches!(
+                    Vault::from_bytes(&b),
+                    Err(Error::Damaged | Error::NotAVault)
+                ),
+                "flip {bit:#x} at {i}"
+            );
+        }
+    }
+    for n in 0..bytes.len() {
+        assert!(
+            matches!(Vault::from_bytes(&bytes[..n]), Err(Error::Damaged)),
+            "truncated to {n}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Vault::from_bytes(&longer).is_err());
+}
+
+#[test]
+fn a_deliberate_edit_with_a_recomputed_checksum_never_opens() {
+    // An attacker can recompute the plain checksum; the AEADs must still refuse every edit.
+    let bytes = std::fs::read(VECTOR).unwrap();
+    let body_len = bytes.len() - 32;
+    let mut card = token(0x11, 0x22);
+    for i in 10..body_len {
+        let mut b = bytes[..body_len].to_vec();
+        b[i] ^= 0x01;
+        let sum = ring::digest::digest(&ring::digest::SHA256, &b);
+        b.extend_from_slice(sum.as_ref());
+        let result = Vault::from_bytes(&b)
+            .and_then(|v| open(&v, &mut card, "correct horse battery staple").map(|_| ()));
+        assert!(result.is_err(), "edited byte {i} still opened");
+    }
+}
+
+#[test]
+fn wrong_passphrase_and_wrong_tokens() {
+    let rng = breakglass::secure::SystemRandom::new();
+    let v = create(&mut token(1, 1), &rng);
+    let e = open(&v, &mut token(1, 1), "Correct horse battery staple")
+        .err()
+        .unwrap();
+    assert_eq!(e.to_string(), "passphrase or token did not open this vault");
+    // Same device id, other sealing secret: indistinguishable from a wrong passphrase.
+    assert!(matches!(
+        open(&v, &mut token(1, 2), "correct horse battery staple"),
+        Err(Error::NotOpened)
+    ));
+    // Another token: say which slots exist.
+    let e = open(&v, &mut token(9, 1), "correct horse battery staple")
+        .err()
+        .unwrap();
+    assert!(matches!(e, Error::NotEnrolled { .. }));
+    assert!(e.to_string().contains("0 \"primary\" (oath)"), "{e}");
+}
+
+#[test]
+fn backup_slot_opens_and_slot_removal_revokes() {
+    let rng = breakglass::secure::SystemRandom::new();
+    let mut primary = token(1, 1);
+    let mut backup = token(2, 2);
+    let v = create(&mut primary, &rng);
+    let opened = open(&v, &mut primary, "correct horse battery staple").unwrap();
+    let (v2, id) = {
+        let mut s = Session::select(&mut backup).unwrap();
+        let mut f = OathFactor::new(&mut s, SEAL);
+        opened.add_slot(&mut f, "backup", &rng).unwrap()
+    };
+    assert_eq!(id, 1);
+    assert_eq!(v2.slots().count(), 2);
+    let via_backup = open(&v2, &mut backup, "correct horse battery staple").unwrap();
+    assert_eq!(via_backup.slot_id, 1);
+    assert_eq!(via_backup.payload.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+    open(&v2, &mut primary, "correct horse battery staple").unwrap();
+    // Remove the primary slot: the primary token no longer opens the new vault.
+    let v3 = via_backup.remove_slot(0, &rng).unwrap();
+    assert!(matches!(
+        open(&v3, &mut primary, "correct horse battery staple"),
+        Err(Error::NotEnrolled { .. })
+    ));
+    let last = open(&v3, &mut backup, "correct horse battery staple").unwrap();
+    assert!(matches!(last.remove_slot(1, &rng), Err(Error::LastSlot)));
+    assert!(matches!(
+        last.remove_slot(7, &rng),
+        Err(Error::NoSuchSlot { id: 7 })
+    ));
+}
+
+#[test]
+fn unsupported_version_and_foreign_files() {
+    let mut b = std::fs::read(VECTOR).unwrap();
+    b[9] = 2;
+    let n = b.len() - 32;
+    let sum = ring::digest::digest(&ring::digest::SHA256, &b[..n]);
+    b[n..].copy_from_slice(sum.as_ref());
+    assert!(matches!(
+        Vault::from_bytes(&b),
+        Err(Error::UnsupportedVersion { version: 2 })
+    ));
+    assert!(matches!(
+        Vault::from_bytes(
+            b"{\"json\": true, \"padding\": \"........................................\"}"
+        ),
+        Err(Error::NotAVault)
+    ));
+}
+
+#[test]
+fn vault_files_are_private_and_refused_when_shared() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vaults/prod.vault");
+    let v = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
+    vault::file::write(&path, &v).unwrap();
+    assert_eq!(vault::file::read(&path).unwrap(), v);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let e = vault::file::read(&path).unwrap_err();
+    assert!(matches!(e, Error::UnsafePermissions { .. }), "{e}");
+}
