@@ -770,7 +770,13 @@ async fn iam_enforces_quotas_ownership_and_key_status() {
         .await
         .unwrap_err();
     assert_eq!(failure(&err).0, "InvalidClientTokenId");
+}
 
+#[tokio::test]
+async fn inactive_and_deleted_keys_are_refused() {
+    let sts = start();
+    let sam = Creds::key(sts.create_access_key("sam"));
+    let admin = iam_client(&sts, &Creds::key(sts.admin_key()));
     // Inactive, then deleted keys are refused; reactivated ones work again.
     let iam_sam = iam_client(&sts, &sam);
     let set = |s: StatusType| {
@@ -970,4 +976,102 @@ fn start_refuses_non_loopback_addresses() {
     if let Ok(sts) = sts {
         assert!(sts.endpoint().starts_with("http://[::1]:"));
     }
+}
+
+/// Runs the AWS CLI (`aws`, v1 or v2) with only the given credentials and the emulator's endpoint.
+fn aws_cli(sts: &Sts, creds: &Creds, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new("aws");
+    cmd.args(args)
+        .args(["--endpoint-url", &sts.endpoint(), "--output", "json"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &creds.id)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret);
+    if let Some(token) = &creds.token {
+        cmd.env("AWS_SESSION_TOKEN", token);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn aws_cli_works_against_the_emulator() {
+    let available = std::process::Command::new("aws").arg("--version").output();
+    if !available.is_ok_and(|o| o.status.success()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED aws_cli_works_against_the_emulator: no `aws` on PATH"
+        );
+        return;
+    }
+    let sts = start();
+    let admin = Creds::key(sts.admin_key());
+    sts.create_user("xena");
+    let out = aws_cli(
+        &sts,
+        &admin,
+        &["iam", "create-access-key", "--user-name", "xena"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let xena = Creds {
+        id: json["AccessKey"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        secret: json["AccessKey"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        token: None,
+    };
+    let out = aws_cli(
+        &sts,
+        &xena,
+        &["sts", "get-session-token", "--duration-seconds", "900"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let session = Creds {
+        id: json["Credentials"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        secret: json["Credentials"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        token: Some(
+            json["Credentials"]["SessionToken"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        ),
+    };
+    let out = aws_cli(&sts, &session, &["sts", "get-caller-identity"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["Arn"], "arn:aws:iam::123456789012:user/xena");
+    let wrong = Creds {
+        secret: "x".repeat(40),
+        ..xena
+    };
+    let out = aws_cli(&sts, &wrong, &["sts", "get-caller-identity"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SignatureDoesNotMatch"));
 }

@@ -41,7 +41,20 @@ pub async fn unlock(
         return Err(Error::EmptyReason);
     }
     let vault = vault::file::read(&req.profile.vault)?;
-    let (password_holder, token_holder) = ask_holders(prompt)?;
+    let (password_holder, token_holder) = match ask_holders(prompt) {
+        Ok(names) => names,
+        Err(e @ Error::SameHolder { .. }) => {
+            let mut fields = Map::new();
+            if let Error::SameHolder { name } = &e {
+                fields.insert("password_holder".into(), Value::String(name.clone()));
+                fields.insert("token_holder".into(), Value::String(name.clone()));
+            }
+            fields.insert("reason".into(), Value::String(req.reason.trim().to_owned()));
+            record(req, fields, format!("failure: {e}")).map_err(Error::AuditFailed)?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let result = activate(req, &vault, transport, prompt).await;
     let mut fields = Map::new();
     fields.insert(
@@ -65,14 +78,7 @@ pub async fn unlock(
         }
         Err(e) => format!("failure: {e}"),
     };
-    let event = audit::Event {
-        time: audit::rfc3339((req.now)()),
-        event: "activation".into(),
-        profile: req.profile.name.clone(),
-        fields,
-        outcome,
-    };
-    let logged = audit::append(&req.paths.audit_log(), &event);
+    let logged = record(req, fields, outcome);
     let (session, mfa_serial, user_arn) = result?;
     logged.map_err(Error::AuditFailed)?;
     Ok(Activation {
@@ -82,6 +88,21 @@ pub async fn unlock(
         mfa_serial,
         user_arn,
     })
+}
+
+fn record(
+    req: &Request<'_>,
+    fields: Map<String, Value>,
+    outcome: String,
+) -> Result<(), audit::Error> {
+    let event = audit::Event {
+        time: audit::rfc3339((req.now)()),
+        event: "activation".into(),
+        profile: req.profile.name.clone(),
+        fields,
+        outcome,
+    };
+    audit::append(&req.paths.audit_log(), &event)
 }
 
 async fn activate(

@@ -17,6 +17,19 @@ pub enum SandboxCommand {
     /// token` see it as a YubiKey in reader "Virtual PCD 00 00" (port 35963) or "Virtual PCD
     /// 00 01" (port 35964).
     Card(CardArgs),
+    /// Run the strict STS/IAM emulator on loopback until killed.
+    ///
+    /// It checks SigV4 signatures and MFA codes and refuses reused codes. It prints its
+    /// endpoint and a throw-away administrator key (for `breakglass enroll --create-key
+    /// --create-mfa`), and creates the IAM user `breakglass`.
+    Sts(StsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StsArgs {
+    /// Address to listen on (loopback only; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -43,7 +56,36 @@ impl SandboxCommand {
     pub fn run(self) -> Result<(), CliError> {
         match self {
             Self::Card(args) => card(args),
+            Self::Sts(args) => sts(args),
         }
+    }
+}
+
+fn sts(args: StsArgs) -> Result<(), CliError> {
+    use secrecy::ExposeSecret;
+    if !args.listen.ip().is_loopback() {
+        return Err(CliError::usage(
+            format!("{} is not a loopback address", args.listen),
+            "use 127.0.0.1:PORT: the emulator holds sandbox secrets and serves this machine only",
+        ));
+    }
+    let emulator = breakglass::sandbox::sts::Sts::start(args.listen).map_err(|e| {
+        CliError::new(
+            format!("cannot listen on {}: {e}", args.listen),
+            "choose another port with --listen 127.0.0.1:PORT",
+            exit::UNAVAILABLE,
+        )
+    })?;
+    let user = emulator.create_user("breakglass");
+    let (id, secret) = emulator.admin_key();
+    println!("endpoint {}", emulator.endpoint());
+    println!("user {user}");
+    println!("# throw-away sandbox administrator key, valid only for this emulator:");
+    println!("export AWS_ACCESS_KEY_ID={id}");
+    println!("export AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
+    eprintln!("STS/IAM emulator running; stop it with Ctrl-C.");
+    loop {
+        std::thread::park();
     }
 }
 

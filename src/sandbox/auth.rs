@@ -264,3 +264,167 @@ fn check_token(request: &Request, expected: Option<&SecretString>) -> Result<(),
         _ => Err(Fault::InvalidClientTokenId),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::model::Rng;
+    use crate::sandbox::sigv4::Scope;
+    use zeroize::Zeroizing;
+
+    const NOW: i64 = 1_700_000_000;
+
+    /// A request signed like the SDK signs one, with `scope` overrides.
+    fn signed(
+        secret: &SecretString,
+        key_id: &str,
+        region: &str,
+        service: &str,
+        extra: &[(&str, &str)],
+    ) -> Request {
+        let body = b"Action=GetCallerIdentity&Version=2011-06-15";
+        let amz_date = sigv4::format_amz_date(NOW);
+        let mut headers = vec![
+            ("host".to_owned(), "127.0.0.1:1".to_owned()),
+            ("x-amz-date".to_owned(), amz_date.clone()),
+        ];
+        headers.extend(
+            extra
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned())),
+        );
+        let signed_headers: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
+        let hash = sigv4::hex_sha256(body);
+        let message = Message {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            payload_hash: &hash,
+        };
+        let canonical = sigv4::canonical_request(&message, &signed_headers).unwrap();
+        let scope = Scope {
+            date: amz_date[..8].to_owned(),
+            region: region.to_owned(),
+            service: service.to_owned(),
+            terminator: "aws4_request".to_owned(),
+        };
+        let signature =
+            data_encoding::HEXLOWER.encode(&sigv4::sign(secret, &scope, &amz_date, &canonical));
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders={}, Signature={signature}",
+            signed_headers.join(";")
+        );
+        headers.push(("authorization".to_owned(), authorization));
+        Request {
+            method: "POST".into(),
+            target: "/".into(),
+            headers,
+            body: Zeroizing::new(body.to_vec()),
+        }
+    }
+
+    fn account() -> (Account, String, SecretString) {
+        let mut account = Account::new(Rng::from_os().unwrap(), NOW);
+        let key = account.create_key("u", NOW);
+        let (id, secret) = (key.id.clone(), key.secret.clone());
+        (account, id, secret)
+    }
+
+    fn code(result: Result<(Caller, Service), Fault>) -> &'static str {
+        result.map(|_| "OK").unwrap_or_else(|f| f.code())
+    }
+
+    #[test]
+    fn a_correctly_signed_request_authenticates_its_user() {
+        let (account, id, secret) = account();
+        let request = signed(&secret, &id, "us-east-1", "sts", &[]);
+        let (caller, service) = authenticate(&account, &request, Some(Service::Sts), NOW).unwrap();
+        assert_eq!(service, Service::Sts);
+        assert_eq!(caller.arn(), "arn:aws:iam::123456789012:user/u");
+        assert!(!caller.session && !caller.mfa);
+    }
+
+    #[test]
+    fn scope_must_name_the_region_and_the_actions_service() {
+        let (account, id, secret) = account();
+        let iam_scoped = signed(&secret, &id, "us-east-1", "iam", &[]);
+        let err = authenticate(&account, &iam_scoped, Some(Service::Sts), NOW)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "Credential should be scoped to correct service: 'sts'. "
+        );
+        assert_eq!(code(authenticate(&account, &iam_scoped, None, NOW)), "OK");
+        let other_region = signed(&secret, &id, "eu-west-1", "sts", &[]);
+        assert_eq!(
+            code(authenticate(
+                &account,
+                &other_region,
+                Some(Service::Sts),
+                NOW
+            )),
+            "SignatureDoesNotMatch"
+        );
+    }
+
+    #[test]
+    fn clock_window_is_fifteen_minutes_each_way() {
+        let (account, id, secret) = account();
+        let request = signed(&secret, &id, "us-east-1", "sts", &[]);
+        for (now, expected) in [
+            (NOW + 900, "OK"),
+            (NOW - 900, "OK"),
+            (NOW + 901, "SignatureDoesNotMatch"),
+            (NOW - 901, "SignatureDoesNotMatch"),
+        ] {
+            assert_eq!(
+                code(authenticate(&account, &request, None, now)),
+                expected,
+                "{now}"
+            );
+        }
+        let err = authenticate(&account, &request, None, NOW - 901)
+            .err()
+            .unwrap();
+        assert!(err.to_string().starts_with("Signature not yet current: "));
+    }
+
+    #[test]
+    fn long_term_keys_must_not_carry_a_token_and_body_hash_must_match() {
+        let (account, id, secret) = account();
+        let with_token = signed(
+            &secret,
+            &id,
+            "us-east-1",
+            "sts",
+            &[("x-amz-security-token", "abc")],
+        );
+        assert_eq!(
+            code(authenticate(&account, &with_token, None, NOW)),
+            "InvalidClientTokenId"
+        );
+        let wrong_hash = signed(
+            &secret,
+            &id,
+            "us-east-1",
+            "sts",
+            &[("x-amz-content-sha256", "00")],
+        );
+        assert_eq!(
+            code(authenticate(&account, &wrong_hash, None, NOW)),
+            "XAmzContentSHA256Mismatch"
+        );
+        let mut unsigned_date = signed(&secret, &id, "us-east-1", "sts", &[]);
+        for (name, value) in &mut unsigned_date.headers {
+            if name == "authorization" {
+                *value = value.replace("SignedHeaders=host;x-amz-date", "SignedHeaders=host");
+            }
+        }
+        assert_eq!(
+            code(authenticate(&account, &unsigned_date, None, NOW)),
+            "IncompleteSignature"
+        );
+    }
+}

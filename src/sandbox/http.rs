@@ -424,6 +424,9 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<Vec<u8>> {
         match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -510,6 +513,7 @@ mod tests {
         assert_eq!(form[3], ("Flag".into(), String::new()));
         assert!(parse_form("a=%zz").is_none());
         assert!(parse_form("a=%f").is_none());
+        assert!(parse_form("a=%+1").is_none());
         assert!(parse_form("a=%ff").is_none(), "not UTF-8");
     }
 }

@@ -27,8 +27,8 @@
 //! - EnableMFADevice wants the codes of two consecutive steps `s`, `s+1` with `s` in
 //!   `now-2..=now`; both steps then count as used. At most 2 access keys and 8 MFA devices per
 //!   user (`LimitExceeded`).
-//! - Unknown actions or API versions → `InvalidAction`; parameter constraints → `ValidationError`
-//!   in AWS's "1 validation error detected" form.
+//! - Unknown actions or API versions → `InvalidAction`; parameter constraints →
+//!   `ValidationError` in AWS's "1 validation error detected" form.
 //!
 //! # Simplified
 //! - Policies: there are none. The admin key ([`Sts::admin_key`]) may call IAM for any user;
@@ -159,8 +159,8 @@ impl Sts {
         (key.id.clone(), key.secret.clone())
     }
 
-    /// Creates role `name` (or sets its MFA flag if it exists); returns its ARN. With `require_mfa`, only callers
-    /// whose session was created with MFA may assume it.
+    /// Creates role `name` (or sets its MFA flag if it exists); returns its ARN. With
+    /// `require_mfa`, only callers whose session was created with MFA may assume it.
     pub fn create_role(&self, name: &str, require_mfa: bool) -> String {
         self.shared.lock().create_role(name, require_mfa)
     }

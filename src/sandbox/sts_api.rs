@@ -14,8 +14,8 @@ const MFA_SERIAL_FAILED: &str = "MultiFactorAuthentication failed, unable to val
     Please verify your MFA serial number is valid and associated with this user.";
 const MFA_CODE_FAILED: &str =
     "MultiFactorAuthentication failed with invalid MFA one time pass code.";
-const CHAINING_LIMIT: &str =
-    "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.";
+const CHAINING_LIMIT: &str = "The requested DurationSeconds exceeds the 1 hour session limit \
+    for roles assumed by role chaining.";
 
 /// GetSessionToken's DurationSeconds range and default.
 const SESSION_SECS: (i64, i64) = (900, 129_600);
