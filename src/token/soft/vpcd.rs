@@ -6,8 +6,10 @@
 //! anything longer is a command APDU, answered with the response APDU.
 //!
 //! Latency quirk: without `TCP_NODELAY` and `TCP_QUICKACK` every APDU waits for a delayed ACK
-//! (~44 ms); with both it takes ~0.3 ms. Linux clears `TCP_QUICKACK` after use, so it is set
-//! again after every read.
+//! (~44 ms); with both it takes ~0.3 ms. Linux is not permanent about `TCP_QUICKACK`: sending
+//! a response puts the socket back into delayed-ACK ("pingpong") mode, and then the ACK of the
+//! next length prefix waits ~40 ms while vpcd's Nagle holds the APDU behind it. So it is set
+//! again after every read and after every write.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -52,6 +54,7 @@ fn read_message(stream: &mut TcpStream) -> io::Result<Option<Zeroizing<Vec<u8>>>
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
+    set_quickack(stream);
     let mut payload = Zeroizing::new(vec![0u8; usize::from(u16::from_be_bytes(len))]);
     stream.read_exact(&mut payload)?;
     set_quickack(stream);
@@ -64,7 +67,9 @@ fn write_message(stream: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
     let mut frame = Zeroizing::new(Vec::with_capacity(payload.len() + 2));
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(payload);
-    stream.write_all(&frame)
+    stream.write_all(&frame)?;
+    set_quickack(stream);
+    Ok(())
 }
 
 /// Serves the card on a connected stream until vpcd closes it (Ok) or I/O fails.

@@ -1,0 +1,137 @@
+//! `cargo bench --bench unlock`: figures of the activation, printed, never asserted.
+//!
+//! - Argon2id at the default parameters (64 MiB, t=3, p=4) and at the demo's light ones;
+//! - the whole unlock ceremony in-process (soft token, embedded STS, light KDF, scripted
+//!   answers), and the same minus the KDF: the machine time an activation adds to the people's.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+
+use breakglass::aws::Endpoint;
+use breakglass::ceremony::{self, enroll, unlock, Error, Prompt, Role};
+use breakglass::config::{Paths, Profile};
+use breakglass::sandbox::sts::Sts;
+use breakglass::secure::SystemRandom;
+use breakglass::token::soft::SoftCard;
+use breakglass::vault::{passphrase_factor, KdfParams};
+
+const PASSPHRASE: &str = "benchmark passphrase";
+
+struct Answers;
+
+impl Prompt for Answers {
+    fn name(&mut self, role: Role) -> Result<String, Error> {
+        Ok(match role {
+            Role::PasswordHolder => "alice".into(),
+            Role::TokenHolder => "bob".into(),
+        })
+    }
+    fn passphrase(&mut self, _: bool) -> Result<SecretString, Error> {
+        Ok(SecretString::from(PASSPHRASE.to_owned()))
+    }
+    fn access_code(&mut self) -> Result<SecretString, Error> {
+        Err(Error::NoAnswer("none".into()))
+    }
+    fn touch_start(&mut self, _: &str) {}
+    fn touch_end(&mut self) {}
+    fn wait(&mut self, secs: u64, _: &str) {
+        panic!("the benchmark clock never needs to wait ({secs} s)");
+    }
+    fn note(&mut self, _: &str) {}
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn kdf_time(kdf: KdfParams, runs: usize) -> Duration {
+    let p = SecretString::from(PASSPHRASE.to_owned());
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                passphrase_factor(&p, &[7u8; 32], &kdf).unwrap();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn main() {
+    let default = kdf_time(KdfParams::DEFAULT, 5);
+    println!("Argon2id default (m=64 MiB, t=3, p=4): median {default:?} (5 runs)");
+    let light = kdf_time(KdfParams::LIGHT, 50);
+    println!("Argon2id light (m=1 MiB, t=1, p=1): median {light:?} (50 runs)");
+
+    let home = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        config: home.path().join("config.toml"),
+        data: home.path().join("data"),
+        state: home.path().join("state"),
+    };
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    sts.create_user("breakglass");
+    let (admin_id, admin_secret) = sts.admin_key();
+    let mut profile = Profile::defaults("bench", &paths);
+    profile.sts_endpoint = Some(sts.endpoint());
+    let endpoint = Endpoint {
+        region: profile.region.clone(),
+        url: profile.sts_endpoint.clone(),
+    };
+    let mut card = SoftCard::new(Box::new(|| true));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let req = enroll::Request {
+        profile: &profile,
+        paths: &paths,
+        kdf: KdfParams::LIGHT,
+        key: enroll::KeySource::Create {
+            user: "breakglass".into(),
+        },
+        mfa: enroll::MfaSource::Create {
+            user: "breakglass".into(),
+        },
+        admin: Some((&admin_id, &admin_secret)),
+        endpoint: endpoint.clone(),
+        force: false,
+        now: &ceremony::now,
+    };
+    rt.block_on(enroll::enroll(
+        req,
+        &mut card,
+        &mut Answers,
+        &SystemRandom::new(),
+    ))
+    .unwrap();
+
+    // Each activation needs a fresh MFA window: move both clocks a minute per run.
+    let runs = 20;
+    let mut times = Vec::new();
+    for i in 1..=runs {
+        let skip = 60 * i as u64;
+        sts.set_clock_offset(skip as i64);
+        let clock = move || ceremony::now() + skip;
+        let req = unlock::Request {
+            profile: &profile,
+            paths: &paths,
+            reason: "benchmark",
+            endpoint: endpoint.clone(),
+            now: &clock,
+        };
+        let t = Instant::now();
+        rt.block_on(unlock::unlock(&req, &mut card, &mut Answers))
+            .unwrap();
+        times.push(t.elapsed());
+    }
+    let whole = median(times);
+    println!("unlock, whole ceremony in-process against the embedded STS (light KDF): median {whole:?} ({runs} runs)");
+    println!(
+        "unlock machine time excluding the KDF and human input: median {:?} (goal <= 50 ms)",
+        whole.saturating_sub(light)
+    );
+}
