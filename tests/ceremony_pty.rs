@@ -473,3 +473,92 @@ fn enroll_with_an_existing_mfa_device_and_unlock_against_moto() {
     }
     home.assert_no_secret(&secrets);
 }
+
+#[test]
+fn a_backup_token_with_its_own_mfa_device_opens_the_vault_alone() {
+    if !pcsc_ready("a_backup_token_with_its_own_mfa_device_opens_the_vault_alone") {
+        return;
+    }
+    let mut primary = SoftToken::approve(0);
+    let backup = SoftToken::approve(1);
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    sts.create_user("breakglass");
+    let (key_id, key_secret) = sts.create_access_key("breakglass");
+    let (admin_id, admin_secret) = sts.admin_key();
+    let admin = [
+        ("AWS_ACCESS_KEY_ID", admin_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret()),
+    ];
+    let home = Home::new();
+    let light = ["--kdf-memory", "1", "--kdf-passes", "1", "--kdf-lanes", "1"];
+    let mut args = vec![
+        "prod",
+        "--import-key",
+        "--create-mfa",
+        "--user",
+        "breakglass",
+        "--endpoint",
+    ];
+    let endpoint = sts.endpoint();
+    args.push(&endpoint);
+    args.extend(light);
+    let (pr, br) = (primary.reader(), backup.reader());
+    args.extend(["--reader", &pr]);
+    enroll(&home, &args, &[&key_id, key_secret.expose_secret()], &admin);
+
+    // The same token cannot be added twice.
+    let mut cmd = home.command(&[
+        "enroll",
+        "prod",
+        "--add-token",
+        "--create-mfa",
+        "--user",
+        "breakglass",
+        "--reader",
+        &pr,
+        "--from-reader",
+        &pr,
+    ]);
+    cmd.envs(admin);
+    let mut p = pty(cmd, 30_000);
+    p.exp_string("name the same reader").unwrap();
+    p.exp_eof().unwrap();
+
+    let mut cmd = home.command(&[
+        "enroll",
+        "prod",
+        "--add-token",
+        "--create-mfa",
+        "--user",
+        "breakglass",
+        "--reader",
+        &br,
+        "--from-reader",
+        &pr,
+    ]);
+    cmd.envs(admin);
+    let mut p = pty(cmd, 30_000);
+    p.exp_string("Password holder, type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    p.exp_string("Token added to ").unwrap();
+    p.exp_eof().unwrap();
+    let audit = home.audit();
+    assert!(
+        audit.contains("\"event\":\"token added\"") && audit.contains("mfa/breakglass-backup"),
+        "{audit}"
+    );
+
+    // The primary goes back to its safe; the backup alone (with the passphrase) activates,
+    // and STS checks its code against the backup's own MFA device.
+    primary.pull();
+    let before = sts.counts();
+    let out = unlock(&home, "prod", &br, ("Erin", "Frank"), PASSPHRASE);
+    assert!(
+        out.contains("MFA device arn:aws:iam::123456789012:mfa/breakglass-backup"),
+        "{out}"
+    );
+    let json = session_json(&out);
+    assert!(json["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    assert_eq!(sts.counts().get_session_token, before.get_session_token + 1);
+}

@@ -209,14 +209,29 @@ fn backup_slot_opens_and_slot_removal_revokes() {
     let (v2, id) = {
         let mut s = Session::select(&mut backup).unwrap();
         let mut f = OathFactor::new(&mut s, SEAL);
-        opened.add_slot(&mut f, "backup", &rng).unwrap()
+        opened
+            .add_slot(
+                &mut f,
+                "backup",
+                "arn:aws:iam::123456789012:mfa/backup",
+                &rng,
+            )
+            .unwrap()
     };
     assert_eq!(id, 1);
     assert_eq!(v2.slots().count(), 2);
     let via_backup = open(&v2, &mut backup, "correct horse battery staple").unwrap();
     assert_eq!(via_backup.slot_id, 1);
+    assert_eq!(
+        via_backup.mfa_serial(),
+        "arn:aws:iam::123456789012:mfa/backup"
+    );
     assert_eq!(via_backup.payload.access_key_id, "AKIAIOSFODNN7EXAMPLE");
-    open(&v2, &mut primary, "correct horse battery staple").unwrap();
+    let via_primary = open(&v2, &mut primary, "correct horse battery staple").unwrap();
+    assert_eq!(
+        via_primary.mfa_serial(),
+        "arn:aws:iam::123456789012:mfa/breakglass"
+    );
     // Remove the primary slot: the primary token no longer opens the new vault.
     let v3 = via_backup.remove_slot(0, &rng).unwrap();
     assert!(matches!(

@@ -148,13 +148,15 @@ fn mfa_account(name: &str, seed: Seed) -> NewAccount {
     }
 }
 
-async fn program_and_seal(
+/// Puts the MFA account and the sealing credential on a token, creating and enabling an IAM
+/// virtual MFA device named `device_name` when asked; returns the device's serial.
+async fn program_token(
     req: &Request<'_>,
     session: &mut Session<'_>,
+    device_name: &str,
     prompt: &mut dyn Prompt,
     rng: &dyn Random,
-) -> Result<Report, Error> {
-    // 1. The MFA device and its seed.
+) -> Result<String, Error> {
     let (serial, seed, enable_for) = match &req.mfa {
         MfaSource::Import { serial, seed } => (
             serial.clone(),
@@ -162,12 +164,14 @@ async fn program_and_seal(
             None,
         ),
         MfaSource::Create { user } => {
-            prompt.note(&format!("IAM: creating a virtual MFA device for {user}."));
-            let (serial, b32) = iam::create_virtual_mfa(&req.endpoint, &admin(req)?, user).await?;
+            prompt.note(&format!(
+                "IAM: creating the virtual MFA device {device_name:?} for {user}."
+            ));
+            let (serial, b32) =
+                iam::create_virtual_mfa(&req.endpoint, &admin(req)?, device_name).await?;
             (serial, Seed::from_base32(&b32)?, Some(user.clone()))
         }
     };
-    // 2. Program the token.
     prompt.note(&format!(
         "Token: storing the MFA account {:?} (touch required).",
         req.profile.mfa_account
@@ -187,8 +191,9 @@ async fn program_and_seal(
             Seed::new(Zeroizing::new(seal_seed.to_vec())),
         )
     })?;
-    // 3. Enable the MFA device with two consecutive codes read from the token at once.
     if let Some(user) = enable_for {
+        // Two consecutive windows, read from the token at once (t and t+1): no waiting for the
+        // clock, and no chance of straddling a window boundary between two manual readings.
         let step = (req.now)() / mfa::PERIOD;
         prompt.note("IAM: enabling the MFA device with the codes of two consecutive windows.");
         let c1 = mfa::code_for_step(session, &req.profile.mfa_account, step, prompt)?;
@@ -198,7 +203,21 @@ async fn program_and_seal(
         w.record(&serial, step + 1);
         w.save(&req.paths.mfa_state())?;
     }
-    // 4. The access key, proven with GetCallerIdentity.
+    Ok(serial)
+}
+
+async fn program_and_seal(
+    req: &Request<'_>,
+    session: &mut Session<'_>,
+    prompt: &mut dyn Prompt,
+    rng: &dyn Random,
+) -> Result<Report, Error> {
+    let device_name = match &req.mfa {
+        MfaSource::Create { user } => user.clone(),
+        MfaSource::Import { .. } => String::new(),
+    };
+    let serial = program_token(req, session, &device_name, prompt, rng).await?;
+    // The access key, proven with GetCallerIdentity.
     let (key_id, secret) = match &req.key {
         KeySource::Import {
             access_key_id,
@@ -210,7 +229,6 @@ async fn program_and_seal(
         }
     };
     let identity = prove_key(req, &key_id, &secret, prompt).await?;
-    // 5. Seal.
     let passphrase = prompt.passphrase(true)?;
     let len = passphrase.expose_secret().chars().count();
     if len < MIN_PASSPHRASE {
@@ -252,6 +270,113 @@ async fn program_and_seal(
         mfa_serial: serial,
         vault: req.profile.vault.display().to_string(),
         profile_added,
+    })
+}
+
+/// Adds a backup token to an existing vault: the holders open it with an enrolled token
+/// (`old`), the new token (`new`) gets its own MFA device and sealing credential, and a key
+/// slot. The vault file is replaced atomically; on failure it and the old token are untouched
+/// and the new token's new accounts are removed. `req.key` is ignored.
+pub async fn add_token(
+    req: Request<'_>,
+    label: &str,
+    old: &mut dyn Transport,
+    new: &mut dyn Transport,
+    prompt: &mut dyn Prompt,
+    rng: &dyn Random,
+) -> Result<Report, Error> {
+    let vault = vault::file::read(&req.profile.vault)?;
+    let passphrase = prompt.passphrase(false)?;
+    let mut old_session = Session::select(old)?;
+    if old_session.is_locked() {
+        let code = prompt.access_code()?;
+        old_session.unlock(
+            code.expose_secret().as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )?;
+    }
+    let opened = {
+        let mut factor = OathFactor::new(&mut old_session, &req.profile.seal_account);
+        prompt.touch_start("opening the vault with the enrolled token");
+        let r = vault.open(&passphrase, &mut factor);
+        prompt.touch_end();
+        r?
+    };
+    let mut session = Session::select(new)?;
+    if session.is_locked() {
+        let code = prompt.access_code()?;
+        session.unlock(
+            code.expose_secret().as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )?;
+    }
+    {
+        let mut probe = OathFactor::new(&mut session, &req.profile.seal_account);
+        for slot in vault.slots() {
+            if crate::vault::SealFactor::matches(&mut probe, slot)? {
+                return Err(Error::TokenAlreadyEnrolled { slot: slot.id });
+            }
+        }
+    }
+    let existing = session.list()?;
+    for name in [&req.profile.mfa_account, &req.profile.seal_account] {
+        if !req.force && oath::find(&existing, name).is_ok() {
+            return Err(Error::TokenAccountExists { name: name.clone() });
+        }
+    }
+    let device_name = match &req.mfa {
+        MfaSource::Create { user } => format!("{user}-{label}"),
+        MfaSource::Import { .. } => String::new(),
+    };
+    let result = async {
+        let serial = program_token(&req, &mut session, &device_name, prompt, rng).await?;
+        let (v2, id) = {
+            let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
+            prompt.touch_start("sealing the new key slot with the new token");
+            let r = opened.add_slot(&mut factor, label, &serial, rng);
+            prompt.touch_end();
+            r?
+        };
+        vault::file::write(&req.profile.vault, &v2)?;
+        prompt.note(&format!(
+            "Key slot {id} ({label:?}) added for the new token, with MFA device {serial}."
+        ));
+        Ok::<String, Error>(serial)
+    }
+    .await;
+    if result.is_err() {
+        for name in [&req.profile.mfa_account, &req.profile.seal_account] {
+            if oath::find(&existing, name).is_err() {
+                let _ = session.delete(name);
+            }
+        }
+    }
+    let mut fields = Map::new();
+    fields.insert("label".into(), Value::String(label.to_owned()));
+    let outcome = match &result {
+        Ok(serial) => {
+            fields.insert("mfa_serial".into(), Value::String(serial.clone()));
+            "success".to_owned()
+        }
+        Err(e) => format!("failure: {e}"),
+    };
+    audit::append(
+        &req.paths.audit_log(),
+        &audit::Event {
+            time: audit::rfc3339((req.now)()),
+            event: "token added".into(),
+            profile: req.profile.name.clone(),
+            fields,
+            outcome,
+        },
+    )?;
+    let serial = result?;
+    Ok(Report {
+        user_arn: opened.payload.user_arn.clone(),
+        access_key_id_masked: mask_key_id(&opened.payload.access_key_id),
+        mfa_serial: serial,
+        vault: req.profile.vault.display().to_string(),
+        profile_added: false,
     })
 }
 

@@ -63,6 +63,8 @@ pub enum Error {
     CodeRefusedTwice { message: String },
     #[error("the token already has an account named {name:?}")]
     TokenAccountExists { name: String },
+    #[error("this token is already enrolled in the vault (slot {slot})")]
+    TokenAlreadyEnrolled { slot: u8 },
     #[error("a vault already exists at {path}")]
     VaultExists { path: String },
     #[error("the activation succeeded but its audit record could not be written, so the session was discarded: {0}")]

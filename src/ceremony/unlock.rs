@@ -130,19 +130,18 @@ async fn activate(
     };
     drop(passphrase);
     let payload = &opened.payload;
+    let serial = opened.mfa_serial().to_owned();
     prompt.note(&format!(
-        "Vault opened with slot {}. IAM key {}, MFA device {}.",
+        "Vault opened with slot {}. IAM key {}, MFA device {serial}.",
         opened.slot_id,
         mask_key_id(&payload.access_key_id),
-        payload.mfa_serial
     ));
     let signer = Signer {
         access_key_id: &payload.access_key_id,
         secret_access_key: &payload.secret_access_key,
         session_token: None,
     };
-    let s = get_session(req, &mut session, &signer, &payload.mfa_serial, prompt).await?;
-    let serial = payload.mfa_serial.clone();
+    let s = get_session(req, &mut session, &signer, &serial, prompt).await?;
     let user = payload.user_arn.clone();
     // The long-term key leaves memory here (SecretString wipes on drop).
     drop(opened);

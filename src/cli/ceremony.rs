@@ -220,16 +220,29 @@ pub struct EnrollArgs {
     /// STS/IAM endpoint (tests, sandbox); else the SDK's resolution.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
-    #[arg(long, default_value = config::DEFAULT_REGION)]
-    region: String,
+    /// AWS region (default: the profile's, else us-east-1).
+    #[arg(long)]
+    region: Option<String>,
     /// Vault file (default: DATA/vaults/PROFILE.vault).
     #[arg(long, value_name = "PATH")]
     vault: Option<PathBuf>,
     /// Overwrite an existing vault and token accounts of the same names.
     #[arg(long)]
     force: bool,
+    /// The token to program: the reader whose name contains this text.
     #[arg(long, value_name = "NAME")]
     reader: Option<String>,
+    /// Add a backup token to the profile's vault instead of enrolling: the new token is in
+    /// --reader, an enrolled one in --from-reader. The new token gets its own MFA device
+    /// (--create-mfa --user NAME, or --mfa-serial ARN with its seed on stdin).
+    #[arg(long, conflicts_with_all = ["import_key", "create_key"], requires_all = ["reader", "from_reader"])]
+    add_token: bool,
+    /// With --add-token: the reader holding a token already enrolled in the vault.
+    #[arg(long, value_name = "NAME")]
+    from_reader: Option<String>,
+    /// With --add-token: the new key slot's label.
+    #[arg(long, default_value = "backup")]
+    label: String,
 }
 
 fn key_source(args: &EnrollArgs, stdin: &mut SecretStdin) -> Result<enroll::KeySource, CliError> {
@@ -287,8 +300,13 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     if args.endpoint.is_some() {
         profile.sts_endpoint = args.endpoint.clone();
     }
-    profile.region = args.region.clone();
+    if let Some(region) = &args.region {
+        profile.region = region.clone();
+    }
     let mut stdin = SecretStdin::new();
+    if args.add_token {
+        return add_token_cmd(&args, &paths, &profile, &mut stdin);
+    }
     let key = key_source(&args, &mut stdin)?;
     let mfa = mfa_source(&args, &mut stdin)?;
     let admin_id = std::env::var("AWS_ACCESS_KEY_ID").ok();
@@ -329,6 +347,60 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         } else {
             ""
         }
+    ));
+    Ok(())
+}
+
+fn add_token_cmd(
+    args: &EnrollArgs,
+    paths: &Paths,
+    profile: &Profile,
+    stdin: &mut SecretStdin,
+) -> Result<(), CliError> {
+    config::load(paths, &profile.name)?;
+    let mfa = mfa_source(args, stdin)?;
+    let admin_id = std::env::var("AWS_ACCESS_KEY_ID").ok();
+    let admin_secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .ok()
+        .map(SecretString::from);
+    let mut prompt = TtyPrompt::open()?;
+    let mut old_card = Card::open(args.from_reader.as_deref())?;
+    let mut new_card = Card::open(args.reader.as_deref())?;
+    if old_card.reader() == new_card.reader() {
+        return Err(CliError::usage(
+            "--reader and --from-reader name the same reader",
+            "put the enrolled token and the new token in two readers and name each",
+        ));
+    }
+    let mut old_tx = old_card.transaction()?;
+    let mut new_tx = new_card.transaction()?;
+    let req = enroll::Request {
+        profile,
+        paths,
+        kdf: KdfParams::DEFAULT,
+        key: enroll::KeySource::Create {
+            user: String::new(),
+        },
+        mfa,
+        admin: admin_id.as_deref().zip(admin_secret.as_ref()),
+        endpoint: Endpoint {
+            region: profile.region.clone(),
+            url: profile.sts_endpoint.clone(),
+        },
+        force: args.force,
+        now: &ceremony::now,
+    };
+    let report = runtime()?.block_on(enroll::add_token(
+        req,
+        &args.label,
+        &mut old_tx,
+        &mut new_tx,
+        &mut prompt,
+        &SystemRandom::new(),
+    ))?;
+    prompt.say(&format!(
+        "Token added to {} for {}: slot {:?} with MFA device {}.",
+        report.vault, report.user_arn, args.label, report.mfa_serial
     ));
     Ok(())
 }

@@ -234,7 +234,7 @@ fn reuse_attempt(
         vault.open(&passphrase, &mut f)?
     };
     let used = mfa::Windows::load(&paths.mfa_state())
-        .last(&opened.payload.mfa_serial)
+        .last(opened.mfa_serial())
         .ok_or_else(|| fail("no MFA window recorded".into()))?;
     let mut quiet = Scripted {
         names: VecDeque::new(),
@@ -250,7 +250,7 @@ fn reuse_attempt(
     match rt.block_on(sts::get_session_token(
         endpoint,
         &signer,
-        &opened.payload.mfa_serial,
+        opened.mfa_serial(),
         &code,
         900,
     )) {

@@ -259,6 +259,7 @@ impl From<breakglass::ceremony::Error> for CliError {
                 exit::REFUSED,
             ),
             E::TokenAccountExists { .. } => ("choose another profile name, or pass --force to replace those accounts", exit::USAGE),
+            E::TokenAlreadyEnrolled { .. } => ("insert the new, not yet enrolled token and pass its reader with --reader", exit::USAGE),
             E::VaultExists { .. } => ("choose another profile, or pass --force to replace the vault (the old one is lost)", exit::USAGE),
             E::AuditFailed(_) | E::Audit(_) => ("fix the audit log's permissions or disk space, then run the command again", exit::FAILURE),
             _ => ("run the command again; if it persists, report this message", exit::FAILURE),

@@ -18,6 +18,7 @@ pub const CHECKSUM_LEN: usize = 32;
 pub const MAX_SLOTS: usize = 8;
 pub const MAX_LABEL: usize = 32;
 pub const MAX_PARAMS: usize = 4096;
+pub const MAX_SERIAL: usize = 2048;
 pub const MAX_PAYLOAD: usize = 16 * 1024;
 
 /// One key slot as stored.
@@ -43,6 +44,8 @@ impl SlotRecord {
         let mut out = vec![self.info.id, self.info.kind as u8];
         out.push(self.info.label.len() as u8);
         out.extend_from_slice(self.info.label.as_bytes());
+        out.extend_from_slice(&(self.info.mfa_serial.len() as u16).to_be_bytes());
+        out.extend_from_slice(self.info.mfa_serial.as_bytes());
         out.extend_from_slice(&(self.info.params.len() as u16).to_be_bytes());
         out.extend_from_slice(&self.info.params);
         out.extend_from_slice(&self.hkdf_salt);
@@ -192,6 +195,13 @@ fn read_slot(s: &mut Reader<'_>) -> Result<SlotRecord, Error> {
     let label = std::str::from_utf8(s.take(label_len)?)
         .map_err(|_| Error::Damaged)?
         .to_owned();
+    let serial_len = usize::from(s.u16()?);
+    if serial_len > MAX_SERIAL {
+        return Err(Error::Damaged);
+    }
+    let mfa_serial = std::str::from_utf8(s.take(serial_len)?)
+        .map_err(|_| Error::Damaged)?
+        .to_owned();
     let params_len = usize::from(s.u16()?);
     if params_len > MAX_PARAMS {
         return Err(Error::Damaged);
@@ -202,6 +212,7 @@ fn read_slot(s: &mut Reader<'_>) -> Result<SlotRecord, Error> {
             id,
             kind,
             label,
+            mfa_serial,
             params,
         },
         hkdf_salt: s.array()?,

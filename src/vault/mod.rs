@@ -85,6 +85,8 @@ pub struct SlotInfo {
     pub id: u8,
     pub kind: FactorKind,
     pub label: String,
+    /// The IAM MFA device whose TOTP account is on this slot's token (each token has its own).
+    pub mfa_serial: String,
     /// Factor parameters (public: credential name, challenge, token id).
     pub params: Vec<u8>,
 }
@@ -377,7 +379,7 @@ impl Vault {
                 payload: Vec::new(),
             },
         };
-        vault.push_slot(&p, &data_key, factor, label, rng)?;
+        vault.push_slot(&p, &data_key, factor, label, &payload.mfa_serial, rng)?;
         vault.reseal(&data_key, payload, rng)?;
         Ok(vault)
     }
@@ -388,6 +390,7 @@ impl Vault {
         data_key: &Key32,
         factor: &mut dyn SealFactor,
         label: &str,
+        mfa_serial: &str,
         rng: &dyn Random,
     ) -> Result<u8, Error> {
         let header = &mut self.sealed.header;
@@ -405,6 +408,12 @@ impl Vault {
                 reason: format!("1 to {} printable characters", format::MAX_LABEL),
             });
         }
+        if !mfa_serial.starts_with("arn:") || mfa_serial.len() > format::MAX_SERIAL {
+            return Err(Error::InvalidInput {
+                what: "MFA serial",
+                reason: "expected an ARN such as arn:aws:iam::123456789012:mfa/NAME".into(),
+            });
+        }
         let id = (0..=u8::MAX)
             .find(|i| header.slots.iter().all(|s| s.info.id != *i))
             .unwrap_or(0);
@@ -414,6 +423,7 @@ impl Vault {
                 id,
                 kind: factor.kind(),
                 label: label.to_owned(),
+                mfa_serial: mfa_serial.to_owned(),
                 params,
             },
             hkdf_salt: random_bytes(rng)?,
@@ -509,15 +519,25 @@ impl Opened {
         &self.vault
     }
 
-    /// Adds a slot for another token (same passphrase); returns the new vault and slot id.
+    /// The MFA device of the token that opened the vault.
+    pub fn mfa_serial(&self) -> &str {
+        self.vault
+            .slots()
+            .find(|s| s.id == self.slot_id)
+            .map_or(self.payload.mfa_serial.as_str(), |s| s.mfa_serial.as_str())
+    }
+
+    /// Adds a slot for another token (same passphrase) with its own MFA device; returns the new
+    /// vault and slot id.
     pub fn add_slot(
         &self,
         factor: &mut dyn SealFactor,
         label: &str,
+        mfa_serial: &str,
         rng: &dyn Random,
     ) -> Result<(Vault, u8), Error> {
         let mut v = self.vault.clone();
-        let id = v.push_slot(&self.p, &self.data_key, factor, label, rng)?;
+        let id = v.push_slot(&self.p, &self.data_key, factor, label, mfa_serial, rng)?;
         v.reseal(&self.data_key, &self.payload, rng)?;
         Ok((v, id))
     }
