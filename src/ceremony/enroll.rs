@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::mfa::{self, Windows};
-use super::{Error, Prompt};
+use super::{open_oath, Error, Prompt};
 use crate::audit;
 use crate::aws::{self, iam, sts, Endpoint, Signer};
 use crate::config::{self, Paths, Profile};
@@ -86,14 +86,7 @@ pub async fn enroll(
             path: req.profile.vault.display().to_string(),
         });
     }
-    let mut session = Session::select(transport)?;
-    if session.is_locked() {
-        let code = prompt.access_code()?;
-        session.unlock(
-            code.expose_secret().as_bytes(),
-            &ring::rand::SystemRandom::new(),
-        )?;
-    }
+    let mut session = open_oath(transport, prompt)?;
     let existing = session.list()?;
     for name in [&req.profile.mfa_account, &req.profile.seal_account] {
         if !req.force && oath::find(&existing, name).is_ok() {
@@ -102,12 +95,7 @@ pub async fn enroll(
     }
     let result = program_and_seal(&req, &mut session, prompt, rng).await;
     if result.is_err() {
-        // Leave the token as it was: remove what this ceremony stored.
-        for name in [&req.profile.mfa_account, &req.profile.seal_account] {
-            if oath::find(&existing, name).is_err() {
-                let _ = session.delete(name);
-            }
-        }
+        remove_new_accounts(&mut session, &existing, req.profile);
     }
     let mut fields = Map::new();
     let outcome = match &result {
@@ -133,6 +121,16 @@ pub async fn enroll(
         },
     )?;
     result
+}
+
+/// Leaves the token as it was: removes the ceremony's accounts that were not there before.
+fn remove_new_accounts(session: &mut Session<'_>, before: &[oath::Account], profile: &Profile) {
+    for name in [&profile.mfa_account, &profile.seal_account] {
+        if oath::find(before, name).is_err() {
+            // Best effort: the ceremony's own error is what the operator must see.
+            let _ = session.delete(name);
+        }
+    }
 }
 
 fn mfa_account(name: &str, seed: Seed) -> NewAccount {
@@ -287,14 +285,7 @@ pub async fn add_token(
 ) -> Result<Report, Error> {
     let vault = vault::file::read(&req.profile.vault)?;
     let passphrase = prompt.passphrase(false)?;
-    let mut old_session = Session::select(old)?;
-    if old_session.is_locked() {
-        let code = prompt.access_code()?;
-        old_session.unlock(
-            code.expose_secret().as_bytes(),
-            &ring::rand::SystemRandom::new(),
-        )?;
-    }
+    let mut old_session = open_oath(old, prompt)?;
     let opened = {
         let mut factor = OathFactor::new(&mut old_session, &req.profile.seal_account);
         prompt.touch_start("opening the vault with the enrolled token");
@@ -302,14 +293,7 @@ pub async fn add_token(
         prompt.touch_end();
         r?
     };
-    let mut session = Session::select(new)?;
-    if session.is_locked() {
-        let code = prompt.access_code()?;
-        session.unlock(
-            code.expose_secret().as_bytes(),
-            &ring::rand::SystemRandom::new(),
-        )?;
-    }
+    let mut session = open_oath(new, prompt)?;
     {
         let mut probe = OathFactor::new(&mut session, &req.profile.seal_account);
         for slot in vault.slots() {
@@ -345,11 +329,7 @@ pub async fn add_token(
     }
     .await;
     if result.is_err() {
-        for name in [&req.profile.mfa_account, &req.profile.seal_account] {
-            if oath::find(&existing, name).is_err() {
-                let _ = session.delete(name);
-            }
-        }
+        remove_new_accounts(&mut session, &existing, req.profile);
     }
     let mut fields = Map::new();
     fields.insert("label".into(), Value::String(label.to_owned()));

@@ -103,6 +103,23 @@ pub fn ask_holders(prompt: &mut dyn Prompt) -> Result<(String, String), Error> {
     Ok((p, t))
 }
 
+/// SELECTs the token's OATH application and, when it is protected, unlocks it with the access
+/// code the password holder types.
+pub fn open_oath<'t>(
+    transport: &'t mut dyn crate::token::Transport,
+    prompt: &mut dyn Prompt,
+) -> Result<crate::token::oath::Session<'t>, Error> {
+    let mut session = crate::token::oath::Session::select(transport)?;
+    if session.is_locked() {
+        let code = prompt.access_code()?;
+        session.unlock(
+            secrecy::ExposeSecret::expose_secret(&code).as_bytes(),
+            &ring::rand::SystemRandom::new(),
+        )?;
+    }
+    Ok(session)
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

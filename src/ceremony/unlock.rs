@@ -112,14 +112,7 @@ async fn activate(
     prompt: &mut dyn Prompt,
 ) -> Result<(sts::Session, String, String), Error> {
     let passphrase = prompt.passphrase(false)?;
-    let mut session = Session::select(transport)?;
-    if session.is_locked() {
-        let code = prompt.access_code()?;
-        session.unlock(
-            secrecy::ExposeSecret::expose_secret(&code).as_bytes(),
-            &ring::rand::SystemRandom::new(),
-        )?;
-    }
+    let mut session = super::open_oath(transport, prompt)?;
     prompt.note("Opening the vault (passphrase key derivation, then the token's seal).");
     let opened = {
         let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);

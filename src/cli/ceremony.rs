@@ -128,6 +128,23 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         })
 }
 
+/// The administrator's credentials for the IAM calls of a ceremony: the standard variables.
+fn admin_from_env() -> (Option<String>, Option<SecretString>) {
+    (
+        std::env::var("AWS_ACCESS_KEY_ID").ok(),
+        std::env::var("AWS_SECRET_ACCESS_KEY")
+            .ok()
+            .map(SecretString::from),
+    )
+}
+
+fn endpoint(profile: &Profile) -> Endpoint {
+    Endpoint {
+        region: profile.region.clone(),
+        url: profile.sts_endpoint.clone(),
+    }
+}
+
 fn paths() -> Result<Paths, CliError> {
     Paths::from_env().map_err(CliError::from)
 }
@@ -165,10 +182,7 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
         profile: &profile,
         paths: &paths,
         reason: &args.reason,
-        endpoint: Endpoint {
-            region: profile.region.clone(),
-            url: profile.sts_endpoint.clone(),
-        },
+        endpoint: endpoint(&profile),
         now: &ceremony::now,
     };
     let activation = runtime()?.block_on(unlock::unlock(&req, &mut tx, &mut prompt))?;
@@ -309,10 +323,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     }
     let key = key_source(&args, &mut stdin)?;
     let mfa = mfa_source(&args, &mut stdin)?;
-    let admin_id = std::env::var("AWS_ACCESS_KEY_ID").ok();
-    let admin_secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-        .ok()
-        .map(SecretString::from);
+    let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
     let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?;
     let mut tx = card.transaction()?;
@@ -323,10 +334,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         key,
         mfa,
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
-        endpoint: Endpoint {
-            region: profile.region.clone(),
-            url: profile.sts_endpoint.clone(),
-        },
+        endpoint: endpoint(&profile),
         force: args.force,
         now: &ceremony::now,
     };
@@ -359,10 +367,7 @@ fn add_token_cmd(
 ) -> Result<(), CliError> {
     config::load(paths, &profile.name)?;
     let mfa = mfa_source(args, stdin)?;
-    let admin_id = std::env::var("AWS_ACCESS_KEY_ID").ok();
-    let admin_secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-        .ok()
-        .map(SecretString::from);
+    let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
     let mut old_card = Card::open(args.from_reader.as_deref())?;
     let mut new_card = Card::open(args.reader.as_deref())?;
@@ -383,10 +388,7 @@ fn add_token_cmd(
         },
         mfa,
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
-        endpoint: Endpoint {
-            region: profile.region.clone(),
-            url: profile.sts_endpoint.clone(),
-        },
+        endpoint: endpoint(profile),
         force: args.force,
         now: &ceremony::now,
     };
