@@ -194,15 +194,44 @@ async fn get_session(
     })
 }
 
-/// The session as AWS `credential_process` JSON (Version 1).
+/// The session as AWS `credential_process` JSON (Version 1), written straight into a wiped
+/// buffer (a `serde_json::Value` would keep unwiped copies of the secrets).
 pub fn credential_process_json(s: &sts::Session) -> zeroize::Zeroizing<String> {
     use secrecy::ExposeSecret;
-    let v = serde_json::json!({
-        "Version": 1,
-        "AccessKeyId": s.access_key_id,
-        "SecretAccessKey": s.secret_access_key.expose_secret(),
-        "SessionToken": s.session_token.expose_secret(),
-        "Expiration": audit::rfc3339(s.expiration),
-    });
-    zeroize::Zeroizing::new(v.to_string())
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(1024));
+    let fields: [(&str, &str); 4] = [
+        ("AccessKeyId", &s.access_key_id),
+        ("SecretAccessKey", s.secret_access_key.expose_secret()),
+        ("SessionToken", s.session_token.expose_secret()),
+        ("Expiration", &audit::rfc3339(s.expiration)),
+    ];
+    out.extend_from_slice(b"{\"Version\":1");
+    for (key, value) in fields {
+        out.extend_from_slice(format!(",\"{key}\":").as_bytes());
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+    out.push(b'}');
+    zeroize::Zeroizing::new(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    #[test]
+    fn credential_process_json_is_valid_and_complete() {
+        let s = sts::Session {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: SecretString::from("se\"cret/+=".to_owned()),
+            session_token: SecretString::from("tok".to_owned()),
+            expiration: 1_700_000_000,
+        };
+        let v: serde_json::Value = serde_json::from_str(&credential_process_json(&s)).unwrap();
+        assert_eq!(v["Version"], 1);
+        assert_eq!(v["SecretAccessKey"], "se\"cret/+=");
+        assert_eq!(v["SessionToken"], "tok");
+        assert_eq!(v["Expiration"], "2023-11-14T22:13:20Z");
+    }
 }
