@@ -2,8 +2,13 @@
 //! before it (`prev`), so that edits, removals and reordering break the chain. Never a secret:
 //! names, reason, times, masked or temporary key ids, outcomes.
 //!
-//! Every append rewrites the file atomically (temp file, fsync, rename): a crash leaves the old
-//! log or the new one. Audit logs are small (one line per ceremony), so this costs nothing.
+//! Every append rewrites the file atomically (temp file, fsync, rename) under an exclusive lock
+//! on `audit.log.lock`, so concurrent ceremonies never lose a record, and a crash leaves the
+//! old log or the new one. Audit logs are small (one line per ceremony), so this costs nothing.
+//!
+//! The chain shows edits, removals inside the log and reordering. Cutting lines off the *end*
+//! leaves a valid shorter chain: ship the log off the machine (or note its last hash) to catch
+//! that.
 
 use std::path::Path;
 
@@ -72,8 +77,27 @@ fn read_existing(path: &Path) -> Result<String, Error> {
     }
 }
 
+fn lock(path: &Path) -> Result<std::fs::File, Error> {
+    let write_err = |source| Error::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        files::ensure_private_dir(dir).map_err(write_err)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("log.lock"))
+        .map_err(write_err)?;
+    f.lock().map_err(write_err)?;
+    Ok(f)
+}
+
 /// Appends `event`, chained to the last line.
 pub fn append(path: &Path, event: &Event) -> Result<(), Error> {
+    let _guard = lock(path)?;
     let mut text = read_existing(path)?;
     let prev = text
         .lines()

@@ -171,6 +171,57 @@ impl Profile {
     }
 }
 
+/// A profile name: 1-64 characters, no `/` (it names the vault file), no control characters.
+pub fn check_profile_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.chars().count() > 64
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+        || name == "."
+        || name == ".."
+    {
+        return Err(format!(
+            "profile name {name:?} must be 1-64 characters without '/' or control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// An STS endpoint: `https://…`, or `http://` to a loopback host (tests, the sandbox).
+pub fn check_endpoint(url: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!("endpoint {url:?} must be https:// (or http:// to 127.0.0.1, [::1] or localhost for tests)"))
+    };
+    let (scheme, rest) = match url.split_once("://") {
+        Some(x) => x,
+        None => return bad(),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return bad();
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let host = if let Some(v6) = authority.strip_prefix('[') {
+                v6.split(']').next().unwrap_or("")
+            } else {
+                authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+            };
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                bad()
+            }
+        }
+        _ => bad(),
+    }
+}
+
 fn toml_key(k: &str) -> String {
     if !k.is_empty()
         && k.bytes()
@@ -206,12 +257,7 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         let at = raw.span().start;
         let raw = raw.into_inner();
         let mut p = Profile::defaults(&name, paths);
-        if name.is_empty() || name.len() > 64 || name.contains('/') {
-            return Err(invalid(
-                at,
-                format!("profile name {name:?} must be 1-64 characters without '/'"),
-            ));
-        }
+        check_profile_name(&name).map_err(|m| invalid(at, m))?;
         if let Some(v) = raw.vault {
             p.vault = v;
         }
@@ -228,15 +274,7 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
             p.session_duration_secs = *d.get_ref();
         }
         if let Some(e) = raw.sts_endpoint {
-            if !(e.get_ref().starts_with("https://")
-                || e.get_ref().starts_with("http://127.")
-                || e.get_ref().starts_with("http://localhost"))
-            {
-                return Err(invalid(
-                    e.span().start,
-                    "sts_endpoint must be https:// (or http:// on loopback for tests)".into(),
-                ));
-            }
+            check_endpoint(e.get_ref()).map_err(|m| invalid(e.span().start, m))?;
             p.sts_endpoint = Some(e.into_inner());
         }
         p.mfa_account = raw.mfa_account.unwrap_or(p.mfa_account);

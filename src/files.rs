@@ -19,6 +19,18 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             .create(dir)?;
     }
     let meta = fs::metadata(dir)?;
+    if let Some(me) = effective_uid() {
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} belongs to another user (uid {}); refusing to use it",
+                    dir.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+    }
     if meta.mode() & SHARED_WRITE != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -31,6 +43,11 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// This process's effective uid: the owner of `/proc/self` (no `unsafe` libc call needed).
+fn effective_uid() -> Option<u32> {
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// Errors unless `path` is a regular file that no other user can write.

@@ -562,3 +562,154 @@ fn a_backup_token_with_its_own_mfa_device_opens_the_vault_alone() {
     assert!(json["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
     assert_eq!(sts.counts().get_session_token, before.get_session_token + 1);
 }
+
+#[test]
+fn a_second_profile_reuses_the_sealing_credential_and_a_failed_enrolment_leaves_nothing() {
+    if !pcsc_ready(
+        "a_second_profile_reuses_the_sealing_credential_and_a_failed_enrolment_leaves_nothing",
+    ) {
+        return;
+    }
+    let token = SoftToken::approve(SLOT);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let (k1, s1) = sts.create_access_key("breakglass");
+    let (k2, s2) = sts.create_access_key("breakglass-stage");
+    let (admin_id, admin_secret) = sts.admin_key();
+    let admin = [
+        ("AWS_ACCESS_KEY_ID", admin_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret()),
+    ];
+    let home = Home::new();
+    let endpoint = sts.endpoint();
+    let common = [
+        "--endpoint",
+        endpoint.as_str(),
+        "--kdf-memory",
+        "1",
+        "--kdf-passes",
+        "1",
+        "--kdf-lanes",
+        "1",
+        "--reader",
+        r.as_str(),
+    ];
+    let mut prod = vec![
+        "prod",
+        "--import-key",
+        "--create-mfa",
+        "--user",
+        "breakglass",
+    ];
+    prod.extend(common);
+    enroll(&home, &prod, &[&k1, s1.expose_secret()], &admin);
+
+    // A mistyped confirmation stops the ceremony before anything is written anywhere.
+    let mut stage = vec![
+        "enroll",
+        "stage",
+        "--import-key",
+        "--create-mfa",
+        "--user",
+        "breakglass-stage",
+    ];
+    stage.extend(common);
+    let mut cmd = home.command(&stage);
+    cmd.envs(admin);
+    let mut p = pty(cmd, 30_000);
+    p.send_line(&k2).unwrap();
+    p.send_line(s2.expose_secret()).unwrap();
+    p.exp_string("type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    p.exp_string("type the passphrase again: ").unwrap();
+    p.send_line("something else entirely").unwrap();
+    p.exp_string("the two passphrases differ").unwrap();
+    p.exp_eof().unwrap();
+    let list = ok(bg(&["token", "list", "--reader", &r], None));
+    assert!(!list.contains("breakglass:stage"), "{list}");
+    assert!(!home.vault("stage").exists());
+
+    // The second profile on the same token reuses its sealing credential; both vaults open.
+    let mut cmd = home.command(&stage);
+    cmd.envs(admin);
+    let mut p = pty(cmd, 30_000);
+    p.send_line(&k2).unwrap();
+    p.send_line(s2.expose_secret()).unwrap();
+    for _ in 0..2 {
+        p.exp_string("passphrase").unwrap();
+        p.send_line(PASSPHRASE).unwrap();
+    }
+    p.exp_string("reusing its sealing credential \"breakglass-seal\"")
+        .unwrap();
+    p.exp_string("Enrolled ").unwrap();
+    p.exp_eof().unwrap();
+    for profile in ["prod", "stage"] {
+        let out = unlock(&home, profile, &r, ("Alice", "Bob"), PASSPHRASE);
+        assert!(
+            session_json(&out)["AccessKeyId"]
+                .as_str()
+                .unwrap()
+                .starts_with("ASIA"),
+            "{profile}: {out}"
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_config_does_not_undo_a_working_vault() {
+    if !pcsc_ready("an_unwritable_config_does_not_undo_a_working_vault") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let token = SoftToken::approve(SLOT);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let (k1, s1) = sts.create_access_key("breakglass");
+    let (admin_id, admin_secret) = sts.admin_key();
+    let home = Home::new();
+    // A config directory made with umask 002: group-writable, so breakglass will not write there.
+    let cfg = home.dir.path().join("config/breakglass");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let endpoint = sts.endpoint();
+    let mut cmd = home.command(&[
+        "enroll",
+        "prod",
+        "--import-key",
+        "--create-mfa",
+        "--user",
+        "breakglass",
+        "--endpoint",
+        &endpoint,
+        "--kdf-memory",
+        "1",
+        "--kdf-passes",
+        "1",
+        "--kdf-lanes",
+        "1",
+        "--reader",
+        &r,
+    ]);
+    cmd.envs([
+        ("AWS_ACCESS_KEY_ID", admin_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret()),
+    ]);
+    let mut p = pty(cmd, 30_000);
+    p.send_line(&k1).unwrap();
+    p.send_line(s1.expose_secret()).unwrap();
+    for _ in 0..2 {
+        p.exp_string("passphrase").unwrap();
+        p.send_line(PASSPHRASE).unwrap();
+    }
+    p.exp_string("WARNING: the vault is written, but the profile could not be added")
+        .unwrap();
+    p.exp_string("[profiles.prod]").unwrap();
+    p.exp_eof().unwrap();
+    assert!(home.vault("prod").exists());
+    let list = ok(bg(&["token", "list", "--reader", &r], None));
+    assert!(
+        list.contains("breakglass-seal") && list.contains("breakglass:prod"),
+        "the token was rolled back: {list}"
+    );
+}

@@ -86,17 +86,22 @@ pub async fn enroll(
             path: req.profile.vault.display().to_string(),
         });
     }
+    if matches!(req.key, KeySource::Create { .. }) || matches!(req.mfa, MfaSource::Create { .. }) {
+        admin(&req)?;
+    }
+    // The passphrase first: a typo must not strand IAM resources or token accounts.
+    let passphrase = ask_passphrase(prompt)?;
     let mut session = open_oath(transport, prompt)?;
     let existing = session.list()?;
-    for name in [&req.profile.mfa_account, &req.profile.seal_account] {
-        if !req.force && oath::find(&existing, name).is_ok() {
-            return Err(Error::TokenAccountExists { name: name.clone() });
+    check_token_accounts(&req, &existing)?;
+    let result = program_and_seal(&req, &passphrase, &mut session, prompt, rng).await;
+    if let Err((_, written)) = &result {
+        // Once the vault is on disk its sealing credential must stay, whatever failed after.
+        if !written {
+            remove_new_accounts(&mut session, &existing, req.profile);
         }
     }
-    let result = program_and_seal(&req, &mut session, prompt, rng).await;
-    if result.is_err() {
-        remove_new_accounts(&mut session, &existing, req.profile);
-    }
+    let result = result.map_err(|(e, _)| e);
     let mut fields = Map::new();
     let outcome = match &result {
         Ok(r) => {
@@ -110,7 +115,7 @@ pub async fn enroll(
         }
         Err(e) => format!("failure: {e}"),
     };
-    audit::append(
+    let logged = audit::append(
         &req.paths.audit_log(),
         &audit::Event {
             time: audit::rfc3339((req.now)()),
@@ -119,8 +124,47 @@ pub async fn enroll(
             fields,
             outcome,
         },
-    )?;
-    result
+    );
+    let report = result?;
+    if let Err(e) = logged {
+        // The vault is written and works: report success, but say the record is missing.
+        prompt.note(&format!(
+            "WARNING: the enrolment succeeded but its audit record was not written: {e}"
+        ));
+    }
+    Ok(report)
+}
+
+fn ask_passphrase(prompt: &mut dyn Prompt) -> Result<SecretString, Error> {
+    let passphrase = prompt.passphrase(true)?;
+    let len = passphrase.expose_secret().chars().count();
+    if len < MIN_PASSPHRASE {
+        return Err(Error::WeakPassphrase {
+            len,
+            min: MIN_PASSPHRASE,
+        });
+    }
+    Ok(passphrase)
+}
+
+/// The MFA account must be new (unless --force); an existing sealing credential is reused,
+/// never overwritten: other profiles' vaults may be sealed with it (each slot has its own
+/// random challenge, so sharing the credential keeps vaults apart).
+fn check_token_accounts(req: &Request<'_>, existing: &[oath::Account]) -> Result<(), Error> {
+    if !req.force && oath::find(existing, &req.profile.mfa_account).is_ok() {
+        return Err(Error::TokenAccountExists {
+            name: req.profile.mfa_account.clone(),
+        });
+    }
+    if let Ok(seal) = oath::find(existing, &req.profile.seal_account) {
+        if seal.algorithm != Some(Algorithm::Sha256) {
+            return Err(Error::Io(format!(
+                "the token's account {:?} is not an HMAC-SHA256 sealing credential; set another seal_account in the profile",
+                req.profile.seal_account
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Leaves the token as it was: removes the ceremony's accounts that were not there before.
@@ -175,20 +219,27 @@ async fn program_token(
         req.profile.mfa_account
     ));
     session.put(&mfa_account(&req.profile.mfa_account, seed))?;
-    let mut seal_seed = Zeroizing::new([0u8; 32]);
-    rng.fill(&mut *seal_seed)
-        .map_err(crate::vault::Error::from)?;
-    prompt.note(&format!(
-        "Token: storing the sealing credential {:?} (HMAC-SHA256, touch required).",
-        req.profile.seal_account
-    ));
-    session.put(&NewAccount {
-        algorithm: Algorithm::Sha256,
-        ..mfa_account(
-            &req.profile.seal_account,
-            Seed::new(Zeroizing::new(seal_seed.to_vec())),
-        )
-    })?;
+    if oath::find(&session.list()?, &req.profile.seal_account).is_ok() {
+        prompt.note(&format!(
+            "Token: reusing its sealing credential {:?}.",
+            req.profile.seal_account
+        ));
+    } else {
+        let mut seal_seed = Zeroizing::new([0u8; 32]);
+        rng.fill(&mut *seal_seed)
+            .map_err(crate::vault::Error::from)?;
+        prompt.note(&format!(
+            "Token: storing the sealing credential {:?} (HMAC-SHA256, touch required).",
+            req.profile.seal_account
+        ));
+        session.put(&NewAccount {
+            algorithm: Algorithm::Sha256,
+            ..mfa_account(
+                &req.profile.seal_account,
+                Seed::new(Zeroizing::new(seal_seed.to_vec())),
+            )
+        })?;
+    }
     if let Some(user) = enable_for {
         // Two consecutive windows, read from the token at once (t and t+1): no waiting for the
         // clock, and no chance of straddling a window boundary between two manual readings.
@@ -204,17 +255,23 @@ async fn program_token(
     Ok(serial)
 }
 
+/// Programs the token, gets the key, seals and writes the vault. On failure, says whether the
+/// vault was already written (then nothing may be rolled back).
 async fn program_and_seal(
     req: &Request<'_>,
+    passphrase: &SecretString,
     session: &mut Session<'_>,
     prompt: &mut dyn Prompt,
     rng: &dyn Random,
-) -> Result<Report, Error> {
+) -> Result<Report, (Error, bool)> {
+    let before = |e: Error| (e, false);
     let device_name = match &req.mfa {
         MfaSource::Create { user } => user.clone(),
         MfaSource::Import { .. } => String::new(),
     };
-    let serial = program_token(req, session, &device_name, prompt, rng).await?;
+    let serial = program_token(req, session, &device_name, prompt, rng)
+        .await
+        .map_err(before)?;
     // The access key, proven with GetCallerIdentity.
     let (key_id, secret) = match &req.key {
         KeySource::Import {
@@ -223,18 +280,15 @@ async fn program_and_seal(
         } => (access_key_id.clone(), secret_access_key.clone()),
         KeySource::Create { user } => {
             prompt.note(&format!("IAM: creating an access key for {user}."));
-            iam::create_access_key(&req.endpoint, &admin(req)?, user).await?
+            let signer = admin(req).map_err(before)?;
+            iam::create_access_key(&req.endpoint, &signer, user)
+                .await
+                .map_err(|e| before(e.into()))?
         }
     };
-    let identity = prove_key(req, &key_id, &secret, prompt).await?;
-    let passphrase = prompt.passphrase(true)?;
-    let len = passphrase.expose_secret().chars().count();
-    if len < MIN_PASSPHRASE {
-        return Err(Error::WeakPassphrase {
-            len,
-            min: MIN_PASSPHRASE,
-        });
-    }
+    let identity = prove_key(req, &key_id, &secret, prompt)
+        .await
+        .map_err(before)?;
     let now = (req.now)();
     let payload = Payload {
         access_key_id: key_id.clone(),
@@ -249,7 +303,7 @@ async fn program_and_seal(
         let mut factor = OathFactor::new(session, &req.profile.seal_account);
         prompt.touch_start("sealing the vault");
         let v = Vault::create(
-            &passphrase,
+            passphrase,
             req.kdf,
             &mut factor,
             "primary",
@@ -258,10 +312,23 @@ async fn program_and_seal(
             now,
         );
         prompt.touch_end();
-        v?
+        v.map_err(|e| before(e.into()))?
     };
-    vault::file::write(&req.profile.vault, &vault)?;
-    let profile_added = add_profile_if_missing(req, &serial)?;
+    vault::file::write(&req.profile.vault, &vault).map_err(|e| before(e.into()))?;
+    // From here on the vault works: later problems are warnings, never a rollback.
+    let profile_added = match add_profile_if_missing(req, &serial) {
+        Ok(added) => added,
+        Err(e) => {
+            let mut p = req.profile.clone();
+            p.mfa_serial = Some(serial.clone());
+            prompt.note(&format!(
+                "WARNING: the vault is written, but the profile could not be added to the config ({e}). Add this section to {} by hand:\n{}",
+                req.paths.config.display(),
+                p.to_toml()
+            ));
+            false
+        }
+    };
     Ok(Report {
         user_arn: identity.arn,
         access_key_id_masked: mask_key_id(&key_id),
@@ -303,11 +370,7 @@ pub async fn add_token(
         }
     }
     let existing = session.list()?;
-    for name in [&req.profile.mfa_account, &req.profile.seal_account] {
-        if !req.force && oath::find(&existing, name).is_ok() {
-            return Err(Error::TokenAccountExists { name: name.clone() });
-        }
-    }
+    check_token_accounts(&req, &existing)?;
     let device_name = match &req.mfa {
         MfaSource::Create { user } => format!("{user}-{label}"),
         MfaSource::Import { .. } => String::new(),
@@ -340,7 +403,7 @@ pub async fn add_token(
         }
         Err(e) => format!("failure: {e}"),
     };
-    audit::append(
+    let logged = audit::append(
         &req.paths.audit_log(),
         &audit::Event {
             time: audit::rfc3339((req.now)()),
@@ -349,8 +412,13 @@ pub async fn add_token(
             fields,
             outcome,
         },
-    )?;
+    );
     let serial = result?;
+    if let Err(e) = logged {
+        prompt.note(&format!(
+            "WARNING: the token was added but its audit record was not written: {e}"
+        ));
+    }
     Ok(Report {
         user_arn: opened.payload.user_arn.clone(),
         access_key_id_masked: mask_key_id(&opened.payload.access_key_id),

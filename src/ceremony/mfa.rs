@@ -33,19 +33,27 @@ impl Windows {
         self.0.get(serial).copied()
     }
 
+    /// Records a sent step. A bogus future entry (see [`choose_step`]) is replaced.
     pub fn record(&mut self, serial: &str, step: u64) {
         let e = self.0.entry(serial.to_owned()).or_insert(step);
-        *e = (*e).max(step);
+        *e = if *e > step.saturating_add(1) {
+            step
+        } else {
+            (*e).max(step)
+        };
     }
 }
 
 /// The step to use now: the current one, or the next one when the current was already sent
-/// (AWS accepts the adjacent window); `None` when even the next one was used: wait.
+/// (AWS accepts the adjacent window); `None` when the next one was used too: wait for it.
+/// A recorded step further ahead cannot come from a working clock (it was ahead when it was
+/// sent, or the file was edited): it is ignored rather than blocking activations for ages.
 pub fn choose_step(now: u64, last_used: Option<u64>) -> Option<u64> {
     let current = now / PERIOD;
     match last_used {
+        Some(last) if last > current.saturating_add(1) => Some(current),
         Some(last) if last > current => None,
-        Some(last) if last == current => Some(current + 1),
+        Some(last) if last == current => Some(current.saturating_add(1)),
         _ => Some(current),
     }
 }
@@ -67,7 +75,7 @@ pub fn code_for_step(
 
 /// Waits until a step after `last` begins, counting down.
 pub fn wait_past(last: u64, now: impl Fn() -> u64, prompt: &mut dyn Prompt) {
-    let start_next = (last + 1) * PERIOD;
+    let start_next = last.saturating_add(1).saturating_mul(PERIOD);
     let t = now();
     if t < start_next {
         prompt.wait(
@@ -87,20 +95,26 @@ mod tests {
         assert_eq!(choose_step(3000, Some(99)), Some(100));
         assert_eq!(choose_step(3000, Some(100)), Some(101));
         assert_eq!(choose_step(3000, Some(101)), None);
+        // A step from a clock that was ahead (or an edited file) does not block for ages.
+        assert_eq!(choose_step(3000, Some(5000)), Some(100));
+        assert_eq!(choose_step(3000, Some(u64::MAX)), Some(100));
     }
 
     #[test]
-    fn state_keeps_the_highest_step_per_serial() {
+    fn state_keeps_the_highest_plausible_step_per_serial() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s/mfa-windows.json");
         let mut w = Windows::load(&path);
         w.record("arn:a", 5);
-        w.record("arn:a", 3);
+        w.record("arn:a", 4);
         w.record("arn:b", 9);
+        w.record("arn:c", 1_000_000);
+        w.record("arn:c", 7);
         w.save(&path).unwrap();
         let back = Windows::load(&path);
         assert_eq!(back.last("arn:a"), Some(5));
         assert_eq!(back.last("arn:b"), Some(9));
-        assert_eq!(back.last("arn:c"), None);
+        assert_eq!(back.last("arn:c"), Some(7));
+        assert_eq!(back.last("arn:d"), None);
     }
 }

@@ -198,7 +198,11 @@ async fn get_session(
 /// buffer (a `serde_json::Value` would keep unwiped copies of the secrets).
 pub fn credential_process_json(s: &sts::Session) -> zeroize::Zeroizing<String> {
     use secrecy::ExposeSecret;
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(1024));
+    // Sized for the worst case of JSON escaping: growing would leave copies behind.
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(
+        256 + 6
+            * (s.secret_access_key.expose_secret().len() + s.session_token.expose_secret().len()),
+    ));
     let fields: [(&str, &str); 4] = [
         ("AccessKeyId", &s.access_key_id),
         ("SecretAccessKey", s.secret_access_key.expose_secret()),

@@ -302,6 +302,25 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     };
     kdf.check()
         .map_err(|e| CliError::usage(e.to_string(), "see `breakglass enroll --help`"))?;
+    config::check_profile_name(&args.profile)
+        .map_err(|m| CliError::usage(m, "choose a profile name such as prod or prod-eu"))?;
+    if let Some(url) = &args.endpoint {
+        config::check_endpoint(url).map_err(|m| {
+            CliError::usage(
+                m,
+                "pass an https:// endpoint, or a loopback http:// one for tests",
+            )
+        })?;
+    }
+    if (args.create_key || args.create_mfa)
+        && (std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            || std::env::var_os("AWS_SECRET_ACCESS_KEY").is_none())
+    {
+        return Err(CliError::usage(
+            "--create-key and --create-mfa call IAM and need the administrator's credentials",
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the ceremony operator's own key) and run again",
+        ));
+    }
     let paths = paths()?;
     let mut profile = match config::load(&paths, &args.profile) {
         Ok(p) => p,

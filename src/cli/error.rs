@@ -258,7 +258,7 @@ impl From<breakglass::ceremony::Error> for CliError {
                 "check that the token's MFA account matches the IAM MFA device and that the clock is right (`timedatectl`)",
                 exit::REFUSED,
             ),
-            E::TokenAccountExists { .. } => ("choose another profile name, or pass --force to replace those accounts", exit::USAGE),
+            E::TokenAccountExists { .. } => ("set another mfa_account for this profile in the config, or pass --force to replace that MFA account (the sealing credential is never replaced)", exit::USAGE),
             E::TokenAlreadyEnrolled { .. } => ("insert the new, not yet enrolled token and pass its reader with --reader", exit::USAGE),
             E::VaultExists { .. } => ("choose another profile, or pass --force to replace the vault (the old one is lost)", exit::USAGE),
             E::AuditFailed(_) | E::Audit(_) => ("fix the audit log's permissions or disk space, then run the command again", exit::FAILURE),

@@ -809,7 +809,7 @@ fn truncated_code(value: &[u8], unix_seconds: u64, period: u32) -> Result<Code, 
     let period = u64::from(period.max(1));
     Ok(Code {
         value: otp::format_code(u32::from_be_bytes([*a, *b, *c, *d]), *digits),
-        valid_from: step * period,
-        valid_to: (step + 1) * period,
+        valid_from: step.saturating_mul(period),
+        valid_to: step.saturating_add(1).saturating_mul(period),
     })
 }

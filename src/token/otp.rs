@@ -92,18 +92,17 @@ pub const MIN_KEY_LEN: usize = 14;
 /// Prepares a seed for a token: hash it if longer than the HMAC block, pad it to 14 bytes.
 /// The HMAC of the result equals the HMAC of the original key.
 pub fn token_key(algorithm: Algorithm, seed: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut key = if seed.len() > algorithm.block_len() {
-        Zeroizing::new(
-            ring::digest::digest(algorithm.digest(), seed)
-                .as_ref()
-                .to_vec(),
-        )
+    let digest;
+    let bytes = if seed.len() > algorithm.block_len() {
+        digest = ring::digest::digest(algorithm.digest(), seed);
+        digest.as_ref()
     } else {
-        Zeroizing::new(seed.to_vec())
+        seed
     };
-    if key.len() < MIN_KEY_LEN {
-        key.resize(MIN_KEY_LEN, 0);
-    }
+    // Sized once: growing would leave a copy of the seed in freed memory.
+    let mut key = Zeroizing::new(Vec::with_capacity(bytes.len().max(MIN_KEY_LEN)));
+    key.extend_from_slice(bytes);
+    key.resize(bytes.len().max(MIN_KEY_LEN), 0);
     key
 }
 

@@ -172,14 +172,17 @@ fn aead_key(key: &Key32) -> LessSafeKey {
 }
 
 fn seal(key: &Key32, nonce: [u8; NONCE_LEN], aad: &[u8], plain: &[u8]) -> Vec<u8> {
-    let mut buf = plain.to_vec();
+    // Room for the tag up front: a reallocation would leave the plaintext in freed memory.
+    let mut buf = Zeroizing::new(Vec::with_capacity(plain.len() + format::TAG_LEN));
+    buf.extend_from_slice(plain);
     // Sealing only fails for inputs over 64 GiB.
     let _ = aead_key(key).seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
         Aad::from(aad),
-        &mut buf,
+        &mut *buf,
     );
-    buf
+    // Now ciphertext: nothing secret left to wipe.
+    std::mem::take(&mut *buf)
 }
 
 fn open(
@@ -243,7 +246,16 @@ mod ptag {
 
 impl Payload {
     fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(256));
+        // Exact size first: growing the buffer would leave copies of the secret behind.
+        let sizes = [
+            self.access_key_id.len(),
+            self.secret_access_key.expose_secret().len(),
+            self.mfa_serial.len(),
+            self.user_arn.len(),
+            8,
+            8,
+        ];
+        let mut out = Zeroizing::new(Vec::with_capacity(sizes.iter().map(|n| n + 4).sum()));
         write_tlv(&mut out, ptag::KEY_ID, self.access_key_id.as_bytes());
         write_tlv(
             &mut out,
@@ -543,6 +555,10 @@ impl Opened {
     }
 
     /// Removes a slot; the last one cannot go.
+    ///
+    /// The data key stays the same: a removed token together with an *old copy* of the vault
+    /// file can still open later versions. Revoking a lost token therefore also needs a rotated
+    /// access key (the `rotate` ceremony) so that what the old copy holds is worthless.
     pub fn remove_slot(&self, id: u8, rng: &dyn Random) -> Result<Vault, Error> {
         let mut v = self.vault.clone();
         let slots = &mut v.sealed.header.slots;
