@@ -115,24 +115,40 @@ pub async fn enroll(
         }
         Err(e) => format!("failure: {e}"),
     };
+    let ok = result.is_ok();
+    record(&req, "enrolment", fields, outcome, ok, prompt);
+    let report = result?;
+    Ok(report)
+}
+
+/// Appends the ceremony's audit record. After a success the vault works, so a record that
+/// cannot be written is a loud warning, not a failure (a retry with --force would be worse).
+/// After a failure the ceremony's own error is what the operator must see; the audit problem
+/// is added as a warning too.
+fn record(
+    req: &Request<'_>,
+    event: &str,
+    fields: Map<String, Value>,
+    outcome: String,
+    succeeded: bool,
+    prompt: &mut dyn Prompt,
+) {
     let logged = audit::append(
         &req.paths.audit_log(),
         &audit::Event {
             time: audit::rfc3339((req.now)()),
-            event: "enrolment".into(),
+            event: event.into(),
             profile: req.profile.name.clone(),
             fields,
             outcome,
         },
     );
-    let report = result?;
     if let Err(e) = logged {
-        // The vault is written and works: report success, but say the record is missing.
+        let what = if succeeded { "succeeded" } else { "failed" };
         prompt.note(&format!(
-            "WARNING: the enrolment succeeded but its audit record was not written: {e}"
+            "WARNING: the {event} {what} but its audit record was not written: {e}"
         ));
     }
-    Ok(report)
 }
 
 fn ask_passphrase(prompt: &mut dyn Prompt) -> Result<SecretString, Error> {
@@ -403,22 +419,9 @@ pub async fn add_token(
         }
         Err(e) => format!("failure: {e}"),
     };
-    let logged = audit::append(
-        &req.paths.audit_log(),
-        &audit::Event {
-            time: audit::rfc3339((req.now)()),
-            event: "token added".into(),
-            profile: req.profile.name.clone(),
-            fields,
-            outcome,
-        },
-    );
+    let ok = result.is_ok();
+    record(&req, "token added", fields, outcome, ok, prompt);
     let serial = result?;
-    if let Err(e) = logged {
-        prompt.note(&format!(
-            "WARNING: the token was added but its audit record was not written: {e}"
-        ));
-    }
     Ok(Report {
         user_arn: opened.payload.user_arn.clone(),
         access_key_id_masked: mask_key_id(&opened.payload.access_key_id),
