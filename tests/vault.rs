@@ -277,3 +277,37 @@ fn vault_files_are_private_and_refused_when_shared() {
     let e = vault::file::read(&path).unwrap_err();
     assert!(matches!(e, Error::UnsafePermissions { .. }), "{e}");
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes, and the real vector with arbitrary edits, only ever give errors.
+        #[test]
+        fn vault_parser(bytes in proptest::collection::vec(any::<u8>(), 0..700),
+                        edits in proptest::collection::vec((0usize..532, any::<u8>()), 1..6)) {
+            let _ = Vault::from_bytes(&bytes);
+            let mut v = std::fs::read(VECTOR).unwrap();
+            for (i, b) in edits {
+                let n = v.len();
+                v[i % n] = b;
+            }
+            // Recompute the checksum so the structural parser, not the checksum, is exercised.
+            let n = v.len() - 32;
+            let sum = ring::digest::digest(&ring::digest::SHA256, &v[..n]);
+            v[n..].copy_from_slice(sum.as_ref());
+            let _ = Vault::from_bytes(&v);
+        }
+
+        #[test]
+        fn config_parser(text in "\\PC{0,300}") {
+            let paths = breakglass::config::Paths::from_lookup(|k| (k == "HOME").then(|| std::path::PathBuf::from("/h"))).unwrap();
+            let _ = breakglass::config::parse(&text, std::path::Path::new("c.toml"), &paths);
+            let with_header = format!("[profiles.p]\n{text}");
+            let _ = breakglass::config::parse(&with_header, std::path::Path::new("c.toml"), &paths);
+        }
+    }
+}
