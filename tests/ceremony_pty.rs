@@ -100,8 +100,8 @@ fn pty(cmd: Command, timeout_ms: u64) -> PtySession {
 }
 
 /// Answers the enrolment prompts: key lines first (stdin is the terminal here), then the
-/// passphrase twice.
-fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &str)]) {
+/// passphrase twice. Returns what it printed after the passphrase; asserts it enrolled.
+fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &str)]) -> String {
     let mut all = vec!["enroll"];
     all.extend_from_slice(args);
     let mut cmd = home.command(&all);
@@ -118,8 +118,9 @@ fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &str)]
     p.exp_string("Password holder, type the passphrase again: ")
         .unwrap();
     p.send_line(PASSPHRASE).unwrap();
-    p.exp_string("Enrolled ").unwrap();
-    p.exp_eof().unwrap();
+    let out = p.exp_eof().unwrap();
+    assert!(out.contains("Enrolled "), "enrolment failed:\n{out}");
+    out
 }
 
 /// Runs the unlock on a pty; returns everything it printed after the passphrase.
@@ -631,19 +632,11 @@ fn a_second_profile_reuses_the_sealing_credential_and_a_failed_enrolment_leaves_
     assert!(!home.vault("stage").exists());
 
     // The second profile on the same token reuses its sealing credential; both vaults open.
-    let mut cmd = home.command(&stage);
-    cmd.envs(admin);
-    let mut p = pty(cmd, 30_000);
-    p.send_line(&k2).unwrap();
-    p.send_line(s2.expose_secret()).unwrap();
-    for _ in 0..2 {
-        p.exp_string("passphrase").unwrap();
-        p.send_line(PASSPHRASE).unwrap();
-    }
-    p.exp_string("reusing its sealing credential \"breakglass-seal\"")
-        .unwrap();
-    p.exp_string("Enrolled ").unwrap();
-    p.exp_eof().unwrap();
+    let out = enroll(&home, &stage[1..], &[&k2, s2.expose_secret()], &admin);
+    assert!(
+        out.contains("reusing its sealing credential \"breakglass-seal\""),
+        "{out}"
+    );
     for profile in ["prod", "stage"] {
         let out = unlock(&home, profile, &r, ("Alice", "Bob"), PASSPHRASE);
         assert!(
@@ -673,39 +666,36 @@ fn an_unwritable_config_does_not_undo_a_working_vault() {
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o775)).unwrap();
     let endpoint = sts.endpoint();
-    let mut cmd = home.command(&[
-        "enroll",
-        "prod",
-        "--import-key",
-        "--create-mfa",
-        "--user",
-        "breakglass",
-        "--endpoint",
-        &endpoint,
-        "--kdf-memory",
-        "1",
-        "--kdf-passes",
-        "1",
-        "--kdf-lanes",
-        "1",
-        "--reader",
-        &r,
-    ]);
-    cmd.envs([
-        ("AWS_ACCESS_KEY_ID", admin_id.as_str()),
-        ("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret()),
-    ]);
-    let mut p = pty(cmd, 30_000);
-    p.send_line(&k1).unwrap();
-    p.send_line(s1.expose_secret()).unwrap();
-    for _ in 0..2 {
-        p.exp_string("passphrase").unwrap();
-        p.send_line(PASSPHRASE).unwrap();
-    }
-    p.exp_string("WARNING: the vault is written, but the profile could not be added")
-        .unwrap();
-    p.exp_string("[profiles.prod]").unwrap();
-    p.exp_eof().unwrap();
+    let out = enroll(
+        &home,
+        &[
+            "prod",
+            "--import-key",
+            "--create-mfa",
+            "--user",
+            "breakglass",
+            "--endpoint",
+            &endpoint,
+            "--kdf-memory",
+            "1",
+            "--kdf-passes",
+            "1",
+            "--kdf-lanes",
+            "1",
+            "--reader",
+            &r,
+        ],
+        &[&k1, s1.expose_secret()],
+        &[
+            ("AWS_ACCESS_KEY_ID", admin_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret()),
+        ],
+    );
+    assert!(
+        out.contains("WARNING: the vault is written, but the profile could not be added"),
+        "{out}"
+    );
+    assert!(out.contains("[profiles.prod]"), "{out}");
     assert!(home.vault("prod").exists());
     let list = ok(bg(&["token", "list", "--reader", &r], None));
     assert!(

@@ -405,7 +405,7 @@ fn access_code_from_stdin_and_errors() {
         &["token", "add", "a", "--secret-stdin", "--reader", &r],
         Some(RFC_SEED_B32),
     ));
-    set_access_code_via_pty(&r, "s3cret code");
+    set_access_code_via_pty(&r, None, "s3cret code");
     let list = ok(bg(&["token", "list", "--reader", &r], None));
     assert!(
         list.contains("access code set") && list.contains("accounts hidden"),
@@ -467,19 +467,6 @@ fn access_code_from_stdin_and_errors() {
         list.contains("access code not set") && list.contains("  b "),
         "{list}"
     );
-}
-
-/// Runs `breakglass token password set` on a pseudo-terminal, typing the code twice.
-pub fn set_access_code_via_pty(reader: &str, code: &str) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["token", "password", "set", "--reader", reader]);
-    let mut p = rexpect::session::spawn_command(cmd, Some(10_000)).expect("spawn on a pty");
-    p.exp_string("New access code: ").unwrap();
-    p.send_line(code).unwrap();
-    p.exp_string("Repeat the new access code: ").unwrap();
-    p.send_line(code).unwrap();
-    p.exp_string("Access code set").unwrap();
-    p.exp_eof().unwrap();
 }
 
 #[test]

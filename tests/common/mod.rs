@@ -215,3 +215,21 @@ pub fn unix_now() -> u64 {
 
 /// The RFC 4226/6238 SHA-1 seed "12345678901234567890" in base32.
 pub const RFC_SEED_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// Runs `breakglass token password set` on a pseudo-terminal: types the current access code
+/// when `old` is given, then the new one twice.
+pub fn set_access_code_via_pty(reader: &str, old: Option<&str>, new: &str) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["token", "password", "set", "--reader", reader]);
+    let mut p = rexpect::session::spawn_command(cmd, Some(10_000)).expect("spawn on a pty");
+    if let Some(old) = old {
+        p.exp_string("Token access code (OATH password): ").unwrap();
+        p.send_line(old).unwrap();
+    }
+    p.exp_string("New access code: ").unwrap();
+    p.send_line(new).unwrap();
+    p.exp_string("Repeat the new access code: ").unwrap();
+    p.send_line(new).unwrap();
+    p.exp_string("Access code set").unwrap();
+    p.exp_eof().unwrap();
+}
