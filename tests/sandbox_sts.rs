@@ -660,6 +660,110 @@ async fn role_requiring_mfa_refuses_sessions_without_mfa() {
 }
 
 #[tokio::test]
+async fn operator_mfa_device_is_enabled_and_the_current_window_is_fresh() {
+    let sts = start();
+    let key = Creds::key(sts.create_access_key("uma"));
+    let (serial, seed_text) = sts.create_mfa_device("uma", "uma-token");
+    assert_eq!(serial, "arn:aws:iam::123456789012:mfa/uma-token");
+    assert_eq!(seed_text.len(), 32, "20-byte seed as base32 text");
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(seed_text.as_bytes())
+        .unwrap();
+    let t = steady_now().await;
+    let out = sts_client(&sts, &key)
+        .get_session_token()
+        .serial_number(&serial)
+        .token_code(code(&seed, t))
+        .send()
+        .await
+        .unwrap();
+    let session = Creds::session(out.credentials().unwrap());
+    // An MFA session: it may call IAM for its user, which the device created.
+    let user = iam_client(&sts, &session).get_user().send().await.unwrap();
+    assert_eq!(
+        user.user().unwrap().arn(),
+        "arn:aws:iam::123456789012:user/uma"
+    );
+    // Still strict: the code just used is refused now.
+    let err = sts_client(&sts, &key)
+        .get_session_token()
+        .serial_number(&serial)
+        .token_code(code(&seed, t))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(&err),
+        ("AccessDenied".into(), MFA_CODE_FAILED.into(), 403)
+    );
+    // The device belongs to uma only; a device for a new user creates the user.
+    let (other_serial, _) = sts.create_mfa_device("vic", "vic-token");
+    let err = sts_client(&sts, &key)
+        .get_session_token()
+        .serial_number(&other_serial)
+        .token_code("123456")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(&err),
+        ("AccessDenied".into(), MFA_SERIAL_FAILED.into(), 403)
+    );
+    assert_eq!(sts.create_user("vic"), "arn:aws:iam::123456789012:user/vic");
+}
+
+#[tokio::test]
+async fn mfa_session_assumes_mfa_role_and_a_denying_role_refuses_everyone() {
+    let sts = start();
+    let key = Creds::key(sts.create_access_key("walt"));
+    let (serial, seed_text) = sts.create_mfa_device("walt", "walt-token");
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(seed_text.as_bytes())
+        .unwrap();
+    let needs_mfa = sts.create_role("needs-mfa", true);
+    let locked = sts.create_role_denying("locked");
+    assert_eq!(locked, "arn:aws:iam::123456789012:role/locked");
+    let t = steady_now().await;
+    let out = sts_client(&sts, &key)
+        .get_session_token()
+        .serial_number(&serial)
+        .token_code(code(&seed, t))
+        .send()
+        .await
+        .unwrap();
+    let session = Creds::session(out.credentials().unwrap());
+    let assume = |role: &str| {
+        sts_client(&sts, &session)
+            .assume_role()
+            .role_arn(role)
+            .role_session_name("alice+bob")
+            .source_identity("alice+bob")
+            .send()
+    };
+    let out = assume(&needs_mfa).await.unwrap();
+    assert_eq!(out.source_identity(), Some("alice+bob"));
+    assert_eq!(
+        out.assumed_role_user().unwrap().arn(),
+        "arn:aws:sts::123456789012:assumed-role/needs-mfa/alice+bob"
+    );
+    let role_key = out.credentials().unwrap().access_key_id();
+    assert_eq!(
+        sts.session_source_identity(role_key).as_deref(),
+        Some("alice+bob")
+    );
+    let err = assume(&locked).await.unwrap_err();
+    let expected = format!(
+        "User: arn:aws:iam::123456789012:user/walt is not authorized to perform: \
+         sts:AssumeRole on resource: {locked}"
+    );
+    assert_eq!(failure(&err), ("AccessDenied".into(), expected, 403));
+    // The flag can be lifted: create_role on the same name sets the trust again.
+    assert_eq!(sts.create_role("locked", false), locked);
+    assume(&locked).await.unwrap();
+    assert_eq!(sts.counts().assume_role, 2);
+}
+
+#[tokio::test]
 async fn counts_count_successes_and_mfa_rejections() {
     let sts = start();
     assert_eq!(sts.counts().get_session_token, 0);

@@ -1,6 +1,7 @@
-//! AWS calls: STS (GetSessionToken, GetCallerIdentity) and IAM (enrolment), with errors sorted
-//! into what an operator can act on.
+//! AWS calls: STS (GetSessionToken, AssumeRole, GetCallerIdentity) and IAM (enrolment), with
+//! errors sorted into what an operator can act on; and a reader of the AWS shared config file.
 
+pub mod config_file;
 pub mod iam;
 pub mod sts;
 
@@ -58,6 +59,10 @@ pub enum Error {
     Expired { message: String },
     #[error("this machine's clock is wrong (AWS: {message})")]
     ClockSkew { message: String },
+    /// AssumeRole refused: the role does not exist, its trust policy does not admit the caller,
+    /// or it requires MFA and the session has none.
+    #[error("AWS refused to let this session assume {role_arn}: {message}")]
+    RoleDenied { role_arn: String, message: String },
     #[error("AWS denied {action}: {code}: {message}")]
     Denied {
         action: &'static str,
@@ -110,7 +115,8 @@ where
         }
         "RequestExpired" => Error::ClockSkew { message },
         "SignatureDoesNotMatch" => Error::BadKey { message },
-        "ExpiredToken" => Error::Expired { message },
+        // `ExpiredTokenException` is how the STS model names the same code in some operations.
+        "ExpiredToken" | "ExpiredTokenException" => Error::Expired { message },
         _ => Error::Denied {
             action,
             code,

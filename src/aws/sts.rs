@@ -1,4 +1,5 @@
-//! STS: GetSessionToken with MFA, GetCallerIdentity.
+//! STS: GetSessionToken with MFA, AssumeRole from that session, GetCallerIdentity; and the
+//! names a role session carries (RoleSessionName, SourceIdentity).
 
 use secrecy::SecretString;
 
@@ -46,12 +47,202 @@ pub async fn get_session_token(
         action: "GetSessionToken",
         what: "credentials",
     })?;
-    Ok(Session {
+    Ok(session(c))
+}
+
+fn session(c: aws_sdk_sts::types::Credentials) -> Session {
+    Session {
         access_key_id: c.access_key_id,
         secret_access_key: SecretString::from(c.secret_access_key),
         session_token: SecretString::from(c.session_token),
         expiration: u64::try_from(c.expiration.secs()).unwrap_or(0),
+    }
+}
+
+/// What to ask AssumeRole for.
+#[derive(Debug, Clone, Copy)]
+pub struct AssumeRole<'a> {
+    pub role_arn: &'a str,
+    /// 2-64 characters of `[\w+=,.@-]`: see [`role_session_name`].
+    pub session_name: &'a str,
+    /// Kept by AWS on the session and every session chained from it (CloudTrail shows it);
+    /// see [`source_identity`]. Empty: none is set.
+    pub source_identity: &'a str,
+    /// 900 up to the role's `MaxSessionDuration` (at most 3600 when chained from a role).
+    pub duration_secs: u64,
+}
+
+/// Temporary credentials of a role, and the ARN they act as
+/// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`). No `Debug`: the session is secret.
+pub struct RoleSession {
+    pub session: Session,
+    pub assumed_role_arn: String,
+}
+
+/// AssumeRole, signed with `signer`: for break-glass use, the MFA session from
+/// [`get_session_token`] (its session token included), so that a role whose trust policy
+/// requires MFA admits it. A refusal of the role (unknown role, trust policy, MFA) is
+/// [`Error::RoleDenied`]; an expired base session is [`Error::Expired`].
+pub async fn assume_role(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    req: &AssumeRole<'_>,
+) -> Result<RoleSession, Error> {
+    let mut call = client(endpoint, signer)
+        .await
+        .assume_role()
+        .role_arn(req.role_arn)
+        .role_session_name(req.session_name)
+        .duration_seconds(i32::try_from(req.duration_secs).unwrap_or(i32::MAX));
+    if !req.source_identity.is_empty() {
+        call = call.source_identity(req.source_identity);
+    }
+    let out = call
+        .send()
+        .await
+        .map_err(|e| match classify("AssumeRole", endpoint, e) {
+            Error::Denied { code, message, .. } if code == "AccessDenied" => Error::RoleDenied {
+                role_arn: req.role_arn.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+    let c = out.credentials.ok_or(Error::Incomplete {
+        action: "AssumeRole",
+        what: "credentials",
+    })?;
+    let user = out.assumed_role_user.ok_or(Error::Incomplete {
+        action: "AssumeRole",
+        what: "the assumed role's ARN",
+    })?;
+    Ok(RoleSession {
+        session: session(c),
+        assumed_role_arn: user.arn,
     })
+}
+
+/// The pattern of [`role_session_name`] when the profile sets none.
+pub const DEFAULT_SESSION_NAME_PATTERN: &str = "{password_holder}+{token_holder}";
+
+/// AWS's length limits for RoleSessionName and SourceIdentity.
+const NAME_LEN: (usize, usize) = (2, 64);
+
+/// A piece of a name pattern.
+enum Piece<'a> {
+    Text(&'a str),
+    PasswordHolder,
+    TokenHolder,
+}
+
+fn parse_pattern(pattern: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            pieces.push(Piece::Text(&rest[..open]));
+        }
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!(
+                "unclosed '{{' in the role session name pattern {pattern:?}"
+            ));
+        };
+        pieces.push(match &after[..close] {
+            "password_holder" => Piece::PasswordHolder,
+            "token_holder" => Piece::TokenHolder,
+            other => {
+                return Err(format!(
+                    "unknown placeholder {{{other}}} in the role session name pattern \
+                     {pattern:?}: use {{password_holder}} and {{token_holder}}"
+                ))
+            }
+        });
+        rest = &after[close + 1..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest));
+    }
+    Ok(pieces)
+}
+
+/// `text` in AWS's name alphabet `[\w+=,.@-]` (ASCII): any other character becomes `-`.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Renders `pieces` within AWS's limits. When the result would be too long, the holders' names
+/// are shortened first, evenly (the longest loses most), so that both stay visible; the text
+/// of the pattern is cut only if it alone is too long. Too short: padded with `-`.
+fn render(pieces: &[Piece<'_>], password_holder: &str, token_holder: &str) -> String {
+    let holders = [sanitize(password_holder), sanitize(token_holder)];
+    let texts: Vec<String> = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => sanitize(t),
+            Piece::PasswordHolder | Piece::TokenHolder => String::new(),
+        })
+        .collect();
+    let fixed: usize = texts.iter().map(String::len).sum();
+    let budget = NAME_LEN.1.saturating_sub(fixed);
+    let holder_lens: Vec<usize> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::PasswordHolder => Some(holders[0].len()),
+            Piece::TokenHolder => Some(holders[1].len()),
+            Piece::Text(_) => None,
+        })
+        .collect();
+    // The largest cap on each holder's length that keeps them all within the budget.
+    let used = |cap: usize| -> usize { holder_lens.iter().map(|&l| l.min(cap)).sum() };
+    let cap = (0..=NAME_LEN.1)
+        .rev()
+        .find(|&cap| used(cap) <= budget)
+        .unwrap_or(0);
+    let mut name = String::with_capacity(NAME_LEN.1);
+    for (piece, text) in pieces.iter().zip(&texts) {
+        let part = match piece {
+            Piece::Text(_) => text.as_str(),
+            Piece::PasswordHolder => &holders[0][..holders[0].len().min(cap)],
+            Piece::TokenHolder => &holders[1][..holders[1].len().min(cap)],
+        };
+        name.push_str(part);
+    }
+    // ASCII only after `sanitize`: byte lengths are character counts.
+    name.truncate(NAME_LEN.1);
+    while name.len() < NAME_LEN.0 {
+        name.push('-');
+    }
+    name
+}
+
+/// RoleSessionName from `pattern` (default [`DEFAULT_SESSION_NAME_PATTERN`]), whose
+/// placeholders `{password_holder}` and `{token_holder}` are replaced by the holders' names.
+/// Characters outside AWS's `[\w+=,.@-]` become `-`; the result has 2-64 characters (holders'
+/// names shortened evenly when too long, `-` padding when too short). `Err` names an unknown
+/// placeholder or an unclosed `{`.
+pub fn role_session_name(
+    pattern: Option<&str>,
+    password_holder: &str,
+    token_holder: &str,
+) -> Result<String, String> {
+    let pieces = parse_pattern(pattern.unwrap_or(DEFAULT_SESSION_NAME_PATTERN))?;
+    Ok(render(&pieces, password_holder, token_holder))
+}
+
+/// SourceIdentity naming both holders, `password_holder+token_holder`, in AWS's alphabet and
+/// 2-64 characters like [`role_session_name`]. It never starts with the reserved `aws:`: `:` is
+/// outside the alphabet.
+pub fn source_identity(password_holder: &str, token_holder: &str) -> String {
+    let pieces = [Piece::PasswordHolder, Piece::Text("+"), Piece::TokenHolder];
+    render(&pieces, password_holder, token_holder)
 }
 
 /// GetCallerIdentity.
@@ -70,4 +261,144 @@ pub async fn get_caller_identity(
         arn: out.arn.unwrap_or_default(),
         user_id: out.user_id.unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AWS's constraints on RoleSessionName and SourceIdentity.
+    fn assert_aws_name(name: &str) {
+        assert!((2..=64).contains(&name.len()), "{name:?}: length");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)),
+            "{name:?}: alphabet"
+        );
+        assert!(!name.to_ascii_lowercase().starts_with("aws:"), "{name:?}");
+    }
+
+    #[test]
+    fn session_name_default_pattern_names_both_holders() {
+        let name = role_session_name(None, "alice", "bob").unwrap();
+        assert_eq!(name, "alice+bob");
+        assert_eq!(source_identity("alice", "bob"), "alice+bob");
+        assert_eq!(
+            role_session_name(Some(DEFAULT_SESSION_NAME_PATTERN), "alice", "bob").unwrap(),
+            name
+        );
+    }
+
+    #[test]
+    fn session_name_pattern_placeholders() {
+        let name = |p: &str| role_session_name(Some(p), "alice", "bob");
+        assert_eq!(
+            name("bg-{token_holder}-{password_holder}").unwrap(),
+            "bg-bob-alice"
+        );
+        assert_eq!(
+            name("{password_holder}{password_holder}").unwrap(),
+            "alicealice"
+        );
+        assert_eq!(name("incident").unwrap(), "incident");
+        // Characters outside the alphabet, in the pattern too, become '-'.
+        assert_eq!(
+            name("break glass/{token_holder}}").unwrap(),
+            "break-glass-bob-"
+        );
+        let e = name("{password_holder}+{reason}").unwrap_err();
+        assert!(e.contains("{reason}"), "{e}");
+        assert!(
+            e.contains("{password_holder}") && e.contains("{token_holder}"),
+            "{e}"
+        );
+        assert!(name("{Password_Holder}").is_err());
+        assert!(name("{}").is_err());
+        let e = name("{password_holder").unwrap_err();
+        assert!(e.contains("unclosed"), "{e}");
+    }
+
+    #[test]
+    fn names_are_mapped_into_the_aws_alphabet() {
+        let name = role_session_name(None, "José Núñez", "o'brien:ops").unwrap();
+        assert_eq!(name, "Jos--N--ez+o-brien-ops");
+        assert_aws_name(&name);
+        let si = source_identity("aws:admin", "x");
+        assert_eq!(si, "aws-admin+x");
+        assert_aws_name(&si);
+        assert_eq!(source_identity("a_b=c,d.e@f-g", "h"), "a_b=c,d.e@f-g+h");
+        // Non-ASCII becomes one '-' per character, not per byte.
+        assert_eq!(source_identity("日本", "é"), "--+-");
+    }
+
+    #[test]
+    fn long_names_are_shortened_evenly_so_both_holders_stay() {
+        let long_a = "a".repeat(100);
+        let long_b = "b".repeat(100);
+        let si = source_identity(&long_a, &long_b);
+        assert_eq!(si.len(), 63, "{si}");
+        assert_eq!(si, format!("{}+{}", "a".repeat(31), "b".repeat(31)));
+        // A short name keeps all its characters; the long one gets the rest.
+        let si = source_identity("al", &long_b);
+        assert_eq!(si, format!("al+{}", "b".repeat(61)));
+        assert_aws_name(&si);
+        let name = role_session_name(Some("breakglass-{token_holder}"), "x", &long_b).unwrap();
+        assert_eq!(name, format!("breakglass-{}", "b".repeat(53)));
+        // A pattern whose own text is too long is cut.
+        let name = role_session_name(Some(&"p".repeat(80)), "x", "y").unwrap();
+        assert_eq!(name, "p".repeat(64));
+        let name = role_session_name(
+            Some(&format!("{}{{password_holder}}", "p".repeat(70))),
+            "x",
+            "y",
+        )
+        .unwrap();
+        assert_eq!(name, "p".repeat(64));
+        // Exactly 64 stays whole.
+        let a = "a".repeat(31);
+        let b = "b".repeat(32);
+        assert_eq!(source_identity(&a, &b), format!("{a}+{b}"));
+    }
+
+    #[test]
+    fn short_names_are_padded() {
+        assert_eq!(
+            role_session_name(Some("{password_holder}"), "", "b").unwrap(),
+            "--"
+        );
+        assert_eq!(
+            role_session_name(Some("{token_holder}"), "a", "b").unwrap(),
+            "b-"
+        );
+        assert_eq!(role_session_name(Some(""), "a", "b").unwrap(), "--");
+        assert_eq!(source_identity("", ""), "+-");
+        assert_aws_name(&source_identity("", ""));
+    }
+
+    #[test]
+    fn names_always_fit_aws_constraints() {
+        let samples = [
+            "",
+            "a",
+            "alice",
+            "aws:",
+            "AWS:root",
+            "é",
+            "日本語の名前",
+            " ",
+            "\n\t",
+            "a+b",
+            "{x}",
+        ];
+        let long = "Zz9_".repeat(40);
+        for a in samples.iter().copied().chain([long.as_str()]) {
+            for b in samples.iter().copied().chain([long.as_str()]) {
+                assert_aws_name(&source_identity(a, b));
+                assert_aws_name(&role_session_name(None, a, b).unwrap());
+                assert_aws_name(
+                    &role_session_name(Some("x{token_holder}{password_holder}y"), a, b).unwrap(),
+                );
+            }
+        }
+    }
 }

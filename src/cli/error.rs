@@ -229,6 +229,7 @@ impl From<breakglass::aws::Error> for CliError {
             E::Expired { .. } => ("run `breakglass unlock` again for a new session", exit::REFUSED),
             E::ClockSkew { .. } => ("set the clock right (`sudo timedatectl set-ntp true`) and try again", exit::UNAVAILABLE),
             E::Denied { .. } => ("check the break-glass user's IAM policies with the security team", exit::REFUSED),
+            E::RoleDenied { .. } => ("check the profile's role_arn and that the role's trust policy admits the break-glass user with MFA (aws:MultiFactorAuthPresent) and sts:SetSourceIdentity", exit::REFUSED),
             E::Unreachable { .. } => (
                 "check the network and the endpoint (profile sts_endpoint, AWS_ENDPOINT_URL); try again",
                 exit::UNAVAILABLE,

@@ -162,7 +162,20 @@ impl MfaDevice {
 pub struct Role {
     pub id: String,
     pub require_mfa: bool,
+    /// A trust policy that admits no one: every AssumeRole of this role is refused.
+    pub denies_all: bool,
     pub max_session_secs: i64,
+}
+
+/// What a role's trust policy asks of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Any principal of the account.
+    Account,
+    /// Any principal of the account whose session was created with MFA.
+    AccountWithMfa,
+    /// No one.
+    Nobody,
 }
 
 /// Who an STS session acts as.
@@ -268,15 +281,19 @@ impl Account {
         self.keys.values().filter(move |k| k.user == user)
     }
 
-    /// Creates role `name`, or updates its MFA flag if it exists; returns its ARN.
-    pub fn create_role(&mut self, name: &str, require_mfa: bool) -> String {
+    /// Creates role `name`, or updates its trust if it exists; returns its ARN.
+    pub fn create_role(&mut self, name: &str, trust: Trust) -> String {
         let arn = format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}");
+        let require_mfa = trust == Trust::AccountWithMfa;
+        let denies_all = trust == Trust::Nobody;
         if let Some(role) = self.roles.get_mut(&arn) {
             role.require_mfa = require_mfa;
+            role.denies_all = denies_all;
         } else {
             let role = Role {
                 id: self.rng.id("AROA", 17),
                 require_mfa,
+                denies_all,
                 max_session_secs: ROLE_MAX_SESSION_SECS,
             };
             self.roles.insert(arn.clone(), role);
@@ -295,6 +312,23 @@ impl Account {
         };
         self.devices.insert(serial.to_owned(), device);
         text
+    }
+
+    /// Creates virtual MFA device `serial` (replacing one of that serial) already enabled for
+    /// `user` (created if missing), with no step used yet; returns its seed as base32 text.
+    /// Quotas are the caller's job.
+    pub fn create_enabled_device(
+        &mut self,
+        user: &str,
+        serial: &str,
+        now: i64,
+    ) -> Zeroizing<String> {
+        self.create_user(user, now);
+        let seed = self.create_device(serial);
+        if let Some(device) = self.devices.get_mut(serial) {
+            device.user = Some(user.to_owned());
+        }
+        seed
     }
 
     pub fn devices_of<'a>(&'a self, user: &'a str) -> impl Iterator<Item = &'a MfaDevice> + 'a {

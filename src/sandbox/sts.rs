@@ -21,7 +21,8 @@
 //!   6 digits, 30 s) of the current step ±1, and a code for a step at or before the last one
 //!   accepted from that device is refused (AWS refuses reused codes).
 //! - GetSessionToken sessions without MFA cannot call IAM (`InvalidClientTokenId`, as AWS).
-//! - AssumeRole: the role must exist; a role flagged "require MFA" needs an MFA session (or
+//! - AssumeRole: the role must exist and its trust admit the caller (`AccessDenied` naming the
+//!   role otherwise); a role flagged "require MFA" needs an MFA session (or
 //!   `SerialNumber` + `TokenCode` in the call); role chaining is limited to 3600 s;
 //!   `SourceIdentity` is kept on the session and inherited (and fixed) along a chain.
 //! - EnableMFADevice wants the codes of two consecutive steps `s`, `s+1` with `s` in
@@ -33,7 +34,8 @@
 //! # Simplified
 //! - Policies: there are none. The admin key ([`Sts::admin_key`]) may call IAM for any user;
 //!   an IAM user may call IAM for itself only; role sessions may not call IAM; any principal of
-//!   the account may assume any role (trust policies are all "this account", plus the MFA flag).
+//!   the account may assume any role (trust policies are all "this account", plus the MFA flag),
+//!   except roles made by [`Sts::create_role_denying`], which admit no one.
 //! - Roles allow sessions up to 12 hours (`MaxSessionDuration` 43200).
 //! - Only header-signed requests (no presigned URLs), only `X-Amz-Date` (not `Date`), only
 //!   the path `/`; one request per connection (`Connection: close`), no chunked bodies.
@@ -52,7 +54,7 @@ use zeroize::Zeroizing;
 
 use super::auth::{self, Caller};
 use super::http::{self, Request, Response, Server};
-use super::model::{self, Account, Rng};
+use super::model::{self, Account, Rng, Trust};
 use super::wire::{self, Fault, Params, Service, Xml};
 use super::{iam_api, sts_api};
 
@@ -159,10 +161,35 @@ impl Sts {
         (key.id.clone(), key.secret.clone())
     }
 
-    /// Creates role `name` (or sets its MFA flag if it exists); returns its ARN. With
-    /// `require_mfa`, only callers whose session was created with MFA may assume it.
+    /// Creates role `name` (or sets its trust if it exists); returns its ARN. Any principal of
+    /// the account may assume it; with `require_mfa`, only callers whose session was created
+    /// with MFA (or who give `SerialNumber` and `TokenCode`).
     pub fn create_role(&self, name: &str, require_mfa: bool) -> String {
-        self.shared.lock().create_role(name, require_mfa)
+        let trust = if require_mfa {
+            Trust::AccountWithMfa
+        } else {
+            Trust::Account
+        };
+        self.shared.lock().create_role(name, trust)
+    }
+
+    /// Creates role `name` (or sets its trust if it exists) with a trust policy that admits no
+    /// one: every AssumeRole of it is `AccessDenied`, as AWS answers a trust policy that does
+    /// not name the caller. Returns its ARN.
+    pub fn create_role_denying(&self, name: &str) -> String {
+        self.shared.lock().create_role(name, Trust::Nobody)
+    }
+
+    /// Creates virtual MFA device `name` already enabled for `user` (creating the user if
+    /// needed; replacing a device of that name); returns its serial
+    /// (`arn:aws:iam::123456789012:mfa/NAME`) and base32 seed. Unlike EnableMFADevice, no TOTP
+    /// step is used up: the code of the current window is accepted at once. The operator's API
+    /// skips IAM's quota of devices per user.
+    pub fn create_mfa_device(&self, user: &str, name: &str) -> (String, Zeroizing<String>) {
+        let serial = format!("arn:aws:iam::{ACCOUNT_ID}:mfa/{name}");
+        let now = self.shared.now();
+        let seed = self.shared.lock().create_enabled_device(user, &serial, now);
+        (serial, seed)
     }
 
     pub fn counts(&self) -> Counts {
@@ -181,6 +208,16 @@ impl Sts {
             .sessions
             .get(access_key_id)
             .and_then(|s| s.source_identity.clone())
+    }
+
+    /// The secret key and session token of an issued session (tests scan memory and files
+    /// for them).
+    pub fn session_secrets(&self, access_key_id: &str) -> Option<(SecretString, SecretString)> {
+        self.shared
+            .lock()
+            .sessions
+            .get(access_key_id)
+            .map(|s| (s.secret.clone(), s.token.clone()))
     }
 }
 

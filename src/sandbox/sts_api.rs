@@ -1,5 +1,5 @@
 //! The emulator's STS actions: GetSessionToken (with MFA and replay refusal), GetCallerIdentity
-//! and AssumeRole (MFA-requiring roles, chaining limit, SourceIdentity).
+//! and AssumeRole (trust: MFA-requiring and all-denying roles; chaining limit, SourceIdentity).
 
 use secrecy::ExposeSecret;
 
@@ -162,7 +162,12 @@ pub fn assume_role(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
     let caller = cx.caller;
     let caller_arn = caller.arn();
     let denied = || Fault::not_authorized(&caller_arn, "sts:AssumeRole", request.role_arn);
-    let role = cx.account.roles.get(request.role_arn).ok_or_else(denied)?;
+    let role = cx
+        .account
+        .roles
+        .get(request.role_arn)
+        .filter(|role| !role.denies_all)
+        .ok_or_else(denied)?;
     let (role_id, require_mfa, max_secs) =
         (role.id.clone(), role.require_mfa, role.max_session_secs);
     let chained = matches!(caller.principal, Principal::Role { .. });
