@@ -71,6 +71,7 @@ fn main() {
         config: home.path().join("config.toml"),
         data: home.path().join("data"),
         state: home.path().join("state"),
+        runtime: home.path().join("run"),
     };
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     sts.create_user("breakglass");

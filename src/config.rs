@@ -11,6 +11,11 @@
 //! sts_endpoint = "https://sts.us-east-1.amazonaws.com"     # else AWS_ENDPOINT_URL(_STS)
 //! session_duration = 3600                     # 900..=129600 seconds
 //! reader = "Yubico"                           # part of the reader name
+//! role_arn = "arn:aws:iam::210987654321:role/BreakGlass"  # hand out this role's sessions
+//! role_session_name = "{password_holder}+{token_holder}"    # RoleSessionName pattern
+//!
+//! [agent]
+//! idle_timeout = 60                           # minutes without a hand-out before a wipe
 //! ```
 
 use std::collections::BTreeMap;
@@ -24,6 +29,9 @@ pub const SESSION_DURATION_SECS: std::ops::RangeInclusive<u64> = 900..=129_600;
 pub const DEFAULT_SESSION_DURATION_SECS: u64 = 3600;
 pub const DEFAULT_SEAL_ACCOUNT: &str = "breakglass-seal";
 pub const DEFAULT_REGION: &str = "us-east-1";
+/// Minutes without a hand-out after which the agent wipes a session.
+pub const DEFAULT_IDLE_TIMEOUT_MINUTES: u64 = 60;
+pub const IDLE_TIMEOUT_MINUTES: std::ops::RangeInclusive<u64> = 1..=1440;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -55,6 +63,9 @@ pub struct Paths {
     pub config: PathBuf,
     pub data: PathBuf,
     pub state: PathBuf,
+    /// The agent's socket directory: `$XDG_RUNTIME_DIR/breakglass`, else
+    /// `/tmp/breakglass-UID` (created 0700 and checked by the agent).
+    pub runtime: PathBuf,
 }
 
 impl Paths {
@@ -79,10 +90,16 @@ impl Paths {
             Some(p) => p,
             None => base("XDG_CONFIG_HOME", ".config")?.join("config.toml"),
         };
+        let runtime = get("XDG_RUNTIME_DIR")
+            .map(|p| p.join("breakglass"))
+            .unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("breakglass-{}", nix::unistd::geteuid()))
+            });
         Ok(Self {
             config,
             data: base("XDG_DATA_HOME", ".local/share")?,
             state: base("XDG_STATE_HOME", ".local/state")?,
+            runtime,
         })
     }
 
@@ -92,6 +109,10 @@ impl Paths {
 
     pub fn mfa_state(&self) -> PathBuf {
         self.state.join("mfa-windows.json")
+    }
+
+    pub fn agent_socket(&self) -> PathBuf {
+        self.runtime.join("agent.sock")
     }
 
     pub fn default_vault(&self, profile: &str) -> PathBuf {
@@ -104,6 +125,19 @@ impl Paths {
 struct File {
     #[serde(default)]
     profiles: BTreeMap<String, Spanned<RawProfile>>,
+    agent: Option<RawAgent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    idle_timeout: Option<Spanned<u64>>,
+}
+
+/// The agent's settings (`[agent]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    pub idle_timeout_minutes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +151,8 @@ struct RawProfile {
     sts_endpoint: Option<Spanned<String>>,
     session_duration: Option<Spanned<u64>>,
     reader: Option<String>,
+    role_arn: Option<Spanned<String>>,
+    role_session_name: Option<Spanned<String>>,
 }
 
 /// One profile with its defaults applied.
@@ -131,6 +167,10 @@ pub struct Profile {
     pub sts_endpoint: Option<String>,
     pub session_duration_secs: u64,
     pub reader: Option<String>,
+    /// A role the agent assumes with the session; its sessions are handed out instead.
+    pub role_arn: Option<String>,
+    /// RoleSessionName pattern with `{password_holder}` and `{token_holder}`.
+    pub role_session_name: Option<String>,
 }
 
 impl Profile {
@@ -146,6 +186,8 @@ impl Profile {
             sts_endpoint: None,
             session_duration_secs: DEFAULT_SESSION_DURATION_SECS,
             reader: None,
+            role_arn: None,
+            role_session_name: None,
         }
     }
 
@@ -166,6 +208,12 @@ impl Profile {
         s += &format!("session_duration = {}\n", self.session_duration_secs);
         if let Some(r) = &self.reader {
             s += &format!("reader = {}\n", q(r));
+        }
+        if let Some(r) = &self.role_arn {
+            s += &format!("role_arn = {}\n", q(r));
+        }
+        if let Some(r) = &self.role_session_name {
+            s += &format!("role_session_name = {}\n", q(r));
         }
         s
     }
@@ -241,6 +289,83 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+pub fn check_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "role_arn {arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
+        ))
+    }
+}
+
+/// A RoleSessionName pattern: only the two known placeholders.
+pub fn check_session_name_pattern(pattern: &str) -> Result<(), String> {
+    let rest = pattern
+        .replace("{password_holder}", "")
+        .replace("{token_holder}", "");
+    if rest.contains('{') || rest.contains('}') {
+        return Err(format!(
+            "role_session_name {pattern:?} may only use {{password_holder}} and {{token_holder}}"
+        ));
+    }
+    Ok(())
+}
+
+fn read_file(text: &str, path: &Path) -> Result<File, Error> {
+    toml::from_str(text).map_err(|e| Error::Invalid {
+        path: path.display().to_string(),
+        line: line_of(text, e.span().map_or(0, |s| s.start)),
+        message: e.message().to_owned(),
+    })
+}
+
+/// The `[agent]` settings of a config file's text.
+pub fn parse_agent(text: &str, path: &Path) -> Result<AgentSettings, Error> {
+    let file = read_file(text, path)?;
+    let mut out = AgentSettings {
+        idle_timeout_minutes: DEFAULT_IDLE_TIMEOUT_MINUTES,
+    };
+    if let Some(t) = file.agent.and_then(|a| a.idle_timeout) {
+        if !IDLE_TIMEOUT_MINUTES.contains(t.get_ref()) {
+            return Err(Error::Invalid {
+                path: path.display().to_string(),
+                line: line_of(text, t.span().start),
+                message: format!(
+                    "idle_timeout {} is out of range: use 1 to 1440 minutes",
+                    t.get_ref()
+                ),
+            });
+        }
+        out.idle_timeout_minutes = *t.get_ref();
+    }
+    Ok(out)
+}
+
+/// Reads the `[agent]` settings; a missing file has the defaults.
+pub fn load_agent(paths: &Paths) -> Result<AgentSettings, Error> {
+    match std::fs::read_to_string(&paths.config) {
+        Ok(text) => parse_agent(&text, &paths.config),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => parse_agent("", &paths.config),
+        Err(source) => Err(Error::Read {
+            path: paths.config.display().to_string(),
+            source,
+        }),
+    }
+}
+
 /// Parses a config file's text; errors carry `path:line`.
 pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, Profile>, Error> {
     let invalid = |offset: usize, message: String| Error::Invalid {
@@ -248,10 +373,7 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         line: line_of(text, offset),
         message,
     };
-    let file: File = toml::from_str(text).map_err(|e| {
-        let offset = e.span().map_or(0, |s| s.start);
-        invalid(offset, e.message().to_owned())
-    })?;
+    let file = read_file(text, path)?;
     let mut out = BTreeMap::new();
     for (name, raw) in file.profiles {
         let at = raw.span().start;
@@ -282,6 +404,14 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         p.mfa_serial = raw.mfa_serial;
         p.region = raw.region.unwrap_or(p.region);
         p.reader = raw.reader;
+        if let Some(r) = raw.role_arn {
+            check_role_arn(r.get_ref()).map_err(|m| invalid(r.span().start, m))?;
+            p.role_arn = Some(r.into_inner());
+        }
+        if let Some(n) = raw.role_session_name {
+            check_session_name_pattern(n.get_ref()).map_err(|m| invalid(n.span().start, m))?;
+            p.role_session_name = Some(n.into_inner());
+        }
         out.insert(name, p);
     }
     Ok(out)
@@ -366,6 +496,8 @@ mod tests {
         let mut prof = Profile::defaults("prod", &p);
         prof.sts_endpoint = Some("http://127.0.0.1:4566".into());
         prof.reader = Some("Yubico".into());
+        prof.role_arn = Some("arn:aws:iam::210987654321:role/BreakGlass".into());
+        prof.role_session_name = Some("bg-{password_holder}-{token_holder}".into());
         let parsed = parse(&prof.to_toml(), Path::new("c.toml"), &p).unwrap();
         assert_eq!(parsed["prod"], prof);
     }
@@ -397,6 +529,32 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("/c.toml:2:"), "{e}");
+        let e = parse(
+            "[profiles.prod]\n\nrole_arn = \"arn:aws:iam::12:role/x\"\n",
+            Path::new("/c.toml"),
+            &p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/c.toml:3: role_arn"), "{e}");
+        let e = parse(
+            "[profiles.prod]\nrole_session_name = \"{user}\"\n",
+            Path::new("/c.toml"),
+            &p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("/c.toml:2: role_session_name"), "{e}");
+        let e = parse_agent("[agent]\nidle_timeout = 0\n", Path::new("/c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/c.toml:2: idle_timeout 0"), "{e}");
+        assert_eq!(
+            parse_agent("[agent]\nidle_timeout = 5\n", Path::new("/c.toml"))
+                .unwrap()
+                .idle_timeout_minutes,
+            5
+        );
         let e = parse("[profiles.prod\n", Path::new("/c.toml"), &p)
             .unwrap_err()
             .to_string();

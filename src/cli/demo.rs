@@ -84,6 +84,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         config: home.path().join("config/breakglass/config.toml"),
         data: home.path().join("data/breakglass"),
         state: home.path().join("state/breakglass"),
+        runtime: home.path().join("run/breakglass"),
     };
     let emulator = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|e| fail(format!("cannot start the STS emulator: {e}")))?;
