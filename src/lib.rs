@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod agent;
 pub mod audit;
 pub mod aws;
 pub mod ceremony;
@@ -12,5 +13,6 @@ pub mod config;
 pub mod files;
 pub mod sandbox;
 pub mod secure;
+pub mod shell;
 pub mod token;
 pub mod vault;

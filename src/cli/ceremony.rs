@@ -10,7 +10,7 @@ use clap::Args;
 use secrecy::SecretString;
 
 use breakglass::aws::Endpoint;
-use breakglass::ceremony::{self, enroll, unlock, Error as CError, Prompt, Role};
+use breakglass::ceremony::{self, enroll, Error as CError, Prompt, Role};
 use breakglass::config::{self, Paths, Profile};
 use breakglass::secure::SystemRandom;
 use breakglass::token::oath::Seed;
@@ -42,8 +42,27 @@ impl TtyPrompt {
         Ok(Self { tty, touch: None })
     }
 
-    fn say(&mut self, text: &str) {
+    pub fn say(&mut self, text: &str) {
         let _ = writeln!(self.tty, "{text}");
+    }
+
+    /// A line of text typed on the terminal (echoed), trimmed; empty is refused.
+    pub fn line(&mut self, text: &str) -> Result<String, CliError> {
+        let _ = write!(self.tty, "{text}");
+        let _ = self.tty.flush();
+        let mut line = String::new();
+        let read = self
+            .tty
+            .try_clone()
+            .map_err(|e| CError::NoAnswer(e.to_string()))?;
+        BufReader::new(read)
+            .read_line(&mut line)
+            .map_err(|e| CError::NoAnswer(e.to_string()))?;
+        let line = line.trim().to_owned();
+        if line.is_empty() {
+            return Err(CError::EmptyReason.into());
+        }
+        Ok(line)
     }
 
     fn secret(&mut self, text: &str) -> Result<SecretString, CError> {
@@ -138,68 +157,15 @@ fn admin_from_env() -> (Option<String>, Option<SecretString>) {
     )
 }
 
-fn endpoint(profile: &Profile) -> Endpoint {
+pub(super) fn endpoint(profile: &Profile) -> Endpoint {
     Endpoint {
         region: profile.region.clone(),
         url: profile.sts_endpoint.clone(),
     }
 }
 
-fn paths() -> Result<Paths, CliError> {
+pub(super) fn paths() -> Result<Paths, CliError> {
     Paths::from_env().map_err(CliError::from)
-}
-
-#[derive(Debug, Args)]
-pub struct UnlockArgs {
-    /// The profile in the config file.
-    profile: String,
-    /// Why the glass is broken (goes to the audit log).
-    #[arg(long)]
-    reason: String,
-    /// Print the session as credential_process JSON on stdout (secrets: pipe it, don't show it).
-    #[arg(long)]
-    print_json: bool,
-    /// Use the reader whose name contains this text (overrides the profile).
-    #[arg(long, value_name = "NAME")]
-    reader: Option<String>,
-}
-
-pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
-    if args.reason.trim().is_empty() {
-        return Err(CError::EmptyReason.into());
-    }
-    let paths = paths()?;
-    let profile = config::load(&paths, &args.profile)?;
-    let mut prompt = TtyPrompt::open()?;
-    prompt.say(&format!(
-        "Activation of profile {:?}. Reason: {}",
-        profile.name,
-        args.reason.trim()
-    ));
-    let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?;
-    let mut tx = card.transaction()?;
-    let req = unlock::Request {
-        profile: &profile,
-        paths: &paths,
-        reason: &args.reason,
-        endpoint: endpoint(&profile),
-        now: &ceremony::now,
-    };
-    let activation = runtime()?.block_on(unlock::unlock(&req, &mut tx, &mut prompt))?;
-    prompt.say(&format!(
-        "Session granted to {} and {}: temporary key {}, valid until {}. Audit: {}",
-        activation.password_holder,
-        activation.token_holder,
-        activation.session.access_key_id,
-        breakglass::audit::rfc3339(activation.session.expiration),
-        paths.audit_log().display()
-    ));
-    if args.print_json {
-        println!("{}", &*unlock::credential_process_json(&activation.session));
-    } else {
-        prompt.say("Use --print-json to hand the session to a tool (the agent comes with the next release).");
-    }
-    Ok(())
 }
 
 #[derive(Debug, Args)]

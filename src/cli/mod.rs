@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and one file per command group. Prompts and
 //! terminal output live here and nowhere below.
 
+mod agent;
 mod ceremony;
 mod demo;
 mod error;
@@ -32,8 +33,20 @@ pub struct Cli {
 enum Command {
     /// Run the whole activation on the built-in sandbox (soft token + STS emulator), in seconds.
     Demo(demo::DemoArgs),
-    /// Activate: both holders open the vault and get a short-lived STS session.
-    Unlock(ceremony::UnlockArgs),
+    /// Activate: both holders open the vault; the agent then holds the short-lived session.
+    Unlock(agent::UnlockArgs),
+    /// Wipe a profile's session from the agent (all profiles when none is named).
+    Lock(agent::LockArgs),
+    /// Show what the agent holds: profiles, holders, expiry (never a secret).
+    Status(agent::StatusArgs),
+    /// Print the session as AWS credential_process JSON (for ~/.aws/config).
+    CredentialProcess(agent::CredentialProcessArgs),
+    /// Run a command with the session in AWS_* environment variables.
+    Exec(agent::ExecArgs),
+    /// Print the session as shell variable assignments, for `eval`.
+    Env(agent::EnvArgs),
+    /// Run the agent that holds unlocked sessions (started on demand by `unlock`).
+    Agent(agent::AgentArgs),
     /// Enrolment ceremony: program the token, register MFA, seal the access key in a vault.
     Enroll(ceremony::EnrollArgs),
     /// Check the audit log's hash chain.
@@ -62,7 +75,13 @@ impl Cli {
     pub fn run(self) -> Result<(), CliError> {
         match self.command {
             Command::Demo(args) => demo::demo_cmd(args),
-            Command::Unlock(args) => ceremony::unlock_cmd(args),
+            Command::Unlock(args) => agent::unlock_cmd(args),
+            Command::Lock(args) => agent::lock_cmd(args),
+            Command::Status(args) => agent::status_cmd(args),
+            Command::CredentialProcess(args) => agent::credential_process_cmd(args),
+            Command::Exec(args) => agent::exec_cmd(args),
+            Command::Env(args) => agent::env_cmd(args),
+            Command::Agent(args) => agent::agent_cmd(args),
             Command::Enroll(args) => ceremony::enroll_cmd(args),
             Command::Audit(AuditCommand::Verify) => audit_verify(),
             Command::Token(cmd) => cmd.run(),

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod home;
+
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;

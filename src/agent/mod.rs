@@ -1,0 +1,50 @@
+//! The agent: one process per user that holds unlocked sessions in locked memory and hands
+//! them to every process of the same user over a Unix socket (design §4).
+//!
+//! The agent never talks to AWS or to the token. Ceremonies and AssumeRole calls run in the
+//! short-lived client that asked (`unlock`, `credential-process`, `exec`, `env`); the agent
+//! only decides *who* runs them (single flight: one leader per profile, every other caller
+//! waits for the leader's result) and keeps the results. So the agent's memory never holds an
+//! HTTP buffer or SDK object with a secret in it, and wiping its arena wipes every copy.
+//!
+//! Protocol (frames: [`wire`]): a client sends one request. `Get` is answered with the
+//! credentials, with "no session" (non-interactive callers), or with a lead: the client must
+//! run the ceremony (or AssumeRole) and send the result (`PutBase`/`PutRole`) or `Abort` on
+//! the same connection; the agent then answers the `Get` as if it had just arrived.
+
+pub mod arena;
+pub mod client;
+pub mod harden;
+pub mod server;
+pub mod wire;
+
+/// Message kinds, client to agent.
+pub mod kind {
+    pub const GET: u8 = 1;
+    pub const PUT_BASE: u8 = 2;
+    pub const PUT_ROLE: u8 = 3;
+    pub const ABORT: u8 = 4;
+    pub const LOCK: u8 = 5;
+    pub const STATUS: u8 = 6;
+    pub const STOP: u8 = 7;
+    // Agent to client.
+    pub const CREDS: u8 = 64;
+    pub const LEAD_CEREMONY: u8 = 65;
+    pub const LEAD_ROLE: u8 = 66;
+    pub const NO_SESSION: u8 = 67;
+    pub const FAILED: u8 = 68;
+    pub const REFUSED: u8 = 69;
+    pub const STATUS_REPLY: u8 = 70;
+    pub const DONE: u8 = 71;
+}
+
+/// A role session is renewed from the base session when less than this is left, so that SDKs
+/// (which refresh 10-15 minutes before expiry) never see credentials about to expire.
+pub const ROLE_REFRESH_MARGIN_SECS: u64 = 15 * 60;
+/// AWS's shortest AssumeRole session.
+pub const ROLE_MIN_SECS: u64 = 900;
+/// A role session never outlives the two-person session it came from, and lasts at most the
+/// default MaxSessionDuration of a role (1 h), which every role accepts.
+pub const ROLE_MAX_SECS: u64 = 3600;
+/// How long a waiting caller or a leader's ceremony may take.
+pub const CEREMONY_TIMEOUT_SECS: u64 = 10 * 60;

@@ -1,0 +1,275 @@
+//! A temporary home for the command-line tests (XDG directories, its own agent socket), the
+//! pty helpers for the ceremonies, and moto_server.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use rexpect::session::PtySession;
+
+use super::BIN;
+
+pub const PASSPHRASE: &str = "two people, one vault";
+
+/// A temporary home with XDG directories.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("run")).unwrap();
+        Self { dir }
+    }
+
+    /// `$XDG_RUNTIME_DIR/breakglass`: the agent's socket directory.
+    pub fn runtime(&self) -> PathBuf {
+        self.dir.path().join("run/breakglass")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("config/breakglass/config.toml")
+    }
+
+    /// `breakglass ARGS` in this home.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// Points `cmd` at this home: XDG directories, the agent socket, no AWS credentials.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env_remove("BREAKGLASS_CONFIG")
+            .env_remove("BREAKGLASS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.path().join("no-aws-credentials"),
+            );
+    }
+
+    pub fn vault(&self, profile: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("data/breakglass/vaults/{profile}.vault"))
+    }
+
+    pub fn audit(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state/breakglass/audit.log"))
+            .unwrap_or_default()
+    }
+
+    /// Every file under the home, as (path, bytes).
+    pub fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if let Ok(b) = std::fs::read(&p) {
+                    out.push((p, b));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), &mut out);
+        out
+    }
+
+    pub fn assert_no_secret(&self, secrets: &[(&str, &str)]) {
+        let files = self.files();
+        assert!(
+            files.len() >= 3,
+            "expected config, vault, audit log: {files:?}",
+            files = files.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        for (path, bytes) in &files {
+            for (what, secret) in secrets {
+                assert!(secret.len() >= 8, "{what} too short to scan for");
+                let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                assert!(!found, "{what} found in {}", path.display());
+            }
+        }
+    }
+}
+
+impl Drop for Home {
+    /// Stops this home's agent (it would otherwise wait ten minutes before leaving).
+    fn drop(&mut self) {
+        if self.runtime().exists() {
+            let _ = self
+                .command(&["agent", "--stop"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+pub fn pty(cmd: Command, timeout_ms: u64) -> PtySession {
+    rexpect::session::spawn_command(cmd, Some(timeout_ms)).expect("spawn on a pty")
+}
+
+/// Answers the enrolment prompts: key lines first (stdin is the terminal here), then the
+/// passphrase twice. Returns what it printed after the passphrase; asserts it enrolled.
+pub fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &str)]) -> String {
+    let mut all = vec!["enroll"];
+    all.extend_from_slice(args);
+    let mut cmd = home.command(&all);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut p = pty(cmd, 30_000);
+    for line in stdin_lines {
+        p.send_line(line).unwrap();
+    }
+    p.exp_string("Password holder, type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    p.exp_string("Password holder, type the passphrase again: ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    let out = p.exp_eof().unwrap();
+    assert!(out.contains("Enrolled "), "enrolment failed:\n{out}");
+    out
+}
+
+/// Runs the unlock on a pty; returns everything it printed after the passphrase.
+pub fn unlock(
+    home: &Home,
+    profile: &str,
+    reader: &str,
+    names: (&str, &str),
+    passphrase: &str,
+) -> String {
+    let mut p = pty(
+        home.command(&[
+            "unlock",
+            profile,
+            "--reason",
+            "pty test of the activation",
+            "--print-json",
+            "--reader",
+            reader,
+        ]),
+        60_000,
+    );
+    p.exp_string("Password holder, type your name: ").unwrap();
+    p.send_line(names.0).unwrap();
+    p.exp_string("Token holder, type your name: ").unwrap();
+    p.send_line(names.1).unwrap();
+    if names.0.eq_ignore_ascii_case(names.1) {
+        return p.exp_eof().unwrap();
+    }
+    p.exp_string("Password holder, type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(passphrase).unwrap();
+    p.exp_eof().unwrap()
+}
+
+pub fn session_json(out: &str) -> serde_json::Value {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("{\"Version\""))
+        .unwrap_or_else(|| panic!("no JSON in:\n{out}"));
+    serde_json::from_str(line.trim()).unwrap()
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn sts_client(
+    endpoint: &str,
+    id: &str,
+    secret: &str,
+    token: Option<&str>,
+) -> aws_sdk_sts::Client {
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            id,
+            secret,
+            token.map(str::to_owned),
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+/// moto_server on a free loopback port, stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start(test: &str) -> Option<Self> {
+        let exe = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("moto_server"))
+                .find(|p| p.is_file())
+        });
+        let Some(exe) = exe else {
+            assert!(
+                std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+                "moto_server is required in CI (pip install 'moto[server]')"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: moto_server is not installed"
+            );
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
