@@ -90,11 +90,14 @@ impl Paths {
             Some(p) => p,
             None => base("XDG_CONFIG_HOME", ".config")?.join("config.toml"),
         };
+        // Without XDG_RUNTIME_DIR (su, cron, ssh without a systemd login), the systemd one
+        // when it exists, so that such shells find the same agent; else a private /tmp dir.
+        let uid = nix::unistd::geteuid();
+        let systemd = PathBuf::from(format!("/run/user/{uid}"));
         let runtime = get("XDG_RUNTIME_DIR")
+            .or_else(|| systemd.is_dir().then_some(systemd))
             .map(|p| p.join("breakglass"))
-            .unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("breakglass-{}", nix::unistd::geteuid()))
-            });
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("breakglass-{uid}")));
         Ok(Self {
             config,
             data: base("XDG_DATA_HOME", ".local/share")?,

@@ -422,6 +422,13 @@ fn raw(home: &Home, bytes: &[u8]) -> String {
 
 #[test]
 fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
+    // Debian's python3 and a copy of the binary: the checkout may sit where uid 65534
+    // cannot reach (e.g. under /root).
+    let python = if Path::new("/usr/bin/python3").is_file() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
     let home = Home::new();
     std::fs::create_dir_all(home.config_file().parent().unwrap()).unwrap();
     std::fs::write(home.config_file(), "[profiles.prod]\n").unwrap();
@@ -462,13 +469,6 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
             "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\ns.sendall(bytes([0,0,0,1,6]))\nsys.stdout.write(s.recv(4096)[7:].decode())",
             sock.display()
         );
-        // Debian's python3 and a copy of the binary: the checkout may sit where uid 65534
-        // cannot reach (e.g. under /root).
-        let python = if Path::new("/usr/bin/python3").is_file() {
-            "/usr/bin/python3"
-        } else {
-            "python3"
-        };
         let o = run({
             let mut c = Command::new("setpriv");
             c.args([
@@ -549,6 +549,44 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
         let o = run(home.command(&["agent", "--foreground"]));
         fails(o, 4, &["belongs to uid 65534"]);
         assert!(sock.exists());
+        std::fs::remove_file(&sock).unwrap();
+
+        // A process of another uid listening on the socket path is not talked to: the client
+        // checks the agent's uid too. (It binds in a shared directory; root moves the socket.)
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let bound = shared.path().join("s");
+        let py = format!(
+            "import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind({:?})\ns.listen(8)\nprint('ready',flush=True)\ntime.sleep(30)",
+            bound.display()
+        );
+        let mut impostor = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                python,
+                "-c",
+                &py,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(impostor.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready");
+        std::fs::rename(&bound, &sock).unwrap();
+        fails(
+            run(home.command(&["status"])),
+            4,
+            &["runs as uid 65534, not as you"],
+        );
+        let _ = impostor.kill();
+        let _ = impostor.wait();
         std::fs::remove_file(&sock).unwrap();
     }
 }

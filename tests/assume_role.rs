@@ -101,7 +101,7 @@ async fn mfa_session_assumes_role_named_after_both_holders() {
         role_arn: &role,
         session_name: &session_name,
         source_identity: &source,
-        duration_secs: 900,
+        duration_secs: Some(900),
     };
     let assumed = sts::assume_role(&rig.endpoint, &signer(&base), &req)
         .await
@@ -140,7 +140,7 @@ async fn empty_source_identity_sets_none() {
         role_arn: &role,
         session_name: "incident-7",
         source_identity: "",
-        duration_secs: 900,
+        duration_secs: Some(900),
     };
     let assumed = sts::assume_role(&rig.endpoint, &signer(&base), &req)
         .await
@@ -186,7 +186,7 @@ async fn refused_roles_are_role_denied_naming_the_role() {
         role_arn,
         session_name: "alice+bob",
         source_identity: "alice+bob",
-        duration_secs: 900,
+        duration_secs: Some(900),
     };
     // A trust policy that admits no one, even an MFA session.
     let e = sts::assume_role(&rig.endpoint, &signer(&base), &req(&locked))
@@ -221,7 +221,7 @@ async fn expired_base_session_is_expired() {
         role_arn: &role,
         session_name: "alice+bob",
         source_identity: "alice+bob",
-        duration_secs: 900,
+        duration_secs: Some(900),
     };
     let e = sts::assume_role(&rig.endpoint, &signer(&base), &req)
         .await
@@ -244,7 +244,7 @@ async fn invalid_parameters_are_reported_not_hidden() {
             role_arn: &role,
             session_name: "first",
             source_identity: "",
-            duration_secs: 900,
+            duration_secs: Some(900),
         },
     )
     .await
@@ -256,7 +256,7 @@ async fn invalid_parameters_are_reported_not_hidden() {
             role_arn: &role,
             session_name: "second",
             source_identity: "",
-            duration_secs: 7200,
+            duration_secs: Some(7200),
         },
     )
     .await

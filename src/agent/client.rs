@@ -35,6 +35,10 @@ pub enum Error {
     Failed(String),
     #[error("the agent did not start within {}s (its log: {})", START_TIMEOUT.as_secs(), log.display())]
     StartFailed { log: PathBuf },
+    #[error("the agent could not be started: {0}")]
+    SpawnFailed(String),
+    #[error("the agent exited at start ({status}); the reason is in {}", log.display())]
+    Exited { status: String, log: PathBuf },
     #[error("talking to the agent failed: {0}")]
     Frame(#[from] FrameError),
     #[error("unexpected answer from the agent: {0}")]
@@ -77,6 +81,9 @@ pub struct Lead {
 /// The agent of the user whose paths these are.
 pub struct Client {
     paths: Paths,
+    /// The connection made while checking that the agent runs, kept for the first request
+    /// (one connection instead of two on the hot path of `credential-process`).
+    ready: std::cell::Cell<Option<UnixStream>>,
 }
 
 impl Client {
@@ -84,8 +91,9 @@ impl Client {
     pub fn running(paths: &Paths) -> Result<Self, Error> {
         let c = Self {
             paths: paths.clone(),
+            ready: std::cell::Cell::new(None),
         };
-        drop(c.connect()?);
+        c.ready.set(Some(c.connect()?));
         Ok(c)
     }
 
@@ -93,9 +101,13 @@ impl Client {
     pub fn start(paths: &Paths) -> Result<Self, Error> {
         let c = Self {
             paths: paths.clone(),
+            ready: std::cell::Cell::new(None),
         };
         match c.connect() {
-            Ok(_) => return Ok(c),
+            Ok(s) => {
+                c.ready.set(Some(s));
+                return Ok(c);
+            }
             Err(Error::NotRunning) => {}
             Err(e) => return Err(e),
         }
@@ -104,24 +116,38 @@ impl Client {
         let stderr = super::server::open_log(paths)
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
-        let exe = std::env::current_exe().map_err(|_| Error::StartFailed { log: log.clone() })?;
+        let exe = std::env::current_exe().map_err(|e| Error::SpawnFailed(e.to_string()))?;
         let mut child = Command::new(exe)
             .arg("agent")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("AWS_SESSION_TOKEN")
+            // One connection thread at a time rarely needs its own malloc arena; fewer arenas
+            // keep the agent's resident memory small.
+            .env("MALLOC_ARENA_MAX", "2")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .map_err(|_| Error::StartFailed { log: log.clone() })?;
+            .map_err(|e| Error::SpawnFailed(e.to_string()))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match c.connect() {
-                Ok(_) => break,
+                Ok(s) => {
+                    c.ready.set(Some(s));
+                    break;
+                }
                 Err(Error::NotRunning) if Instant::now() < deadline => {
-                    // Another caller's agent may win the race; ours then exits at once.
-                    let _ = child.try_wait();
+                    // Another caller's agent may win the race (ours then exits with 0); an
+                    // agent that failed to start exits non-zero, with the reason in its log.
+                    if let Ok(Some(status)) = child.try_wait() {
+                        if !status.success() {
+                            return Err(Error::Exited {
+                                status: status.to_string(),
+                                log,
+                            });
+                        }
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(Error::NotRunning) => return Err(Error::StartFailed { log }),
@@ -131,6 +157,14 @@ impl Client {
         // Reap it if it already exited (it lost the race); a running agent is left alone.
         let _ = child.try_wait();
         Ok(c)
+    }
+
+    /// The kept connection, else a new one.
+    fn stream(&self) -> Result<UnixStream, Error> {
+        match self.ready.take() {
+            Some(s) => Ok(s),
+            None => self.connect(),
+        }
     }
 
     fn connect(&self) -> Result<UnixStream, Error> {
@@ -169,7 +203,7 @@ impl Client {
         role_arn: Option<&str>,
         interactive: bool,
     ) -> Result<Reply, Error> {
-        let mut s = self.connect()?;
+        let mut s = self.stream()?;
         wire::send(
             &mut s,
             kind::GET,
@@ -189,7 +223,7 @@ impl Client {
 
     /// The agent's state as JSON (no secrets).
     pub fn status(&self) -> Result<serde_json::Value, Error> {
-        let mut s = self.connect()?;
+        let mut s = self.stream()?;
         wire::send(&mut s, kind::STATUS, &[])?;
         let body = wire::read_frame(&mut s)?;
         let m = Message::parse(&body)?;
@@ -206,7 +240,7 @@ impl Client {
     }
 
     fn simple(&self, k: u8, fields: &[&[u8]]) -> Result<String, Error> {
-        let mut s = self.connect()?;
+        let mut s = self.stream()?;
         wire::send(&mut s, k, fields)?;
         let body = wire::read_frame(&mut s)?;
         let m = Message::parse(&body)?;

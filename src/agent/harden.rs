@@ -32,6 +32,15 @@ pub fn exe_of(pid: i32) -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
+/// The parent of a process (`/proc/PID/stat`, field 4): for `credential-process`, the AWS
+/// CLI or SDK that asked.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }

@@ -69,12 +69,22 @@ struct Role {
     held: Held,
 }
 
+#[derive(Clone, Copy)]
+struct LeadInfo {
+    generation: u64,
+    pid: i32,
+    epoch: u64,
+    kind: &'static str,
+}
+
 #[derive(Default)]
 struct Entry {
     base: Option<Base>,
     role: Option<Role>,
-    /// The generation and pid of the running lead, if any.
-    lead: Option<(u64, i32)>,
+    /// The running lead, if any.
+    lead: Option<LeadInfo>,
+    /// Incremented by every wipe: a lead's result that arrives after a `lock` is discarded.
+    epoch: u64,
     /// How the lead of a generation ended without a result.
     failure: Option<(u64, String)>,
     last_used: u64,
@@ -280,7 +290,11 @@ impl Agent {
         };
         // Read now: the caller may have exited by the time the hand-out is audited.
         let exe = harden::exe_of(peer.pid);
-        let result = Message::parse(&body).and_then(|m| self.dispatch(&mut stream, peer, &exe, &m));
+        let parent_exe = harden::parent_of(peer.pid)
+            .map(harden::exe_of)
+            .unwrap_or_else(|| "unknown".into());
+        let result = Message::parse(&body)
+            .and_then(|m| self.dispatch(&mut stream, peer, (&exe, &parent_exe), &m));
         if let Err(e) = result {
             let _ = wire::send(&mut stream, kind::FAILED, &[e.to_string().as_bytes()]);
         }
@@ -290,7 +304,7 @@ impl Agent {
         &self,
         stream: &mut UnixStream,
         peer: Peer,
-        exe: &str,
+        (exe, parent_exe): (&str, &str),
         m: &Message<'_>,
     ) -> Result<(), FrameError> {
         self.lock().last_activity = now();
@@ -302,7 +316,7 @@ impl Agent {
                     .map_err(|_| FrameError::Malformed("bad profile name"))?;
                 let role = Some(m.text(1)?).filter(|r| !r.is_empty());
                 let interactive = m.bytes(2)? == [1];
-                self.get(stream, peer, exe, profile, role, interactive)
+                self.get(stream, peer, (exe, parent_exe), profile, role, interactive)
             }
             kind::LOCK => {
                 m.expect(1)?;
@@ -346,7 +360,7 @@ impl Agent {
         &self,
         stream: &mut UnixStream,
         peer: Peer,
-        exe: &str,
+        (exe, parent_exe): (&str, &str),
         profile: &str,
         role_arn: Option<&str>,
         interactive: bool,
@@ -365,7 +379,11 @@ impl Agent {
             match outcome {
                 None => {
                     // Someone else leads: wait for their result.
-                    waited_for = st.profiles.get(profile).and_then(|e| e.lead).map(|l| l.0);
+                    waited_for = st
+                        .profiles
+                        .get(profile)
+                        .and_then(|e| e.lead)
+                        .map(|l| l.generation);
                     let left = deadline.saturating_sub(now());
                     if left == 0 {
                         drop(st);
@@ -392,6 +410,7 @@ impl Agent {
                             ("pid".into(), json!(peer.pid)),
                             ("exe".into(), json!(exe)),
                             ("uid".into(), json!(peer.uid)),
+                            ("parent_exe".into(), json!(parent_exe)),
                             ("temporary_access_key_id".into(), json!(h.access_key_id)),
                             ("kind".into(), json!(h.kind)),
                             ("expiration".into(), json!(audit::rfc3339(h.expiration))),
@@ -401,6 +420,19 @@ impl Agent {
                 }
                 Some(Outcome::Lead(lead)) => {
                     drop(st);
+                    if matches!(lead, Lead::Role(..)) {
+                        // The two-person session itself goes out, to renew the role session.
+                        self.record(
+                            "hand-out",
+                            profile,
+                            Map::from_iter([
+                                ("pid".into(), json!(peer.pid)),
+                                ("exe".into(), json!(exe)),
+                                ("uid".into(), json!(peer.uid)),
+                                ("kind".into(), json!("session, to assume the role")),
+                            ]),
+                        );
+                    }
                     let generation = self.lead(stream, peer, profile, lead)?;
                     let Some(_) = generation else {
                         return Ok(());
@@ -436,6 +468,8 @@ impl Agent {
         let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
         let mut st = self.lock();
         // Ok(None): stored; Ok(Some(reason)): the leader aborted; Err: it failed.
+        let answer_failed = answer.is_err();
+        let mut refused = None;
         let result: Result<Option<String>, String> = match answer {
             Err(FrameError::Closed) => Err("exited".into()),
             Err(FrameError::Io(e))
@@ -456,7 +490,10 @@ impl Agent {
                     }
                     _ => Err(FrameError::Malformed("expected the lead's result or Abort")),
                 })
-                .map_err(|e| format!("sent no usable result ({e})")),
+                .map_err(|e| match e {
+                    FrameError::Refused(why) => why,
+                    e => format!("the process {} sent no usable result ({e})", peer.pid),
+                }),
         };
         let entry = st.profiles.entry(profile.to_owned()).or_default();
         entry.lead = None;
@@ -473,18 +510,24 @@ impl Agent {
                 None
             }
             Err(why) => {
-                entry.failure = Some((
-                    generation,
-                    format!(
+                let why = match answer_failed {
+                    true => format!(
                         "the process {} running the ceremony {why}; no session was stored",
                         peer.pid
                     ),
-                ));
+                    false => why,
+                };
+                entry.failure = Some((generation, why.clone()));
+                refused = Some(why);
                 None
             }
         };
         drop(st);
         self.changed.notify_all();
+        // A leader whose result was refused is told why (it may still be listening).
+        if let Some(why) = refused {
+            let _ = wire::send(stream, kind::FAILED, &[why.as_bytes()]);
+        }
         Ok(outcome)
     }
 
@@ -558,8 +601,8 @@ impl Agent {
                         "expires": audit::rfc3339(r.held.expiration),
                     });
                 }
-                if let Some((_, pid)) = e.lead {
-                    v["ceremony_running_in_pid"] = json!(pid);
+                if let Some(l) = e.lead {
+                    v["running"] = json!({ "what": l.kind, "pid": l.pid });
                 }
                 v
             })
@@ -589,19 +632,22 @@ impl Agent {
             let mut st = self.lock();
             let t = now();
             let wiped = st.expire(t, self.idle_secs);
-            let empty = st.arena.in_use() == 0
-                && st.profiles.values().all(|e| e.lead.is_none())
-                && self.connections.load(Ordering::SeqCst) == 0;
-            let exit = !self.foreground && empty && t >= st.last_activity + EMPTY_EXIT_SECS;
             drop(st);
             if !wiped.is_empty() {
                 self.record_wipes(wiped, me);
                 self.changed.notify_all();
             }
-            if exit {
+            // Decided and done under the lock, after the audit writes: a caller that arrives
+            // meanwhile keeps the agent alive.
+            let st = self.lock();
+            let empty = st.arena.in_use() == 0
+                && st.profiles.values().all(|e| e.lead.is_none())
+                && self.connections.load(Ordering::SeqCst) == 0;
+            if !self.foreground && empty && t >= st.last_activity + EMPTY_EXIT_SECS {
                 let _ = fs::remove_file(self.paths.agent_socket());
                 std::process::exit(0);
             }
+            drop(st);
         }
     }
 }
@@ -639,6 +685,7 @@ impl State {
         let Some(e) = self.profiles.get_mut(profile) else {
             return false;
         };
+        e.epoch += 1;
         let mut had = false;
         if let Some(b) = e.base.take() {
             self.arena.wipe(b.held.stored);
@@ -663,13 +710,14 @@ impl State {
         let t = now();
         let next = self.next_generation;
         let e = self.profiles.entry(profile.to_owned()).or_default();
-        if e.lead.is_some() {
-            return Ok(None);
-        }
+        // The lead this caller waited for failed: say why, even if a new lead has started.
         if let (Some(w), Some((g, why))) = (waited_for, &e.failure) {
             if w == *g {
                 return Ok(Some(Outcome::Reply(kind::FAILED, why.clone())));
             }
+        }
+        if e.lead.is_some() {
+            return Ok(None);
         }
         let Some(base) = &e.base else {
             if !interactive {
@@ -678,7 +726,12 @@ impl State {
                     format!("profile {profile} is not unlocked"),
                 )));
             }
-            e.lead = Some((next, peer.pid));
+            e.lead = Some(LeadInfo {
+                generation: next,
+                pid: peer.pid,
+                epoch: e.epoch,
+                kind: "ceremony",
+            });
             self.next_generation += 1;
             return Ok(Some(Outcome::Lead(Lead::Ceremony(next))));
         };
@@ -720,17 +773,25 @@ impl State {
                 base.token_holder.as_bytes(),
             ],
         )?;
-        e.lead = Some((next, peer.pid));
+        e.lead = Some(LeadInfo {
+            generation: next,
+            pid: peer.pid,
+            epoch: e.epoch,
+            kind: "AssumeRole",
+        });
         self.next_generation += 1;
         Ok(Some(Outcome::Lead(Lead::Role(next, frame))))
     }
 
     /// Stores a leader's result (PutBase or PutRole) in the arena.
     fn store(&mut self, profile: &str, m: &Message<'_>, t: u64) -> Result<(), FrameError> {
-        let arena_err = |e: super::arena::Error| match e {
-            super::arena::Error::Full => FrameError::Malformed("the agent is full"),
-            super::arena::Error::TooLarge(_) => FrameError::Malformed("session too large"),
-        };
+        let arena_err = |e: super::arena::Error| FrameError::Refused(e.to_string());
+        let e = self.profiles.entry(profile.to_owned()).or_default();
+        if e.lead.is_some_and(|l| l.epoch != e.epoch) {
+            return Err(FrameError::Refused(format!(
+                "profile {profile} was locked while the ceremony ran; its result was discarded"
+            )));
+        }
         match m.kind {
             kind::PUT_BASE => {
                 m.expect(8)?;
@@ -759,21 +820,27 @@ impl State {
             }
             _ => {
                 m.expect(6)?;
-                let stored = self
-                    .arena
-                    .store(m.bytes(2)?, m.bytes(3)?)
-                    .map_err(arena_err)?;
+                // Every field is checked before a secret byte is copied anywhere.
+                let (role_arn, id, secret, token) =
+                    (m.text(0)?, m.text(1)?, m.bytes(2)?, m.bytes(3)?);
+                let (expiration, assumed_arn) = (m.number(4)?, m.text(5)?);
+                if self.profiles.get(profile).is_none_or(|e| e.base.is_none()) {
+                    return Err(FrameError::Refused(format!(
+                        "profile {profile} has no session any more (locked or expired); the role session was discarded"
+                    )));
+                }
+                let stored = self.arena.store(secret, token).map_err(arena_err)?;
                 let e = self.profiles.entry(profile.to_owned()).or_default();
                 if let Some(old) = e.role.take() {
                     self.arena.wipe(old.held.stored);
                 }
                 e.role = Some(Role {
-                    role_arn: m.text(0)?.to_owned(),
-                    assumed_arn: m.text(5)?.to_owned(),
+                    role_arn: role_arn.to_owned(),
+                    assumed_arn: assumed_arn.to_owned(),
                     held: Held {
-                        access_key_id: m.text(1)?.to_owned(),
+                        access_key_id: id.to_owned(),
                         stored,
-                        expiration: m.number(4)?,
+                        expiration,
                     },
                 });
             }
@@ -944,5 +1011,53 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
+    }
+
+    fn put_role(fields: &[&[u8]]) -> zeroize::Zeroizing<Vec<u8>> {
+        wire::encode(kind::PUT_ROLE, fields).unwrap()
+    }
+
+    #[test]
+    fn a_result_that_arrives_after_lock_is_discarded() {
+        let t = now();
+        let peer = Peer { pid: 1, uid: 0 };
+        let arn = "arn:aws:iam::123456789012:role/R";
+        let mut st = state_with("prod", t + 7200, None, t);
+        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
+        assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
+        // `lock prod` while the client runs AssumeRole.
+        assert!(st.wipe("prod"));
+        let frame = put_role(&[
+            arn.as_bytes(),
+            b"ASIAROLE",
+            b"role-secret",
+            b"role-token",
+            &(t + 3600).to_be_bytes(),
+            b"arn:aws:sts::123456789012:assumed-role/R/a+b",
+        ]);
+        let m = Message::parse(&frame[4..]).unwrap();
+        let e = st.store("prod", &m, t).unwrap_err();
+        assert!(e.to_string().contains("was locked while"), "{e}");
+        assert_eq!(st.arena.in_use(), 0, "nothing stored");
+        assert!(st.profiles["prod"].role.is_none());
+    }
+
+    #[test]
+    fn a_malformed_result_stores_nothing() {
+        let t = now();
+        let mut st = state_with("prod", t + 7200, None, t);
+        let before = st.arena.in_use();
+        // The expiration is 3 bytes, not 8: refused before any secret is copied.
+        let frame = put_role(&[
+            b"arn:aws:iam::123456789012:role/R",
+            b"ASIAROLE",
+            b"role-secret",
+            b"role-token",
+            &[1, 2, 3],
+            b"arn",
+        ]);
+        let m = Message::parse(&frame[4..]).unwrap();
+        assert!(st.store("prod", &m, t).is_err());
+        assert_eq!(st.arena.in_use(), before, "no orphan slot");
     }
 }

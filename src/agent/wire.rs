@@ -25,6 +25,8 @@ pub enum FrameError {
     #[error("malformed message: {0}")]
     Malformed(&'static str),
     #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
     Io(#[from] io::Error),
 }
 

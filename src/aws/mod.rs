@@ -2,6 +2,7 @@
 //! errors sorted into what an operator can act on; and a reader of the AWS shared config file.
 
 pub mod config_file;
+pub mod console;
 pub mod iam;
 pub mod sts;
 

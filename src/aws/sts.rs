@@ -69,7 +69,10 @@ pub struct AssumeRole<'a> {
     /// see [`source_identity`]. Empty: none is set.
     pub source_identity: &'a str,
     /// 900 up to the role's `MaxSessionDuration` (at most 3600 when chained from a role).
-    pub duration_secs: u64,
+    /// `None` sends no DurationSeconds (AWS's default, 1 h). The console needs that: AWS's
+    /// federation endpoint fails for role sessions made with temporary credentials *and*
+    /// DurationSeconds.
+    pub duration_secs: Option<u64>,
 }
 
 /// Temporary credentials of a role, and the ARN they act as
@@ -93,7 +96,10 @@ pub async fn assume_role(
         .assume_role()
         .role_arn(req.role_arn)
         .role_session_name(req.session_name)
-        .duration_seconds(i32::try_from(req.duration_secs).unwrap_or(i32::MAX));
+        .set_duration_seconds(
+            req.duration_secs
+                .map(|d| i32::try_from(d).unwrap_or(i32::MAX)),
+        );
     if !req.source_identity.is_empty() {
         call = call.source_identity(req.source_identity);
     }

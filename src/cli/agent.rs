@@ -43,7 +43,9 @@ impl From<AgentError> for CliError {
                 "run the command as the user who unlocked the profile",
                 exit::REFUSED,
             ),
-            AgentError::StartFailed { .. } => CliError::new(
+            AgentError::StartFailed { .. }
+            | AgentError::SpawnFailed(_)
+            | AgentError::Exited { .. } => CliError::new(
                 what,
                 "read the agent's log, or run `breakglass agent --foreground` to see why",
                 exit::UNAVAILABLE,
@@ -64,22 +66,25 @@ impl From<AgentError> for CliError {
 }
 
 /// What a hand-out needs.
-struct Want<'a> {
-    profile: &'a Profile,
-    paths: &'a Paths,
+pub(super) struct Want<'a> {
+    pub profile: &'a Profile,
+    pub paths: &'a Paths,
     /// Given on the command line; otherwise asked on the terminal when leading.
-    reason: Option<&'a str>,
-    reader: Option<&'a str>,
-    interactive: bool,
+    pub reason: Option<&'a str>,
+    pub reader: Option<&'a str>,
+    pub interactive: bool,
     /// Who asked, for the ceremony's first line.
-    requested_by: &'a str,
+    pub requested_by: &'a str,
+    /// Hand out the two-person session even when the profile has a role (the console
+    /// assumes its own role with it).
+    pub base_only: bool,
 }
 
 /// The credentials of a profile from the agent; runs the ceremony (or AssumeRole) here when
 /// the agent makes this process the leader. Returns whether this process ran the ceremony.
-fn obtain(w: &Want<'_>) -> Result<(Handout, bool), CliError> {
+pub(super) fn obtain(w: &Want<'_>) -> Result<(Handout, bool), CliError> {
     let client = Client::start(w.paths)?;
-    let role = w.profile.role_arn.as_deref();
+    let role = w.profile.role_arn.as_deref().filter(|_| !w.base_only);
     let mut reply = client.get(&w.profile.name, role, w.interactive)?;
     let mut led = false;
     loop {
@@ -165,33 +170,63 @@ fn assume_role(
     password_holder: &str,
     token_holder: &str,
 ) -> Result<(sts::Session, String), CliError> {
-    let role_arn = w.profile.role_arn.as_deref().unwrap_or_default();
+    // Never longer than the two-person session it comes from (AWS's minimum is 15 min).
+    let left = base.expiration.saturating_sub(ceremony::now());
+    let r = assume(
+        &Assumption {
+            profile: w.profile,
+            paths: w.paths,
+            role_arn: w.profile.role_arn.as_deref().unwrap_or_default(),
+            duration_secs: Some(left.clamp(ROLE_MIN_SECS, ROLE_MAX_SECS)),
+            purpose: "shell",
+        },
+        base,
+        (password_holder, token_holder),
+    )?;
+    Ok((r.session, r.assumed_role_arn))
+}
+
+/// An AssumeRole made with the two-person session.
+pub(super) struct Assumption<'a> {
+    pub profile: &'a Profile,
+    pub paths: &'a Paths,
+    pub role_arn: &'a str,
+    pub duration_secs: Option<u64>,
+    /// "shell" or "console", for the audit record.
+    pub purpose: &'static str,
+}
+
+/// Assumes the role with `RoleSessionName` and `SourceIdentity` naming both holders, and
+/// audits it; a role session whose record cannot be written is discarded.
+pub(super) fn assume(
+    a: &Assumption<'_>,
+    base: &sts::Session,
+    (password_holder, token_holder): (&str, &str),
+) -> Result<sts::RoleSession, CliError> {
     let session_name = sts::role_session_name(
-        w.profile.role_session_name.as_deref(),
+        a.profile.role_session_name.as_deref(),
         password_holder,
         token_holder,
     )
     .map_err(|m| CliError::usage(m, "fix role_session_name in the config file"))?;
     let source_identity = sts::source_identity(password_holder, token_holder);
-    // Never longer than the two-person session it comes from (AWS's minimum is 15 min).
-    let left = base.expiration.saturating_sub(ceremony::now());
-    let duration_secs = left.clamp(ROLE_MIN_SECS, ROLE_MAX_SECS);
     let signer = Signer {
         access_key_id: &base.access_key_id,
         secret_access_key: &base.secret_access_key,
         session_token: Some(&base.session_token),
     };
     let req = sts::AssumeRole {
-        role_arn,
+        role_arn: a.role_arn,
         session_name: &session_name,
         source_identity: &source_identity,
-        duration_secs,
+        duration_secs: a.duration_secs,
     };
-    let r = runtime()?.block_on(sts::assume_role(&endpoint(w.profile), &signer, &req));
+    let r = runtime()?.block_on(sts::assume_role(&endpoint(a.profile), &signer, &req));
     let mut fields = Map::new();
-    fields.insert("role_arn".into(), Value::String(role_arn.to_owned()));
+    fields.insert("role_arn".into(), Value::String(a.role_arn.to_owned()));
     fields.insert("role_session_name".into(), Value::String(session_name));
     fields.insert("source_identity".into(), Value::String(source_identity));
+    fields.insert("for".into(), Value::String(a.purpose.to_owned()));
     let outcome = match &r {
         Ok(rs) => {
             fields.insert(
@@ -209,19 +244,18 @@ fn assume_role(
     let event = audit::Event {
         time: audit::rfc3339(ceremony::now()),
         event: "role assumed".into(),
-        profile: w.profile.name.clone(),
+        profile: a.profile.name.clone(),
         fields,
         outcome,
     };
-    audit::append(&w.paths.audit_log(), &event).map_err(|e| {
+    audit::append(&a.paths.audit_log(), &event).map_err(|e| {
         CliError::new(
             format!("the role session was discarded: its audit record could not be written: {e}"),
             "fix the audit log's directory, then run the command again",
             exit::FAILURE,
         )
     })?;
-    let rs = r?;
-    Ok((rs.session, rs.assumed_role_arn))
+    Ok(r?)
 }
 
 /// "aws (pid 123)": the process that asked, for the ceremony's first line.
@@ -233,7 +267,7 @@ fn requested_by() -> String {
     format!("requested by {name}, pid {ppid}")
 }
 
-fn load(profile: &str) -> Result<(Paths, Profile), CliError> {
+pub(super) fn load(profile: &str) -> Result<(Paths, Profile), CliError> {
     let paths = paths()?;
     let profile = config::load(&paths, profile)?;
     Ok((paths, profile))
@@ -269,6 +303,7 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
         reader: args.reader.as_deref(),
         interactive: true,
         requested_by: "breakglass unlock",
+        base_only: false,
     };
     let (h, led) = obtain(&want)?;
     let mut tty = TtyPrompt::open()?;
@@ -310,8 +345,14 @@ pub struct CredentialProcessArgs {
 /// For the AWS CLI and SDKs: prints the credential_process JSON on stdout; prompts (if a
 /// ceremony is needed) go to `/dev/tty`, never to stdout.
 pub fn credential_process_cmd(args: CredentialProcessArgs) -> Result<(), CliError> {
-    let (paths, profile) = load(&args.profile)?;
-    harden::no_dumps();
+    credential_process(&args.profile)
+}
+
+/// `credential-process PROFILE` (also reached without clap, from `main`).
+pub fn credential_process(profile: &str) -> Result<(), CliError> {
+    let (paths, profile) = load(profile)?;
+    // Stays dumpable (unlike `unlock`), so that the agent can read its executable for the
+    // audit record: it holds nothing but the credentials it prints for its caller.
     let by = requested_by();
     let want = Want {
         profile: &profile,
@@ -320,6 +361,7 @@ pub fn credential_process_cmd(args: CredentialProcessArgs) -> Result<(), CliErro
         reader: None,
         interactive: prompt::has_tty(),
         requested_by: &by,
+        base_only: false,
     };
     let (h, _) = obtain(&want)?;
     println!("{}", &*unlock::credential_process_json(&h.session));
@@ -387,6 +429,7 @@ pub fn exec_cmd(args: ExecArgs) -> Result<(), CliError> {
         reader: None,
         interactive: prompt::has_tty(),
         requested_by: &by,
+        base_only: false,
     };
     let (h, _) = obtain(&want)?;
     let expiration = audit::rfc3339(h.session.expiration);
@@ -431,6 +474,7 @@ pub fn env_cmd(args: EnvArgs) -> Result<(), CliError> {
         reader: None,
         interactive: prompt::has_tty(),
         requested_by: &by,
+        base_only: false,
     };
     let (h, _) = obtain(&want)?;
     let expiration = audit::rfc3339(h.session.expiration);
@@ -539,9 +583,11 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
     }
     for p in profiles {
         let name = s(&p, "profile");
-        if let Some(pid) = p.get("ceremony_running_in_pid") {
-            println!("{name}: ceremony running in pid {pid}");
-            continue;
+        if let Some(r) = p.get("running") {
+            println!("{name}: {} running in pid {}", s(r, "what"), r["pid"]);
+            if p.get("password_holder").is_none() {
+                continue;
+            }
         }
         println!(
             "{name}: unlocked by {} (password) and {} (token) at {}; session until {}; wiped if idle at {}",

@@ -3,6 +3,7 @@
 
 mod agent;
 mod ceremony;
+mod console;
 mod demo;
 mod error;
 mod prompt;
@@ -11,6 +12,7 @@ mod token;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+pub use agent::credential_process;
 pub use error::CliError;
 
 /// Two-person break-glass access to AWS.
@@ -45,6 +47,8 @@ enum Command {
     Exec(agent::ExecArgs),
     /// Print the session as shell variable assignments, for `eval`.
     Env(agent::EnvArgs),
+    /// Open the AWS console in a browser as the break-glass role (sign-in URL, 15 minutes).
+    Console(console::ConsoleArgs),
     /// Run the agent that holds unlocked sessions (started on demand by `unlock`).
     Agent(agent::AgentArgs),
     /// Enrolment ceremony: program the token, register MFA, seal the access key in a vault.
@@ -81,6 +85,7 @@ impl Cli {
             Command::CredentialProcess(args) => agent::credential_process_cmd(args),
             Command::Exec(args) => agent::exec_cmd(args),
             Command::Env(args) => agent::env_cmd(args),
+            Command::Console(args) => console::console_cmd(args),
             Command::Agent(args) => agent::agent_cmd(args),
             Command::Enroll(args) => ceremony::enroll_cmd(args),
             Command::Audit(AuditCommand::Verify) => audit_verify(),

@@ -74,13 +74,14 @@ pub fn secret_from_tty(prompt: &str) -> io::Result<Zeroizing<String>> {
     rpassword::prompt_password(prompt).map(Zeroizing::new)
 }
 
-/// True when `/dev/tty` can be opened (a person may be there to answer).
+/// True when a person may answer on the terminal: `/dev/tty` opens and this process is in
+/// its foreground process group (a background job, `aws … &`, would be stopped by the first
+/// read and leave every other caller waiting).
 pub fn has_tty() -> bool {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .is_ok()
+    let Ok(tty) = OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+        return false;
+    };
+    nix::unistd::tcgetpgrp(&tty).is_ok_and(|fg| fg == nix::unistd::getpgrp())
 }
 
 /// "Touch the token…" on the terminal with a countdown, until dropped.
