@@ -225,6 +225,9 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
         }
         None => console::federation_endpoint(partition, region),
     };
+    if let Some(cmd) = &args.browser {
+        check_browser(cmd, &profile.name)?;
+    }
     breakglass::agent::harden::no_dumps();
     let want = Want {
         profile: &profile,
@@ -261,6 +264,27 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
         return Ok(());
     }
     open_browser(args.browser.as_deref(), &signed.url, &profile.name)
+}
+
+/// `--browser CMD` must name a program that exists, checked before a sign-in token is spent.
+fn check_browser(cmd: &str, profile: &str) -> Result<(), CliError> {
+    let program = cmd.split_whitespace().next().unwrap_or("");
+    let found = if program.contains('/') {
+        std::path::Path::new(program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+    };
+    if found {
+        return Ok(());
+    }
+    Err(CliError::new(
+        format!("no browser could be opened: {program:?} was not found"),
+        format!(
+            "check --browser, or run `breakglass console {profile} --print` and paste the link into a browser (only there: it is a secret)"
+        ),
+        exit::UNAVAILABLE,
+    ))
 }
 
 /// Opens the URL with `--browser CMD` or the system browser.

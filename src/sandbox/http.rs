@@ -383,6 +383,7 @@ fn body_length(headers: &[(String, String)]) -> Result<usize, ReadError> {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",

@@ -1,12 +1,14 @@
 //! The built-in sandbox: an STS/IAM emulator and the soft token, for `demo` and tests.
 //!
 //! [`sts::Sts`] is a strict, in-memory STS + IAM endpoint on loopback that the real AWS SDKs
-//! and the AWS CLI talk to; its module doc says what is emulated strictly and what is not.
+//! and the AWS CLI talk to; its module doc says what is emulated strictly and what is not. The
+//! same server answers the AWS sign-in (federation) endpoint and a stand-in console page.
 
 mod auth;
 mod http;
 mod iam_api;
 mod model;
+mod signin;
 mod sigv4;
 mod sts_api;
 mod wire;

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::signin::Federation;
 use super::sts::Counts;
 use crate::token::otp::{self, Algorithm};
 
@@ -200,6 +201,18 @@ pub struct Session {
     /// Whether MFA was verified when this session (or the one it was chained from) was issued.
     pub mfa: bool,
     pub source_identity: Option<String>,
+    /// How the session was asked for, which the federation endpoint looks at.
+    pub origin: Origin,
+}
+
+/// How a session was asked for: the federation endpoint (`signin`) refuses some role sessions
+/// by how they were obtained, as AWS documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The caller signed with temporary credentials (a GetSessionToken or role session).
+    pub temporary_caller: bool,
+    /// The call carried `DurationSeconds`.
+    pub duration_given: bool,
 }
 
 /// What [`Account::issue_session`] needs besides randomness.
@@ -208,6 +221,7 @@ pub struct SessionSpec {
     pub mfa: bool,
     pub source_identity: Option<String>,
     pub expires: i64,
+    pub origin: Origin,
 }
 
 /// The whole emulated account.
@@ -221,6 +235,8 @@ pub struct Account {
     pub sessions: BTreeMap<String, Session>,
     pub counts: Counts,
     pub admin_key_id: String,
+    /// Sign-in tokens and console sessions of the federation endpoint.
+    pub federation: Federation,
 }
 
 impl Account {
@@ -235,6 +251,7 @@ impl Account {
             sessions: BTreeMap::new(),
             counts: Counts::default(),
             admin_key_id: String::new(),
+            federation: Federation::default(),
         };
         account.admin_key_id = account.create_key(ADMIN_USER, now).id.clone();
         account
@@ -353,6 +370,7 @@ impl Account {
             principal: spec.principal,
             mfa: spec.mfa,
             source_identity: spec.source_identity,
+            origin: spec.origin,
         };
         self.sessions.entry(id).or_insert(session)
     }

@@ -30,6 +30,11 @@
 //!   user (`LimitExceeded`).
 //! - Unknown actions or API versions → `InvalidAction`; parameter constraints →
 //!   `ValidationError` in AWS's "1 validation error detected" form.
+//! - The sign-in (federation) endpoint at [`Sts::federation_endpoint`]: `getSigninToken` for
+//!   AssumeRole sessions only (not GetSessionToken ones), single-use tokens valid 15 minutes,
+//!   `SessionDuration` 900..=43200 and refused for roles assumed with temporary credentials,
+//!   and role sessions assumed with temporary credentials *and* `DurationSeconds` refused, as
+//!   AWS documents. `login` opens a console session on the emulator's own `/console` page.
 //!
 //! # Simplified
 //! - Policies: there are none. The admin key ([`Sts::admin_key`]) may call IAM for any user;
@@ -38,7 +43,8 @@
 //!   except roles made by [`Sts::create_role_denying`], which admit no one.
 //! - Roles allow sessions up to 12 hours (`MaxSessionDuration` 43200).
 //! - Only header-signed requests (no presigned URLs), only `X-Amz-Date` (not `Date`), only
-//!   the path `/`; one request per connection (`Connection: close`), no chunked bodies.
+//!   the path `/` (besides the sign-in endpoint's `/federation` and `/console`); one request
+//!   per connection (`Connection: close`), no chunked bodies.
 //! - Deactivating or deleting a key does not revoke the sessions issued from it; expired
 //!   sessions are kept (they are refused, not forgotten).
 //! - `CreateVirtualMFADevice` returns no QR code; `ListAccessKeys` is never truncated.
@@ -56,19 +62,25 @@ use super::auth::{self, Caller};
 use super::http::{self, Request, Response, Server};
 use super::model::{self, Account, Rng, Trust};
 use super::wire::{self, Fault, Params, Service, Xml};
-use super::{iam_api, sts_api};
+use super::{iam_api, signin, sts_api};
 
 pub use super::model::{ACCOUNT_ID, ADMIN_USER, REGION};
 
 /// What the emulator has done, for tests. Only successful calls are counted, except
 /// `rejected_mfa`: GetSessionToken or AssumeRole calls refused for a bad MFA serial or code
-/// (unknown serial, wrong code, code out of window, reused code).
+/// (unknown serial, wrong code, code out of window, reused code), and `refused_logins`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub get_session_token: u64,
     pub assume_role: u64,
     pub get_caller_identity: u64,
     pub rejected_mfa: u64,
+    /// Sign-in tokens issued by the federation endpoint (`Action=getSigninToken`).
+    pub signin_tokens: u64,
+    /// Console sessions opened (`Action=login` with a valid, unused token).
+    pub logins: u64,
+    /// `Action=login` requests refused: incomplete, or an unknown, used or expired token.
+    pub refused_logins: u64,
 }
 
 /// The emulator: a server handle. Stops accepting and joins its thread on drop.
@@ -127,6 +139,13 @@ impl Sts {
     /// `http://127.0.0.1:PORT` (or `http://[::1]:PORT`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.server.addr())
+    }
+
+    /// The sign-in (federation) endpoint, `http://127.0.0.1:PORT/federation`: a stand-in for
+    /// `https://signin.aws.amazon.com/federation` (see the `signin` module's doc). Its `login`
+    /// redirects to the emulator's own console page, `/console` on the same server.
+    pub fn federation_endpoint(&self) -> String {
+        format!("{}{}", self.endpoint(), signin::FEDERATION_PATH)
     }
 
     /// The emulated account id, `123456789012`.
@@ -257,6 +276,10 @@ const ACTIONS: &[(&str, Service, Handler)] = &[
 ];
 
 fn answer(shared: &Shared, request: &Request) -> Response {
+    if signin::serves(request.path()) {
+        let now = shared.now();
+        return signin::answer(&mut shared.lock(), request, now);
+    }
     if request.path() != "/" {
         return Response::text(404, "Not Found");
     }

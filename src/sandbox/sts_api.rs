@@ -5,7 +5,7 @@ use secrecy::ExposeSecret;
 
 use super::auth::assumed_role_arn;
 use super::model::{
-    iso8601, Account, Principal, Session, SessionSpec, ACCOUNT_ID, TOTP_PERIOD_SECS,
+    iso8601, Account, Origin, Principal, Session, SessionSpec, ACCOUNT_ID, TOTP_PERIOD_SECS,
 };
 use super::sts::Cx;
 use super::wire::{check_name, Fault, Params, Xml};
@@ -46,6 +46,10 @@ pub fn get_session_token(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fau
         mfa,
         source_identity: None,
         expires: cx.now.saturating_add(duration),
+        origin: Origin {
+            temporary_caller: false,
+            duration_given: p.get("DurationSeconds").is_some(),
+        },
     });
     let mut xml = Xml::new();
     credentials(&mut xml, session);
@@ -202,6 +206,10 @@ pub fn assume_role(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
         mfa: caller.mfa || mfa_in_call,
         source_identity: source_identity.clone(),
         expires: cx.now.saturating_add(request.duration),
+        origin: Origin {
+            temporary_caller: caller.session,
+            duration_given: p.get("DurationSeconds").is_some(),
+        },
     });
     let mut xml = Xml::new();
     credentials(&mut xml, session);
