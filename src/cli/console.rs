@@ -288,7 +288,11 @@ fn check_browser(cmd: &str, profile: &str) -> Result<(), CliError> {
 }
 
 /// Opens the URL with `--browser CMD` or the system browser.
-fn open_browser(browser: Option<&str>, url: &str, profile: &str) -> Result<(), CliError> {
+pub(super) fn open_browser(
+    browser: Option<&str>,
+    url: &str,
+    profile: &str,
+) -> Result<(), CliError> {
     let no_browser = |why: String| {
         CliError::new(
             format!("no browser could be opened: {why}"),

@@ -18,6 +18,7 @@ use breakglass::token::soft::SoftCard;
 use breakglass::vault::KdfParams;
 
 use super::ceremony::{runtime, TtyPrompt};
+use super::console::{make_url, SigninRequest};
 use super::error::{exit, CliError};
 
 #[derive(Debug, Args)]
@@ -25,6 +26,10 @@ pub struct DemoArgs {
     /// Let two real people type the names and the passphrase at the prompts.
     #[arg(long)]
     interactive: bool,
+    /// Open the sandbox console's sign-in URL with this browser command at the end (by
+    /// default the demo fetches it itself, as a browser would, and prints the page).
+    #[arg(long, value_name = "CMD")]
+    browser: Option<String>,
 }
 
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -202,7 +207,54 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     let reused = reuse_attempt(&rt, &mut card, &profile, &paths, &endpoint, &clock)?;
     println!("  refused: {reused}");
 
-    step(6, "The audit log");
+    step(
+        6,
+        "The console: breakglass console demo (AssumeRole naming both holders, then the sign-in emulator)",
+    );
+    let role_arn = emulator.create_role("BreakGlass", true);
+    let federation = emulator.federation_endpoint();
+    let destination =
+        breakglass::aws::console::console_home(breakglass::aws::console::Partition::Aws, None);
+    let req = SigninRequest {
+        profile: &profile,
+        paths: &paths,
+        role_arn: &role_arn,
+        federation: &federation,
+        destination: &destination,
+        now: clock(),
+    };
+    let signed = make_url(
+        &req,
+        s,
+        (&activation.password_holder, &activation.token_holder),
+    )?;
+    println!(
+        "  Sign-in URL made for {} (single use, valid until {}; not printed: it is a secret).",
+        signed.assumed_role_arn,
+        breakglass::audit::rfc3339(signed.link_expires)
+    );
+    match &args.browser {
+        Some(cmd) => {
+            super::console::open_browser(Some(cmd), &signed.url, "demo")?;
+            println!("  Opened with {cmd}; the page shows the role and both holders' names.");
+        }
+        None => {
+            let page = open_like_a_browser(&signed.url).map_err(fail)?;
+            println!(
+                "  Opened it as a browser would (login, then the redirect); the console page says:"
+            );
+            for (label, id) in [
+                ("account", "account"),
+                ("role", "role-arn"),
+                ("source identity", "source-identity"),
+                ("console session ends", "expires"),
+            ] {
+                println!("    {label:<21} {}", element_text(&page, id).unwrap_or("?"));
+            }
+        }
+    }
+
+    step(7, "The audit log");
     let n = breakglass::audit::verify(&paths.audit_log()).map_err(|e| fail(e.to_string()))?;
     let log = std::fs::read_to_string(paths.audit_log()).unwrap_or_default();
     for line in log.lines() {
@@ -215,6 +267,27 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         counts.get_session_token, counts.rejected_mfa
     );
     Ok(())
+}
+
+/// GETs the sign-in URL following the redirect, as a browser would; returns the page.
+fn open_like_a_browser(url: &str) -> Result<String, String> {
+    let mut response = ureq::get(url)
+        .call()
+        .map_err(|e| format!("the sandbox console did not open: {e}"))?;
+    response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("the sandbox console page could not be read: {e}"))
+}
+
+/// The text of the element with `id` in the sandbox console page (its values are escaped
+/// text without markup).
+fn element_text<'a>(page: &'a str, id: &str) -> Option<&'a str> {
+    let start = page.find(&format!("id=\"{id}\""))?;
+    let rest = &page[start..];
+    let open = rest.find('>')? + 1;
+    let close = rest[open..].find('<')?;
+    Some(&rest[open..open + close])
 }
 
 /// Re-sends the MFA code of the window the activation used, with the vault's key: STS refuses.

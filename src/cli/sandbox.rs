@@ -78,8 +78,11 @@ fn sts(args: StsArgs) -> Result<(), CliError> {
     })?;
     let user = emulator.create_user("breakglass");
     let (id, secret) = emulator.admin_key();
+    let role = emulator.create_role("BreakGlass", true);
     println!("endpoint {}", emulator.endpoint());
+    println!("signin-endpoint {}", emulator.federation_endpoint());
     println!("user {user}");
+    println!("role {role}  (needs MFA: role_arn for profiles, --role-arn for console)");
     println!("# throw-away sandbox administrator key, valid only for this emulator:");
     println!("export AWS_ACCESS_KEY_ID={id}");
     println!("export AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
