@@ -77,8 +77,12 @@ fn main() {
         runtime: h.join("run/breakglass"),
     };
 
+    // Started as `unlock` starts it (Client::start sets MALLOC_ARENA_MAX=2), in the foreground
+    // so the benchmark owns the process.
     let mut agent_cmd = Command::new(BIN);
-    agent_cmd.args(["agent", "--foreground"]);
+    agent_cmd
+        .args(["agent", "--foreground"])
+        .env("MALLOC_ARENA_MAX", "2");
     env_for(&mut agent_cmd, h);
     let mut agent = agent_cmd
         .stdin(Stdio::null())
