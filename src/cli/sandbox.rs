@@ -43,6 +43,12 @@ pub struct CardArgs {
     /// Seconds the token blinks before a touch times out (a YubiKey waits 15).
     #[arg(long, value_name = "SECS", default_value_t = TOUCH_TIMEOUT.as_secs())]
     touch_timeout: u64,
+    /// Write the card's sandbox PIV attestation root certificate (DER) to PATH at start-up.
+    ///
+    /// The root is made for this card run alone; it signs the attestation (slot F9)
+    /// certificate, which signs every PIV attestation the card gives.
+    #[arg(long, value_name = "PATH")]
+    piv_root_out: Option<std::path::PathBuf>,
     /// Seconds to keep trying to reach vpcd at start-up.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     wait: u64,
@@ -106,6 +112,18 @@ fn card(args: CardArgs) -> Result<(), CliError> {
     }
     let touch = SimulatedTouch::new(args.touch, Duration::from_secs(args.touch_timeout));
     let mut card = SoftCard::new(Box::new(touch));
+    if let Some(path) = &args.piv_root_out {
+        std::fs::write(path, card.piv_attestation_root()).map_err(|e| {
+            CliError::new(
+                format!(
+                    "cannot write the PIV attestation root to {}: {e}",
+                    path.display()
+                ),
+                "choose a writable path for --piv-root-out",
+                exit::FAILURE,
+            )
+        })?;
+    }
     let reader = reader_name(args.vpcd);
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     let mut ever_connected = false;

@@ -47,6 +47,8 @@ impl StatusWord {
     pub const WRONG_DATA: Self = Self(0x6A80);
     pub const FILE_NOT_FOUND: Self = Self(0x6A82);
     pub const NO_SPACE: Self = Self(0x6A84);
+    /// "Referenced data not found"; PIV uses it for an empty key slot.
+    pub const REFERENCE_NOT_FOUND: Self = Self(0x6A88);
     pub const WRONG_P1P2: Self = Self(0x6B00);
     pub const INS_NOT_SUPPORTED: Self = Self(0x6D00);
     pub const CLA_NOT_SUPPORTED: Self = Self(0x6E00);
@@ -83,6 +85,7 @@ impl StatusWord {
             0x6A80 => "incorrect data",
             0x6A82 => "application or file not found",
             0x6A84 => "not enough memory",
+            0x6A88 => "referenced data not found",
             0x6B00 => "wrong parameters P1-P2",
             0x6D00 => "instruction not supported",
             0x6E00 => "class not supported",

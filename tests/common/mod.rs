@@ -103,11 +103,17 @@ pub struct SoftToken {
 
 impl SoftToken {
     pub fn start(slot: Slot, touch: &str, touch_timeout_secs: u64) -> Self {
+        Self::start_with(slot, touch, touch_timeout_secs, &[])
+    }
+
+    /// [`SoftToken::start`] with more `breakglass sandbox card` arguments.
+    pub fn start_with(slot: Slot, touch: &str, touch_timeout_secs: u64, extra: &[&str]) -> Self {
         let reader = slot.reader();
         wait_until("the slot to be empty", || !card_present(&reader));
         let child = Command::new(BIN)
             .args(["sandbox", "card", "--vpcd", &slot.addr(), "--touch", touch])
             .args(["--touch-timeout", &touch_timeout_secs.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -5,6 +5,7 @@
 //! memory only: nothing it holds ever reaches a disk.
 
 pub mod oath;
+pub mod piv;
 pub mod vpcd;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,11 +115,13 @@ impl<T: TouchSensor + ?Sized> TouchSensor for Arc<T> {
 enum Selected {
     None,
     Oath,
+    Piv,
 }
 
 /// A software YubiKey.
 pub struct SoftCard {
     oath: oath::Applet,
+    piv: piv::Applet,
     selected: Selected,
     /// Rest of a chained response, handed out by SEND REMAINING / GET RESPONSE.
     pending: Option<Zeroizing<Vec<u8>>>,
@@ -132,6 +135,7 @@ impl std::fmt::Debug for SoftCard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SoftCard")
             .field("oath", &self.oath)
+            .field("piv", &self.piv)
             .field("selected", &self.selected)
             .finish()
     }
@@ -145,8 +149,11 @@ impl SoftCard {
 
     pub fn with_rng(touch: Box<dyn TouchSensor>, rng: Box<dyn SecureRandom + Send + Sync>) -> Self {
         let oath = oath::Applet::new(&*rng);
+        // Only fixed, well-formed inputs go into the sandbox certificates.
+        let piv = piv::Applet::new(&*rng).expect("building the sandbox PIV certificates");
         Self {
             oath,
+            piv,
             selected: Selected::None,
             pending: None,
             chained: None,
@@ -161,6 +168,18 @@ impl SoftCard {
         self.pending = None;
         self.chained = None;
         self.oath.deselect();
+        self.piv.deselect();
+    }
+
+    /// The serial number the PIV applet reports.
+    pub fn piv_serial(&self) -> u32 {
+        self.piv.serial()
+    }
+
+    /// The sandbox PIV attestation root certificate (DER), made for this card alone: it signs
+    /// the attestation (slot F9) certificate, which signs every `ATTEST` answer.
+    pub fn piv_attestation_root(&self) -> Vec<u8> {
+        self.piv.attestation_root().to_vec()
     }
 
     /// Processes one raw command APDU; always answers with data ‖ SW.
@@ -200,6 +219,7 @@ impl SoftCard {
         } else {
             match self.selected {
                 Selected::Oath => self.oath.process(&cmd, &*self.touch, &*self.rng),
+                Selected::Piv => self.piv.process(&cmd, &*self.touch, &*self.rng),
                 Selected::None => Response::status(StatusWord::INS_NOT_SUPPORTED),
             }
         };
@@ -208,8 +228,14 @@ impl SoftCard {
 
     fn select(&mut self, aid: &[u8]) -> Response {
         if aid.len() >= 5 && super::oath::AID.starts_with(aid) {
+            self.piv.deselect();
             self.selected = Selected::Oath;
             return self.oath.select(&*self.rng);
+        }
+        if aid.starts_with(&piv::AID) {
+            self.oath.deselect();
+            self.selected = Selected::Piv;
+            return self.piv.select();
         }
         Response::status(StatusWord::FILE_NOT_FOUND)
     }
