@@ -14,18 +14,22 @@ fn main() -> ExitCode {
     // start: skip building the whole argument parser for that exact form (the figures are in
     // benches/agent.rs). Anything else, including flags, goes through clap.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().take(4).collect();
-    let result = match argv.as_slice() {
+    let (result, one_line) = match argv.as_slice() {
         [_, cmd, profile]
             if cmd == "credential-process" && !profile.to_string_lossy().starts_with('-') =>
         {
-            cli::credential_process(&profile.to_string_lossy())
+            (cli::credential_process(&profile.to_string_lossy()), true)
         }
-        _ => cli::Cli::parse().run(),
+        _ => (cli::Cli::parse().run(), false),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            err.print();
+            if one_line {
+                err.print_one_line();
+            } else {
+                err.print();
+            }
             ExitCode::from(err.exit_code())
         }
     }

@@ -434,10 +434,15 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
     std::fs::write(home.config_file(), "[profiles.prod]\n").unwrap();
     // Starting on demand: a caller with no terminal gets "not unlocked", and an agent runs.
     let o = run(detached(&home, BIN, &["credential-process", "prod"]));
-    fails(
+    let err = fails(
         o,
         3,
         &["profile prod is not unlocked", "breakglass unlock prod"],
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one line for the AWS CLI to quote: {err}"
     );
     let first = status(&home)["pid"].as_u64().unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

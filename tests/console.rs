@@ -133,6 +133,29 @@ fn console_sign_in_in_a_real_browser_against_the_sandbox() {
         3,
         &["no browser could be opened", "--print"],
     );
+    // A role the session may not assume: the ARN and AWS's reason.
+    let denied = sts.create_role_denying("NobodysRole");
+    fails(
+        console(&["--print", "--role-arn", &denied]),
+        4,
+        &[&denied, "trust policy"],
+    );
+    // A sign-in endpoint that answers with something else, or not at all.
+    let wrong = format!("{endpoint}/not-federation");
+    let mut args = vec!["console", "prod", "--print", "--role-arn", &role_arn];
+    args.extend(["--signin-endpoint", &wrong]);
+    fails(
+        detached(&home, &args),
+        3,
+        &["refused the role session (HTTP 404)"],
+    );
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/federation", l.local_addr().unwrap())
+    };
+    let mut args = vec!["console", "prod", "--print", "--role-arn", &role_arn];
+    args.extend(["--signin-endpoint", &closed]);
+    fails(detached(&home, &args), 3, &["could not be reached"]);
 
     // The URL: on stdout with --print only; the validity on stderr.
     let o = console(&["--print", "--role-arn", &role_arn]);

@@ -48,6 +48,15 @@ impl CliError {
             eprintln!("  next: {next}");
         }
     }
+
+    /// On one line: the AWS CLI and SDKs quote a credential_process's stderr in their own
+    /// error message, where a second line gets lost.
+    pub fn print_one_line(&self) {
+        match &self.next {
+            Some(next) => eprintln!("breakglass: error: {}; next: {next}", self.what),
+            None => eprintln!("breakglass: error: {}", self.what),
+        }
+    }
 }
 
 impl fmt::Display for CliError {
