@@ -12,7 +12,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use aws_credential_types::Credentials;
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
@@ -135,26 +134,13 @@ fn enrol_with_role(home: &Home, sts: &Sts, reader: &str) -> String {
     let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
     let role_arn = sts.create_role(ROLE, true);
     let endpoint = sts.endpoint();
-    enroll(
+    enroll_imported(
         home,
-        &[
-            "prod",
-            "--import-key",
-            "--mfa-serial",
-            &serial,
-            "--endpoint",
-            &endpoint,
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
-            reader,
-        ],
-        &[&key_id, key_secret.expose_secret(), &seed],
-        &[],
+        "prod",
+        &endpoint,
+        reader,
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
     );
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
     config += &format!("role_arn = \"{role_arn}\"\n");
@@ -608,38 +594,10 @@ fn the_aws_cli_through_credential_process_against_moto() {
     let Some(moto) = Moto::start(test) else {
         return;
     };
-    let iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::Config::builder()
-            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-            .region(aws_sdk_iam::config::Region::new("us-east-1"))
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(Credentials::new(
-                "AKIAADMIN0000000000",
-                "admin-secret-for-moto",
-                None,
-                None,
-                "test",
-            ))
-            .build(),
-    );
     let rt = rt();
-    rt.block_on(iam.create_user().user_name("breakglass").send())
-        .unwrap();
-    let key = rt
-        .block_on(iam.create_access_key().user_name("breakglass").send())
-        .unwrap()
-        .access_key
-        .unwrap();
-    let dev = rt
-        .block_on(
-            iam.create_virtual_mfa_device()
-                .virtual_mfa_device_name("breakglass")
-                .send(),
-        )
-        .unwrap()
-        .virtual_mfa_device
-        .unwrap();
-    let seed = String::from_utf8(dev.base32_string_seed.unwrap().into_inner()).unwrap();
+    let user = moto.breakglass_user(&rt);
+    let iam = &user.iam;
+    let seed = user.seed.clone();
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"],"Condition":{"Bool":{"aws:MultiFactorAuthPresent":"true"}}}]}"#;
     let role = rt
         .block_on(
@@ -655,26 +613,13 @@ fn the_aws_cli_through_credential_process_against_moto() {
     let token = SoftToken::approve(SLOT);
     let r = token.reader();
     let home = Home::new();
-    enroll(
+    enroll_imported(
         &home,
-        &[
-            "prod",
-            "--import-key",
-            "--mfa-serial",
-            &dev.serial_number,
-            "--endpoint",
-            &moto.endpoint,
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
-            &r,
-        ],
-        &[&key.access_key_id, &key.secret_access_key, &seed],
-        &[],
+        "prod",
+        &moto.endpoint,
+        &r,
+        &user.mfa_serial,
+        (&user.key_id, &user.secret, &seed),
     );
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
     config += &format!("role_arn = \"{}\"\n", role.arn);

@@ -6,7 +6,6 @@ mod common;
 
 use std::net::SocketAddr;
 
-use aws_credential_types::Credentials;
 use secrecy::ExposeSecret;
 
 use breakglass::sandbox::sts::Sts;
@@ -146,63 +145,21 @@ fn enroll_with_an_existing_mfa_device_and_unlock_against_moto() {
     else {
         return;
     };
-    let iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::Config::builder()
-            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
-            .region(aws_sdk_iam::config::Region::new("us-east-1"))
-            .endpoint_url(&moto.endpoint)
-            .credentials_provider(Credentials::new(
-                "AKIAADMIN0000000000",
-                "admin-secret-for-moto",
-                None,
-                None,
-                "test",
-            ))
-            .build(),
-    );
     let rt = rt();
-    rt.block_on(iam.create_user().user_name("breakglass").send())
-        .unwrap();
-    let key = rt
-        .block_on(iam.create_access_key().user_name("breakglass").send())
-        .unwrap()
-        .access_key
-        .unwrap();
-    let dev = rt
-        .block_on(
-            iam.create_virtual_mfa_device()
-                .virtual_mfa_device_name("breakglass")
-                .send(),
-        )
-        .unwrap()
-        .virtual_mfa_device
-        .unwrap();
-    let seed = String::from_utf8(dev.base32_string_seed.unwrap().into_inner()).unwrap();
-    let serial = dev.serial_number;
+    let user = moto.breakglass_user(&rt);
+    let seed = user.seed.clone();
+    let serial = user.mfa_serial.clone();
 
     let token = SoftToken::approve(SLOT);
     let r = token.reader();
     let home = Home::new();
-    enroll(
+    enroll_imported(
         &home,
-        &[
-            "moto",
-            "--import-key",
-            "--mfa-serial",
-            &serial,
-            "--endpoint",
-            &moto.endpoint,
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
-            &r,
-        ],
-        &[&key.access_key_id, &key.secret_access_key, &seed],
-        &[],
+        "moto",
+        &moto.endpoint,
+        &r,
+        &serial,
+        (&user.key_id, &user.secret, &seed),
     );
     // The token now computes the same codes as the seed IAM gave.
     let code = ok(bg(
@@ -246,7 +203,7 @@ fn enroll_with_an_existing_mfa_device_and_unlock_against_moto() {
         "{audit}"
     );
     let mut secrets = vec![
-        ("secret access key", key.secret_access_key.as_str()),
+        ("secret access key", user.secret.as_str()),
         ("passphrase", PASSPHRASE),
         ("TOTP seed", seed.as_str()),
         ("session secret", tmp_secret.as_str()),

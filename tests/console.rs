@@ -81,26 +81,13 @@ fn console_sign_in_in_a_real_browser_against_the_sandbox() {
     let home = Home::new();
     let endpoint = sts.endpoint();
     let r = token.reader();
-    enroll(
+    enroll_imported(
         &home,
-        &[
-            "prod",
-            "--import-key",
-            "--mfa-serial",
-            &serial,
-            "--endpoint",
-            &endpoint,
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
-            &r,
-        ],
-        &[&key_id, key_secret.expose_secret(), &seed],
-        &[],
+        "prod",
+        &endpoint,
+        &r,
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
     );
     let federation = sts.federation_endpoint();
     let console = |extra: &[&str]| {

@@ -80,6 +80,26 @@ pub(super) struct Want<'a> {
     pub base_only: bool,
 }
 
+impl<'a> Want<'a> {
+    /// A hand-out for a command that may lead the ceremony when a person is at the terminal
+    /// (the reason is then asked there).
+    pub(super) fn from_terminal(
+        profile: &'a Profile,
+        paths: &'a Paths,
+        requested_by: &'a str,
+    ) -> Self {
+        Self {
+            profile,
+            paths,
+            reason: None,
+            reader: None,
+            interactive: prompt::has_tty(),
+            requested_by,
+            base_only: false,
+        }
+    }
+}
+
 /// The credentials of a profile from the agent; runs the ceremony (or AssumeRole) here when
 /// the agent makes this process the leader. Returns whether this process ran the ceremony.
 pub(super) fn obtain(w: &Want<'_>) -> Result<(Handout, bool), CliError> {
@@ -354,15 +374,7 @@ pub fn credential_process(profile: &str) -> Result<(), CliError> {
     // Stays dumpable (unlike `unlock`), so that the agent can read its executable for the
     // audit record: it holds nothing but the credentials it prints for its caller.
     let by = requested_by();
-    let want = Want {
-        profile: &profile,
-        paths: &paths,
-        reason: None,
-        reader: None,
-        interactive: prompt::has_tty(),
-        requested_by: &by,
-        base_only: false,
-    };
+    let want = Want::from_terminal(&profile, &paths, &by);
     let (h, _) = obtain(&want)?;
     println!("{}", &*unlock::credential_process_json(&h.session));
     Ok(())
@@ -422,15 +434,7 @@ pub fn exec_cmd(args: ExecArgs) -> Result<(), CliError> {
     };
     let (paths, profile) = load(&args.profile)?;
     let by = format!("breakglass exec {program}");
-    let want = Want {
-        profile: &profile,
-        paths: &paths,
-        reason: None,
-        reader: None,
-        interactive: prompt::has_tty(),
-        requested_by: &by,
-        base_only: false,
-    };
+    let want = Want::from_terminal(&profile, &paths, &by);
     let (h, _) = obtain(&want)?;
     let expiration = audit::rfc3339(h.session.expiration);
     let mut cmd = std::process::Command::new(program);
@@ -466,16 +470,7 @@ pub struct EnvArgs {
 pub fn env_cmd(args: EnvArgs) -> Result<(), CliError> {
     let (paths, profile) = load(&args.profile)?;
     harden::no_dumps();
-    let by = "breakglass env".to_owned();
-    let want = Want {
-        profile: &profile,
-        paths: &paths,
-        reason: None,
-        reader: None,
-        interactive: prompt::has_tty(),
-        requested_by: &by,
-        base_only: false,
-    };
+    let want = Want::from_terminal(&profile, &paths, "breakglass env");
     let (h, _) = obtain(&want)?;
     let expiration = audit::rfc3339(h.session.expiration);
     let text = shell::render(args.shell, &variables(&h, &profile, &expiration))

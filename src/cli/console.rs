@@ -17,7 +17,6 @@ use breakglass::config::{self, Paths, Profile};
 
 use super::agent::{assume, load, obtain, Assumption, Want};
 use super::error::{exit, CliError};
-use super::prompt;
 
 /// The Issuer of the sign-in URL: where the console sends people whose session ended.
 const ISSUER: &str = "https://github.com/breakglass/breakglass#console";
@@ -230,13 +229,8 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
     }
     breakglass::agent::harden::no_dumps();
     let want = Want {
-        profile: &profile,
-        paths: &paths,
-        reason: None,
-        reader: None,
-        interactive: prompt::has_tty(),
-        requested_by: "breakglass console",
         base_only: true,
+        ..Want::from_terminal(&profile, &paths, "breakglass console")
     };
     let (h, _) = obtain(&want)?;
     let now = ceremony::now();

@@ -273,3 +273,90 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// moto's IAM with user `breakglass`, its access key and a virtual MFA device.
+pub struct MotoUser {
+    pub iam: aws_sdk_iam::Client,
+    pub key_id: String,
+    pub secret: String,
+    pub mfa_serial: String,
+    /// The MFA device's base32 seed.
+    pub seed: String,
+}
+
+impl Moto {
+    pub fn breakglass_user(&self, rt: &tokio::runtime::Runtime) -> MotoUser {
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::Config::builder()
+                .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+                .region(aws_sdk_iam::config::Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(Credentials::new(
+                    "AKIAADMIN0000000000",
+                    "admin-secret-for-moto",
+                    None,
+                    None,
+                    "test",
+                ))
+                .build(),
+        );
+        rt.block_on(iam.create_user().user_name("breakglass").send())
+            .unwrap();
+        let key = rt
+            .block_on(iam.create_access_key().user_name("breakglass").send())
+            .unwrap()
+            .access_key
+            .unwrap();
+        let dev = rt
+            .block_on(
+                iam.create_virtual_mfa_device()
+                    .virtual_mfa_device_name("breakglass")
+                    .send(),
+            )
+            .unwrap()
+            .virtual_mfa_device
+            .unwrap();
+        let seed = String::from_utf8(dev.base32_string_seed.unwrap().into_inner()).unwrap();
+        MotoUser {
+            iam,
+            key_id: key.access_key_id,
+            secret: key.secret_access_key,
+            mfa_serial: dev.serial_number,
+            seed,
+        }
+    }
+}
+
+/// Enrols `profile` on the token in `reader` with an imported access key and an imported MFA
+/// device (its base32 seed), and the light KDF: no IAM call and no TOTP window used, so an
+/// unlock can follow at once. Returns what enrolment printed.
+pub fn enroll_imported(
+    home: &Home,
+    profile: &str,
+    endpoint: &str,
+    reader: &str,
+    mfa_serial: &str,
+    (key_id, secret, seed): (&str, &str, &str),
+) -> String {
+    enroll(
+        home,
+        &[
+            profile,
+            "--import-key",
+            "--mfa-serial",
+            mfa_serial,
+            "--endpoint",
+            endpoint,
+            "--kdf-memory",
+            "1",
+            "--kdf-passes",
+            "1",
+            "--kdf-lanes",
+            "1",
+            "--reader",
+            reader,
+        ],
+        &[key_id, secret, seed],
+        &[],
+    )
+}
