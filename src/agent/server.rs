@@ -403,35 +403,20 @@ impl Agent {
                     drop(st);
                     stream.write_all(&h.frame)?;
                     drop(h.frame);
-                    self.record(
-                        "hand-out",
-                        profile,
-                        Map::from_iter([
-                            ("pid".into(), json!(peer.pid)),
-                            ("exe".into(), json!(exe)),
-                            ("uid".into(), json!(peer.uid)),
-                            ("parent_exe".into(), json!(parent_exe)),
-                            ("temporary_access_key_id".into(), json!(h.access_key_id)),
-                            ("kind".into(), json!(h.kind)),
-                            ("expiration".into(), json!(audit::rfc3339(h.expiration))),
-                        ]),
-                    );
+                    let mut fields = caller(peer, (exe, parent_exe));
+                    fields.insert("temporary_access_key_id".into(), json!(h.access_key_id));
+                    fields.insert("kind".into(), json!(h.kind));
+                    fields.insert("expiration".into(), json!(audit::rfc3339(h.expiration)));
+                    self.record("hand-out", profile, fields);
                     return Ok(());
                 }
                 Some(Outcome::Lead(lead)) => {
                     drop(st);
                     if matches!(lead, Lead::Role(..)) {
                         // The two-person session itself goes out, to renew the role session.
-                        self.record(
-                            "hand-out",
-                            profile,
-                            Map::from_iter([
-                                ("pid".into(), json!(peer.pid)),
-                                ("exe".into(), json!(exe)),
-                                ("uid".into(), json!(peer.uid)),
-                                ("kind".into(), json!("session, to assume the role")),
-                            ]),
-                        );
+                        let mut fields = caller(peer, (exe, parent_exe));
+                        fields.insert("kind".into(), json!("session, to assume the role"));
+                        self.record("hand-out", profile, fields);
                     }
                     let generation = self.lead(stream, peer, profile, lead)?;
                     let Some(_) = generation else {
@@ -847,6 +832,16 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Who asked, for a hand-out record.
+fn caller(peer: Peer, (exe, parent_exe): (&str, &str)) -> Map<String, Value> {
+    Map::from_iter([
+        ("pid".into(), json!(peer.pid)),
+        ("exe".into(), json!(exe)),
+        ("uid".into(), json!(peer.uid)),
+        ("parent_exe".into(), json!(parent_exe)),
+    ])
 }
 
 /// The `Creds` answer, built straight from the arena into a wiped buffer.
