@@ -48,6 +48,15 @@ impl TtyPrompt {
 
     /// A line of text typed on the terminal (echoed), trimmed; empty is refused.
     pub fn line(&mut self, text: &str) -> Result<String, CliError> {
+        let line = self.ask(text)?;
+        if line.is_empty() {
+            return Err(CError::EmptyReason.into());
+        }
+        Ok(line)
+    }
+
+    /// Shows `text`, reads one echoed line from the terminal, trimmed.
+    fn ask(&mut self, text: &str) -> Result<String, CError> {
         let _ = write!(self.tty, "{text}");
         let _ = self.tty.flush();
         let mut line = String::new();
@@ -58,11 +67,7 @@ impl TtyPrompt {
         BufReader::new(read)
             .read_line(&mut line)
             .map_err(|e| CError::NoAnswer(e.to_string()))?;
-        let line = line.trim().to_owned();
-        if line.is_empty() {
-            return Err(CError::EmptyReason.into());
-        }
-        Ok(line)
+        Ok(line.trim().to_owned())
     }
 
     fn secret(&mut self, text: &str) -> Result<SecretString, CError> {
@@ -73,17 +78,7 @@ impl TtyPrompt {
 
 impl Prompt for TtyPrompt {
     fn name(&mut self, role: Role) -> Result<String, CError> {
-        let _ = write!(self.tty, "{}, type your name: ", capitalise(role.label()));
-        let _ = self.tty.flush();
-        let mut line = String::new();
-        let read = self
-            .tty
-            .try_clone()
-            .map_err(|e| CError::NoAnswer(e.to_string()))?;
-        BufReader::new(read)
-            .read_line(&mut line)
-            .map_err(|e| CError::NoAnswer(e.to_string()))?;
-        Ok(line.trim().to_owned())
+        self.ask(&format!("{}, type your name: ", capitalise(role.label())))
     }
 
     fn passphrase(&mut self, confirm: bool) -> Result<SecretString, CError> {

@@ -49,7 +49,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use super::auth::assumed_role_arn;
 use super::http::{self, Request, Response};
 use super::model::{http_date, iso8601, Account, Principal, Session, ACCOUNT_ID};
-use super::wire::Params;
+use super::wire::{escape, Params};
 
 pub const FEDERATION_PATH: &str = "/federation";
 pub const CONSOLE_PATH: &str = "/console";
@@ -380,12 +380,12 @@ fn console_page(console: &Console) -> Response {
     let mut body = format!(
         "<h1>{}</h1>\n<p>Signed in through the sandbox's federation endpoint. This is the \
          breakglass sandbox, not AWS: nothing here can change a real account.</p>\n<dl>\n",
-        escape_html(TITLE)
+        escape(TITLE)
     );
     for (id, label, value) in fields {
         body.push_str(&format!(
             "<dt>{label}</dt><dd id=\"{id}\">{}</dd>\n",
-            escape_html(value)
+            escape(value)
         ));
     }
     body.push_str("</dl>\n");
@@ -396,8 +396,8 @@ fn console_page(console: &Console) -> Response {
 fn message_page(status: u16, title: &str, text: &str) -> Response {
     let body = format!(
         "<h1>{}</h1>\n<p id=\"message\">{}</p>\n",
-        escape_html(title),
-        escape_html(text)
+        escape(title),
+        escape(text)
     );
     html(status, title, &body)
 }
@@ -409,7 +409,7 @@ fn html(status: u16, title: &str, body: &str) -> Response {
          <title>{}</title>\n<style>body{{font-family:sans-serif;margin:2em}}\
          dt{{font-weight:bold}}dd{{margin:0 0 .6em 0;font-family:monospace}}</style>\n\
          </head>\n<body>\n{body}</body>\n</html>\n",
-        escape_html(title)
+        escape(title)
     );
     Response {
         status,
@@ -426,22 +426,6 @@ fn html(status: u16, title: &str, body: &str) -> Response {
         ],
         body: Zeroizing::new(page.into_bytes()),
     }
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -613,7 +597,7 @@ mod tests {
         assert_eq!((counts.signin_tokens, counts.logins), (1, 1));
         // Single use.
         let again = login(&mut account, &token, DEST, NOW + 20);
-        assert!(refusal(&again).contains(&escape_html(INVALID_LINK)));
+        assert!(refusal(&again).contains(&escape(INVALID_LINK)));
         assert_eq!(account.counts.refused_logins, 1);
     }
 
@@ -756,13 +740,13 @@ mod tests {
         let second = token(&mut account, &creds, None, NOW);
         assert_ne!(first, second);
         let late = login(&mut account, &first, DEST, NOW + TOKEN_LIFETIME_SECS);
-        assert!(refusal(&late).contains(&escape_html(INVALID_LINK)));
+        assert!(refusal(&late).contains(&escape(INVALID_LINK)));
         console_path(&mut account, &second, NOW + TOKEN_LIFETIME_SECS - 1);
         // A token outliving its credentials opens nothing.
         let short = role_session(&mut account, 900);
         let token = token(&mut account, &short, None, NOW + 600);
         let r = login(&mut account, &token, DEST, NOW + 900);
-        assert!(refusal(&r).contains(&escape_html(INVALID_LINK)));
+        assert!(refusal(&r).contains(&escape(INVALID_LINK)));
         assert_eq!(
             (account.counts.logins, account.counts.refused_logins),
             (1, 2)
@@ -801,8 +785,8 @@ mod tests {
 
     #[test]
     fn escapes_html_specials() {
-        assert_eq!(escape_html("a&<>\"'b"), "a&amp;&lt;&gt;&quot;&#39;b");
-        assert_eq!(escape_html("plain — text"), "plain — text");
+        assert_eq!(escape("a&<>\"'b"), "a&amp;&lt;&gt;&quot;&#39;b");
+        assert_eq!(escape("plain — text"), "plain — text");
         assert!(is_http_url("HTTPS://console.aws.amazon.com/"));
         assert!(!is_http_url("https://"));
         assert!(!is_http_url("ftp://x"));

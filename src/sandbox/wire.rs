@@ -227,7 +227,8 @@ pub fn check_name(field: &str, value: &str, len: (usize, usize), extra: &str) ->
     Ok(())
 }
 
-/// Escapes text for an XML element.
+/// Escapes text for XML or HTML element content and quoted attribute values (`&#39;` for the
+/// apostrophe: valid in both, unlike `&apos;` in HTML 4).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -236,7 +237,7 @@ pub fn escape(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
+            '\'' => out.push_str("&#39;"),
             c => out.push(c),
         }
     }
