@@ -7,6 +7,18 @@ use super::{Error, FactorKind, SlotInfo};
 use crate::secure::{random_bytes, Key32, Random};
 use crate::token::oath::Session;
 
+/// Asks a holder for a token PIN (PIV or FIDO2): the password holder knows it, the token holder
+/// has the token. Implemented by the ceremonies' prompt.
+pub trait PinEntry {
+    /// The PIN for `what` ("PIV", "FIDO2"); `tries_left` is what the token reports.
+    fn pin(&mut self, what: &str, tries_left: u8) -> Result<secrecy::SecretString, Error>;
+    /// Asked before a try that would block the PIN if wrong: true goes on, false stops.
+    fn confirm_last_try(&mut self, what: &str) -> bool;
+    /// The token needs a touch now (for `why`); `touch_end` follows when it answered.
+    fn touch_start(&mut self, why: &str);
+    fn touch_end(&mut self);
+}
+
 /// A hardware factor for key slots.
 pub trait SealFactor {
     fn kind(&self) -> FactorKind;

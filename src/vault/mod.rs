@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::secure::{random_bytes, Key32, Random, RandomFailed};
 use crate::token::apdu::{write_tlv, Tlv};
-pub use factor::{OathFactor, SealFactor};
+pub use factor::{OathFactor, PinEntry, SealFactor};
 use format::{Header, Sealed, SlotRecord, NONCE_LEN, SALT_LEN, WRAPPED_KEY_LEN};
 
 /// Errors of the vault. The wording of the variants is what users read.
@@ -57,6 +57,18 @@ pub enum Error {
     },
     #[error("{path} is writable by other users (mode {mode:o}); refusing to use it")]
     UnsafePermissions { path: String, mode: u32 },
+    #[error("the {what} PIN is wrong: {tries_left} {} left before it blocks", if *.tries_left == 1 { "try" } else { "tries" })]
+    WrongPin { what: &'static str, tries_left: u8 },
+    #[error("the token's {what} PIN is blocked (no tries left)")]
+    PinBlocked { what: &'static str },
+    #[error("the PIN entry was stopped before the last {what} PIN try")]
+    LastTryDeclined { what: &'static str },
+    #[error("the token's attestation does not prove its key: {0}")]
+    Attestation(String),
+    #[error("{what} is already in use on the token")]
+    Occupied { what: String },
+    #[error("FIDO2: {0}")]
+    Fido2(String),
 }
 
 /// The kind of token factor of a slot.
@@ -65,17 +77,31 @@ pub enum Error {
 pub enum FactorKind {
     /// Full HMAC-SHA256 by a touch-required YKOATH credential over a per-slot challenge.
     OathHmac = 1,
+    /// ECDH by a P-256 key generated on the token's PIV application (PIN and touch always)
+    /// with a host key made at enrolment.
+    PivEcdh = 2,
+    /// FIDO2 `hmac-secret` of a per-slot salt, with user verification.
+    Fido2HmacSecret = 3,
 }
 
 impl FactorKind {
+    pub const ALL: [Self; 3] = [Self::OathHmac, Self::PivEcdh, Self::Fido2HmacSecret];
+
     pub fn from_byte(b: u8) -> Option<Self> {
-        (b == 1).then_some(Self::OathHmac)
+        Self::ALL.into_iter().find(|k| *k as u8 == b)
     }
 
+    /// The name users type (`--factor`) and read.
     pub fn name(self) -> &'static str {
         match self {
             Self::OathHmac => "oath",
+            Self::PivEcdh => "piv",
+            Self::Fido2HmacSecret => "fido2",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
