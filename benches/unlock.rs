@@ -89,6 +89,7 @@ fn main() {
         .unwrap();
     let req = enroll::Request {
         profile: &profile,
+        factor: enroll::Factor::Oath,
         paths: &paths,
         kdf: KdfParams::LIGHT,
         key: enroll::KeySource::Create {

@@ -8,15 +8,16 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::mfa::{self, Windows};
-use super::{open_oath, Error, Prompt};
+use super::{open_oath, AccessCodeOnce, Error, PinPrompt, Prompt};
 use crate::audit;
 use crate::aws::{self, iam, sts, Endpoint, Signer};
 use crate::config::{self, Paths, Profile};
+use crate::secure::Key32;
 use crate::secure::{mask_key_id, Random};
 use crate::token::oath::{self, Kind, NewAccount, Seed, Session};
 use crate::token::otp::Algorithm;
-use crate::token::Transport;
-use crate::vault::{self, KdfParams, OathFactor, Payload, Vault};
+use crate::token::Token;
+use crate::vault::{self, FactorKind, KdfParams, OathFactor, Payload, SealFactor, SlotInfo, Vault};
 
 /// Shortest passphrase accepted.
 pub const MIN_PASSPHRASE: usize = 12;
@@ -40,8 +41,32 @@ pub enum MfaSource {
     Create { user: String },
 }
 
+/// The seal factor of the new key slot.
+pub enum Factor<'a> {
+    /// The OATH challenge-response credential (`seal_account`).
+    Oath,
+    /// A P-256 key generated in this PIV slot, attested to one of `roots`.
+    Piv {
+        slot: u8,
+        roots: &'a [x509_cert::Certificate],
+    },
+    /// A FIDO2 hmac-secret credential on the token's FIDO2 key.
+    Fido2,
+}
+
+impl Factor<'_> {
+    pub fn kind(&self) -> FactorKind {
+        match self {
+            Self::Oath => FactorKind::OathHmac,
+            Self::Piv { .. } => FactorKind::PivEcdh,
+            Self::Fido2 => FactorKind::Fido2HmacSecret,
+        }
+    }
+}
+
 pub struct Request<'a> {
     pub profile: &'a Profile,
+    pub factor: Factor<'a>,
     pub paths: &'a Paths,
     pub kdf: KdfParams,
     pub key: KeySource,
@@ -77,7 +102,7 @@ fn admin<'a>(req: &'a Request<'_>) -> Result<Signer<'a>, Error> {
 /// Runs the enrolment.
 pub async fn enroll(
     req: Request<'_>,
-    transport: &mut dyn Transport,
+    token: &mut dyn Token,
     prompt: &mut dyn Prompt,
     rng: &dyn Random,
 ) -> Result<Report, Error> {
@@ -91,18 +116,46 @@ pub async fn enroll(
     }
     // The passphrase first: a typo must not strand IAM resources or token accounts.
     let passphrase = ask_passphrase(prompt)?;
-    let mut session = open_oath(transport, prompt)?;
-    let existing = session.list()?;
-    check_token_accounts(&req, &existing)?;
-    let result = program_and_seal(&req, &passphrase, &mut session, prompt, rng).await;
-    if let Err((_, written)) = &result {
-        // Once the vault is on disk its sealing credential must stay, whatever failed after.
-        if !written {
-            remove_new_accounts(&mut session, &existing, req.profile);
-        }
+    let mut prompt = AccessCodeOnce::new(prompt);
+    // The token's OATH accounts are checked before a PIV key is generated, so that a refusal
+    // leaves the token untouched.
+    {
+        let mut t = token.oath()?;
+        let mut session = open_oath(&mut *t, &mut prompt)?;
+        check_token_accounts(&req, &session.list()?)?;
     }
-    let result = result.map_err(|(e, _)| e);
+    let prepared = prepare(&req, token, &mut prompt, rng);
+    let result = match prepared {
+        Ok(prepared) => {
+            let mut t = token.oath()?;
+            let mut session = open_oath(&mut *t, &mut prompt)?;
+            let existing = session.list()?;
+            let mut prepared = prepared;
+            let sealed = program_and_seal(
+                &req,
+                &passphrase,
+                &mut session,
+                prepared.as_mut(),
+                &mut prompt,
+                rng,
+            )
+            .await;
+            if let Err((_, written)) = &sealed {
+                // Once the vault is on disk its sealing credential must stay, whatever failed after.
+                if !written {
+                    remove_new_accounts(&mut session, &existing, &req);
+                    note_orphan_key(&req, &mut prompt);
+                }
+            }
+            sealed.map_err(|(e, _)| e)
+        }
+        Err(e) => Err(e),
+    };
     let mut fields = Map::new();
+    fields.insert(
+        "factor".into(),
+        Value::String(req.factor.kind().name().into()),
+    );
     let outcome = match &result {
         Ok(r) => {
             fields.insert(
@@ -116,9 +169,102 @@ pub async fn enroll(
         Err(e) => format!("failure: {e}"),
     };
     let ok = result.is_ok();
-    record(&req, "enrolment", fields, outcome, ok, prompt);
+    record(&req, "enrolment", fields, outcome, ok, &mut prompt);
     let report = result?;
     Ok(report)
+}
+
+/// A slot's factor made before the OATH session (PIV, FIDO2): its parameters and secret.
+struct Prepared {
+    kind: FactorKind,
+    made: Option<(Vec<u8>, Key32)>,
+}
+
+impl SealFactor for Prepared {
+    fn kind(&self) -> FactorKind {
+        self.kind
+    }
+
+    fn enroll(&mut self, _rng: &dyn Random) -> Result<(Vec<u8>, Key32), vault::Error> {
+        self.made.take().ok_or(vault::Error::InvalidInput {
+            what: "key slot",
+            reason: "the prepared factor was used twice".into(),
+        })
+    }
+
+    fn matches(&mut self, _slot: &SlotInfo) -> Result<bool, vault::Error> {
+        Ok(false)
+    }
+
+    fn respond(&mut self, _slot: &SlotInfo) -> Result<Key32, vault::Error> {
+        Err(vault::Error::NotOpened)
+    }
+}
+
+/// Makes the new slot's PIV or FIDO2 factor (PIN and touch); `None` for OATH, which is made
+/// inside the OATH session.
+fn prepare(
+    req: &Request<'_>,
+    token: &mut dyn Token,
+    prompt: &mut dyn Prompt,
+    rng: &dyn Random,
+) -> Result<Option<Prepared>, Error> {
+    let made = match &req.factor {
+        Factor::Oath => return Ok(None),
+        Factor::Piv { slot, roots } => {
+            let mut card = token.piv()?;
+            let serial = card.serial()?;
+            prompt.note(&format!(
+                "Token {serial}: generating a P-256 key in PIV slot {slot:02x} (PIN and touch always), then checking its attestation."
+            ));
+            let mut pins = PinPrompt(prompt);
+            let mut f = vault::piv::PivFactor::for_enrolment(
+                &mut *card,
+                &mut pins,
+                vault::piv::PivEnrolment {
+                    slot: *slot,
+                    force: req.force,
+                    roots,
+                    now: (req.now)(),
+                },
+            );
+            let made = f.enroll(rng)?;
+            let attested = f.attested.take();
+            drop(f);
+            if let Some(a) = attested {
+                prompt.note(&format!(
+                    "Attestation verified: firmware {}.{}.{}, chain {}, root SHA-256 {}.",
+                    a.firmware.0,
+                    a.firmware.1,
+                    a.firmware.2,
+                    a.chain.join(" <- "),
+                    a.root_sha256
+                ));
+            }
+            made
+        }
+        Factor::Fido2 => {
+            let mut key = token.fido2()?;
+            prompt.note("FIDO2: making an hmac-secret credential for relying party \"breakglass\" (PIN, then touch).");
+            let mut pins = PinPrompt(prompt);
+            let mut f = vault::fido2::Fido2Factor::new(&mut *key, &mut pins);
+            f.enroll(rng)?
+        }
+    };
+    Ok(Some(Prepared {
+        kind: req.factor.kind(),
+        made: Some(made),
+    }))
+}
+
+/// After a failed enrolment: a generated PIV key cannot be taken back (deleting a key needs
+/// firmware 5.7 and is not done here); say so, so that the next attempt knows to pass --force.
+fn note_orphan_key(req: &Request<'_>, prompt: &mut dyn Prompt) {
+    if let Factor::Piv { slot, .. } = req.factor {
+        prompt.note(&format!(
+            "The PIV key generated in slot {slot:02x} stays on the token, unused: the next enrolment on this token needs --force to replace it."
+        ));
+    }
 }
 
 /// Appends the ceremony's audit record. After a success the vault works, so a record that
@@ -172,6 +318,9 @@ fn check_token_accounts(req: &Request<'_>, existing: &[oath::Account]) -> Result
             name: req.profile.mfa_account.clone(),
         });
     }
+    if !matches!(req.factor, Factor::Oath) {
+        return Ok(());
+    }
     if let Ok(seal) = oath::find(existing, &req.profile.seal_account) {
         if seal.algorithm != Some(Algorithm::Sha256) {
             return Err(Error::Io(format!(
@@ -184,7 +333,8 @@ fn check_token_accounts(req: &Request<'_>, existing: &[oath::Account]) -> Result
 }
 
 /// Leaves the token as it was: removes the ceremony's accounts that were not there before.
-fn remove_new_accounts(session: &mut Session<'_>, before: &[oath::Account], profile: &Profile) {
+fn remove_new_accounts(session: &mut Session<'_>, before: &[oath::Account], req: &Request<'_>) {
+    let profile = req.profile;
     for name in [&profile.mfa_account, &profile.seal_account] {
         if oath::find(before, name).is_err() {
             // Best effort: the ceremony's own error is what the operator must see.
@@ -235,7 +385,9 @@ async fn program_token(
         req.profile.mfa_account
     ));
     session.put(&mfa_account(&req.profile.mfa_account, seed))?;
-    if oath::find(&session.list()?, &req.profile.seal_account).is_ok() {
+    if !matches!(req.factor, Factor::Oath) {
+        // The vault is sealed by the PIV or FIDO2 factor: no sealing credential.
+    } else if oath::find(&session.list()?, &req.profile.seal_account).is_ok() {
         prompt.note(&format!(
             "Token: reusing its sealing credential {:?}.",
             req.profile.seal_account
@@ -277,6 +429,7 @@ async fn program_and_seal(
     req: &Request<'_>,
     passphrase: &SecretString,
     session: &mut Session<'_>,
+    prepared: Option<&mut Prepared>,
     prompt: &mut dyn Prompt,
     rng: &dyn Random,
 ) -> Result<Report, (Error, bool)> {
@@ -315,21 +468,25 @@ async fn program_and_seal(
         rotated: now,
     };
     prompt.note("Sealing the vault (passphrase key derivation, then the token's seal).");
-    let vault = {
-        let mut factor = OathFactor::new(session, &req.profile.seal_account);
-        prompt.touch_start("sealing the vault");
-        let v = Vault::create(
-            passphrase,
-            req.kdf,
-            &mut factor,
-            "primary",
-            &payload,
-            rng,
-            now,
-        );
-        prompt.touch_end();
-        v.map_err(|e| before(e.into()))?
-    };
+    let vault = match prepared {
+        Some(p) => Vault::create(passphrase, req.kdf, p, "primary", &payload, rng, now),
+        None => {
+            let mut factor = OathFactor::new(session, &req.profile.seal_account);
+            prompt.touch_start("sealing the vault");
+            let v = Vault::create(
+                passphrase,
+                req.kdf,
+                &mut factor,
+                "primary",
+                &payload,
+                rng,
+                now,
+            );
+            prompt.touch_end();
+            v
+        }
+    }
+    .map_err(|e| before(e.into()))?;
     vault::file::write(&req.profile.vault, &vault).map_err(|e| before(e.into()))?;
     // From here on the vault works: later problems are warnings, never a rollback.
     let profile_added = match add_profile_if_missing(req, &serial) {
@@ -354,64 +511,136 @@ async fn program_and_seal(
     })
 }
 
+/// Opens `vault` with an enrolled token, whatever its slot's factor.
+async fn open_with(
+    vault: &Vault,
+    passphrase: &SecretString,
+    token: &mut dyn Token,
+    seal_account: &str,
+    prompt: &mut dyn Prompt,
+) -> Result<vault::Opened, Error> {
+    if let Some(opened) = super::open_before_oath(vault, passphrase, token, prompt)? {
+        return Ok(opened);
+    }
+    let mut t = token.oath()?;
+    let mut session = open_oath(&mut *t, prompt)?;
+    let mut factor = OathFactor::new(&mut session, seal_account);
+    prompt.touch_start("opening the vault with the enrolled token");
+    let r = vault.open(passphrase, &mut factor);
+    prompt.touch_end();
+    Ok(r?)
+}
+
+/// Refuses a new token that already holds one of the vault's slots (by any factor it has).
+fn check_not_enrolled(
+    vault: &Vault,
+    token: &mut dyn Token,
+    req: &Request<'_>,
+    prompt: &mut dyn Prompt,
+) -> Result<(), Error> {
+    for slot in vault.slots() {
+        let mine = match slot.kind {
+            FactorKind::PivEcdh => match token.piv() {
+                Ok(mut card) => {
+                    let mut pins = PinPrompt(prompt);
+                    let mut f = vault::piv::PivFactor::new(&mut *card, &mut pins);
+                    // A replaced key on an enrolled token is not "enrolled": it may be re-enrolled.
+                    f.matches(slot).unwrap_or(false)
+                }
+                Err(_) => false,
+            },
+            FactorKind::OathHmac => {
+                let mut t = token.oath()?;
+                let mut session = open_oath(&mut *t, prompt)?;
+                let mut probe = OathFactor::new(&mut session, &req.profile.seal_account);
+                probe.matches(slot)?
+            }
+            // A FIDO2 key is only found by its credential; the new token's key is checked when
+            // it is asked to make one (a second credential on the same key is harmless).
+            FactorKind::Fido2HmacSecret => false,
+        };
+        if mine {
+            return Err(Error::TokenAlreadyEnrolled { slot: slot.id });
+        }
+    }
+    Ok(())
+}
+
 /// Adds a backup token to an existing vault: the holders open it with an enrolled token
-/// (`old`), the new token (`new`) gets its own MFA device and sealing credential, and a key
-/// slot. The vault file is replaced atomically; on failure it and the old token are untouched
-/// and the new token's new accounts are removed. `req.key` is ignored.
+/// (`old`, any factor), the new token (`new`) gets its own MFA device and a key slot sealed with
+/// `req.factor`. The vault file is replaced atomically; on failure it and the old token are
+/// untouched and the new token's new OATH accounts are removed. `req.key` is ignored.
 pub async fn add_token(
     req: Request<'_>,
     label: &str,
-    old: &mut dyn Transport,
-    new: &mut dyn Transport,
+    old: &mut dyn Token,
+    new: &mut dyn Token,
     prompt: &mut dyn Prompt,
     rng: &dyn Random,
 ) -> Result<Report, Error> {
     let vault = vault::file::read(&req.profile.vault)?;
     let passphrase = prompt.passphrase(false)?;
-    let mut old_session = open_oath(old, prompt)?;
-    let opened = {
-        let mut factor = OathFactor::new(&mut old_session, &req.profile.seal_account);
-        prompt.touch_start("opening the vault with the enrolled token");
-        let r = vault.open(&passphrase, &mut factor);
-        prompt.touch_end();
-        r?
-    };
-    let mut session = open_oath(new, prompt)?;
+    let mut prompt = AccessCodeOnce::new(prompt);
+    let opened = open_with(
+        &vault,
+        &passphrase,
+        old,
+        &req.profile.seal_account,
+        &mut prompt,
+    )
+    .await?;
+    // The new token's access code is its own.
+    let mut prompt = AccessCodeOnce::new(prompt.inner);
+    check_not_enrolled(&vault, new, &req, &mut prompt)?;
     {
-        let mut probe = OathFactor::new(&mut session, &req.profile.seal_account);
-        for slot in vault.slots() {
-            if crate::vault::SealFactor::matches(&mut probe, slot)? {
-                return Err(Error::TokenAlreadyEnrolled { slot: slot.id });
-            }
-        }
+        let mut t = new.oath()?;
+        let mut session = open_oath(&mut *t, &mut prompt)?;
+        check_token_accounts(&req, &session.list()?)?;
     }
-    let existing = session.list()?;
-    check_token_accounts(&req, &existing)?;
     let device_name = match &req.mfa {
         MfaSource::Create { user } => format!("{user}-{label}"),
         MfaSource::Import { .. } => String::new(),
     };
-    let result = async {
-        let serial = program_token(&req, &mut session, &device_name, prompt, rng).await?;
-        let (v2, id) = {
-            let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
-            prompt.touch_start("sealing the new key slot with the new token");
-            let r = opened.add_slot(&mut factor, label, &serial, rng);
-            prompt.touch_end();
-            r?
-        };
-        vault::file::write(&req.profile.vault, &v2)?;
-        prompt.note(&format!(
-            "Key slot {id} ({label:?}) added for the new token, with MFA device {serial}."
-        ));
-        Ok::<String, Error>(serial)
-    }
-    .await;
-    if result.is_err() {
-        remove_new_accounts(&mut session, &existing, req.profile);
-    }
+    let result = match prepare(&req, new, &mut prompt, rng) {
+        Err(e) => Err(e),
+        Ok(mut prepared) => {
+            let mut t = new.oath()?;
+            let mut session = open_oath(&mut *t, &mut prompt)?;
+            let existing = session.list()?;
+            let r = async {
+                let serial =
+                    program_token(&req, &mut session, &device_name, &mut prompt, rng).await?;
+                let (v2, id) = match prepared.as_mut() {
+                    Some(p) => opened.add_slot(p, label, &serial, rng)?,
+                    None => {
+                        let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
+                        prompt.touch_start("sealing the new key slot with the new token");
+                        let r = opened.add_slot(&mut factor, label, &serial, rng);
+                        prompt.touch_end();
+                        r?
+                    }
+                };
+                vault::file::write(&req.profile.vault, &v2)?;
+                prompt.note(&format!(
+                    "Key slot {id} ({label:?}, {}) added for the new token, with MFA device {serial}.",
+                    req.factor.kind().name()
+                ));
+                Ok::<String, Error>(serial)
+            }
+            .await;
+            if r.is_err() {
+                remove_new_accounts(&mut session, &existing, &req);
+                note_orphan_key(&req, &mut prompt);
+            }
+            r
+        }
+    };
     let mut fields = Map::new();
     fields.insert("label".into(), Value::String(label.to_owned()));
+    fields.insert(
+        "factor".into(),
+        Value::String(req.factor.kind().name().into()),
+    );
     let outcome = match &result {
         Ok(serial) => {
             fields.insert("mfa_serial".into(), Value::String(serial.clone()));
@@ -420,7 +649,7 @@ pub async fn add_token(
         Err(e) => format!("failure: {e}"),
     };
     let ok = result.is_ok();
-    record(&req, "token added", fields, outcome, ok, prompt);
+    record(&req, "token added", fields, outcome, ok, &mut prompt);
     let serial = result?;
     Ok(Report {
         user_arn: opened.payload.user_arn.clone(),

@@ -41,6 +41,118 @@ pub trait Prompt {
     fn wait(&mut self, secs: u64, why: &str);
     /// A progress line.
     fn note(&mut self, text: &str);
+    /// A token PIN (PIV, FIDO2), typed by the password holder; `tries_left` is the token's.
+    fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, Error> {
+        let _ = tries_left;
+        Err(Error::NoAnswer(format!(
+            "no way to ask for the {what} PIN here"
+        )))
+    }
+    /// A yes/no question; anything but an explicit yes is no.
+    fn confirm(&mut self, question: &str) -> Result<bool, Error> {
+        let _ = question;
+        Ok(false)
+    }
+}
+
+/// The ceremony's prompt as the vault's [`vault::PinEntry`].
+pub struct PinPrompt<'p>(pub &'p mut dyn Prompt);
+
+impl vault::PinEntry for PinPrompt<'_> {
+    fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, vault::Error> {
+        self.0.pin(what, tries_left).map_err(|e| match e {
+            Error::NoAnswer(m) => vault::Error::NoAnswer(m),
+            e => vault::Error::NoAnswer(e.to_string()),
+        })
+    }
+
+    fn confirm_last_try(&mut self, what: &str) -> bool {
+        self.0
+            .confirm(&format!(
+                "Only one {what} PIN try is left: a wrong PIN now blocks the token's {what} application, and only the PUK runbook (docs/runbook-pin.md) can unblock it. Try once more?"
+            ))
+            .unwrap_or(false)
+    }
+
+    fn touch_start(&mut self, why: &str) {
+        self.0.touch_start(why);
+    }
+
+    fn touch_end(&mut self) {
+        self.0.touch_end();
+    }
+}
+
+/// The first step of opening a vault: the factors that do not use the OATH application, PIV
+/// (PIN, then touch) and then FIDO2 (PIN, then touch). `None` means no such slot is this
+/// token's, and the OATH application is to be tried next. Runs before any OATH session exists
+/// (see [`crate::token::Token`]).
+pub fn open_before_oath(
+    vault: &vault::Vault,
+    passphrase: &SecretString,
+    token: &mut dyn crate::token::Token,
+    prompt: &mut dyn Prompt,
+) -> Result<Option<vault::Opened>, Error> {
+    use vault::FactorKind::{Fido2HmacSecret, PivEcdh};
+    if has_kind(vault, PivEcdh) {
+        match token.piv() {
+            Ok(mut card) => {
+                let serial = card.serial()?;
+                let mut pins = PinPrompt(prompt);
+                let mut f = vault::piv::PivFactor::new(&mut *card, &mut pins);
+                if let Some(opened) = try_factor(vault, passphrase, &mut f, PivEcdh)? {
+                    return Ok(Some(opened));
+                }
+                let _ = serial;
+            }
+            // A token without PIV may still hold another slot.
+            Err(_) if !only_kind(vault, PivEcdh) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if has_kind(vault, Fido2HmacSecret) {
+        match token.fido2() {
+            Ok(mut key) => {
+                let mut pins = PinPrompt(prompt);
+                let mut f = vault::fido2::Fido2Factor::new(&mut *key, &mut pins);
+                if let Some(opened) = try_factor(vault, passphrase, &mut f, Fido2HmacSecret)? {
+                    return Ok(Some(opened));
+                }
+            }
+            Err(_) if !only_kind(vault, Fido2HmacSecret) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+fn has_kind(vault: &vault::Vault, kind: vault::FactorKind) -> bool {
+    vault.slots().any(|s| s.kind == kind)
+}
+
+fn only_kind(vault: &vault::Vault, kind: vault::FactorKind) -> bool {
+    vault.slots().all(|s| s.kind == kind)
+}
+
+/// Opens the vault with `factor` when one of its slots is this token's; when every slot is of
+/// this kind and none matches, the vault's "not enrolled" error names the enrolled slots.
+fn try_factor(
+    vault: &vault::Vault,
+    passphrase: &SecretString,
+    factor: &mut dyn vault::SealFactor,
+    kind: vault::FactorKind,
+) -> Result<Option<vault::Opened>, Error> {
+    let mut mine = false;
+    for s in vault.slots().filter(|s| s.kind == kind) {
+        if factor.matches(s)? {
+            mine = true;
+            break;
+        }
+    }
+    if mine || only_kind(vault, kind) {
+        return Ok(Some(vault.open(passphrase, factor)?));
+    }
+    Ok(None)
 }
 
 /// Ceremony failures. Each names the cause; the binary adds what to do next.
@@ -101,6 +213,54 @@ pub fn ask_holders(prompt: &mut dyn Prompt) -> Result<(String, String), Error> {
         return Err(Error::SameHolder { name: t });
     }
     Ok((p, t))
+}
+
+/// A prompt that asks for the OATH access code once per ceremony, for ceremonies that open the
+/// OATH application twice (before and after the PIV step).
+pub struct AccessCodeOnce<'p> {
+    pub inner: &'p mut dyn Prompt,
+    code: Option<SecretString>,
+}
+
+impl<'p> AccessCodeOnce<'p> {
+    pub fn new(inner: &'p mut dyn Prompt) -> Self {
+        Self { inner, code: None }
+    }
+}
+
+impl Prompt for AccessCodeOnce<'_> {
+    fn name(&mut self, role: Role) -> Result<String, Error> {
+        self.inner.name(role)
+    }
+    fn passphrase(&mut self, confirm: bool) -> Result<SecretString, Error> {
+        self.inner.passphrase(confirm)
+    }
+    fn access_code(&mut self) -> Result<SecretString, Error> {
+        if let Some(c) = &self.code {
+            return Ok(c.clone());
+        }
+        let c = self.inner.access_code()?;
+        self.code = Some(c.clone());
+        Ok(c)
+    }
+    fn touch_start(&mut self, what: &str) {
+        self.inner.touch_start(what);
+    }
+    fn touch_end(&mut self) {
+        self.inner.touch_end();
+    }
+    fn wait(&mut self, secs: u64, why: &str) {
+        self.inner.wait(secs, why);
+    }
+    fn note(&mut self, text: &str) {
+        self.inner.note(text);
+    }
+    fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, Error> {
+        self.inner.pin(what, tries_left)
+    }
+    fn confirm(&mut self, question: &str) -> Result<bool, Error> {
+        self.inner.confirm(question)
+    }
 }
 
 /// SELECTs the token's OATH application and, when it is protected, unlocks it with the access

@@ -10,7 +10,7 @@ use crate::aws::{self, sts, Endpoint, Signer};
 use crate::config::{Paths, Profile};
 use crate::secure::mask_key_id;
 use crate::token::oath::Session;
-use crate::token::Transport;
+use crate::token::Token;
 use crate::vault::{self, OathFactor};
 
 /// A successful activation.
@@ -34,7 +34,7 @@ pub struct Request<'a> {
 /// Runs the activation; every attempt that got as far as the names is audited.
 pub async fn unlock(
     req: &Request<'_>,
-    transport: &mut dyn Transport,
+    token: &mut dyn Token,
     prompt: &mut dyn Prompt,
 ) -> Result<Activation, Error> {
     if req.reason.trim().is_empty() {
@@ -55,7 +55,7 @@ pub async fn unlock(
         }
         Err(e) => return Err(e),
     };
-    let result = activate(req, &vault, transport, prompt).await;
+    let result = activate(req, &vault, token, prompt).await;
     let mut fields = Map::new();
     fields.insert(
         "password_holder".into(),
@@ -108,18 +108,24 @@ fn record(
 async fn activate(
     req: &Request<'_>,
     vault: &vault::Vault,
-    transport: &mut dyn Transport,
+    token: &mut dyn Token,
     prompt: &mut dyn Prompt,
 ) -> Result<(sts::Session, String, String), Error> {
     let passphrase = prompt.passphrase(false)?;
-    let mut session = super::open_oath(transport, prompt)?;
-    prompt.note("Opening the vault (passphrase key derivation, then the token's seal).");
-    let opened = {
-        let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
-        prompt.touch_start("opening the vault");
-        let r = vault.open(&passphrase, &mut factor);
-        prompt.touch_end();
-        r?
+    // PIV and FIDO2 first (their own connections), then OATH for the seal or the MFA code.
+    let by_piv = super::open_before_oath(vault, &passphrase, token, prompt)?;
+    let mut transport = token.oath()?;
+    let mut session = super::open_oath(&mut *transport, prompt)?;
+    let opened = match by_piv {
+        Some(opened) => opened,
+        None => {
+            prompt.note("Opening the vault (passphrase key derivation, then the token's seal).");
+            let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
+            prompt.touch_start("opening the vault");
+            let r = vault.open(&passphrase, &mut factor);
+            prompt.touch_end();
+            r?
+        }
     };
     drop(passphrase);
     let payload = &opened.payload;

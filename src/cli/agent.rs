@@ -164,7 +164,6 @@ fn ceremony(w: &Want<'_>) -> Result<unlock::Activation, CliError> {
         None => prompt.line("Why is the glass broken? (goes to the audit log): ")?,
     };
     let mut card = Card::open(w.reader.or(w.profile.reader.as_deref()))?;
-    let mut tx = card.transaction()?;
     let req = unlock::Request {
         profile: w.profile,
         paths: w.paths,
@@ -172,7 +171,7 @@ fn ceremony(w: &Want<'_>) -> Result<unlock::Activation, CliError> {
         endpoint: endpoint(w.profile),
         now: &ceremony::now,
     };
-    let a = runtime()?.block_on(unlock::unlock(&req, &mut tx, &mut prompt))?;
+    let a = runtime()?.block_on(unlock::unlock(&req, &mut card, &mut prompt))?;
     prompt.say(&format!(
         "Session granted to {} and {}: temporary key {}, valid until {}.",
         a.password_holder,

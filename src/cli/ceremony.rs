@@ -120,6 +120,18 @@ impl Prompt for TtyPrompt {
     fn note(&mut self, text: &str) {
         self.say(text);
     }
+
+    fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, CError> {
+        self.secret(&format!(
+            "Password holder, type the token's {what} PIN (not shown; {tries_left} {} left): ",
+            if tries_left == 1 { "try" } else { "tries" }
+        ))
+    }
+
+    fn confirm(&mut self, question: &str) -> Result<bool, CError> {
+        let answer = self.ask(&format!("{question} Type yes to go on: "))?;
+        Ok(answer.eq_ignore_ascii_case("yes"))
+    }
 }
 
 fn capitalise(s: &str) -> String {
@@ -201,7 +213,8 @@ pub struct EnrollArgs {
     /// Vault file (default: DATA/vaults/PROFILE.vault).
     #[arg(long, value_name = "PATH")]
     vault: Option<PathBuf>,
-    /// Overwrite an existing vault and token accounts of the same names.
+    /// Overwrite an existing vault, token accounts of the same names, and (with --factor piv)
+    /// a key already in the PIV slot.
     #[arg(long)]
     force: bool,
     /// The token to program: the reader whose name contains this text.
@@ -218,6 +231,66 @@ pub struct EnrollArgs {
     /// With --add-token: the new key slot's label.
     #[arg(long, default_value = "backup")]
     label: String,
+    /// The seal factor of the new key slot: `piv` (recommended: a P-256 key generated on the
+    /// token, PIN and touch for every use, PIN blocks after 3 tries, attested), `fido2`
+    /// (hmac-secret of a FIDO2 key, PIN and touch, 8 tries) or `oath` (challenge-response,
+    /// touch only; the OATH access code has no retry counter).
+    #[arg(long, value_enum, default_value_t = FactorArg::Oath)]
+    factor: FactorArg,
+    /// With --factor piv: the retired slot for the new key, 82 to 95 (hex).
+    #[arg(long, value_name = "HEX", default_value = "82", value_parser = parse_piv_slot)]
+    piv_slot: u8,
+    /// With --factor piv: the attestation roots the token's attestation must chain to (a PEM
+    /// bundle or DER file). For YubiKeys: Yubico's bundle from
+    /// https://developers.yubico.com/PKI/yubico-ca-certs.txt; for the sandbox's soft token:
+    /// the file `breakglass sandbox card --piv-root-out FILE` writes.
+    #[arg(long, value_name = "FILE")]
+    attestation_roots: Option<PathBuf>,
+}
+
+/// `--factor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FactorArg {
+    Piv,
+    Fido2,
+    Oath,
+}
+
+fn parse_piv_slot(s: &str) -> Result<u8, String> {
+    let v = u8::from_str_radix(s.trim_start_matches("0x"), 16)
+        .map_err(|_| format!("{s:?} is not a hex slot number such as 82"))?;
+    if breakglass::token::piv::RETIRED_SLOTS.contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s} is not a retired key-management slot: use 82 to 95 (9a-9e hold other keys)"
+        ))
+    }
+}
+
+/// The attestation roots for `--factor piv`, or the reason there are none.
+fn attestation_roots(args: &EnrollArgs) -> Result<Vec<x509_cert::Certificate>, CliError> {
+    if args.factor != FactorArg::Piv {
+        return Ok(Vec::new());
+    }
+    let Some(path) = &args.attestation_roots else {
+        return Err(CliError::usage(
+            "--factor piv verifies that the key was generated on the token, and needs the attestation roots to check it against",
+            "pass --attestation-roots FILE: Yubico's roots from https://developers.yubico.com/PKI/yubico-ca-certs.txt (see docs/token.md), or for the sandbox's soft token the file from `breakglass sandbox card --piv-root-out FILE`",
+        ));
+    };
+    Ok(breakglass::vault::attest::load_roots(path)?)
+}
+
+fn factor<'r>(args: &EnrollArgs, roots: &'r [x509_cert::Certificate]) -> enroll::Factor<'r> {
+    match args.factor {
+        FactorArg::Piv => enroll::Factor::Piv {
+            slot: args.piv_slot,
+            roots,
+        },
+        FactorArg::Fido2 => enroll::Factor::Fido2,
+        FactorArg::Oath => enroll::Factor::Oath,
+    }
 }
 
 fn key_source(args: &EnrollArgs, stdin: &mut SecretStdin) -> Result<enroll::KeySource, CliError> {
@@ -297,18 +370,19 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     if let Some(region) = &args.region {
         profile.region = region.clone();
     }
+    let roots = attestation_roots(&args)?;
     let mut stdin = SecretStdin::new();
     if args.add_token {
-        return add_token_cmd(&args, &paths, &profile, &mut stdin);
+        return add_token_cmd(&args, &paths, &profile, &roots, &mut stdin);
     }
     let key = key_source(&args, &mut stdin)?;
     let mfa = mfa_source(&args, &mut stdin)?;
     let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
     let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?;
-    let mut tx = card.transaction()?;
     let req = enroll::Request {
         profile: &profile,
+        factor: factor(&args, &roots),
         paths: &paths,
         kdf,
         key,
@@ -320,7 +394,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     };
     let report = runtime()?.block_on(enroll::enroll(
         req,
-        &mut tx,
+        &mut card,
         &mut prompt,
         &SystemRandom::new(),
     ))?;
@@ -343,6 +417,7 @@ fn add_token_cmd(
     args: &EnrollArgs,
     paths: &Paths,
     profile: &Profile,
+    roots: &[x509_cert::Certificate],
     stdin: &mut SecretStdin,
 ) -> Result<(), CliError> {
     config::load(paths, &profile.name)?;
@@ -357,10 +432,9 @@ fn add_token_cmd(
             "put the enrolled token and the new token in two readers and name each",
         ));
     }
-    let mut old_tx = old_card.transaction()?;
-    let mut new_tx = new_card.transaction()?;
     let req = enroll::Request {
         profile,
+        factor: factor(args, roots),
         paths,
         kdf: KdfParams::DEFAULT,
         key: enroll::KeySource::Create {
@@ -375,8 +449,8 @@ fn add_token_cmd(
     let report = runtime()?.block_on(enroll::add_token(
         req,
         &args.label,
-        &mut old_tx,
-        &mut new_tx,
+        &mut old_card,
+        &mut new_card,
         &mut prompt,
         &SystemRandom::new(),
     ))?;

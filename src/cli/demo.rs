@@ -17,7 +17,7 @@ use breakglass::token::oath::Session;
 use breakglass::token::soft::SoftCard;
 use breakglass::vault::KdfParams;
 
-use super::ceremony::{runtime, TtyPrompt};
+use super::ceremony::{runtime, FactorArg, TtyPrompt};
 use super::console::{make_url, SigninRequest};
 use super::error::{exit, CliError};
 
@@ -30,7 +30,14 @@ pub struct DemoArgs {
     /// default the demo fetches it itself, as a browser would, and prints the page).
     #[arg(long, value_name = "CMD")]
     browser: Option<String>,
+    /// The seal factor of the demo vault: the PIV key (PIN and touch), FIDO2 hmac-secret (PIN
+    /// and touch) or the OATH challenge-response credential (touch).
+    #[arg(long, value_enum, default_value_t = super::ceremony::FactorArg::Piv)]
+    factor: super::ceremony::FactorArg,
 }
+
+/// The soft token's PIV and FIDO2 PIN (a new YubiKey's default PIV PIN).
+const PIN: &str = "123456";
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -38,6 +45,7 @@ const PASSPHRASE: &str = "correct horse battery staple";
 struct Scripted {
     names: VecDeque<&'static str>,
     passphrases: VecDeque<&'static str>,
+    pins: VecDeque<&'static str>,
 }
 
 impl Prompt for Scripted {
@@ -68,6 +76,14 @@ impl Prompt for Scripted {
     }
     fn note(&mut self, text: &str) {
         println!("  {text}");
+    }
+    fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, CError> {
+        let p = self.pins.pop_front().unwrap_or(PIN);
+        println!(
+            "  [password holder] types the {what} PIN ({tries_left} tries left): {}",
+            "•".repeat(p.chars().count())
+        );
+        Ok(SecretString::from(p.to_owned()))
     }
 }
 
@@ -101,7 +117,12 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         "  STS/IAM emulator (strict: checks signatures and MFA codes, refuses reused codes): {}",
         emulator.endpoint()
     );
-    println!("  soft token: an in-process software YubiKey (OATH application)");
+    let factor_name = match args.factor {
+        FactorArg::Piv => "its PIV application seals the vault (a P-256 key generated on it, PIN and touch for every use, attested)",
+        FactorArg::Fido2 => "its FIDO2 application seals the vault (hmac-secret with PIN and touch)",
+        FactorArg::Oath => "its OATH challenge-response credential seals the vault (touch)",
+    };
+    println!("  soft token: an in-process software YubiKey; {factor_name}; its OATH application gives the MFA codes; PIN {PIN}");
     println!(
         "  Argon2id uses LIGHT demo parameters (m={} KiB, t={}, p={}) so this takes seconds; real vaults use 64 MiB, t=3, p=4.",
         KdfParams::LIGHT.m_kib,
@@ -116,11 +137,32 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         region: profile.region.clone(),
         url: profile.sts_endpoint.clone(),
     };
-    let mut card = SoftCard::new(Box::new(|| true));
+    let mut card = SoftCard::new(Box::new(|| true))
+        .with_fido2(breakglass::token::soft::fido2::SoftFido2::with_pin(PIN));
+    let roots = match args.factor {
+        FactorArg::Piv => vec![
+            x509_cert::der::Decode::from_der(&card.piv_attestation_root()).map_err(|e| {
+                fail(format!(
+                    "the soft token's attestation root does not parse: {e}"
+                ))
+            })?,
+        ],
+        _ => Vec::new(),
+    };
+    let factor = match args.factor {
+        FactorArg::Piv => enroll::Factor::Piv {
+            slot: 0x82,
+            roots: &roots,
+        },
+        FactorArg::Fido2 => enroll::Factor::Fido2,
+        FactorArg::Oath => enroll::Factor::Oath,
+    };
     let rt = runtime()?;
     let mut scripted = Scripted {
         names: VecDeque::from(["Alice", "Bob", "Alice", "Bob"]),
         passphrases: VecDeque::from([PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"]),
+        // Enrolment, then the activation with a typo first: the token counts the try.
+        pins: VecDeque::from([PIN, "123465", PIN]),
     };
     let mut tty;
     let prompt: &mut dyn Prompt = if args.interactive {
@@ -138,6 +180,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     );
     let req = enroll::Request {
         profile: &profile,
+        factor,
         paths: &paths,
         kdf: KdfParams::LIGHT,
         key: enroll::KeySource::Create {
@@ -204,7 +247,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     }
 
     step(5, "A reused MFA code is refused by STS, as AWS does");
-    let reused = reuse_attempt(&rt, &mut card, &profile, &paths, &endpoint, &clock)?;
+    let reused = reuse_attempt(&rt, &mut card, &profile, &paths, &endpoint, &clock, prompt)?;
     println!("  refused: {reused}");
 
     step(
@@ -298,14 +341,19 @@ fn reuse_attempt(
     paths: &Paths,
     endpoint: &Endpoint,
     clock: &dyn Fn() -> u64,
+    prompt: &mut dyn Prompt,
 ) -> Result<String, CliError> {
     let fail = |what: String| CliError::new(what, "report this", exit::FAILURE);
     let vault = breakglass::vault::file::read(&profile.vault)?;
-    let mut session = Session::select(card)?;
     let passphrase = SecretString::from(PASSPHRASE.to_owned());
-    let opened = {
-        let mut f = breakglass::vault::OathFactor::new(&mut session, &profile.seal_account);
-        vault.open(&passphrase, &mut f)?
+    let by_piv_or_fido2 = ceremony::open_before_oath(&vault, &passphrase, card, prompt)?;
+    let mut session = Session::select(card)?;
+    let opened = match by_piv_or_fido2 {
+        Some(o) => o,
+        None => {
+            let mut f = breakglass::vault::OathFactor::new(&mut session, &profile.seal_account);
+            vault.open(&passphrase, &mut f)?
+        }
     };
     let used = mfa::Windows::load(&paths.mfa_state())
         .last(opened.mfa_serial())
@@ -313,6 +361,7 @@ fn reuse_attempt(
     let mut quiet = Scripted {
         names: VecDeque::new(),
         passphrases: VecDeque::new(),
+        pins: VecDeque::new(),
     };
     let code = mfa::code_for_step(&mut session, &profile.mfa_account, used, &mut quiet)?;
     println!("  (re-sending the code of window {used}, which the activation already used; now is window {})", clock() / 30);

@@ -5,9 +5,13 @@ pub mod apdu;
 pub mod oath;
 pub mod otp;
 pub mod pcsc;
+pub mod piv;
+pub mod piv_yubikey;
 pub mod soft;
 
 use zeroize::Zeroizing;
+
+use crate::vault::fido2::Authenticator;
 
 use apdu::{Command, ParseError, Response, StatusWord};
 
@@ -78,6 +82,12 @@ pub enum Error {
     /// A touch-required credential was not touched in time (or touch was refused).
     #[error("the token was not touched in time")]
     TouchNotGiven,
+    /// The PIV application refused an operation (the `yubikey` crate's reason).
+    #[error("the token's PIV application refused {command}: {reason}")]
+    PivRefused {
+        command: &'static str,
+        reason: String,
+    },
     /// An argument failed validation before any I/O.
     #[error("invalid {what}: {reason}")]
     InvalidInput { what: &'static str, reason: String },
@@ -122,6 +132,71 @@ pub trait Transport {
 impl<T: Transport + ?Sized> Transport for &mut T {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         (**self).transmit_raw(apdu)
+    }
+}
+
+/// A token as the ceremonies use it: its OATH application (MFA codes, the OATH seal factor)
+/// and its PIV application (the PIV seal factor).
+///
+/// The two are never open at once: a ceremony finishes with PIV before it opens OATH. Over
+/// PC/SC the OATH transport is an exclusive transaction, and the `yubikey` crate opens its own
+/// connection whose transactions would wait for it.
+pub trait Token {
+    /// A transport for the OATH application (exclusive while it lives).
+    fn oath(&mut self) -> Result<Box<dyn Transport + '_>, Error>;
+    /// The PIV application.
+    fn piv(&mut self) -> Result<Box<dyn piv::PivCard + '_>, Error>;
+    /// The FIDO2 authenticator that goes with this token (USB HID, not PC/SC).
+    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, crate::vault::Error> {
+        Err(crate::vault::Error::Fido2(
+            "no FIDO2 key goes with this token".into(),
+        ))
+    }
+    /// Where the token is ("reader NAME", "in-process soft token"), for messages.
+    fn describe(&self) -> String;
+}
+
+impl Token for pcsc::Card {
+    fn oath(&mut self) -> Result<Box<dyn Transport + '_>, Error> {
+        Ok(Box::new(self.transaction()?))
+    }
+
+    fn piv(&mut self) -> Result<Box<dyn piv::PivCard + '_>, Error> {
+        Ok(Box::new(piv_yubikey::YubikeyPiv::open(self.reader())?))
+    }
+
+    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, crate::vault::Error> {
+        let path = std::env::var(crate::vault::fido2_hid::DEVICE_ENV).ok();
+        Ok(Box::new(crate::vault::fido2_hid::HidAuthenticator::open(
+            path.as_deref(),
+        )?))
+    }
+
+    fn describe(&self) -> String {
+        format!("reader {:?}", self.reader())
+    }
+}
+
+impl Token for soft::SoftCard {
+    fn oath(&mut self) -> Result<Box<dyn Transport + '_>, Error> {
+        Ok(Box::new(self))
+    }
+
+    fn piv(&mut self) -> Result<Box<dyn piv::PivCard + '_>, Error> {
+        Ok(Box::new(piv::ApduPiv::select(self)?))
+    }
+
+    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, crate::vault::Error> {
+        match self.fido2_mut() {
+            Some(key) => Ok(Box::new(key)),
+            None => Err(crate::vault::Error::Fido2(
+                "this soft token has no FIDO2 application".into(),
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        "the in-process soft token".into()
     }
 }
 

@@ -6,9 +6,13 @@
 //! slot's KEK (AES-256-GCM); the payload is sealed under the data key with the whole header as
 //! associated data. Byte layout: docs/vault-format.md.
 
+pub mod attest;
 pub mod factor;
+pub mod fido2;
+pub mod fido2_hid;
 pub mod file;
 pub mod format;
+pub mod piv;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use secrecy::{ExposeSecret, SecretString};
@@ -67,6 +71,8 @@ pub enum Error {
     Attestation(String),
     #[error("{what} is already in use on the token")]
     Occupied { what: String },
+    #[error("the answer was cancelled or no terminal is available: {0}")]
+    NoAnswer(String),
     #[error("FIDO2: {0}")]
     Fido2(String),
 }

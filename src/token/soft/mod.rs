@@ -4,6 +4,7 @@
 //! the `vpcd` virtual reader ([`vpcd`]) so that tests cross the real pcscd. It keeps its state in
 //! memory only: nothing it holds ever reaches a disk.
 
+pub mod fido2;
 pub mod oath;
 pub mod piv;
 pub mod vpcd;
@@ -129,6 +130,8 @@ pub struct SoftCard {
     chained: Option<Zeroizing<Vec<u8>>>,
     touch: Box<dyn TouchSensor>,
     rng: Box<dyn SecureRandom + Send + Sync>,
+    /// The FIDO2 application, in process only (no HID device can exist on these machines).
+    fido2: Option<fido2::SoftFido2>,
 }
 
 impl std::fmt::Debug for SoftCard {
@@ -157,6 +160,7 @@ impl SoftCard {
             selected: Selected::None,
             pending: None,
             chained: None,
+            fido2: None,
             touch,
             rng,
         }
@@ -172,6 +176,17 @@ impl SoftCard {
     }
 
     /// The serial number the PIV applet reports.
+    /// Adds a FIDO2 application with this PIN (reachable in process through
+    /// [`crate::token::Token::fido2`]).
+    pub fn with_fido2(mut self, key: fido2::SoftFido2) -> Self {
+        self.fido2 = Some(key);
+        self
+    }
+
+    pub fn fido2_mut(&mut self) -> Option<&mut fido2::SoftFido2> {
+        self.fido2.as_mut()
+    }
+
     pub fn piv_serial(&self) -> u32 {
         self.piv.serial()
     }

@@ -1,0 +1,500 @@
+//! The FIDO2 `hmac-secret` factor: `T` is the output of a per-slot FIDO2 credential's
+//! `hmac-secret` extension for a per-slot 32-byte salt, computed **with user verification**
+//! (the FIDO2 PIN).
+//!
+//! An authenticator keeps two secrets per credential, `CredRandomWithUV` and
+//! `CredRandomWithoutUV`, and answers `HMAC-SHA256(CredRandom…, salt)` with the one that fits
+//! whether the request verified the user. The output without UV is therefore a *different*
+//! secret that anyone holding the key can get by touching it: enrolment and unlock always send
+//! the PIN, so only the UV output ever seals a slot.
+//!
+//! The device sits behind [`Authenticator`] so that the factor's logic (salt, UV, PIN retries,
+//! a missing credential) is tested against the software authenticator in
+//! `token::soft::fido2`; `vault::fido2_hid` is the USB HID backend (`ctap-hid-fido2`).
+//!
+//! PIN rules of CTAP 2: a key blocks its PIN after 8 wrong tries in total (only a FIDO2 reset,
+//! which erases every credential, gets it back), and after 3 wrong tries in a row it refuses
+//! further tries until it is unplugged and plugged in again ("power cycle").
+
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use super::factor::{PinEntry, SealFactor};
+use super::{Error, FactorKind, SlotInfo};
+use crate::secure::{random_bytes, Key32, Random};
+
+/// The relying party id of breakglass credentials. Not a web origin: no browser ever asks for
+/// it, and the id keeps these credentials apart from the holder's web logins on the same key.
+pub const RP_ID: &str = "breakglass";
+/// The `what` of PIN prompts and PIN errors.
+pub const WHAT: &str = "FIDO2";
+/// CTAP 2.1 allows credential ids up to 1023 bytes (`maxCredentialIdLength` is at most that).
+pub const MAX_CREDENTIAL_ID: usize = 1023;
+/// `hmac-secret` takes one or two 32-byte salts; the factor sends one.
+pub const SALT_LEN: usize = 32;
+/// Random user handle of the credential (WebAuthn allows up to 64 bytes). It identifies
+/// nothing: the credential is found by its id, which the slot stores.
+pub const USER_ID_LEN: usize = 32;
+/// The only parameter version this code writes and reads.
+pub const PARAMS_VERSION: u8 = 1;
+/// Wrong PINs in total before a FIDO2 PIN blocks.
+pub const PIN_TRIES: u8 = 8;
+/// Wrong PINs in a row before the key wants to be unplugged and plugged in again.
+pub const PIN_TRIES_PER_POWER_CYCLE: u8 = 3;
+
+/// What `authenticatorGetInfo` tells about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// The model's AAGUID (the same for every key of a model; all zero for some).
+    pub aaguid: [u8; 16],
+    /// The `clientPin` option: `None` = the key has no PIN support, `Some(false)` = supported
+    /// but no PIN set yet, `Some(true)` = a PIN is set.
+    pub client_pin: Option<bool>,
+    /// `hmac-secret` is among the key's extensions.
+    pub hmac_secret: bool,
+    /// The `uv` option (built-in verification such as a fingerprint). Informational: this
+    /// factor verifies the user with the PIN.
+    pub uv: Option<bool>,
+}
+
+/// Failures at the device boundary, in CTAP's terms. The factor turns them into
+/// [`Error`]s that say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// `CTAP2_ERR_PIN_INVALID`: wrong PIN, tries remain in this power cycle.
+    #[error("wrong PIN")]
+    PinInvalid,
+    /// `CTAP2_ERR_PIN_AUTH_BLOCKED`: 3 wrong PINs in a row; no more tries until a power cycle.
+    #[error("PIN tries refused until the key is unplugged and plugged in again")]
+    PinAuthBlocked,
+    /// `CTAP2_ERR_PIN_BLOCKED`: no tries left at all.
+    #[error("PIN blocked")]
+    PinBlocked,
+    /// `CTAP2_ERR_PIN_NOT_SET`.
+    #[error("no PIN set")]
+    PinNotSet,
+    /// The key has no `clientPin` at all, so it cannot verify a user with a PIN.
+    #[error("no PIN support")]
+    UvUnsupported,
+    /// `hmac-secret` is not supported or was not answered.
+    #[error("hmac-secret not supported")]
+    HmacSecretUnsupported,
+    /// `CTAP2_ERR_NO_CREDENTIALS` / `CTAP2_ERR_INVALID_CREDENTIAL`: the key does not hold it.
+    #[error("credential not on this key")]
+    NoCredential,
+    /// Anything else, worded for the user (device gone, touch timeout…).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl<A: Authenticator + ?Sized> Authenticator for &mut A {
+    fn info(&mut self) -> Result<Info, DeviceError> {
+        (**self).info()
+    }
+    fn pin_retries(&mut self) -> Result<u8, DeviceError> {
+        (**self).pin_retries()
+    }
+    fn make_credential(
+        &mut self,
+        rp_id: &str,
+        user_id: &[u8],
+        pin: &SecretString,
+    ) -> Result<Vec<u8>, DeviceError> {
+        (**self).make_credential(rp_id, user_id, pin)
+    }
+    fn has_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<bool, DeviceError> {
+        (**self).has_credential(rp_id, credential_id)
+    }
+    fn hmac_secret(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+        salt: &[u8; SALT_LEN],
+        pin: Option<&SecretString>,
+    ) -> Result<Zeroizing<[u8; 32]>, DeviceError> {
+        (**self).hmac_secret(rp_id, credential_id, salt, pin)
+    }
+}
+
+/// A FIDO2 authenticator: the device boundary of the factor. Every call is one CTAP exchange
+/// (or the few a PIN token needs); the factor holds the policy.
+pub trait Authenticator {
+    /// `authenticatorGetInfo`.
+    fn info(&mut self) -> Result<Info, DeviceError>;
+    /// PIN tries left (`clientPin getPinRetries`).
+    fn pin_retries(&mut self) -> Result<u8, DeviceError>;
+    /// Makes a non-discoverable ES256 credential with `hmac-secret` for `rp_id`, verifying the
+    /// user with `pin` (the key also wants a touch). Returns the credential id.
+    fn make_credential(
+        &mut self,
+        rp_id: &str,
+        user_id: &[u8],
+        pin: &SecretString,
+    ) -> Result<Vec<u8>, DeviceError>;
+    /// Whether the key holds `credential_id` for `rp_id`: a silent assertion (no touch, no PIN,
+    /// `up = false`), the way systemd-cryptenroll finds its key.
+    fn has_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<bool, DeviceError>;
+    /// The `hmac-secret` output for `salt` (one touch). With `pin` the user is verified and the
+    /// output comes from `CredRandomWithUV`; `None` gives the output without UV, which the
+    /// factor never uses (tests use it to show that it differs).
+    fn hmac_secret(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+        salt: &[u8; SALT_LEN],
+        pin: Option<&SecretString>,
+    ) -> Result<Zeroizing<[u8; 32]>, DeviceError>;
+}
+
+/// The public parameters of a FIDO2 slot (layout in docs/vault-format.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fido2Params {
+    /// Relying party id of the credential (`breakglass`); stored so that slots keep working
+    /// should a later version use another.
+    pub rp_id: String,
+    /// The credential id the key returned (for non-discoverable credentials, the key's
+    /// wrapped private key: useless without that key).
+    pub credential_id: Vec<u8>,
+    /// The `hmac-secret` salt (random, per slot).
+    pub salt: [u8; SALT_LEN],
+    /// AAGUID of the enrolling key's model, to name the model in listings. A FIDO2 key has no
+    /// readable serial: the key is recognised by holding the credential, not by this.
+    pub aaguid: [u8; 16],
+}
+
+impl Fido2Params {
+    /// For a relying party id of 1 to 255 bytes and a credential id of 1 to 1023 bytes (what
+    /// enrolment makes); anything else does not decode.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(4 + self.rp_id.len() + self.credential_id.len() + SALT_LEN + 16);
+        out.push(PARAMS_VERSION);
+        out.push(self.rp_id.len() as u8);
+        out.extend_from_slice(self.rp_id.as_bytes());
+        out.extend_from_slice(&(self.credential_id.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.credential_id);
+        out.extend_from_slice(&self.salt);
+        out.extend_from_slice(&self.aaguid);
+        out
+    }
+
+    /// Strict: a wrong version, empty or non-UTF-8 relying party, a credential id of 0 or more
+    /// than 1023 bytes, or trailing bytes are damage.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let (&version, rest) = bytes.split_first().ok_or(Error::Damaged)?;
+        if version != PARAMS_VERSION {
+            return Err(Error::Damaged);
+        }
+        let (&n, rest) = rest.split_first().ok_or(Error::Damaged)?;
+        let n = usize::from(n);
+        let rp = rest.get(..n).ok_or(Error::Damaged)?;
+        let rest = &rest[n..];
+        let len = rest.get(..2).ok_or(Error::Damaged)?;
+        let c = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let rest = &rest[2..];
+        if n == 0 || c == 0 || c > MAX_CREDENTIAL_ID || rest.len() != c + SALT_LEN + 16 {
+            return Err(Error::Damaged);
+        }
+        let (credential_id, rest) = rest.split_at(c);
+        let (salt, aaguid) = rest.split_at(SALT_LEN);
+        Ok(Self {
+            rp_id: std::str::from_utf8(rp)
+                .map_err(|_| Error::Damaged)?
+                .to_owned(),
+            credential_id: credential_id.to_vec(),
+            salt: salt.try_into().map_err(|_| Error::Damaged)?,
+            aaguid: aaguid.try_into().map_err(|_| Error::Damaged)?,
+        })
+    }
+}
+
+/// The FIDO2 factor over one authenticator; PINs come from `pins`, which is also told when
+/// the key waits for a touch.
+pub struct Fido2Factor<'a> {
+    auth: &'a mut dyn Authenticator,
+    pins: &'a mut dyn PinEntry,
+}
+
+impl<'a> Fido2Factor<'a> {
+    pub fn new(auth: &'a mut dyn Authenticator, pins: &'a mut dyn PinEntry) -> Self {
+        Self { auth, pins }
+    }
+}
+
+fn no_pin_set() -> Error {
+    Error::Fido2(
+        "this key has no FIDO2 PIN: set one with `ykman fido access change-pin` (YubiKey) or the \
+         key vendor's tool, then try again (breakglass always verifies the FIDO2 PIN)"
+            .into(),
+    )
+}
+
+fn no_uv() -> Error {
+    Error::Fido2(
+        "this key cannot verify its user with a PIN (it has no FIDO2 PIN support): use a FIDO2 \
+         key that has one, or another factor"
+            .into(),
+    )
+}
+
+fn no_hmac_secret() -> Error {
+    Error::Fido2(
+        "this key does not support the FIDO2 hmac-secret extension: use a key that does \
+         (YubiKey 5, Nitrokey 3, SoloKey…), or another factor"
+            .into(),
+    )
+}
+
+fn power_cycle(tries_left: u8) -> Error {
+    Error::Fido2(format!(
+        "after {PIN_TRIES_PER_POWER_CYCLE} wrong PINs in a row the key takes no more PIN tries \
+         until it is unplugged and plugged in again ({tries_left} {} left before the PIN blocks)",
+        if tries_left == 1 { "try" } else { "tries" }
+    ))
+}
+
+fn not_held(slot: &SlotInfo) -> String {
+    format!(
+        "this key does not hold the FIDO2 credential of slot {} \"{}\": it is another key, or \
+         this key was reset (a FIDO2 reset erases every credential); unlock with another \
+         enrolled token, then enrol this key again",
+        slot.id, slot.label
+    )
+}
+
+/// The [`Error`] for a device failure outside the PIN loop.
+fn device(e: DeviceError) -> Error {
+    match e {
+        DeviceError::PinInvalid => Error::Fido2("the key refused the PIN".into()),
+        DeviceError::PinAuthBlocked => Error::Fido2(
+            "the key takes no more PIN tries until it is unplugged and plugged in again".into(),
+        ),
+        DeviceError::PinBlocked => Error::PinBlocked { what: WHAT },
+        DeviceError::PinNotSet => no_pin_set(),
+        DeviceError::UvUnsupported => no_uv(),
+        DeviceError::HmacSecretUnsupported => no_hmac_secret(),
+        DeviceError::NoCredential => {
+            Error::Fido2("this key does not hold the credential (was it reset?)".into())
+        }
+        DeviceError::Other(s) => Error::Fido2(s),
+    }
+}
+
+/// The key must be able to verify its user with a PIN, and have one set.
+fn require_pin(info: &Info) -> Result<(), Error> {
+    match info.client_pin {
+        Some(true) => Ok(()),
+        Some(false) => Err(no_pin_set()),
+        None => Err(no_uv()),
+    }
+}
+
+/// Runs `op` with the holder's PIN, asking again after a wrong one while the key takes tries.
+///
+/// - 0 tries left: [`Error::PinBlocked`], nothing asked.
+/// - 1 try left: `confirm_last_try` first; declined is [`Error::LastTryDeclined`] with no try
+///   spent.
+/// - The third wrong PIN in a row ends the asking with [`Error::WrongPin`] (the tries left): the
+///   key now wants a power cycle. A key that was already in that state (the tries did not go
+///   down) gives an error that says to unplug it.
+fn with_pin<T>(
+    auth: &mut dyn Authenticator,
+    pins: &mut dyn PinEntry,
+    why: &str,
+    mut op: impl FnMut(&mut dyn Authenticator, &SecretString) -> Result<T, DeviceError>,
+) -> Result<T, Error> {
+    let mut wrong = 0;
+    loop {
+        let left = auth.pin_retries().map_err(device)?;
+        if left == 0 {
+            return Err(Error::PinBlocked { what: WHAT });
+        }
+        if left == 1 && !pins.confirm_last_try(WHAT) {
+            return Err(Error::LastTryDeclined { what: WHAT });
+        }
+        let pin = pins.pin(WHAT, left)?;
+        pins.touch_start(why);
+        let result = op(auth, &pin);
+        pins.touch_end();
+        match result {
+            Ok(v) => return Ok(v),
+            Err(DeviceError::PinInvalid) => {
+                wrong += 1;
+                // The key answers PIN_AUTH_BLOCKED on the third; this bounds the asking should
+                // one not.
+                if wrong >= PIN_TRIES_PER_POWER_CYCLE {
+                    return Err(Error::WrongPin {
+                        what: WHAT,
+                        tries_left: auth.pin_retries().map_err(device)?,
+                    });
+                }
+            }
+            Err(DeviceError::PinBlocked) => return Err(Error::PinBlocked { what: WHAT }),
+            Err(DeviceError::PinAuthBlocked) => {
+                let now = auth.pin_retries().map_err(device)?;
+                return Err(if now < left {
+                    Error::WrongPin {
+                        what: WHAT,
+                        tries_left: now,
+                    }
+                } else {
+                    power_cycle(now)
+                });
+            }
+            Err(e) => return Err(device(e)),
+        }
+    }
+}
+
+impl SealFactor for Fido2Factor<'_> {
+    fn kind(&self) -> FactorKind {
+        FactorKind::Fido2HmacSecret
+    }
+
+    /// Makes a credential (PIN, touch), then asks its `hmac-secret` for a fresh salt with the
+    /// same PIN (touch). `T` is that output as is: it is already a uniform 32-byte HMAC-SHA256
+    /// value, and the KEK's HKDF mixes it with the passphrase factor anyway.
+    fn enroll(&mut self, rng: &dyn Random) -> Result<(Vec<u8>, Key32), Error> {
+        let info = self.auth.info().map_err(device)?;
+        if !info.hmac_secret {
+            return Err(no_hmac_secret());
+        }
+        require_pin(&info)?;
+        let user_id: [u8; USER_ID_LEN] = random_bytes(rng)?;
+        let salt: [u8; SALT_LEN] = random_bytes(rng)?;
+        let (credential_id, t) = with_pin(
+            self.auth,
+            self.pins,
+            "create the FIDO2 credential, then derive the slot's secret (two touches)",
+            |auth, pin| {
+                let id = auth.make_credential(RP_ID, &user_id, pin)?;
+                if id.is_empty() || id.len() > MAX_CREDENTIAL_ID {
+                    return Err(DeviceError::Other(format!(
+                        "the key returned a credential id of {} bytes (expected 1 to \
+                         {MAX_CREDENTIAL_ID})",
+                        id.len()
+                    )));
+                }
+                let t = auth.hmac_secret(RP_ID, &id, &salt, Some(pin))?;
+                Ok((id, t))
+            },
+        )?;
+        let params = Fido2Params {
+            rp_id: RP_ID.to_owned(),
+            credential_id,
+            salt,
+            aaguid: info.aaguid,
+        };
+        Ok((params.encode(), Key32::new(*t)))
+    }
+
+    fn matches(&mut self, slot: &SlotInfo) -> Result<bool, Error> {
+        let params = Fido2Params::decode(&slot.params)?;
+        self.auth
+            .has_credential(&params.rp_id, &params.credential_id)
+            .map_err(device)
+    }
+
+    fn respond(&mut self, slot: &SlotInfo) -> Result<Key32, Error> {
+        let params = Fido2Params::decode(&slot.params)?;
+        // The credential first: after a reset the key has no PIN either, and "reset" is the
+        // message that explains both.
+        if !self
+            .auth
+            .has_credential(&params.rp_id, &params.credential_id)
+            .map_err(device)?
+        {
+            return Err(Error::Fido2(not_held(slot)));
+        }
+        require_pin(&self.auth.info().map_err(device)?)?;
+        let t = with_pin(
+            self.auth,
+            self.pins,
+            "derive the slot's secret with the FIDO2 key",
+            |auth, pin| {
+                auth.hmac_secret(
+                    &params.rp_id,
+                    &params.credential_id,
+                    &params.salt,
+                    Some(pin),
+                )
+                .map_err(|e| match e {
+                    // A key that cannot be asked silently passes `has_credential` (see the HID
+                    // backend); the verified request is where it says no.
+                    DeviceError::NoCredential => DeviceError::Other(not_held(slot)),
+                    e => e,
+                })
+            },
+        )?;
+        Ok(Key32::new(*t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Fido2Params {
+        Fido2Params {
+            rp_id: RP_ID.into(),
+            credential_id: (0..64).collect(),
+            salt: [7; SALT_LEN],
+            aaguid: [9; 16],
+        }
+    }
+
+    #[test]
+    fn params_round_trip_and_layout() {
+        let p = sample();
+        let bytes = p.encode();
+        assert_eq!(bytes.len(), 1 + 1 + 10 + 2 + 64 + 32 + 16);
+        assert_eq!(&bytes[..2], &[1, 10]);
+        assert_eq!(&bytes[2..12], b"breakglass");
+        assert_eq!(&bytes[12..14], &[0, 64]);
+        assert_eq!(Fido2Params::decode(&bytes).unwrap(), p);
+    }
+
+    #[test]
+    fn params_decode_is_strict() {
+        let good = sample().encode();
+        let damaged = |b: &[u8]| matches!(Fido2Params::decode(b), Err(Error::Damaged));
+        assert!(damaged(&[]));
+        for n in 0..good.len() {
+            assert!(damaged(&good[..n]), "truncated to {n}");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(damaged(&longer), "trailing byte");
+        let mut v2 = good.clone();
+        v2[0] = 2;
+        assert!(damaged(&v2), "unknown version");
+        let mut no_rp = sample();
+        no_rp.rp_id.clear();
+        assert!(damaged(&no_rp.encode()), "empty relying party");
+        let mut no_cred = sample();
+        no_cred.credential_id.clear();
+        assert!(damaged(&no_cred.encode()), "empty credential id");
+        let mut big = sample();
+        big.credential_id = vec![1; MAX_CREDENTIAL_ID + 1];
+        assert!(damaged(&big.encode()), "credential id over 1023 bytes");
+        big.credential_id.pop();
+        assert!(
+            Fido2Params::decode(&big.encode()).is_ok(),
+            "1023 bytes is fine"
+        );
+        let mut bad_utf8 = good;
+        bad_utf8[2] = 0xFF;
+        assert!(damaged(&bad_utf8), "relying party not UTF-8");
+    }
+
+    proptest! {
+        #[test]
+        fn params_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1400)) {
+            if let Ok(p) = Fido2Params::decode(&bytes) {
+                prop_assert_eq!(p.encode(), bytes);
+            }
+        }
+    }
+}
