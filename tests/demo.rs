@@ -22,6 +22,9 @@ fn the_demo_runs_the_whole_flow_and_ends_in_the_console() {
     );
     for needle in [
         "Enrolled: key ",
+        "its PIV application seals the vault",
+        "Attestation verified: firmware 5.7.1",
+        "types the PIV PIN (2 tries left)",
         "granted to Alice and Bob",
         "refused: passphrase or token did not open this vault",
         "refused: MultiFactorAuthentication failed",

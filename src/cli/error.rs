@@ -217,6 +217,33 @@ impl From<breakglass::vault::Error> for CliError {
             E::UnsupportedVersion { .. } => ("use the breakglass release that wrote this vault, or a newer one", exit::FAILURE),
             E::UnsafePermissions { .. } => ("make it private: `chmod 600 FILE` and `chmod 700` its directory", exit::FAILURE),
             E::Io { .. } => ("check the path in the profile's `vault` setting and its permissions", exit::FAILURE),
+            E::WrongPin { what: "FIDO2", .. } => (
+                "after 3 wrong PINs in a row the key takes no more until it is unplugged and plugged in again; then try again with the right PIN",
+                exit::REFUSED,
+            ),
+            E::WrongPin { .. } => ("run the command again with the right PIN; the token counts every wrong one", exit::REFUSED),
+            E::PinBlocked { what: "PIV" } => (
+                "follow the PIN runbook (docs/runbook-pin.md): the security officer unblocks it with the PUK (`ykman piv access unblock-pin`); meanwhile use a backup token",
+                exit::REFUSED,
+            ),
+            E::PinBlocked { .. } => (
+                "a blocked FIDO2 PIN only clears with a FIDO2 reset, which erases this slot's credential: use a backup token, then enrol the key again (docs/runbook-pin.md)",
+                exit::REFUSED,
+            ),
+            E::LastTryDeclined { .. } => (
+                "find the right PIN first (the sealed envelope, the password manager); a wrong last try blocks the token",
+                exit::REFUSED,
+            ),
+            E::Attestation(_) => (
+                "check --attestation-roots (Yubico's bundle for YubiKeys, the sandbox root for the soft token); if they are right, this token is not genuine or the key was not generated on it: do not enrol it",
+                exit::REFUSED,
+            ),
+            E::Occupied { .. } => (
+                "choose a free slot with --piv-slot (see `breakglass token list`), or pass --force to replace that key (vaults sealed with it stop opening with this token)",
+                exit::USAGE,
+            ),
+            E::Fido2(_) => ("plug in exactly one FIDO2 key (or name it with BREAKGLASS_FIDO2_DEVICE) and try again", exit::UNAVAILABLE),
+            E::NoAnswer(_) => ("run the command in an interactive terminal", exit::USAGE),
             _ => ("correct the input and run the command again", exit::USAGE),
         };
         Self::new(what, next, code)

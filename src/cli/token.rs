@@ -240,8 +240,65 @@ fn list(args: ListArgs) -> Result<(), CliError> {
             ),
             Err(e) => return Err(e.into()),
         }
+        list_piv(&reader.name);
     }
+    list_fido2();
     Ok(())
+}
+
+/// The PIV application: serial, firmware, PIN tries, and the keys in the retired slots (where
+/// PIV seal keys live). Best effort: a card without PIV says so.
+fn list_piv(reader: &str) {
+    use breakglass::token::piv::{PivCard, RETIRED_SLOTS};
+    let mut piv = match breakglass::token::piv_yubikey::YubikeyPiv::open(reader) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("  PIV: not available ({e})");
+            return;
+        }
+    };
+    let (Ok(serial), Ok((a, b, c))) = (piv.serial(), piv.version()) else {
+        println!("  PIV: serial or version unreadable");
+        return;
+    };
+    let tries = piv
+        .pin_retries()
+        .map_or_else(|e| format!("unknown ({e})"), |t| t.to_string());
+    println!("  PIV: serial {serial}, firmware {a}.{b}.{c}, PIN tries left {tries}");
+    let mut any = false;
+    for slot in RETIRED_SLOTS {
+        if let Ok(Some(k)) = piv.slot_key(slot) {
+            any = true;
+            let policy =
+                |v: u8, names: &[&'static str]| names.get(usize::from(v)).copied().unwrap_or("?");
+            println!(
+                "    slot {slot:02x}: {}, PIN {}, touch {}",
+                if k.algorithm == 0x11 {
+                    "P-256"
+                } else {
+                    "other algorithm"
+                },
+                policy(k.pin_policy, &["default", "never", "once", "always"]),
+                policy(k.touch_policy, &["default", "never", "always", "cached"]),
+            );
+        }
+    }
+    if !any {
+        println!("    no keys in the retired slots 82-95");
+    }
+}
+
+/// FIDO2 keys on USB (HID), for the FIDO2 seal factor.
+fn list_fido2() {
+    match breakglass::vault::fido2_hid::list() {
+        Ok(devices) if devices.is_empty() => println!("FIDO2 (USB HID): no key found"),
+        Ok(devices) => {
+            for d in devices {
+                println!("FIDO2 (USB HID): {d}");
+            }
+        }
+        Err(e) => println!("FIDO2 (USB HID): cannot list keys ({e})"),
+    }
 }
 
 fn list_one(reader: &str, access: &mut AccessCode, stdin: &mut SecretStdin) -> Result<(), Error> {
