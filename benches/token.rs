@@ -14,7 +14,9 @@ use zeroize::Zeroizing;
 use breakglass::token::oath::{Kind, NewAccount, Seed, Session};
 use breakglass::token::otp::Algorithm;
 use breakglass::token::pcsc::{self, Card};
+use breakglass::token::piv::{PinCheck, PivCard};
 use breakglass::token::soft::{SimulatedTouch, SoftCard, TouchPolicy};
+use breakglass::token::Token;
 
 const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
 const READER: &str = "Virtual PCD 00 00";
@@ -68,10 +70,37 @@ fn in_process() -> Duration {
     median(runs)
 }
 
+/// The PIV factor's unlock step against the in-process soft token (the demo's path).
+fn in_process_piv() -> Duration {
+    let mut card = SoftCard::new(Box::new(SimulatedTouch::new(
+        TouchPolicy::Approve,
+        Duration::ZERO,
+    )));
+    let point = {
+        let mut piv = card.piv().unwrap();
+        piv.authenticate_default().unwrap();
+        piv.generate_p256_always(0x82).unwrap()
+    };
+    let runs = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            let mut piv = card.piv().unwrap();
+            assert_eq!(piv.verify_pin(b"123456").unwrap(), PinCheck::Verified);
+            piv.ecdh(0x82, &point).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    median(runs)
+}
+
 fn main() {
     println!(
         "in-process soft token, SELECT + CALCULATE: median {:?} (2000 runs)",
         in_process()
+    );
+    println!(
+        "in-process soft token, PIV SELECT + VERIFY PIN + ECDH: median {:?} (200 runs)",
+        in_process_piv()
     );
     let lock_path = std::env::temp_dir().join("breakglass-test-vpcd-slot-0.lock");
     let lock = std::fs::File::create(lock_path).unwrap();
@@ -104,6 +133,29 @@ fn main() {
             .collect();
         println!(
             "through pcscd + vpcd, SELECT + CALCULATE (2 APDUs): median {:?} (200 runs)",
+            median(runs)
+        );
+    }
+    {
+        // The PIV factor's unlock step with the `yubikey` crate: open (SELECT, version,
+        // serial), then VERIFY PIN + ECDH, as `unlock` does it.
+        let mut card = Card::open_exact(READER).unwrap();
+        let point = {
+            let mut piv = card.piv().unwrap();
+            piv.authenticate_default().unwrap();
+            piv.generate_p256_always(0x82).unwrap()
+        };
+        let runs = (0..50)
+            .map(|_| {
+                let t = Instant::now();
+                let mut piv = card.piv().unwrap();
+                assert_eq!(piv.verify_pin(b"123456").unwrap(), PinCheck::Verified);
+                piv.ecdh(0x82, &point).unwrap();
+                t.elapsed()
+            })
+            .collect();
+        println!(
+            "through pcscd + vpcd, PIV open + VERIFY PIN + ECDH with the yubikey crate: median {:?} (50 runs)",
             median(runs)
         );
     }

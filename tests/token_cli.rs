@@ -268,7 +268,13 @@ fn bad_input_is_refused_and_nothing_is_written() {
     let list = ok(bg(&["token", "list", "--reader", &r], None));
     assert_eq!(
         list.lines()
-            .filter(|l| l.starts_with("  ") && !l.contains("NAME"))
+            // Account rows: indented two spaces, not the header, not the PIV summary.
+            .filter(|l| {
+                l.starts_with("  ")
+                    && !l.starts_with("   ")
+                    && !l.contains("NAME")
+                    && !l.starts_with("  PIV")
+            })
             .count(),
         1,
         "{list}"

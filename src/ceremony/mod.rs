@@ -97,13 +97,11 @@ pub fn open_before_oath(
     if has_kind(vault, PivEcdh) {
         match token.piv() {
             Ok(mut card) => {
-                let serial = card.serial()?;
                 let mut pins = PinPrompt(prompt);
                 let mut f = vault::piv::PivFactor::new(&mut *card, &mut pins);
                 if let Some(opened) = try_factor(vault, passphrase, &mut f, PivEcdh)? {
                     return Ok(Some(opened));
                 }
-                let _ = serial;
             }
             // A token without PIV may still hold another slot.
             Err(_) if !only_kind(vault, PivEcdh) => {}
