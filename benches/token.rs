@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use breakglass::token::oath::{Kind, NewAccount, Seed, Session};
 use breakglass::token::otp::Algorithm;
 use breakglass::token::pcsc::{self, Card};
-use breakglass::token::piv::{PinCheck, PivCard};
+use breakglass::token::piv::PinCheck;
 use breakglass::token::soft::{SimulatedTouch, SoftCard, TouchPolicy};
 use breakglass::token::Token;
 
