@@ -70,27 +70,24 @@ fn in_process() -> Duration {
     median(runs)
 }
 
-/// The PIV factor's unlock step against the in-process soft token (the demo's path).
-fn in_process_piv() -> Duration {
-    let mut card = SoftCard::new(Box::new(SimulatedTouch::new(
-        TouchPolicy::Approve,
-        Duration::ZERO,
-    )));
+/// The PIV factor's unlock step on `token`: open the PIV application, VERIFY PIN, ECDH with a
+/// key generated in slot 82 beforehand (median of `runs`).
+fn piv_unlock_step(token: &mut dyn Token, runs: usize) -> Duration {
     let point = {
-        let mut piv = card.piv().unwrap();
+        let mut piv = token.piv().unwrap();
         piv.authenticate_default().unwrap();
         piv.generate_p256_always(0x82).unwrap()
     };
-    let runs = (0..200)
+    let times = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            let mut piv = card.piv().unwrap();
+            let mut piv = token.piv().unwrap();
             assert_eq!(piv.verify_pin(b"123456").unwrap(), PinCheck::Verified);
             piv.ecdh(0x82, &point).unwrap();
             t.elapsed()
         })
         .collect();
-    median(runs)
+    median(times)
 }
 
 fn main() {
@@ -100,7 +97,13 @@ fn main() {
     );
     println!(
         "in-process soft token, PIV SELECT + VERIFY PIN + ECDH: median {:?} (200 runs)",
-        in_process_piv()
+        piv_unlock_step(
+            &mut SoftCard::new(Box::new(SimulatedTouch::new(
+                TouchPolicy::Approve,
+                Duration::ZERO
+            ))),
+            200
+        )
     );
     let lock_path = std::env::temp_dir().join("breakglass-test-vpcd-slot-0.lock");
     let lock = std::fs::File::create(lock_path).unwrap();
@@ -136,29 +139,11 @@ fn main() {
             median(runs)
         );
     }
-    {
-        // The PIV factor's unlock step with the `yubikey` crate: open (SELECT, version,
-        // serial), then VERIFY PIN + ECDH, as `unlock` does it.
-        let mut card = Card::open_exact(READER).unwrap();
-        let point = {
-            let mut piv = card.piv().unwrap();
-            piv.authenticate_default().unwrap();
-            piv.generate_p256_always(0x82).unwrap()
-        };
-        let runs = (0..50)
-            .map(|_| {
-                let t = Instant::now();
-                let mut piv = card.piv().unwrap();
-                assert_eq!(piv.verify_pin(b"123456").unwrap(), PinCheck::Verified);
-                piv.ecdh(0x82, &point).unwrap();
-                t.elapsed()
-            })
-            .collect();
-        println!(
-            "through pcscd + vpcd, PIV open + VERIFY PIN + ECDH with the yubikey crate: median {:?} (50 runs)",
-            median(runs)
-        );
-    }
+    // The PIV factor's unlock step with the `yubikey` crate, as `unlock` does it.
+    println!(
+        "through pcscd + vpcd, PIV open + VERIFY PIN + ECDH with the yubikey crate: median {:?} (50 runs)",
+        piv_unlock_step(&mut Card::open_exact(READER).unwrap(), 50)
+    );
     let runs: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();

@@ -2,6 +2,8 @@
 //! UV requirement, PIN retries (power cycle, last try, blocked), another or a reset key, damaged
 //! parameters. One test runs on a real key when `BREAKGLASS_FIDO2_DEVICE` names it.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io::Write;
 
@@ -79,16 +81,7 @@ impl PinEntry for Holder {
 }
 
 fn payload() -> Payload {
-    Payload {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: SecretString::from(
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
-        ),
-        mfa_serial: "arn:aws:iam::123456789012:mfa/breakglass".into(),
-        user_arn: "arn:aws:iam::123456789012:user/breakglass".into(),
-        created: 1_700_000_000,
-        rotated: 1_700_000_000,
-    }
+    common::sample_payload()
 }
 
 fn pass(s: &str) -> SecretString {

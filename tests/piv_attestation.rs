@@ -1,7 +1,6 @@
 //! PIV attestation verification (`breakglass::vault::attest`): chains built here with P-256
 //! keys, and the sandbox soft token's own chain.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use breakglass::token::apdu::{write_tlv, Command, Tlv};
@@ -10,21 +9,14 @@ use breakglass::token::soft::{SimulatedTouch, SoftCard, TouchPolicy};
 use breakglass::token::transceive;
 use breakglass::vault::attest::{self, Expected};
 use breakglass::vault::Error;
-use p256::ecdsa::{DerSignature, SigningKey};
+use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use p256::{PublicKey, SecretKey};
 use ring::rand::{SecureRandom, SystemRandom};
-use x509_cert::builder::profile::BuilderProfile;
-use x509_cert::builder::{Builder, CertificateBuilder};
-use x509_cert::der::asn1::{OctetString, Uint};
-use x509_cert::der::oid::ObjectIdentifier;
+use x509_cert::der::asn1::Uint;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::ext::Extension;
-use x509_cert::name::Name;
-use x509_cert::serial_number::SerialNumber;
-use x509_cert::spki::{SubjectPublicKeyInfo, SubjectPublicKeyInfoRef};
-use x509_cert::time::Validity;
-use x509_cert::{Certificate, TbsCertificate};
+use x509_cert::Certificate;
 
 const YEAR: u64 = 365 * 24 * 3600;
 const SERIAL: u32 = 12_345_678;
@@ -51,37 +43,8 @@ fn point(k: &PublicKey) -> Vec<u8> {
     k.as_affine().to_sec1_point(false).as_bytes().to_vec()
 }
 
-struct Profile {
-    issuer: Name,
-    subject: Name,
-    extensions: Vec<Extension>,
-}
-
-impl BuilderProfile for Profile {
-    fn get_issuer(&self, _subject: &Name) -> Name {
-        self.issuer.clone()
-    }
-
-    fn get_subject(&self) -> Name {
-        self.subject.clone()
-    }
-
-    fn build_extensions(
-        &self,
-        _spk: SubjectPublicKeyInfoRef<'_>,
-        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
-        _tbs: &TbsCertificate,
-    ) -> x509_cert::builder::Result<Vec<Extension>> {
-        Ok(self.extensions.clone())
-    }
-}
-
 fn ext(oid: &str, value: Vec<u8>) -> Extension {
-    Extension {
-        extn_id: ObjectIdentifier::new(oid).unwrap(),
-        critical: false,
-        extn_value: OctetString::new(value).unwrap(),
-    }
+    piv::extension(oid, false, value).unwrap()
 }
 
 /// Yubico's attestation extensions: firmware, serial, PIN and touch policy.
@@ -104,19 +67,16 @@ fn issue(
     extensions: Vec<Extension>,
     lifetime: Duration,
 ) -> Vec<u8> {
-    let profile = Profile {
-        issuer: Name::from_str(issuer).unwrap(),
-        subject: Name::from_str(subject).unwrap(),
+    piv::issue_certificate(
+        &SystemRandom::new(),
+        issuer,
+        subject,
+        public,
         extensions,
-    };
-    let spki = SubjectPublicKeyInfo::from_key(public).unwrap();
-    let validity = Validity::from_now(lifetime).unwrap();
-    let serial = SerialNumber::new(&[0x01, 0x02, 0x03]).unwrap();
-    let builder = CertificateBuilder::new(profile, serial, validity, spki).unwrap();
-    let cert = builder
-        .build::<_, DerSignature>(&SigningKey::from(signer))
-        .unwrap();
-    cert.to_der().unwrap()
+        &SigningKey::from(signer),
+        lifetime,
+    )
+    .unwrap()
 }
 
 /// A CA: its name, key and certificate.

@@ -19,7 +19,7 @@ use breakglass::token::piv::PivCard;
 use breakglass::token::soft::SoftCard;
 use breakglass::token::Token;
 use breakglass::vault::piv::{PivEnrolment, PivFactor};
-use breakglass::vault::{Error, KdfParams, Payload, PinEntry, Vault};
+use breakglass::vault::{Error, KdfParams, PinEntry, Vault};
 use common::home::*;
 use common::*;
 
@@ -194,19 +194,6 @@ impl PinEntry for Pins {
     fn touch_end(&mut self) {}
 }
 
-fn payload() -> Payload {
-    Payload {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: SecretString::from(
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
-        ),
-        mfa_serial: "arn:aws:iam::123456789012:mfa/breakglass".into(),
-        user_arn: "arn:aws:iam::123456789012:user/breakglass".into(),
-        created: 1,
-        rotated: 1,
-    }
-}
-
 fn passphrase() -> SecretString {
     SecretString::from(PASSPHRASE.to_owned())
 }
@@ -233,7 +220,7 @@ fn enrol(
         KdfParams::LIGHT,
         &mut f,
         "primary",
-        &payload(),
+        &sample_payload(),
         &SystemRandom::new(),
         1,
     )

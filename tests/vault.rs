@@ -2,6 +2,8 @@
 
 #![allow(deprecated)] // ring::test::rand gives the soft token a fixed device salt.
 
+mod common;
+
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -67,16 +69,7 @@ fn token(device: u8, seed: u8) -> SoftCard {
 }
 
 fn payload() -> Payload {
-    Payload {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: SecretString::from(
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
-        ),
-        mfa_serial: "arn:aws:iam::123456789012:mfa/breakglass".into(),
-        user_arn: "arn:aws:iam::123456789012:user/breakglass".into(),
-        created: 1_700_000_000,
-        rotated: 1_700_000_000,
-    }
+    common::sample_payload()
 }
 
 fn pass(s: &str) -> SecretString {

@@ -241,3 +241,17 @@ pub fn set_access_code_via_pty(reader: &str, old: Option<&str>, new: &str) {
     p.exp_string("Access code set").unwrap();
     p.exp_eof().unwrap();
 }
+
+/// The payload the vault tests seal (AWS's documentation example key; not a real secret).
+pub fn sample_payload() -> breakglass::vault::Payload {
+    breakglass::vault::Payload {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: secrecy::SecretString::from(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+        ),
+        mfa_serial: "arn:aws:iam::123456789012:mfa/breakglass".into(),
+        user_arn: "arn:aws:iam::123456789012:user/breakglass".into(),
+        created: 1_700_000_000,
+        rotated: 1_700_000_000,
+    }
+}

@@ -293,7 +293,8 @@ fn cert_err(e: impl std::fmt::Display) -> CertError {
     CertError(e.to_string())
 }
 
-fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Result<Extension, CertError> {
+/// An X.509 extension from its dotted OID and DER value.
+pub fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Result<Extension, CertError> {
     Ok(Extension {
         extn_id: ObjectIdentifier::new(oid).map_err(cert_err)?,
         critical,
@@ -320,14 +321,16 @@ fn random_serial(rng: &dyn SecureRandom) -> Result<SerialNumber, CertError> {
     SerialNumber::new(&b).map_err(cert_err)
 }
 
-/// Issues a certificate for `public` signed by `signer`.
-fn issue(
+/// Issues a certificate (DER) for `public` signed by `signer`, valid from now for `lifetime`
+/// (tests use it to build chains of their own).
+pub fn issue_certificate(
     rng: &dyn SecureRandom,
     issuer: &str,
     subject: &str,
     public: &PublicKey,
     extensions: Vec<Extension>,
     signer: &SigningKey,
+    lifetime: Duration,
 ) -> Result<Vec<u8>, CertError> {
     let profile = Profile {
         issuer: Name::from_str(issuer).map_err(cert_err)?,
@@ -335,7 +338,7 @@ fn issue(
         extensions,
     };
     let spki = SubjectPublicKeyInfo::from_key(public).map_err(cert_err)?;
-    let validity = Validity::from_now(CERT_LIFETIME).map_err(cert_err)?;
+    let validity = Validity::from_now(lifetime).map_err(cert_err)?;
     let builder =
         CertificateBuilder::new(profile, random_serial(rng)?, validity, spki).map_err(cert_err)?;
     let cert = builder.build::<_, DerSignature>(signer).map_err(cert_err)?;
@@ -383,22 +386,24 @@ impl Applet {
         let root_secret = generate_secret(rng);
         let root_key = SigningKey::from(&root_secret);
         let root_name = format!("CN=Breakglass Sandbox PIV Root CA {serial},O=breakglass sandbox");
-        let root_cert = issue(
+        let root_cert = issue_certificate(
             rng,
             &root_name,
             &root_name,
             &root_secret.public_key(),
             ca_extensions()?,
             &root_key,
+            CERT_LIFETIME,
         )?;
         let attestation_secret = generate_secret(rng);
-        let attestation_cert = issue(
+        let attestation_cert = issue_certificate(
             rng,
             &root_name,
             &Self::attestation_name(serial),
             &attestation_secret.public_key(),
             ca_extensions()?,
             &root_key,
+            CERT_LIFETIME,
         )?;
         // The root key signs nothing else: it is dropped (and zeroized) here.
         drop(root_key);
@@ -852,13 +857,14 @@ impl Applet {
                 // USB-A keychain.
                 extension(OID_YK_FORM_FACTOR, false, vec![0x01])?,
             ];
-            issue(
+            issue_certificate(
                 rng,
                 &Self::attestation_name(self.serial),
                 &format!("CN=YubiKey PIV Attestation {:02x}", cmd.p1),
                 &key.secret.public_key(),
                 extensions,
                 &self.attestation_key,
+                CERT_LIFETIME,
             )
         })();
         match cert {
