@@ -105,6 +105,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
     let piv_factor = enroll::Factor::Piv {
         slot: 0x82,
         roots: &roots,
+        replace: false,
     };
     rt.block_on(enroll::enroll(
         request(piv_factor, mfa("primary")),

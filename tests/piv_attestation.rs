@@ -641,9 +641,8 @@ fn sandbox_token_attestation() {
     let mut get = Vec::new();
     write_tlv(&mut get, 0x5C, &[0x5F, 0xFF, 0x01]);
     let r = send(Command::new(0, ins::GET_DATA, 0x3F, 0xFF).with_data(get));
-    let f9 = Tlv::find(&Tlv::parse_all(&r).unwrap(), 0x53)
-        .unwrap()
-        .to_vec();
+    let object = Tlv::find(&Tlv::parse_all(&r).unwrap(), 0x53).unwrap();
+    let f9 = breakglass::token::piv::certificate_from_object(object).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let root_file = dir.path().join("sandbox-root.der");

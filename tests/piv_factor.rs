@@ -202,7 +202,7 @@ fn enrol(
     card: &mut dyn PivCard,
     roots: &[Certificate],
     slot: u8,
-    force: bool,
+    replace: bool,
     pins: &mut Pins,
 ) -> Result<Vault, Error> {
     let mut f = PivFactor::for_enrolment(
@@ -210,7 +210,7 @@ fn enrol(
         pins,
         PivEnrolment {
             slot,
-            force,
+            replace,
             roots,
             now: unix_now(),
         },
@@ -266,7 +266,7 @@ fn pin_counter_last_try_blocked_and_puk() {
         "one PIN at enrolment, for the ECDH check"
     );
 
-    // Slot occupied: refused without --force, replaced with it (the old vault is then dead).
+    // Slot occupied: refused without --replace-piv-key.
     let e = enrol(&mut *piv, &roots, 0x82, false, &mut Pins::new(&[PIN], true)).unwrap_err();
     assert!(
         matches!(&e, Error::Occupied { what } if what.contains("slot 82")),
@@ -321,8 +321,42 @@ fn pin_counter_last_try_blocked_and_puk() {
     assert!(matches!(e, Error::NotEnrolled { .. }), "{e}");
     assert!(pins.asked.is_empty());
 
-    // Replacing the key (with --force) makes the old slot say so, not "wrong passphrase".
+    // The same token in a second slot (key in 83), then the key in 82 replaced: slot 0 is
+    // dead, and the token opens the vault through its live slot, not stopping at the dead one.
+    let opened = {
+        let mut pins = Pins::new(&[PIN], true);
+        let mut f = PivFactor::new(&mut *piv, &mut pins);
+        vault.open(&passphrase(), &mut f).unwrap()
+    };
+    let (two_slots, id) = {
+        let mut pins = Pins::new(&[PIN], true);
+        let mut f = PivFactor::for_enrolment(
+            &mut *piv,
+            &mut pins,
+            PivEnrolment {
+                slot: 0x83,
+                replace: true,
+                roots: &roots,
+                now: unix_now(),
+            },
+        );
+        opened
+            .add_slot(
+                &mut f,
+                "second",
+                "arn:aws:iam::123456789012:mfa/second",
+                &SystemRandom::new(),
+            )
+            .unwrap()
+    };
     let _new = enrol(&mut *piv, &roots, 0x82, true, &mut Pins::new(&[PIN], true)).unwrap();
     let e = open(&vault, &mut *piv, &mut Pins::new(&[PIN], true)).unwrap_err();
-    assert!(e.to_string().contains("no longer holds the key"), "{e}");
+    assert!(
+        matches!(e, Error::NotEnrolled { .. }),
+        "the one-slot vault is dead: {e}"
+    );
+    let mut pins = Pins::new(&[PIN], true);
+    let mut f = PivFactor::new(&mut *piv, &mut pins);
+    let reopened = two_slots.open(&passphrase(), &mut f).unwrap();
+    assert_eq!(reopened.slot_id, id, "opened through the live slot 83");
 }

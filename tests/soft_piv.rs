@@ -143,7 +143,10 @@ fn generate_ecdh_and_attest_with_the_yubikey_crate() {
     // Attestation chain: slot cert <- F9 cert <- sandbox root.
     let attestation = piv::attest(&mut yk, slot).expect("attest");
     let attestation = Certificate::from_der(&attestation).expect("attestation parses");
-    let f9 = yk.fetch_object(0x5F_FF01).expect("F9 certificate");
+    // A certificate object as on a YubiKey: `70 cert 71 00 FE 00`.
+    let object = yk.fetch_object(0x5F_FF01).expect("F9 certificate");
+    assert_eq!(object[0], 0x70, "certificate object, not bare DER");
+    let f9 = breakglass::token::piv::certificate_from_object(&object).unwrap();
     let f9 = Certificate::from_der(&f9).expect("F9 parses");
     let root = Certificate::from_der(&std::fs::read(&root_path).unwrap()).expect("root parses");
     assert!(signed_by(&attestation, &f9), "attestation signed by F9");

@@ -45,10 +45,12 @@ pub enum MfaSource {
 pub enum Factor<'a> {
     /// The OATH challenge-response credential (`seal_account`).
     Oath,
-    /// A P-256 key generated in this PIV slot, attested to one of `roots`.
+    /// A P-256 key generated in this PIV slot, attested to one of `roots`; `replace` allows
+    /// replacing a key already there (vaults sealed with that key stop opening with it).
     Piv {
         slot: u8,
         roots: &'a [x509_cert::Certificate],
+        replace: bool,
     },
     /// A FIDO2 hmac-secret credential on the token's FIDO2 key.
     Fido2,
@@ -211,7 +213,11 @@ fn prepare(
 ) -> Result<Option<Prepared>, Error> {
     let made = match &req.factor {
         Factor::Oath => return Ok(None),
-        Factor::Piv { slot, roots } => {
+        Factor::Piv {
+            slot,
+            roots,
+            replace,
+        } => {
             let mut card = token.piv()?;
             let serial = card.serial()?;
             prompt.note(&format!(
@@ -223,14 +229,19 @@ fn prepare(
                 &mut pins,
                 vault::piv::PivEnrolment {
                     slot: *slot,
-                    force: req.force,
+                    replace: *replace,
                     roots,
                     now: (req.now)(),
                 },
             );
-            let made = f.enroll(rng)?;
+            let made = f.enroll(rng);
+            let generated = f.generated_in;
             let attested = f.attested.take();
             drop(f);
+            if made.is_err() && generated.is_some() {
+                note_orphan_key(req, prompt);
+            }
+            let made = made?;
             if let Some(a) = attested {
                 prompt.note(&format!(
                     "Attestation verified: firmware {}.{}.{}, chain {}, root SHA-256 {}.",
@@ -258,11 +269,11 @@ fn prepare(
 }
 
 /// After a failed enrolment: a generated PIV key cannot be taken back (deleting a key needs
-/// firmware 5.7 and is not done here); say so, so that the next attempt knows to pass --force.
+/// firmware 5.7 and is not done here); say so, so that the next attempt knows what to pass.
 fn note_orphan_key(req: &Request<'_>, prompt: &mut dyn Prompt) {
     if let Factor::Piv { slot, .. } = req.factor {
         prompt.note(&format!(
-            "The PIV key generated in slot {slot:02x} stays on the token, unused: the next enrolment on this token needs --force to replace it."
+            "The PIV key generated in slot {slot:02x} stays on the token, unused: the next enrolment in that slot needs --replace-piv-key (or choose another with --piv-slot)."
         ));
     }
 }
@@ -555,9 +566,16 @@ fn check_not_enrolled(
                 let mut probe = OathFactor::new(&mut session, &req.profile.seal_account);
                 probe.matches(slot)?
             }
-            // A FIDO2 key is only found by its credential; the new token's key is checked when
-            // it is asked to make one (a second credential on the same key is harmless).
-            FactorKind::Fido2HmacSecret => false,
+            // A FIDO2 key is found by its credential (a silent probe): the new token's key must
+            // not already hold one of the vault's (for instance the same key named twice).
+            FactorKind::Fido2HmacSecret => match token.fido2() {
+                Ok(mut key) => {
+                    let mut pins = PinPrompt(prompt);
+                    let mut f = vault::fido2::Fido2Factor::new(&mut *key, &mut pins);
+                    f.matches(slot).unwrap_or(false)
+                }
+                Err(_) => false,
+            },
         };
         if mine {
             return Err(Error::TokenAlreadyEnrolled { slot: slot.id });

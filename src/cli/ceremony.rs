@@ -213,8 +213,7 @@ pub struct EnrollArgs {
     /// Vault file (default: DATA/vaults/PROFILE.vault).
     #[arg(long, value_name = "PATH")]
     vault: Option<PathBuf>,
-    /// Overwrite an existing vault, token accounts of the same names, and (with --factor piv)
-    /// a key already in the PIV slot.
+    /// Overwrite an existing vault and token accounts of the same names.
     #[arg(long)]
     force: bool,
     /// The token to program: the reader whose name contains this text.
@@ -240,6 +239,17 @@ pub struct EnrollArgs {
     /// With --factor piv: the retired slot for the new key, 82 to 95 (hex).
     #[arg(long, value_name = "HEX", default_value = "82", value_parser = parse_piv_slot)]
     piv_slot: u8,
+    /// The FIDO2 key (hidraw path, see `breakglass token list`) that goes with the token in
+    /// --reader; default: BREAKGLASS_FIDO2_DEVICE, or the only key plugged in.
+    #[arg(long, value_name = "PATH")]
+    fido2_device: Option<String>,
+    /// With --add-token: the FIDO2 key that goes with the enrolled token in --from-reader.
+    #[arg(long, value_name = "PATH", requires = "add_token")]
+    from_fido2_device: Option<String>,
+    /// With --factor piv: replace a key already in --piv-slot. Vaults sealed with that key stop
+    /// opening with this token.
+    #[arg(long)]
+    replace_piv_key: bool,
     /// With --factor piv: the attestation roots the token's attestation must chain to (a PEM
     /// bundle or DER file). For YubiKeys: Yubico's bundle from
     /// https://developers.yubico.com/PKI/yubico-ca-certs.txt; for the sandbox's soft token:
@@ -287,6 +297,7 @@ fn factor<'r>(args: &EnrollArgs, roots: &'r [x509_cert::Certificate]) -> enroll:
         FactorArg::Piv => enroll::Factor::Piv {
             slot: args.piv_slot,
             roots,
+            replace: args.replace_piv_key,
         },
         FactorArg::Fido2 => enroll::Factor::Fido2,
         FactorArg::Oath => enroll::Factor::Oath,
@@ -379,7 +390,8 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     let mfa = mfa_source(&args, &mut stdin)?;
     let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
-    let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?;
+    let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?
+        .with_fido2_device(args.fido2_device.clone());
     let req = enroll::Request {
         profile: &profile,
         factor: factor(&args, &roots),
@@ -424,8 +436,19 @@ fn add_token_cmd(
     let mfa = mfa_source(args, stdin)?;
     let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
-    let mut old_card = Card::open(args.from_reader.as_deref())?;
-    let mut new_card = Card::open(args.reader.as_deref())?;
+    let mut old_card =
+        Card::open(args.from_reader.as_deref())?.with_fido2_device(args.from_fido2_device.clone());
+    let mut new_card =
+        Card::open(args.reader.as_deref())?.with_fido2_device(args.fido2_device.clone());
+    if args.factor == FactorArg::Fido2
+        && args.fido2_device.is_some()
+        && args.fido2_device == args.from_fido2_device
+    {
+        return Err(CliError::usage(
+            "--fido2-device and --from-fido2-device name the same FIDO2 key",
+            "plug in the new FIDO2 key and name it with --fido2-device (see `breakglass token list`)",
+        ));
+    }
     if old_card.reader() == new_card.reader() {
         return Err(CliError::usage(
             "--reader and --from-reader name the same reader",

@@ -153,6 +153,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         FactorArg::Piv => enroll::Factor::Piv {
             slot: 0x82,
             roots: &roots,
+            replace: false,
         },
         FactorArg::Fido2 => enroll::Factor::Fido2,
         FactorArg::Oath => enroll::Factor::Oath,

@@ -163,9 +163,32 @@ impl From<token::Error> for CliError {
                     .into(),
                 exit::REFUSED,
             ),
+            E::InvalidInput {
+                what: "PIV management key",
+                ..
+            } => (
+                "breakglass generates PIV keys with the default management key only: on a spare \
+                 token set it back (`ykman piv access change-management-key`), or use --factor \
+                 fido2 or oath"
+                    .into(),
+                exit::REFUSED,
+            ),
+            E::InvalidInput {
+                what: "PIV PIN", ..
+            } => (
+                "run the command again and type the PIV PIN (6 to 8 characters); no try was spent"
+                    .into(),
+                exit::USAGE,
+            ),
             E::InvalidInput { .. } => (
                 "correct the value; `breakglass token add --help` lists the allowed ranges".into(),
                 exit::USAGE,
+            ),
+            E::PivRefused { .. } => (
+                "check the token with `breakglass token list` (PIV firmware 5.3 or later, PIN \
+                 tries left); run the command again, and if it persists report this message"
+                    .into(),
+                exit::FAILURE,
             ),
             _ => (
                 "run the command again; if it persists, report this message".into(),
@@ -239,10 +262,10 @@ impl From<breakglass::vault::Error> for CliError {
                 exit::REFUSED,
             ),
             E::Occupied { .. } => (
-                "choose a free slot with --piv-slot (see `breakglass token list`), or pass --force to replace that key (vaults sealed with it stop opening with this token)",
+                "choose a free slot with --piv-slot (see `breakglass token list`), or pass --replace-piv-key to replace that key (vaults sealed with it stop opening with this token)",
                 exit::USAGE,
             ),
-            E::Fido2(_) => ("plug in exactly one FIDO2 key (or name it with BREAKGLASS_FIDO2_DEVICE) and try again", exit::UNAVAILABLE),
+            E::Fido2(_) => ("do what the message says; `breakglass token list` shows the FIDO2 keys plugged in, and --fido2-device or BREAKGLASS_FIDO2_DEVICE picks one", exit::UNAVAILABLE),
             E::NoAnswer(_) => ("run the command in an interactive terminal", exit::USAGE),
             _ => ("correct the input and run the command again", exit::USAGE),
         };

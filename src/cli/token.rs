@@ -267,7 +267,14 @@ fn list_piv(reader: &str) {
     println!("  PIV: serial {serial}, firmware {a}.{b}.{c}, PIN tries left {tries}");
     let mut any = false;
     for slot in RETIRED_SLOTS {
-        if let Ok(Some(k)) = piv.slot_key(slot) {
+        let key = match piv.slot_key(slot) {
+            Ok(k) => k,
+            Err(e) => {
+                println!("    key metadata unreadable ({e}); the PIV factor needs firmware 5.3+");
+                return;
+            }
+        };
+        if let Some(k) = key {
             any = true;
             let policy =
                 |v: u8, names: &[&'static str]| names.get(usize::from(v)).copied().unwrap_or("?");

@@ -166,7 +166,10 @@ impl Token for pcsc::Card {
     }
 
     fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, crate::vault::Error> {
-        let path = std::env::var(crate::vault::fido2_hid::DEVICE_ENV).ok();
+        let path = self
+            .fido2_device()
+            .map(str::to_owned)
+            .or_else(|| std::env::var(crate::vault::fido2_hid::DEVICE_ENV).ok());
         Ok(Box::new(crate::vault::fido2_hid::HidAuthenticator::open(
             path.as_deref(),
         )?))

@@ -180,6 +180,26 @@ impl<'t> ApduPiv<'t> {
     }
 }
 
+/// The certificate (DER) in a PIV certificate object: `70 cert 71 info FE lrc`, as YubiKeys
+/// store every certificate, the F9 attestation certificate included. Bare DER is accepted too.
+pub fn certificate_from_object(data: &[u8]) -> Result<Vec<u8>, Error> {
+    let bad = |reason: &'static str| Error::Malformed {
+        command: "GET DATA (certificate)",
+        source: super::apdu::ParseError::BadCommand { reason },
+    };
+    if data.first() == Some(&0x30) {
+        return Ok(data.to_vec());
+    }
+    let items = Tlv::parse_all(data).map_err(|_| bad("not a certificate object"))?;
+    let cert = Tlv::find(&items, 0x70).map_err(|_| bad("no certificate (tag 70)"))?;
+    if Tlv::find(&items, 0x71).is_ok_and(|info| info.first() == Some(&0x01)) {
+        return Err(bad(
+            "the certificate is compressed (gzip), which breakglass does not read",
+        ));
+    }
+    Ok(cert.to_vec())
+}
+
 /// A PIV PIN has 6 to 8 characters.
 pub fn check_pin_length(pin: &[u8]) -> Result<(), Error> {
     if (6..=8).contains(&pin.len()) {
@@ -320,8 +340,8 @@ impl PivCard for ApduPiv<'_> {
         write_tlv(&mut data, 0x5C, &[0x5F, 0xFF, 0x01]);
         let d = self.ok("GET DATA (F9)", ins::GET_DATA, 0x3F, 0xFF, &data)?;
         let outer = Tlv::parse_all(&d).map_err(|_| Self::malformed("GET DATA (F9)"))?;
-        let cert = Tlv::find(&outer, 0x53).map_err(|_| Self::malformed("GET DATA (F9)"))?;
-        Ok(cert.to_vec())
+        let object = Tlv::find(&outer, 0x53).map_err(|_| Self::malformed("GET DATA (F9)"))?;
+        certificate_from_object(object)
     }
 
     fn ecdh(&mut self, slot: u8, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
@@ -375,6 +395,23 @@ mod tests {
         assert_eq!(pin_check(StatusWord(0x63C0)), Some(PinCheck::Blocked));
         assert_eq!(pin_check(StatusWord(0x6983)), Some(PinCheck::Blocked));
         assert_eq!(pin_check(StatusWord(0x6A80)), None);
+    }
+
+    #[test]
+    fn certificate_objects_unwrap() {
+        let der = vec![0x30, 0x03, 1, 2, 3];
+        let mut object = Vec::new();
+        write_tlv(&mut object, 0x70, &der);
+        write_tlv(&mut object, 0x71, &[0x00]);
+        write_tlv(&mut object, 0xFE, &[]);
+        assert_eq!(certificate_from_object(&object).unwrap(), der);
+        assert_eq!(certificate_from_object(&der).unwrap(), der, "bare DER");
+        let mut gzip = Vec::new();
+        write_tlv(&mut gzip, 0x70, &der);
+        write_tlv(&mut gzip, 0x71, &[0x01]);
+        assert!(certificate_from_object(&gzip).is_err());
+        assert!(certificate_from_object(&[0x71, 0x01, 0x00]).is_err());
+        assert!(certificate_from_object(&[]).is_err());
     }
 
     #[test]

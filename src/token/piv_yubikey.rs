@@ -154,11 +154,11 @@ impl PivCard for YubikeyPiv {
     }
 
     fn attestation_certificate(&mut self) -> Result<Vec<u8>, Error> {
-        Ok(self
+        let object = self
             .yk()?
             .fetch_object(0x5F_FF01)
-            .map_err(refused("GET DATA (F9)"))?
-            .to_vec())
+            .map_err(refused("GET DATA (F9)"))?;
+        super::piv::certificate_from_object(&object)
     }
 
     fn ecdh(&mut self, slot: u8, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {

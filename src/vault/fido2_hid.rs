@@ -123,6 +123,40 @@ pub fn list() -> Result<Vec<Device>, Error> {
         .collect())
 }
 
+/// The device to use among those plugged in: the one at `path`, or the only one. None, several,
+/// or none at `path` is an error that lists what is there and how to pick.
+pub fn choose<'d>(devices: &'d [Device], path: Option<&str>) -> Result<&'d Device, Error> {
+    let names = || {
+        devices
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (path, devices) {
+        (Some(p), _) => devices.iter().find(|d| d.path == p).ok_or_else(|| {
+            Error::Fido2(if devices.is_empty() {
+                format!("no FIDO2 device at {p}: no FIDO2 device is plugged in")
+            } else {
+                format!("no FIDO2 device at {p} (found: {})", names())
+            })
+        }),
+        (None, []) => Err(Error::Fido2(
+            "no FIDO2 device found: plug in the key (and check that you may open \
+             /dev/hidraw*: the udev rules of libfido2 or systemd grant it to the \
+             logged-in user)"
+                .into(),
+        )),
+        (None, [one]) => Ok(one),
+        (None, _) => Err(Error::Fido2(format!(
+            "{} FIDO2 devices found: {}; pick one with --fido2-device PATH or \
+             {DEVICE_ENV}=PATH, or unplug the others",
+            devices.len(),
+            names()
+        ))),
+    }
+}
+
 /// A FIDO2 key on USB HID.
 pub struct HidAuthenticator {
     dev: FidoKeyHid,
@@ -142,41 +176,7 @@ impl HidAuthenticator {
     /// The CLI passes its `--fido2-device` argument, which falls back to [`DEVICE_ENV`].
     pub fn open(path: Option<&str>) -> Result<Self, Error> {
         let devices = list()?;
-        let names = || {
-            devices
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let device = match path {
-            Some(p) => devices.iter().find(|d| d.path == p).ok_or_else(|| {
-                Error::Fido2(if devices.is_empty() {
-                    format!("no FIDO2 device at {p}: no FIDO2 device is plugged in")
-                } else {
-                    format!("no FIDO2 device at {p} (found: {})", names())
-                })
-            })?,
-            None => match devices.as_slice() {
-                [] => {
-                    return Err(Error::Fido2(
-                        "no FIDO2 device found: plug in the key (and check that you may open \
-                         /dev/hidraw*: the udev rules of libfido2 or systemd grant it to the \
-                         logged-in user)"
-                            .into(),
-                    ))
-                }
-                [one] => one,
-                _ => {
-                    return Err(Error::Fido2(format!(
-                        "{} FIDO2 devices found: {}; pick one with --fido2-device PATH or \
-                         {DEVICE_ENV}=PATH, or unplug the others",
-                        devices.len(),
-                        names()
-                    )))
-                }
-            },
-        };
+        let device = choose(&devices, path)?;
         let mut cfg = LibCfg::init();
         cfg.enable_log = false;
         // The ceremony prompts for touches itself; the library would print to stdout.
@@ -316,6 +316,48 @@ impl Authenticator for HidAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn device(path: &str, product: &str) -> Device {
+        Device {
+            path: path.into(),
+            product: product.into(),
+            param: HidParam::Path(path.into()),
+        }
+    }
+
+    #[test]
+    fn device_choice_absent_single_several_named() {
+        let none: Vec<Device> = Vec::new();
+        let e = choose(&none, None).unwrap_err().to_string();
+        assert!(e.contains("no FIDO2 device found: plug in the key"), "{e}");
+        let e = choose(&none, Some("/dev/hidraw3")).unwrap_err().to_string();
+        assert!(e.contains("no FIDO2 device is plugged in"), "{e}");
+
+        let one = vec![device("/dev/hidraw3", "YubiKey OTP+FIDO+CCID")];
+        assert_eq!(choose(&one, None).unwrap().path, "/dev/hidraw3");
+
+        let two = vec![
+            device("/dev/hidraw3", "YubiKey OTP+FIDO+CCID"),
+            device("/dev/hidraw5", "Solo 2"),
+        ];
+        let e = choose(&two, None).unwrap_err().to_string();
+        assert!(
+            e.contains("2 FIDO2 devices found")
+                && e.contains("/dev/hidraw5 (Solo 2)")
+                && e.contains("--fido2-device PATH")
+                && e.contains(DEVICE_ENV),
+            "{e}"
+        );
+        assert_eq!(
+            choose(&two, Some("/dev/hidraw5")).unwrap().product,
+            "Solo 2"
+        );
+        let e = choose(&two, Some("/dev/hidraw9")).unwrap_err().to_string();
+        assert!(
+            e.contains("no FIDO2 device at /dev/hidraw9 (found: "),
+            "{e}"
+        );
+    }
 
     #[test]
     fn library_errors_map_to_device_errors() {

@@ -462,6 +462,16 @@ impl Vault {
             .find(|i| header.slots.iter().all(|s| s.info.id != *i))
             .unwrap_or(0);
         let (params, t) = factor.enroll(rng)?;
+        if params.len() > format::MAX_PARAMS {
+            return Err(Error::InvalidInput {
+                what: "token factor",
+                reason: format!(
+                    "its public parameters take {} bytes, more than a key slot holds ({})",
+                    params.len(),
+                    format::MAX_PARAMS
+                ),
+            });
+        }
         let mut record = SlotRecord {
             info: SlotInfo {
                 id,

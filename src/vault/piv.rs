@@ -103,8 +103,8 @@ impl PivParams {
 pub struct PivEnrolment<'r> {
     /// The retired slot for the new key.
     pub slot: u8,
-    /// Replace a key already in that slot.
-    pub force: bool,
+    /// Replace a key already in that slot (`--replace-piv-key`).
+    pub replace: bool,
     /// Attestation roots (and intermediates) the token's attestation must chain to.
     pub roots: &'r [Certificate],
     /// Unix seconds (for the record only; see `attest::verify`).
@@ -118,6 +118,8 @@ pub struct PivFactor<'a> {
     enrolment: Option<PivEnrolment<'a>>,
     /// What enrolment verified (for the ceremony's report).
     pub attested: Option<attest::Attested>,
+    /// The slot where enrolment generated a key (it stays there even if enrolment fails).
+    pub generated_in: Option<u8>,
 }
 
 impl<'a> PivFactor<'a> {
@@ -128,6 +130,7 @@ impl<'a> PivFactor<'a> {
             pins,
             enrolment: None,
             attested: None,
+            generated_in: None,
         }
     }
 
@@ -142,6 +145,7 @@ impl<'a> PivFactor<'a> {
             pins,
             enrolment: Some(enrolment),
             attested: None,
+            generated_in: None,
         }
     }
 
@@ -229,13 +233,23 @@ impl SealFactor for PivFactor<'_> {
             });
         }
         let serial = self.card.serial()?;
-        if self.card.slot_key(e.slot)?.is_some() && !e.force {
+        let (major, minor, patch) = self.card.version()?;
+        if (major, minor) < (5, 3) {
+            return Err(Error::InvalidInput {
+                what: "token",
+                reason: format!(
+                    "token {serial} has firmware {major}.{minor}.{patch}; the PIV factor needs 5.3 or later (key metadata); use --factor oath or fido2 for this token"
+                ),
+            });
+        }
+        if self.card.slot_key(e.slot)?.is_some() && !e.replace {
             return Err(Error::Occupied {
                 what: format!("PIV slot {:02x} of token {serial}", e.slot),
             });
         }
         self.card.authenticate_default()?;
         let card_public = self.card.generate_p256_always(e.slot)?;
+        self.generated_in = Some(e.slot);
         let attestation = self.card.attest(e.slot)?;
         let issuer = self.card.attestation_certificate()?;
         let attested = attest::verify(
@@ -250,6 +264,18 @@ impl SealFactor for PivFactor<'_> {
             },
             e.now,
         )?;
+        // The leaf names its slot ("YubiKey PIV Attestation 82"): it must be this one.
+        let slot_name = format!("{:02x}", e.slot);
+        if !attested
+            .chain
+            .first()
+            .is_some_and(|cn| cn.to_ascii_lowercase().ends_with(&slot_name))
+        {
+            return Err(Error::Attestation(format!(
+                "the attestation certificate ({}) is not for slot {slot_name}",
+                attested.chain.first().map_or("no name", String::as_str)
+            )));
+        }
         // The attestation proves the policies; GET METADATA must agree (5.3+).
         if let Some(meta) = self.card.slot_key(e.slot)? {
             if (meta.pin_policy, meta.touch_policy) != (PIN_POLICY_ALWAYS, TOUCH_POLICY_ALWAYS)
@@ -294,17 +320,13 @@ impl SealFactor for PivFactor<'_> {
         if self.card.serial()? != params.serial {
             return Ok(false);
         }
-        // Same token: its key must still be the enrolled one.
-        match self.card.slot_key(params.slot)? {
-            Some(k) if k.public_key[..] == params.card_public[..] => Ok(true),
-            _ => Err(Error::InvalidInput {
-                what: "PIV key",
-                reason: format!(
-                    "token {} no longer holds the key enrolled in its slot {:02x} (replaced, or the PIV application was reset); open the vault with another enrolled token and enrol this one again",
-                    params.serial, params.slot
-                ),
-            }),
-        }
+        // Same token: its key must still be the enrolled one. A replaced key (a re-enrolment
+        // in the same slot, a reset PIV application) is a dead slot, not this token's: another
+        // slot may hold its new key.
+        Ok(self
+            .card
+            .slot_key(params.slot)?
+            .is_some_and(|k| k.public_key[..] == params.card_public[..]))
     }
 
     fn respond(&mut self, slot: &SlotInfo) -> Result<Key32, Error> {

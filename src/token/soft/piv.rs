@@ -763,8 +763,17 @@ impl Applet {
         else {
             return status(StatusWord::WRONG_DATA);
         };
+        let attestation;
         let value = match id {
-            OBJ_ATTESTATION => &self.attestation_cert,
+            // Stored as YubiKeys store certificates: `70 cert 71 00 FE`.
+            OBJ_ATTESTATION => {
+                let mut v = Vec::new();
+                write_tlv(&mut v, 0x70, &self.attestation_cert);
+                write_tlv(&mut v, 0x71, &[0x00]);
+                write_tlv(&mut v, 0xFE, &[]);
+                attestation = v;
+                &attestation
+            }
             _ => match self.objects.get(&id) {
                 Some(v) => v,
                 None => return status(StatusWord::FILE_NOT_FOUND),
@@ -1121,7 +1130,11 @@ mod tests {
         );
         assert!(r.sw.is_ok());
         let list = Tlv::parse_all(&r.data).unwrap();
-        assert_eq!(Tlv::find(&list, 0x53).unwrap(), a.attestation_certificate());
+        let object = Tlv::find(&list, 0x53).unwrap();
+        assert_eq!(
+            crate::token::piv::certificate_from_object(object).unwrap(),
+            a.attestation_certificate()
+        );
         let f9 = x509_cert::Certificate::from_der(a.attestation_certificate()).unwrap();
         assert_eq!(
             cert.tbs_certificate().issuer(),
