@@ -128,11 +128,10 @@ pub async fn enroll(
     }
     let prepared = prepare(&req, token, &mut prompt, rng);
     let result = match prepared {
-        Ok(prepared) => {
+        Ok(mut prepared) => {
             let mut t = token.oath()?;
             let mut session = open_oath(&mut *t, &mut prompt)?;
             let existing = session.list()?;
-            let mut prepared = prepared;
             let sealed = program_and_seal(
                 &req,
                 &passphrase,

@@ -67,9 +67,14 @@ impl vault::PinEntry for PinPrompt<'_> {
     }
 
     fn confirm_last_try(&mut self, what: &str) -> bool {
+        let after = if what == "PIV" {
+            "only the PUK can unblock it"
+        } else {
+            "only a reset, which erases the vault's credential on it, can clear it"
+        };
         self.0
             .confirm(&format!(
-                "Only one {what} PIN try is left: a wrong PIN now blocks the token's {what} application, and only the PUK runbook (docs/runbook-pin.md) can unblock it. Try once more?"
+                "Only one {what} PIN try is left: a wrong PIN now blocks the token's {what} application, and {after} (docs/runbook-pin.md). Try once more?"
             ))
             .unwrap_or(false)
     }
@@ -132,25 +137,20 @@ fn only_kind(vault: &vault::Vault, kind: vault::FactorKind) -> bool {
     vault.slots().all(|s| s.kind == kind)
 }
 
-/// Opens the vault with `factor` when one of its slots is this token's; when every slot is of
-/// this kind and none matches, the vault's "not enrolled" error names the enrolled slots.
+/// Opens the vault with `factor` when one of its slots is this token's. "Not enrolled" (found
+/// before any key derivation or PIN) means: try the next factor, unless every slot is of this
+/// kind, when the error, which names the enrolled slots, is the answer.
 fn try_factor(
     vault: &vault::Vault,
     passphrase: &SecretString,
     factor: &mut dyn vault::SealFactor,
     kind: vault::FactorKind,
 ) -> Result<Option<vault::Opened>, Error> {
-    let mut mine = false;
-    for s in vault.slots().filter(|s| s.kind == kind) {
-        if factor.matches(s)? {
-            mine = true;
-            break;
-        }
+    match vault.open(passphrase, factor) {
+        Ok(opened) => Ok(Some(opened)),
+        Err(vault::Error::NotEnrolled { .. }) if !only_kind(vault, kind) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    if mine || only_kind(vault, kind) {
-        return Ok(Some(vault.open(passphrase, factor)?));
-    }
-    Ok(None)
 }
 
 /// Ceremony failures. Each names the cause; the binary adds what to do next.

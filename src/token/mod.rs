@@ -152,8 +152,6 @@ pub trait Token {
             "no FIDO2 key goes with this token".into(),
         ))
     }
-    /// Where the token is ("reader NAME", "in-process soft token"), for messages.
-    fn describe(&self) -> String;
 }
 
 impl Token for pcsc::Card {
@@ -174,10 +172,6 @@ impl Token for pcsc::Card {
             path.as_deref(),
         )?))
     }
-
-    fn describe(&self) -> String {
-        format!("reader {:?}", self.reader())
-    }
 }
 
 impl Token for soft::SoftCard {
@@ -196,10 +190,6 @@ impl Token for soft::SoftCard {
                 "this soft token has no FIDO2 application".into(),
             )),
         }
-    }
-
-    fn describe(&self) -> String {
-        "the in-process soft token".into()
     }
 }
 

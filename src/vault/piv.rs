@@ -149,11 +149,6 @@ impl<'a> PivFactor<'a> {
         }
     }
 
-    /// The token's serial number.
-    pub fn serial(&mut self) -> Result<u32, Error> {
-        Ok(self.card.serial()?)
-    }
-
     /// ECDH on the token with `peer`, after VERIFY PIN (asked until right, with the tries left
     /// shown; a try that would block the PIN is only made after the holder confirms).
     fn token_ecdh(&mut self, slot: u8, peer: &[u8], why: &str) -> Result<Key32, Error> {
