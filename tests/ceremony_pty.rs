@@ -28,23 +28,17 @@ fn enroll_and_two_person_unlock_against_the_embedded_sts() {
     let home = Home::new();
     enroll(
         &home,
-        &[
-            "prod",
-            "--import-key",
-            "--create-mfa",
-            "--user",
-            "breakglass",
-            "--endpoint",
+        &light_enrolment(
+            &[
+                "prod",
+                "--import-key",
+                "--create-mfa",
+                "--user",
+                "breakglass",
+            ],
             &sts.endpoint(),
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
             &r,
-        ],
+        ),
         &[&key_id, key_secret.expose_secret()],
         &[
             ("AWS_ACCESS_KEY_ID", &admin_id),
@@ -230,7 +224,6 @@ fn a_backup_token_with_its_own_mfa_device_opens_the_vault_alone() {
         ("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret()),
     ];
     let home = Home::new();
-    let light = ["--kdf-memory", "1", "--kdf-passes", "1", "--kdf-lanes", "1"];
     let mut args = vec![
         "prod",
         "--import-key",
@@ -241,7 +234,7 @@ fn a_backup_token_with_its_own_mfa_device_opens_the_vault_alone() {
     ];
     let endpoint = sts.endpoint();
     args.push(&endpoint);
-    args.extend(light);
+    args.extend(LIGHT_KDF);
     let (pr, br) = (primary.reader(), backup.reader());
     args.extend(["--reader", &pr]);
     enroll(&home, &args, &[&key_id, key_secret.expose_secret()], &admin);
@@ -322,18 +315,7 @@ fn a_second_profile_reuses_the_sealing_credential_and_a_failed_enrolment_leaves_
     ];
     let home = Home::new();
     let endpoint = sts.endpoint();
-    let common = [
-        "--endpoint",
-        endpoint.as_str(),
-        "--kdf-memory",
-        "1",
-        "--kdf-passes",
-        "1",
-        "--kdf-lanes",
-        "1",
-        "--reader",
-        r.as_str(),
-    ];
+    let common = light_enrolment(&[], &endpoint, &r);
     let mut prod = vec![
         "prod",
         "--import-key",
@@ -341,7 +323,7 @@ fn a_second_profile_reuses_the_sealing_credential_and_a_failed_enrolment_leaves_
         "--user",
         "breakglass",
     ];
-    prod.extend(common);
+    prod.extend(&common);
     enroll(&home, &prod, &[&k1, s1.expose_secret()], &admin);
 
     // A mistyped confirmation stops the ceremony before anything is written anywhere.
@@ -353,7 +335,7 @@ fn a_second_profile_reuses_the_sealing_credential_and_a_failed_enrolment_leaves_
         "--user",
         "breakglass-stage",
     ];
-    stage.extend(common);
+    stage.extend(&common);
     let mut cmd = home.command(&stage);
     cmd.envs(admin);
     let mut p = pty(cmd, 30_000);
@@ -407,23 +389,17 @@ fn an_unwritable_config_does_not_undo_a_working_vault() {
     let endpoint = sts.endpoint();
     let out = enroll(
         &home,
-        &[
-            "prod",
-            "--import-key",
-            "--create-mfa",
-            "--user",
-            "breakglass",
-            "--endpoint",
+        &light_enrolment(
+            &[
+                "prod",
+                "--import-key",
+                "--create-mfa",
+                "--user",
+                "breakglass",
+            ],
             &endpoint,
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
             &r,
-        ],
+        ),
         &[&k1, s1.expose_secret()],
         &[
             ("AWS_ACCESS_KEY_ID", admin_id.as_str()),

@@ -45,7 +45,8 @@ fn cli_enrols_and_unlocks_with_the_piv_factor() {
     let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass");
     let home = Home::new();
     let args = |extra: &[&str]| {
-        let mut a: Vec<String> = [
+        let endpoint = sts.endpoint();
+        let head = [
             "enroll",
             "prod",
             "--factor",
@@ -53,20 +54,11 @@ fn cli_enrols_and_unlocks_with_the_piv_factor() {
             "--import-key",
             "--mfa-serial",
             &serial,
-            "--endpoint",
-            &sts.endpoint(),
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
-            &r,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ];
+        let mut a: Vec<String> = light_enrolment(&head, &endpoint, &r)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };

@@ -340,23 +340,24 @@ pub fn enroll_imported(
 ) -> String {
     enroll(
         home,
-        &[
-            profile,
-            "--import-key",
-            "--mfa-serial",
-            mfa_serial,
-            "--endpoint",
+        &light_enrolment(
+            &[profile, "--import-key", "--mfa-serial", mfa_serial],
             endpoint,
-            "--kdf-memory",
-            "1",
-            "--kdf-passes",
-            "1",
-            "--kdf-lanes",
-            "1",
-            "--reader",
             reader,
-        ],
+        ),
         &[key_id, secret, seed],
         &[],
     )
+}
+
+/// The light Argon2id parameters tests enrol with (fast; real vaults use the defaults).
+pub const LIGHT_KDF: [&str; 6] = ["--kdf-memory", "1", "--kdf-passes", "1", "--kdf-lanes", "1"];
+
+/// `enroll` arguments: `head`, then the endpoint, the light KDF and the reader.
+pub fn light_enrolment<'a>(head: &[&'a str], endpoint: &'a str, reader: &'a str) -> Vec<&'a str> {
+    let mut args = head.to_vec();
+    args.extend(["--endpoint", endpoint]);
+    args.extend(LIGHT_KDF);
+    args.extend(["--reader", reader]);
+    args
 }
