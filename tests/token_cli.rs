@@ -565,3 +565,15 @@ fn generated_secret_is_printed_once_and_works() {
         &*otp::totp(Algorithm::Sha256, &seed, 1000, 30, 6)
     );
 }
+
+/// A command refused on its arguments exits before it reads stdin. The harness must then judge
+/// it by its exit status and message, not fail on the closed pipe: a megabyte of input cannot
+/// fit the pipe's buffer, so this write always meets the closed end (CI once failed on this race
+/// in the PIV enrolment test, where the input was small and the exit only sometimes won).
+#[test]
+fn a_refusal_before_reading_stdin_is_judged_by_its_message() {
+    let input = "x".repeat(1 << 20);
+    let o = bg(&["token", "add", "--no-such-flag"], Some(&input));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unexpected argument '--no-such-flag'"));
+}
