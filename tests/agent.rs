@@ -82,6 +82,25 @@ fn caller_identity(home: &Home, aws: &Path, endpoint: &str) -> Output {
     run(cmd)
 }
 
+/// Returns once no process holds the agent's lock: the agent has exited (killed or stopped),
+/// its socket closed with it. Panics after 20 s.
+fn wait_until_agent_gone(home: &Home) {
+    let path = home.runtime().join("agent.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let free = std::fs::File::open(&path).map_or(true, |f| f.try_lock().is_ok());
+        if free {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent still holds {} after 20 s",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn status(home: &Home) -> Value {
     let out = ok(run(home.command(&["status", "--json"])));
     serde_json::from_str(&out).unwrap()
@@ -494,10 +513,13 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
         for d in &dirs {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
         }
-        assert!(home
-            .audit()
-            .contains("\"event\":\"agent refused a connection\""));
-        assert!(home.audit().contains("\"peer_uid\":65534"));
+        // The agent records the refusal after answering; wait for the record.
+        let audit = home.audit_with("\"event\":\"agent refused a connection\"");
+        assert!(
+            audit.contains("\"event\":\"agent refused a connection\""),
+            "{audit}"
+        );
+        assert!(audit.contains("\"peer_uid\":65534"), "{audit}");
     }
     assert_eq!(
         status(&home)["pid"].as_u64(),
@@ -518,7 +540,7 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
     let _ = Command::new("kill")
         .args(["-9", &first.to_string()])
         .status();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    wait_until_agent_gone(&home);
     assert!(home.runtime().join("agent.sock").exists());
     let out = ok(run(home.command(&["status"])));
     assert!(out.contains("not running"), "{out}");
@@ -533,6 +555,8 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
     if is_root() {
         // A socket file that belongs to someone else is never replaced.
         ok(run(home.command(&["agent", "--stop"])));
+        // The stopped agent answers before it exits; its lock goes with the process.
+        wait_until_agent_gone(&home);
         let sock = home.runtime().join("agent.sock");
         let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         drop(l);

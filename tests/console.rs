@@ -37,10 +37,15 @@ fn chromium(test: &str) -> Option<PathBuf> {
 }
 
 /// Headless Chromium with a fresh profile, as the issue prescribes.
+/// Under `timeout`, so a Chromium that hangs fails the test instead of stalling CI.
 fn headless(chromium: &Path, profile: &Path, action: &str, url: &str) -> Output {
-    Command::new(chromium)
+    Command::new("timeout")
+        .args(["-k", "10", "120"])
+        .arg(chromium)
         .args([
             "--headless",
+            // Containers often have a small /dev/shm, where Chromium's renderer crashes.
+            "--disable-dev-shm-usage",
             "--no-sandbox",
             "--disable-gpu",
             "--no-first-run",

@@ -123,6 +123,8 @@ struct Enrolled {
     serial: String,
     seed: Vec<u8>,
     arn: String,
+    /// When the device was enabled (with the codes of 60 and 30 s before).
+    enabled_at: u64,
 }
 
 /// Enrolls `name` the way `breakglass enroll` does: the admin creates the user's key and a
@@ -175,6 +177,7 @@ async fn enroll(sts: &Sts, name: &str) -> Enrolled {
         serial,
         seed,
         arn,
+        enabled_at: t,
     }
 }
 
@@ -271,11 +274,12 @@ async fn reused_code_is_rejected() {
 async fn the_codes_used_to_enable_the_device_cannot_be_replayed() {
     let sts = start();
     let carol = enroll(&sts, "carol").await;
-    let t = steady_now().await;
+    // The second code the enablement used (not "now - 30", which is another code once the
+    // enablement has crossed into the next window).
     let err = sts_client(&sts, &carol.key)
         .get_session_token()
         .serial_number(&carol.serial)
-        .token_code(code(&carol.seed, t - 30))
+        .token_code(code(&carol.seed, carol.enabled_at - 30))
         .send()
         .await
         .unwrap_err();

@@ -83,7 +83,8 @@ fn run_shell(exe: &PathBuf, args: &[&str], script: &str, locale: &str) -> Vec<u8
     // Written from a thread so a large script cannot deadlock against a full stdout pipe.
     let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
     let out = child.wait_with_output().expect("wait for shell");
-    writer.join().expect("writer thread").expect("write script");
+    // A shell that died early closed its stdin: its stderr, below, says why.
+    let written = writer.join().expect("writer thread");
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{} {args:?} ({locale}) failed: {}\nstderr: {}",
@@ -91,6 +92,7 @@ fn run_shell(exe: &PathBuf, args: &[&str], script: &str, locale: &str) -> Vec<u8
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    written.expect("write script");
     out.stdout
 }
 

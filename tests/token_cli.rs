@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use breakglass::token::otp::{self, Algorithm};
 use common::*;
@@ -350,16 +349,27 @@ fn token_pulled_mid_command() {
         ],
         Some(RFC_SEED_B32),
     ));
-    let child = Command::new(BIN)
-        .args(["token", "code", "t", "--reader", &r])
+    // Detached from any terminal, the touch prompt comes on stderr: the card is pulled once
+    // the command is waiting for the touch, however long it took to get there.
+    let mut child = Command::new("setsid")
+        .args(["-w", BIN, "token", "code", "t", "--reader", &r])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Touch the token") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "the command ended before asking for a touch: {seen}");
+        seen.push_str(&line);
+    }
     token.pull();
-    let o = child.wait_with_output().unwrap();
+    std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
+    let mut o = child.wait_with_output().unwrap();
+    o.stderr = seen.into_bytes();
     fails(o, 3, &["removed", "reinsert the token"]);
 }
 

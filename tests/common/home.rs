@@ -74,6 +74,20 @@ impl Home {
             .unwrap_or_default()
     }
 
+    /// The audit log once it holds `needle`. The agent writes a hand-out record after the
+    /// credentials have left (so the `aws` call does not wait for its fsyncs): a test that
+    /// reads the log as soon as the client exits may be a few milliseconds early.
+    pub fn audit_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = self.audit();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Every file under the home, as (path, bytes).
     pub fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
@@ -168,7 +182,8 @@ pub fn unlock(
             "--reader",
             reader,
         ]),
-        60_000,
+        // The ceremony may wait up to 60 s for an MFA code the enrolment has not used.
+        120_000,
     );
     p.exp_string("Password holder, type your name: ").unwrap();
     p.send_line(names.0).unwrap();
@@ -244,27 +259,53 @@ impl Moto {
             );
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
+        // The port is free when picked but moto takes seconds to bind it; if another test
+        // took it meanwhile, moto exits and we try another. Only moto's own answer counts.
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new(&exe)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if moto_answers(port) {
+                    return Some(Self {
+                        child,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                    });
+                }
+                assert!(Instant::now() < deadline, "moto_server did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        Some(Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        })
+        panic!("moto_server exited three times before answering (ports taken?)");
     }
+}
+
+/// Whether moto's own API answers on `port` (not merely something accepting connections).
+fn moto_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    if c.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
 impl Drop for Moto {
