@@ -212,6 +212,67 @@ fn enrol_and_open_with_the_pin() {
     );
 }
 
+/// A key that cannot be asked silently (`alwaysUv`, or a CTAP 2.0 key refusing `up = false`)
+/// is asked with its PIN, slot by slot, until one is its own: the PIN once (a typo asked again),
+/// one touch per slot tried, and the output found while matching opens the vault.
+#[test]
+fn a_key_that_cannot_be_probed_silently_finds_its_own_slot() {
+    let (mut first, v) = enrolled();
+    let mut quiet = SoftFido2::with_pin("7777").always_uv();
+    let opened = open(&v, &mut first, &mut Holder::typing(&[PIN])).unwrap();
+    let mut holder = Holder::typing(&["7777"]);
+    let (v, quiet_slot) = opened
+        .add_slot(
+            &mut Fido2Factor::new(&mut quiet, &mut holder),
+            "backup",
+            "arn:aws:iam::123456789012:mfa/backup",
+            &SystemRandom::new(),
+        )
+        .unwrap();
+    assert_eq!(holder.shown, [8]);
+    let enrol_touches = quiet.touches();
+    let first_slot = slot(&v).id;
+    assert_ne!(first_slot, quiet_slot, "the first key's slot comes first");
+
+    // The first slot is not this key's: its verified request says so (after the PIN and a
+    // touch); the second is, and its output opens the vault without asking again.
+    let mut holder = Holder::typing(&["0000", "7777"]);
+    let opened = open(&v, &mut quiet, &mut holder).unwrap();
+    assert_eq!(opened.slot_id, quiet_slot);
+    assert_eq!(
+        holder.shown,
+        [8, 7],
+        "a typo, then the PIN once for both slots"
+    );
+    assert_eq!(holder.touches, 3, "the typo, the first slot, its own slot");
+    assert_eq!(quiet.touches() - enrol_touches, 2);
+    assert_eq!(
+        quiet.pin_retries().unwrap(),
+        8,
+        "the right PIN reset the count"
+    );
+
+    // The other key is still found silently, and is never asked about the quiet key's slot.
+    let mut holder = Holder::typing(&[PIN]);
+    assert_eq!(
+        open(&v, &mut first, &mut holder).unwrap().slot_id,
+        first_slot
+    );
+    assert_eq!(holder.shown, [8]);
+
+    // A quiet key that holds none of the slots: "not enrolled", with every slot named.
+    let mut stranger = SoftFido2::with_pin("5555").always_uv();
+    stranger
+        .make_credential(RP_ID, &[3; 32], &pass("5555"))
+        .unwrap();
+    let mut holder = Holder::typing(&["5555"]);
+    match open(&v, &mut stranger, &mut holder) {
+        Err(Error::NotEnrolled { slots }) => assert_eq!(slots.len(), 2, "{slots:?}"),
+        other => panic!("expected NotEnrolled, got {:?}", other.err()),
+    }
+    assert_eq!(holder.shown, [8], "the PIN asked once for both slots");
+}
+
 #[test]
 fn uv_and_no_uv_outputs_differ_and_only_uv_opens() {
     let (mut key, v) = enrolled();

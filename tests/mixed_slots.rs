@@ -1,7 +1,8 @@
 //! A vault with mixed key slots through the real ceremonies (in process, against the strict STS
 //! emulator): a PIV primary, a FIDO2 backup added by opening with the PIV token, an OATH backup
-//! added by opening with the FIDO2 key. Each token alone (with the passphrase) opens it and
-//! uses its own MFA device; a token that is in no slot is refused and named as such.
+//! added by opening with the FIDO2 key, and a FIDO2 key that cannot be probed silently. Each
+//! token alone (with the passphrase) opens it and uses its own MFA device; a token that is in
+//! no slot is refused and named as such.
 
 use std::net::SocketAddr;
 
@@ -137,6 +138,20 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
     ))
     .expect("OATH backup added, the vault opened with the FIDO2 key");
 
+    // A FIDO2 key that cannot be probed silently (alwaysUv) is asked with its PIN whether it
+    // holds the FIDO2 slot: it does not, so it is added, and it later finds its own slot.
+    let mut quiet_token =
+        SoftCard::new(Box::new(|| true)).with_fido2(SoftFido2::with_pin(PIN).always_uv());
+    rt.block_on(enroll::add_token(
+        request(enroll::Factor::Fido2, mfa("quiet")),
+        "quiet-fido2-backup",
+        &mut oath_token,
+        &mut quiet_token,
+        &mut Answers,
+        &rng,
+    ))
+    .expect("a key that cannot be probed silently is not taken for an enrolled one");
+
     // A token already in a slot is not added twice.
     let e = rt
         .block_on(enroll::add_token(
@@ -157,7 +172,8 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         [
             FactorKind::PivEcdh,
             FactorKind::Fido2HmacSecret,
-            FactorKind::OathHmac
+            FactorKind::OathHmac,
+            FactorKind::Fido2HmacSecret
         ]
     );
     let serials: Vec<String> = vault.slots().map(|s| s.mfa_serial.clone()).collect();
@@ -169,9 +185,14 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         endpoint: endpoint.clone(),
         now: &now,
     };
-    for (i, t) in [&mut piv_token, &mut fido2_token, &mut oath_token]
-        .into_iter()
-        .enumerate()
+    for (i, t) in [
+        &mut piv_token,
+        &mut fido2_token,
+        &mut oath_token,
+        &mut quiet_token,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let a = rt
             .block_on(unlock::unlock(&req, t, &mut Answers))
@@ -183,7 +204,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         assert!(a.session.access_key_id.starts_with("ASIA"));
         assert!(!a.session.secret_access_key.expose_secret().is_empty());
     }
-    assert_eq!(sts.counts().get_session_token, 3);
+    assert_eq!(sts.counts().get_session_token, 4);
 
     // A fresh token is in no slot: refused, and the message lists the slots.
     let Err(e) = rt.block_on(unlock::unlock(&req, &mut token(), &mut Answers)) else {

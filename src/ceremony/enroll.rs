@@ -548,6 +548,23 @@ fn check_not_enrolled(
     req: &Request<'_>,
     prompt: &mut dyn Prompt,
 ) -> Result<(), Error> {
+    // A FIDO2 key is found by its credential (a silent probe): the new token's key must not
+    // already hold one of the vault's (for instance the same key named twice). One factor for
+    // every FIDO2 slot, so a key that cannot be probed silently is asked its PIN once.
+    if vault.slots().any(|s| s.kind == FactorKind::Fido2HmacSecret) {
+        if let Ok(mut key) = token.fido2() {
+            let mut pins = PinPrompt(prompt);
+            let mut f = vault::fido2::Fido2Factor::new(&mut *key, &mut pins);
+            for slot in vault
+                .slots()
+                .filter(|s| s.kind == FactorKind::Fido2HmacSecret)
+            {
+                if f.matches(slot).unwrap_or(false) {
+                    return Err(Error::TokenAlreadyEnrolled { slot: slot.id });
+                }
+            }
+        }
+    }
     for slot in vault.slots() {
         let mine = match slot.kind {
             FactorKind::PivEcdh => match token.piv() {
@@ -565,16 +582,7 @@ fn check_not_enrolled(
                 let mut probe = OathFactor::new(&mut session, &req.profile.seal_account);
                 probe.matches(slot)?
             }
-            // A FIDO2 key is found by its credential (a silent probe): the new token's key must
-            // not already hold one of the vault's (for instance the same key named twice).
-            FactorKind::Fido2HmacSecret => match token.fido2() {
-                Ok(mut key) => {
-                    let mut pins = PinPrompt(prompt);
-                    let mut f = vault::fido2::Fido2Factor::new(&mut *key, &mut pins);
-                    f.matches(slot).unwrap_or(false)
-                }
-                Err(_) => false,
-            },
+            FactorKind::Fido2HmacSecret => false,
         };
         if mine {
             return Err(Error::TokenAlreadyEnrolled { slot: slot.id });

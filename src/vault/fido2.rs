@@ -88,6 +88,18 @@ pub enum DeviceError {
     Other(String),
 }
 
+/// What a silent probe tells about a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The key holds it.
+    Held,
+    /// The key does not hold it.
+    NotHeld,
+    /// The key cannot be asked without the PIN (`alwaysUv`, or a CTAP 2.0 key that refuses
+    /// `up = false`): only a verified request tells.
+    Unknown,
+}
+
 impl<A: Authenticator + ?Sized> Authenticator for &mut A {
     fn info(&mut self) -> Result<Info, DeviceError> {
         (**self).info()
@@ -103,8 +115,12 @@ impl<A: Authenticator + ?Sized> Authenticator for &mut A {
     ) -> Result<Vec<u8>, DeviceError> {
         (**self).make_credential(rp_id, user_id, pin)
     }
-    fn has_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<bool, DeviceError> {
-        (**self).has_credential(rp_id, credential_id)
+    fn probe_credential(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+    ) -> Result<Presence, DeviceError> {
+        (**self).probe_credential(rp_id, credential_id)
     }
     fn hmac_secret(
         &mut self,
@@ -133,8 +149,13 @@ pub trait Authenticator {
         pin: &SecretString,
     ) -> Result<Vec<u8>, DeviceError>;
     /// Whether the key holds `credential_id` for `rp_id`: a silent assertion (no touch, no PIN,
-    /// `up = false`), the way systemd-cryptenroll finds its key.
-    fn has_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<bool, DeviceError>;
+    /// `up = false`), the way systemd-cryptenroll finds its key. A key that cannot be asked
+    /// silently answers [`Presence::Unknown`].
+    fn probe_credential(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+    ) -> Result<Presence, DeviceError>;
     /// The `hmac-secret` output for `salt` (one touch). With `pin` the user is verified and the
     /// output comes from `CredRandomWithUV`; `None` gives the output without UV, which the
     /// factor never uses (tests use it to show that it differs).
@@ -214,11 +235,21 @@ impl Fido2Params {
 pub struct Fido2Factor<'a> {
     auth: &'a mut dyn Authenticator,
     pins: &'a mut dyn PinEntry,
+    /// The PIN the key accepted in this ceremony: trying several slots asks it once.
+    pin: Option<SecretString>,
+    /// The verified output of a slot, got while matching it on a key that cannot be probed
+    /// silently (the only way such a key tells whether it holds the credential).
+    found: Option<(u8, Key32)>,
 }
 
 impl<'a> Fido2Factor<'a> {
     pub fn new(auth: &'a mut dyn Authenticator, pins: &'a mut dyn PinEntry) -> Self {
-        Self { auth, pins }
+        Self {
+            auth,
+            pins,
+            pin: None,
+            found: None,
+        }
     }
 }
 
@@ -298,9 +329,13 @@ fn require_pin(info: &Info) -> Result<(), Error> {
 /// - The third wrong PIN in a row ends the asking with [`Error::WrongPin`] (the tries left): the
 ///   key now wants a power cycle. A key that was already in that state (the tries did not go
 ///   down) gives an error that says to unplug it.
+///
+/// `accepted` is the PIN the key took earlier in the ceremony, used before asking; a PIN the
+/// key takes is left there.
 fn with_pin<T>(
     auth: &mut dyn Authenticator,
     pins: &mut dyn PinEntry,
+    accepted: &mut Option<SecretString>,
     why: &str,
     mut op: impl FnMut(&mut dyn Authenticator, &SecretString) -> Result<T, DeviceError>,
 ) -> Result<T, Error> {
@@ -310,15 +345,23 @@ fn with_pin<T>(
         if left == 0 {
             return Err(Error::PinBlocked { what: WHAT });
         }
-        if left == 1 && !pins.confirm_last_try(WHAT) {
-            return Err(Error::LastTryDeclined { what: WHAT });
-        }
-        let pin = pins.pin(WHAT, left)?;
+        let pin = match accepted.take() {
+            Some(pin) => pin,
+            None => {
+                if left == 1 && !pins.confirm_last_try(WHAT) {
+                    return Err(Error::LastTryDeclined { what: WHAT });
+                }
+                pins.pin(WHAT, left)?
+            }
+        };
         pins.touch_start(why);
         let result = op(auth, &pin);
         pins.touch_end();
         match result {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                *accepted = Some(pin);
+                return Ok(v);
+            }
             Err(DeviceError::PinInvalid) => {
                 wrong += 1;
                 // The key answers PIN_AUTH_BLOCKED on the third; this bounds the asking should
@@ -366,6 +409,7 @@ impl SealFactor for Fido2Factor<'_> {
         let (credential_id, t) = with_pin(
             self.auth,
             self.pins,
+            &mut self.pin,
             "create the FIDO2 credential, then derive the slot's secret (two touches)",
             |auth, pin| {
                 let id = auth.make_credential(RP_ID, &user_id, pin)?;
@@ -389,28 +433,69 @@ impl SealFactor for Fido2Factor<'_> {
         Ok((params.encode(), Key32::new(*t)))
     }
 
+    /// A silent probe; on a key that cannot be probed silently, the verified request itself
+    /// (PIN, touch), whose output `respond` then hands out without asking again.
     fn matches(&mut self, slot: &SlotInfo) -> Result<bool, Error> {
         let params = Fido2Params::decode(&slot.params)?;
-        self.auth
-            .has_credential(&params.rp_id, &params.credential_id)
-            .map_err(device)
+        match self
+            .auth
+            .probe_credential(&params.rp_id, &params.credential_id)
+            .map_err(device)?
+        {
+            Presence::Held => Ok(true),
+            Presence::NotHeld => Ok(false),
+            Presence::Unknown => {
+                require_pin(&self.auth.info().map_err(device)?)?;
+                let why = format!(
+                    "find slot {} \"{}\" on this FIDO2 key, which cannot be asked without its \
+                     PIN",
+                    slot.id, slot.label
+                );
+                let out = with_pin(self.auth, self.pins, &mut self.pin, &why, |auth, pin| {
+                    match auth.hmac_secret(
+                        &params.rp_id,
+                        &params.credential_id,
+                        &params.salt,
+                        Some(pin),
+                    ) {
+                        Ok(t) => Ok(Some(t)),
+                        // The PIN was taken (it comes first); the credential is not here.
+                        Err(DeviceError::NoCredential) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })?;
+                Ok(match out {
+                    Some(t) => {
+                        self.found = Some((slot.id, Key32::new(*t)));
+                        true
+                    }
+                    None => false,
+                })
+            }
+        }
     }
 
     fn respond(&mut self, slot: &SlotInfo) -> Result<Key32, Error> {
+        if let Some((id, t)) = self.found.take() {
+            if id == slot.id {
+                return Ok(t);
+            }
+        }
         let params = Fido2Params::decode(&slot.params)?;
         // The credential first: after a reset the key has no PIN either, and "reset" is the
         // message that explains both.
-        if !self
+        let presence = self
             .auth
-            .has_credential(&params.rp_id, &params.credential_id)
-            .map_err(device)?
-        {
+            .probe_credential(&params.rp_id, &params.credential_id)
+            .map_err(device)?;
+        if presence == Presence::NotHeld {
             return Err(Error::Fido2(not_held(slot)));
         }
         require_pin(&self.auth.info().map_err(device)?)?;
         let t = with_pin(
             self.auth,
             self.pins,
+            &mut self.pin,
             "derive the slot's secret with the FIDO2 key",
             |auth, pin| {
                 auth.hmac_secret(
@@ -420,8 +505,7 @@ impl SealFactor for Fido2Factor<'_> {
                     Some(pin),
                 )
                 .map_err(|e| match e {
-                    // A key that cannot be asked silently passes `has_credential` (see the HID
-                    // backend); the verified request is where it says no.
+                    // A key that cannot be asked silently tells here.
                     DeviceError::NoCredential => DeviceError::Other(not_held(slot)),
                     e => e,
                 })

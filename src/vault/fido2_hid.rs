@@ -24,7 +24,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::fido2::{Authenticator, DeviceError, Info, SALT_LEN};
+use super::fido2::{Authenticator, DeviceError, Info, Presence, SALT_LEN};
 use super::Error;
 
 /// Names the HID path of the FIDO2 key to use when several are plugged in.
@@ -250,7 +250,11 @@ impl Authenticator for HidAuthenticator {
         Ok(att.credential_descriptor.id)
     }
 
-    fn has_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<bool, DeviceError> {
+    fn probe_credential(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+    ) -> Result<Presence, DeviceError> {
         let challenge = challenge()?;
         let args = GetAssertionArgsBuilder::new(rp_id, &challenge)
             .credential_id(credential_id)
@@ -258,17 +262,17 @@ impl Authenticator for HidAuthenticator {
             .without_up()
             .build();
         match guard(|| self.dev.get_assertion_with_args(&args)) {
-            Ok(_) => Ok(true),
-            Err(DeviceError::NoCredential) => Ok(false),
+            Ok(_) => Ok(Presence::Held),
+            Err(DeviceError::NoCredential) => Ok(Presence::NotHeld),
             // A key that wants user verification for everything (`alwaysUv`), or a CTAP 2.0 key
-            // that refuses `up = false`, cannot be asked silently: take it as a candidate; the
-            // verified request of `respond` then tells whether it holds the credential.
+            // that refuses `up = false`, cannot be asked silently: the factor then asks with
+            // the PIN.
             Err(DeviceError::Other(m))
                 if m.contains("CTAP2_ERR_PIN_REQUIRED")
                     || m.contains("CTAP2_ERR_INVALID_OPTION")
                     || m.contains("CTAP2_ERR_UNSUPPORTED_OPTION") =>
             {
-                Ok(true)
+                Ok(Presence::Unknown)
             }
             Err(e) => Err(e),
         }

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use super::TouchSensor;
 use crate::vault::fido2::{
-    Authenticator, DeviceError, Info, PIN_TRIES, PIN_TRIES_PER_POWER_CYCLE, SALT_LEN,
+    Authenticator, DeviceError, Info, Presence, PIN_TRIES, PIN_TRIES_PER_POWER_CYCLE, SALT_LEN,
 };
 
 /// The soft authenticator's AAGUID ("breakglass-soft!").
@@ -51,6 +51,7 @@ enum PinSupport {
 pub struct SoftFido2 {
     pin_support: PinSupport,
     hmac_secret: bool,
+    always_uv: bool,
     pin_hash: Option<Zeroizing<[u8; 32]>>,
     retries: u8,
     wrong_in_a_row: u8,
@@ -81,6 +82,7 @@ impl SoftFido2 {
         Self {
             pin_support,
             hmac_secret: true,
+            always_uv: false,
             pin_hash: None,
             retries: PIN_TRIES,
             wrong_in_a_row: 0,
@@ -111,6 +113,14 @@ impl SoftFido2 {
     /// Drops `hmac-secret` from the key's extensions.
     pub fn without_hmac_secret(mut self) -> Self {
         self.hmac_secret = false;
+        self
+    }
+
+    /// A key that verifies its user for every request (`alwaysUv`), like a CTAP 2.0 key that
+    /// refuses `up = false`: it cannot be probed silently, and it wants the touch before it
+    /// says whether it holds a credential (so each wrong guess costs one).
+    pub fn always_uv(mut self) -> Self {
+        self.always_uv = true;
         self
     }
 
@@ -271,8 +281,18 @@ impl Authenticator for SoftFido2 {
         Ok(id)
     }
 
-    fn has_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<bool, DeviceError> {
-        Ok(self.credential(rp_id, credential_id).is_ok())
+    fn probe_credential(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+    ) -> Result<Presence, DeviceError> {
+        Ok(if self.always_uv {
+            Presence::Unknown
+        } else if self.credential(rp_id, credential_id).is_ok() {
+            Presence::Held
+        } else {
+            Presence::NotHeld
+        })
     }
 
     fn hmac_secret(
@@ -283,11 +303,22 @@ impl Authenticator for SoftFido2 {
         pin: Option<&SecretString>,
     ) -> Result<Zeroizing<[u8; 32]>, DeviceError> {
         // As on a real key: the PIN token comes first (its own command), then the assertion.
-        if let Some(pin) = pin {
-            self.verify_pin(pin)?;
+        match pin {
+            Some(pin) => self.verify_pin(pin)?,
+            None if self.always_uv => {
+                return Err(DeviceError::Other(
+                    "CTAP2_ERR_PUAT_REQUIRED: this key verifies the user for every request".into(),
+                ))
+            }
+            None => {}
         }
-        self.credential(rp_id, credential_id)?;
-        self.presence()?;
+        if self.always_uv {
+            self.presence()?;
+            self.credential(rp_id, credential_id)?;
+        } else {
+            self.credential(rp_id, credential_id)?;
+            self.presence()?;
+        }
         let c = self.credential(rp_id, credential_id)?;
         let cred_random = if pin.is_some() {
             &c.cred_random_uv
@@ -356,9 +387,15 @@ mod tests {
         let a = k.hmac_secret("breakglass", &id, &salt, None).unwrap();
         let b = k.hmac_secret("breakglass", &second, &salt, None).unwrap();
         assert_ne!(*a, *b);
-        assert!(k.has_credential("breakglass", &id).unwrap());
-        assert!(!k.has_credential("example.com", &id).unwrap());
-        assert!(!k.has_credential("breakglass", &[0; 64]).unwrap());
+        assert_eq!(k.probe_credential("breakglass", &id), Ok(Presence::Held));
+        assert_eq!(
+            k.probe_credential("example.com", &id),
+            Ok(Presence::NotHeld)
+        );
+        assert_eq!(
+            k.probe_credential("breakglass", &[0; 64]),
+            Ok(Presence::NotHeld)
+        );
         assert_eq!(
             k.hmac_secret("example.com", &id, &salt, None),
             Err(DeviceError::NoCredential)
@@ -443,7 +480,7 @@ mod tests {
         let (mut k, id) = enrolled();
         k.reset();
         assert_eq!(k.credential_count(), 0);
-        assert!(!k.has_credential("breakglass", &id).unwrap());
+        assert_eq!(k.probe_credential("breakglass", &id), Ok(Presence::NotHeld));
         assert_eq!(k.info().unwrap().client_pin, Some(false));
         assert_eq!(
             k.hmac_secret("breakglass", &id, &[0; 32], None),
