@@ -176,7 +176,15 @@ pub struct Transaction<'c> {
 impl Transport for Transaction<'_> {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut buf = Zeroizing::new(vec![0u8; RECEIVE_BUFFER]);
-        let n = self.tx.transmit(apdu, &mut buf)?.len();
+        let n = match self.tx.transmit(apdu, &mut buf) {
+            Ok(answer) => answer.len(),
+            // From SCardTransmit, pcsc-lite's NOT_TRANSACTED means "APDU exchange not
+            // successful": the reader lost the card mid-command (a token pulled while it waits
+            // for a touch). pcscd may not have noticed the removal yet, so the card's status
+            // can still say "present"; the token did stop answering either way.
+            Err(::pcsc::Error::NotTransacted) => return Err(Error::TokenRemoved),
+            Err(e) => return Err(e.into()),
+        };
         if n < 2 {
             // A reader whose card vanished mid-command (vpcd when the card's socket closes)
             // can report success with no bytes at all: ask pcscd what became of the card.
