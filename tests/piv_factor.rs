@@ -47,7 +47,6 @@ fn cli_enrols_and_unlocks_with_the_piv_factor() {
     let args = |extra: &[&str]| {
         let endpoint = sts.endpoint();
         let head = [
-            "enroll",
             "prod",
             "--factor",
             "piv",
@@ -65,7 +64,9 @@ fn cli_enrols_and_unlocks_with_the_piv_factor() {
 
     // Without roots: refused before anything touches the token.
     let no_roots: Vec<String> = args(&[]);
-    let no_roots: Vec<&str> = no_roots.iter().map(String::as_str).collect();
+    let no_roots: Vec<&str> = std::iter::once("enroll")
+        .chain(no_roots.iter().map(String::as_str))
+        .collect();
     let o = run_with_input(
         home.command(&no_roots),
         Some(&format!(
@@ -78,16 +79,12 @@ fn cli_enrols_and_unlocks_with_the_piv_factor() {
 
     let with_roots = args(&["--attestation-roots", root.to_str().unwrap()]);
     let with_roots: Vec<&str> = with_roots.iter().map(String::as_str).collect();
-    let mut p = pty(home.command(&with_roots), 30_000);
-    p.send_line(&key_id).unwrap();
-    p.send_line(key_secret.expose_secret()).unwrap();
-    p.send_line(&seed).unwrap();
-    p.exp_string("Password holder, type the vault passphrase (not shown): ")
-        .unwrap();
-    p.send_line(PASSPHRASE).unwrap();
-    p.exp_string("Password holder, type the passphrase again: ")
-        .unwrap();
-    p.send_line(PASSPHRASE).unwrap();
+    let mut p = start_enroll(
+        &home,
+        &with_roots,
+        &[&key_id, key_secret.expose_secret(), &seed],
+        &[],
+    );
     p.exp_string("generating a P-256 key in PIV slot 82")
         .unwrap();
     p.exp_string("Password holder, type the token's PIV PIN (not shown; 3 tries left): ")

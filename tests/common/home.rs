@@ -140,9 +140,14 @@ pub fn pty(cmd: Command, timeout_ms: u64) -> PtySession {
     rexpect::session::spawn_command(cmd, Some(timeout_ms)).expect("spawn on a pty")
 }
 
-/// Answers the enrolment prompts: key lines first (stdin is the terminal here), then the
-/// passphrase twice. Returns what it printed after the passphrase; asserts it enrolled.
-pub fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &str)]) -> String {
+/// Starts `breakglass enroll ARGS` on a pty and answers its first prompts: key lines first
+/// (stdin is the terminal here), then the passphrase twice. The caller answers the rest.
+pub fn start_enroll(
+    home: &Home,
+    args: &[&str],
+    stdin_lines: &[&str],
+    env: &[(&str, &str)],
+) -> PtySession {
     let mut all = vec!["enroll"];
     all.extend_from_slice(args);
     let mut cmd = home.command(&all);
@@ -159,6 +164,13 @@ pub fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &s
     p.exp_string("Password holder, type the passphrase again: ")
         .unwrap();
     p.send_line(PASSPHRASE).unwrap();
+    p
+}
+
+/// [`start_enroll`] to the end. Returns what it printed after the passphrase; asserts it
+/// enrolled.
+pub fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &str)]) -> String {
+    let mut p = start_enroll(home, args, stdin_lines, env);
     let out = p.exp_eof().unwrap();
     assert!(out.contains("Enrolled "), "enrolment failed:\n{out}");
     out
