@@ -108,7 +108,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let now = breakglass::ceremony::now();
+    let now = breakglass::clock::Clock::now(&breakglass::clock::SystemClock);
     for i in 0..PROFILES {
         let user = format!("bg{i}");
         let (key_id, secret) = emulator.create_access_key(&user);

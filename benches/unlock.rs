@@ -10,36 +10,19 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 
 use breakglass::aws::Endpoint;
-use breakglass::ceremony::{self, enroll, unlock, Error, Prompt, Role};
+use breakglass::ceremony::{enroll, unlock};
+use breakglass::clock::{SkewedClock, SystemClock};
 use breakglass::config::{Paths, Profile};
 use breakglass::sandbox::sts::Sts;
+use breakglass::sandbox::Scripted;
 use breakglass::secure::SystemRandom;
 use breakglass::token::soft::SoftCard;
 use breakglass::vault::{passphrase_factor, KdfParams};
 
 const PASSPHRASE: &str = "benchmark passphrase";
 
-struct Answers;
-
-impl Prompt for Answers {
-    fn name(&mut self, role: Role) -> Result<String, Error> {
-        Ok(match role {
-            Role::PasswordHolder => "alice".into(),
-            Role::TokenHolder => "bob".into(),
-        })
-    }
-    fn passphrase(&mut self, _: bool) -> Result<SecretString, Error> {
-        Ok(SecretString::from(PASSPHRASE.to_owned()))
-    }
-    fn access_code(&mut self) -> Result<SecretString, Error> {
-        Err(Error::NoAnswer("none".into()))
-    }
-    fn touch_start(&mut self, _: &str) {}
-    fn touch_end(&mut self) {}
-    fn wait(&mut self, secs: u64, _: &str) {
-        panic!("the benchmark clock never needs to wait ({secs} s)");
-    }
-    fn note(&mut self, _: &str) {}
+fn answers() -> Scripted {
+    Scripted::new("alice", "bob", PASSPHRASE)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -101,12 +84,12 @@ fn main() {
         admin: Some((&admin_id, &admin_secret)),
         endpoint: endpoint.clone(),
         force: false,
-        now: &ceremony::now,
+        now: &SystemClock,
     };
     rt.block_on(enroll::enroll(
         req,
         &mut card,
-        &mut Answers,
+        &mut answers(),
         &SystemRandom::new(),
     ))
     .unwrap();
@@ -117,7 +100,7 @@ fn main() {
     for i in 1..=runs {
         let skip = 60 * i as u64;
         sts.set_clock_offset(skip as i64);
-        let clock = move || ceremony::now() + skip;
+        let clock = SkewedClock { ahead_secs: skip };
         let req = unlock::Request {
             profile: &profile,
             paths: &paths,
@@ -126,7 +109,7 @@ fn main() {
             now: &clock,
         };
         let t = Instant::now();
-        rt.block_on(unlock::unlock(&req, &mut card, &mut Answers))
+        rt.block_on(unlock::unlock(&req, &mut card, &mut answers()))
             .unwrap();
         times.push(t.elapsed());
     }

@@ -12,7 +12,6 @@
 
 use std::path::Path;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::files;
@@ -41,18 +40,292 @@ pub enum Error {
     },
 }
 
-/// One event. Fields are written in this order, then `prev`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    /// RFC 3339, UTC.
-    pub time: String,
-    /// "activation", "enrolment", …
-    pub event: String,
-    pub profile: String,
-    #[serde(flatten)]
-    pub fields: Map<String, Value>,
-    /// "success" or "failure: <reason>".
-    pub outcome: String,
+/// How an attempt ended. On disk: `"success"` or `"failure: <reason>"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure { reason: String },
+}
+
+impl Outcome {
+    /// The outcome of a result: its error's message on failure.
+    pub fn of<T, E: std::fmt::Display>(result: &Result<T, E>) -> Self {
+        match result {
+            Ok(_) => Self::Success,
+            Err(e) => Self::Failure {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Self::Success => "success".into(),
+            Self::Failure { reason } => format!("failure: {reason}"),
+        }
+    }
+}
+
+/// The short-lived session an activation or an AssumeRole got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub temporary_access_key_id: String,
+    pub expiration: u64,
+}
+
+/// Who asked the agent for a hand-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub pid: i32,
+    pub exe: String,
+    pub uid: u32,
+    pub parent_exe: String,
+}
+
+/// What a hand-out gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Given {
+    /// Credentials for the caller's use; `kind` says which ("session", "role session").
+    Credentials { issued: Issued, kind: &'static str },
+    /// The two-person session, to the leader of a role refresh, to assume the role with.
+    SessionForRole,
+}
+
+/// One audit record: what happened, with its own fields. The log is the only place that
+/// turns these into JSON (`append`), in a fixed field order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Record {
+    /// `enroll`: the vault was sealed (on success: the masked key id, MFA device, user).
+    Enrolment {
+        factor: &'static str,
+        enrolled: Option<Enrolled>,
+    },
+    /// `enroll --add-token`: a key slot for another token (on success: its MFA device).
+    TokenAdded {
+        label: String,
+        factor: &'static str,
+        mfa_serial: Option<String>,
+    },
+    /// A two-person unlock (on success: the session and the MFA device that made it).
+    Activation {
+        password_holder: String,
+        token_holder: String,
+        reason: String,
+        session: Option<(Issued, String)>,
+    },
+    /// AssumeRole with the two-person session, for a shell or the console.
+    RoleAssumed {
+        role_arn: String,
+        role_session_name: String,
+        source_identity: String,
+        purpose: &'static str,
+        session: Option<Issued>,
+    },
+    /// A console sign-in URL was made (never the URL itself).
+    ConsoleUrl {
+        role_arn: String,
+        account: String,
+        assumed_role_arn: String,
+        password_holder: String,
+        token_holder: String,
+        link_expires: u64,
+        console_session_ends: u64,
+    },
+    /// The agent handed credentials to a process.
+    Handout { caller: Caller, given: Given },
+    /// The agent wiped a session (`why`: locked, expired, idle, agent stopped…).
+    SessionWiped { why: &'static str, pid: i32 },
+    /// The agent started.
+    AgentStarted { pid: u32, idle_timeout_minutes: u64 },
+    /// The agent stopped on request.
+    AgentStopped { by_pid: i32, by_exe: String },
+    /// The agent refused a connection from another user.
+    ConnectionRefused {
+        peer_pid: i32,
+        peer_uid: u32,
+        peer_exe: String,
+    },
+}
+
+/// What an enrolment made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    pub access_key_id_masked: String,
+    pub mfa_serial: String,
+    pub user_arn: String,
+}
+
+impl Record {
+    /// The `event` field.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Self::Enrolment { .. } => "enrolment",
+            Self::TokenAdded { .. } => "token added",
+            Self::Activation { .. } => "activation",
+            Self::RoleAssumed { .. } => "role assumed",
+            Self::ConsoleUrl { .. } => "console sign-in URL",
+            Self::Handout { .. } => "hand-out",
+            Self::SessionWiped { .. } => "session wiped",
+            Self::AgentStarted { .. } => "agent started",
+            Self::AgentStopped { .. } => "agent stopped",
+            Self::ConnectionRefused { .. } => "agent refused a connection",
+        }
+    }
+
+    /// The record's own fields, in the order they are written.
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.to_owned(), v);
+        };
+        let text = |s: &str| Value::String(s.to_owned());
+        match self {
+            Self::Enrolment { factor, enrolled } => {
+                put("factor", text(factor));
+                if let Some(e) = enrolled {
+                    put("access_key_id", text(&e.access_key_id_masked));
+                    put("mfa_serial", text(&e.mfa_serial));
+                    put("user_arn", text(&e.user_arn));
+                }
+            }
+            Self::TokenAdded {
+                label,
+                factor,
+                mfa_serial,
+            } => {
+                put("label", text(label));
+                put("factor", text(factor));
+                if let Some(s) = mfa_serial {
+                    put("mfa_serial", text(s));
+                }
+            }
+            Self::Activation {
+                password_holder,
+                token_holder,
+                reason,
+                session,
+            } => {
+                put("password_holder", text(password_holder));
+                put("token_holder", text(token_holder));
+                put("reason", text(reason));
+                if let Some((issued, mfa_serial)) = session {
+                    put(
+                        "temporary_access_key_id",
+                        text(&issued.temporary_access_key_id),
+                    );
+                    put("mfa_serial", text(mfa_serial));
+                    put("expiration", Value::String(rfc3339(issued.expiration)));
+                }
+            }
+            Self::RoleAssumed {
+                role_arn,
+                role_session_name,
+                source_identity,
+                purpose,
+                session,
+            } => {
+                put("role_arn", text(role_arn));
+                put("role_session_name", text(role_session_name));
+                put("source_identity", text(source_identity));
+                put("for", text(purpose));
+                if let Some(issued) = session {
+                    put(
+                        "temporary_access_key_id",
+                        text(&issued.temporary_access_key_id),
+                    );
+                    put("expiration", Value::String(rfc3339(issued.expiration)));
+                }
+            }
+            Self::ConsoleUrl {
+                role_arn,
+                account,
+                assumed_role_arn,
+                password_holder,
+                token_holder,
+                link_expires,
+                console_session_ends,
+            } => {
+                put("role_arn", text(role_arn));
+                put("account", text(account));
+                put("assumed_role_arn", text(assumed_role_arn));
+                put("password_holder", text(password_holder));
+                put("token_holder", text(token_holder));
+                put("link_expires", Value::String(rfc3339(*link_expires)));
+                put(
+                    "console_session_ends",
+                    Value::String(rfc3339(*console_session_ends)),
+                );
+            }
+            Self::Handout { caller, given } => {
+                put("pid", Value::from(caller.pid));
+                put("exe", text(&caller.exe));
+                put("uid", Value::from(caller.uid));
+                put("parent_exe", text(&caller.parent_exe));
+                match given {
+                    Given::Credentials { issued, kind } => {
+                        put(
+                            "temporary_access_key_id",
+                            text(&issued.temporary_access_key_id),
+                        );
+                        put("kind", text(kind));
+                        put("expiration", Value::String(rfc3339(issued.expiration)));
+                    }
+                    Given::SessionForRole => put("kind", text("session, to assume the role")),
+                }
+            }
+            Self::SessionWiped { why, pid } => {
+                put("why", text(why));
+                put("pid", Value::from(*pid));
+            }
+            Self::AgentStarted {
+                pid,
+                idle_timeout_minutes,
+            } => {
+                put("pid", Value::from(*pid));
+                put("idle_timeout_minutes", Value::from(*idle_timeout_minutes));
+            }
+            Self::AgentStopped { by_pid, by_exe } => {
+                put("by_pid", Value::from(*by_pid));
+                put("by_exe", text(by_exe));
+            }
+            Self::ConnectionRefused {
+                peer_pid,
+                peer_uid,
+                peer_exe,
+            } => {
+                put("peer_pid", Value::from(*peer_pid));
+                put("peer_uid", Value::from(*peer_uid));
+                put("peer_exe", text(peer_exe));
+            }
+        }
+        m
+    }
+}
+
+/// A record as appended: when, for which profile (empty for the agent's own records), what,
+/// and how it ended.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    /// Unix seconds; written as RFC 3339, UTC.
+    pub time: u64,
+    pub profile: &'a str,
+    pub record: Record,
+    pub outcome: Outcome,
+}
+
+impl Entry<'_> {
+    /// The JSON object of a line, without `prev`: time, event, profile, the record's fields,
+    /// outcome.
+    fn to_json(&self) -> Map<String, Value> {
+        let mut obj = Map::new();
+        obj.insert("time".into(), Value::String(rfc3339(self.time)));
+        obj.insert("event".into(), Value::String(self.record.event().into()));
+        obj.insert("profile".into(), Value::String(self.profile.into()));
+        obj.extend(self.record.fields());
+        obj.insert("outcome".into(), Value::String(self.outcome.text()));
+        obj
+    }
 }
 
 fn sha256_hex(line: &str) -> String {
@@ -95,18 +368,15 @@ fn lock(path: &Path) -> Result<std::fs::File, Error> {
     Ok(f)
 }
 
-/// Appends `event`, chained to the last line.
-pub fn append(path: &Path, event: &Event) -> Result<(), Error> {
+/// Appends `entry`, chained to the last line.
+pub fn append(path: &Path, entry: &Entry<'_>) -> Result<(), Error> {
     let _guard = lock(path)?;
     let mut text = read_existing(path)?;
     let prev = text
         .lines()
         .last()
         .map_or_else(|| GENESIS.to_owned(), sha256_hex);
-    let mut obj = match serde_json::to_value(event) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
+    let mut obj = entry.to_json();
     obj.insert("prev".into(), Value::String(prev));
     let line = Value::Object(obj).to_string();
     if !text.is_empty() && !text.ends_with('\n') {
@@ -155,15 +425,17 @@ pub fn rfc3339(unix_seconds: u64) -> String {
 mod tests {
     use super::*;
 
-    fn event(n: u64) -> Event {
-        let mut fields = Map::new();
-        fields.insert("reason".into(), Value::String(format!("drill {n}")));
-        Event {
-            time: rfc3339(1_700_000_000 + n),
-            event: "activation".into(),
-            profile: "prod".into(),
-            fields,
-            outcome: "success".into(),
+    fn event(n: u64) -> Entry<'static> {
+        Entry {
+            time: 1_700_000_000 + n,
+            profile: "prod",
+            record: Record::Activation {
+                password_holder: "alice".into(),
+                token_holder: "bob".into(),
+                reason: format!("drill {n}"),
+                session: None,
+            },
+            outcome: Outcome::Success,
         }
     }
 
@@ -191,5 +463,47 @@ mod tests {
             std::fs::write(&path, &bad).unwrap();
             assert!(matches!(verify(&path), Err(Error::Broken { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn records_keep_the_field_order_of_the_log() {
+        let e = Entry {
+            time: 1_700_000_000,
+            profile: "prod",
+            record: Record::Activation {
+                password_holder: "alice".into(),
+                token_holder: "bob".into(),
+                reason: "IdP down".into(),
+                session: Some((
+                    Issued {
+                        temporary_access_key_id: "ASIAEXAMPLE".into(),
+                        expiration: 1_700_003_600,
+                    },
+                    "arn:aws:iam::123456789012:mfa/bg".into(),
+                )),
+            },
+            outcome: Outcome::Failure { reason: "x".into() },
+        };
+        assert_eq!(
+            Value::Object(e.to_json()).to_string(),
+            "{\"time\":\"2023-11-14T22:13:20Z\",\"event\":\"activation\",\"profile\":\"prod\",\
+             \"password_holder\":\"alice\",\"token_holder\":\"bob\",\"reason\":\"IdP down\",\
+             \"temporary_access_key_id\":\"ASIAEXAMPLE\",\"mfa_serial\":\"arn:aws:iam::123456789012:mfa/bg\",\
+             \"expiration\":\"2023-11-14T23:13:20Z\",\"outcome\":\"failure: x\"}"
+        );
+        let h = Record::Handout {
+            caller: Caller {
+                pid: 7,
+                exe: "/usr/bin/aws".into(),
+                uid: 1000,
+                parent_exe: "/bin/bash".into(),
+            },
+            given: Given::SessionForRole,
+        };
+        assert_eq!(
+            Value::Object(h.fields()).to_string(),
+            "{\"pid\":7,\"exe\":\"/usr/bin/aws\",\"uid\":1000,\"parent_exe\":\"/bin/bash\",\
+             \"kind\":\"session, to assume the role\"}"
+        );
     }
 }

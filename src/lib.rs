@@ -9,8 +9,10 @@ pub mod agent;
 pub mod audit;
 pub mod aws;
 pub mod ceremony;
+pub mod clock;
 pub mod config;
 pub mod files;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod secure;
 pub mod shell;

@@ -222,7 +222,7 @@ impl Client {
     }
 
     /// The agent's state as JSON (no secrets).
-    pub fn status(&self) -> Result<serde_json::Value, Error> {
+    pub fn status(&self) -> Result<super::status::Status, Error> {
         let mut s = self.stream()?;
         wire::send(&mut s, kind::STATUS, &[])?;
         let body = wire::read_frame(&mut s)?;
@@ -231,7 +231,8 @@ impl Client {
         if m.kind != kind::STATUS_REPLY {
             return Err(Error::Protocol("expected the status"));
         }
-        serde_json::from_str(m.text(0)?).map_err(|_| Error::Protocol("status is not JSON"))
+        serde_json::from_str(m.text(0)?)
+            .map_err(|_| Error::Protocol("status is not the agent's status"))
     }
 
     /// Wipes everything and stops the agent.

@@ -16,6 +16,8 @@ pub mod arena;
 pub mod client;
 pub mod harden;
 pub mod server;
+mod session;
+pub mod status;
 pub mod wire;
 
 /// Message kinds, client to agent.

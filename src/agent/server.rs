@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
-
-use super::arena::{Arena, Stored};
+use super::arena::Arena;
 use super::harden::{self, Peer, SocketFile};
+use super::session::{now, Lead, Outcome, State};
+use super::status::{ProfileStatus, RoleStatus, Running, SessionStatus, Status};
 use super::wire::{self, FrameError, Message};
-use super::{kind, CEREMONY_TIMEOUT_SECS, ROLE_REFRESH_MARGIN_SECS};
+use super::{kind, CEREMONY_TIMEOUT_SECS};
 use crate::audit;
 use crate::config::{self, Paths};
 
@@ -48,55 +48,6 @@ pub struct Options {
     pub idle_timeout_minutes: Option<u64>,
 }
 
-struct Held {
-    access_key_id: String,
-    stored: Stored,
-    expiration: u64,
-}
-
-struct Base {
-    held: Held,
-    password_holder: String,
-    token_holder: String,
-    identity: String,
-    mfa_serial: String,
-    activated: u64,
-}
-
-struct Role {
-    role_arn: String,
-    assumed_arn: String,
-    held: Held,
-}
-
-#[derive(Clone, Copy)]
-struct LeadInfo {
-    generation: u64,
-    pid: i32,
-    epoch: u64,
-    kind: &'static str,
-}
-
-#[derive(Default)]
-struct Entry {
-    base: Option<Base>,
-    role: Option<Role>,
-    /// The running lead, if any.
-    lead: Option<LeadInfo>,
-    /// Incremented by every wipe: a lead's result that arrives after a `lock` is discarded.
-    epoch: u64,
-    /// How the lead of a generation ended without a result.
-    failure: Option<(u64, String)>,
-    last_used: u64,
-}
-
-struct State {
-    arena: Arena,
-    profiles: BTreeMap<String, Entry>,
-    next_generation: u64,
-    last_activity: u64,
-}
-
 struct Agent {
     state: Mutex<State>,
     changed: Condvar,
@@ -106,10 +57,6 @@ struct Agent {
     foreground: bool,
     connections: AtomicUsize,
     hardening_failures: Vec<String>,
-}
-
-fn now() -> u64 {
-    crate::ceremony::now()
 }
 
 /// Runs the agent until `Stop` (or, detached, until it has been empty for a while).
@@ -157,12 +104,11 @@ pub fn run(paths: Paths, options: Options) -> Result<(), Error> {
         hardening_failures,
     });
     agent.record(
-        "agent started",
         "",
-        Map::from_iter([
-            ("pid".into(), json!(std::process::id())),
-            ("idle_timeout_minutes".into(), json!(idle_minutes)),
-        ]),
+        audit::Record::AgentStarted {
+            pid: std::process::id(),
+            idle_timeout_minutes: idle_minutes,
+        },
     );
     {
         let agent = Arc::clone(&agent);
@@ -217,38 +163,18 @@ fn lock_file(paths: &Paths) -> Result<File, Error> {
     }
 }
 
-/// One answer a `Get` can lead to.
-enum Outcome {
-    Reply(u8, String),
-    Handout(Box<Handout>),
-    Lead(Lead),
-}
-
-struct Handout {
-    frame: zeroize::Zeroizing<Vec<u8>>,
-    access_key_id: String,
-    kind: &'static str,
-    expiration: u64,
-}
-
-enum Lead {
-    Ceremony(u64),
-    Role(u64, zeroize::Zeroizing<Vec<u8>>),
-}
-
 impl Agent {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another connection's thread must not take every session down with it.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn record(&self, event: &str, profile: &str, fields: Map<String, Value>) {
-        let e = audit::Event {
-            time: audit::rfc3339(now()),
-            event: event.into(),
-            profile: profile.into(),
-            fields,
-            outcome: "success".into(),
+    fn record(&self, profile: &str, record: audit::Record) {
+        let e = audit::Entry {
+            time: now(),
+            profile,
+            record,
+            outcome: audit::Outcome::Success,
         };
         if let Err(err) = audit::append(&self.paths.audit_log(), &e) {
             eprintln!("breakglass agent: cannot write the audit log: {err}");
@@ -268,13 +194,12 @@ impl Agent {
             let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
             let _ = wire::send(&mut stream, kind::REFUSED, &[msg.as_bytes()]);
             self.record(
-                "agent refused a connection",
                 "",
-                Map::from_iter([
-                    ("peer_pid".into(), json!(peer.pid)),
-                    ("peer_uid".into(), json!(peer.uid)),
-                    ("peer_exe".into(), json!(harden::exe_of(peer.pid))),
-                ]),
+                audit::Record::ConnectionRefused {
+                    peer_pid: peer.pid,
+                    peer_uid: peer.uid,
+                    peer_exe: harden::exe_of(peer.pid),
+                },
             );
             return;
         }
@@ -326,7 +251,8 @@ impl Agent {
             }
             kind::STATUS => {
                 m.expect(0)?;
-                let status = self.status().to_string();
+                let status = serde_json::to_string(&self.status())
+                    .map_err(|_| FrameError::Malformed("status does not encode"))?;
                 wire::send(stream, kind::STATUS_REPLY, &[status.as_bytes()])
             }
             kind::STOP => {
@@ -334,12 +260,11 @@ impl Agent {
                 let n = self.wipe_all("agent stopped", peer);
                 let _ = fs::remove_file(self.paths.agent_socket());
                 self.record(
-                    "agent stopped",
                     "",
-                    Map::from_iter([
-                        ("by_pid".into(), json!(peer.pid)),
-                        ("by_exe".into(), json!(exe)),
-                    ]),
+                    audit::Record::AgentStopped {
+                        by_pid: peer.pid,
+                        by_exe: exe.to_owned(),
+                    },
                 );
                 let _ = wire::send(
                     stream,
@@ -403,20 +328,24 @@ impl Agent {
                     drop(st);
                     stream.write_all(&h.frame)?;
                     drop(h.frame);
-                    let mut fields = caller(peer, (exe, parent_exe));
-                    fields.insert("temporary_access_key_id".into(), json!(h.access_key_id));
-                    fields.insert("kind".into(), json!(h.kind));
-                    fields.insert("expiration".into(), json!(audit::rfc3339(h.expiration)));
-                    self.record("hand-out", profile, fields);
+                    let given = audit::Given::Credentials {
+                        issued: audit::Issued {
+                            temporary_access_key_id: h.access_key_id,
+                            expiration: h.expiration,
+                        },
+                        kind: h.kind,
+                    };
+                    let caller = caller(peer, (exe, parent_exe));
+                    self.record(profile, audit::Record::Handout { caller, given });
                     return Ok(());
                 }
                 Some(Outcome::Lead(lead)) => {
                     drop(st);
                     if matches!(lead, Lead::Role(..)) {
                         // The two-person session itself goes out, to renew the role session.
-                        let mut fields = caller(peer, (exe, parent_exe));
-                        fields.insert("kind".into(), json!("session, to assume the role"));
-                        self.record("hand-out", profile, fields);
+                        let caller = caller(peer, (exe, parent_exe));
+                        let given = audit::Given::SessionForRole;
+                        self.record(profile, audit::Record::Handout { caller, given });
                     }
                     let generation = self.lead(stream, peer, profile, lead)?;
                     let Some(_) = generation else {
@@ -552,57 +481,51 @@ impl Agent {
 
     fn record_wipes(&self, wiped: Vec<(String, &'static str)>, peer: Peer) {
         for (profile, why) in wiped {
-            self.record(
-                "session wiped",
-                &profile,
-                Map::from_iter([("why".into(), json!(why)), ("pid".into(), json!(peer.pid))]),
-            );
+            self.record(&profile, audit::Record::SessionWiped { why, pid: peer.pid });
         }
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> Status {
         let st = self.lock();
         let t = now();
-        let profiles: Vec<Value> = st
+        let profiles = st
             .profiles
             .iter()
             .filter(|(_, e)| e.base.is_some() || e.lead.is_some())
-            .map(|(name, e)| {
-                let mut v = json!({ "profile": name });
-                if let Some(b) = &e.base {
-                    v["identity"] = json!(b.identity);
-                    v["password_holder"] = json!(b.password_holder);
-                    v["token_holder"] = json!(b.token_holder);
-                    v["mfa_serial"] = json!(b.mfa_serial);
-                    v["activated"] = json!(audit::rfc3339(b.activated));
-                    v["expires"] = json!(audit::rfc3339(b.held.expiration));
-                    v["temporary_access_key_id"] = json!(b.held.access_key_id);
-                    v["idle_wipe"] = json!(audit::rfc3339(e.last_used + self.idle_secs));
-                }
-                if let Some(r) = &e.role {
-                    v["role"] = json!({
-                        "role_arn": r.role_arn,
-                        "assumed_role_arn": r.assumed_arn,
-                        "expires": audit::rfc3339(r.held.expiration),
-                    });
-                }
-                if let Some(l) = e.lead {
-                    v["running"] = json!({ "what": l.kind, "pid": l.pid });
-                }
-                v
+            .map(|(name, e)| ProfileStatus {
+                profile: name.clone(),
+                session: e.base.as_ref().map(|b| SessionStatus {
+                    identity: b.identity.clone(),
+                    password_holder: b.password_holder.clone(),
+                    token_holder: b.token_holder.clone(),
+                    mfa_serial: b.mfa_serial.clone(),
+                    activated: audit::rfc3339(b.activated),
+                    expires: audit::rfc3339(b.held.expiration),
+                    temporary_access_key_id: b.held.access_key_id.clone(),
+                    idle_wipe: audit::rfc3339(e.last_used + self.idle_secs),
+                }),
+                role: e.role.as_ref().map(|r| RoleStatus {
+                    role_arn: r.role_arn.clone(),
+                    assumed_role_arn: r.assumed_arn.clone(),
+                    expires: audit::rfc3339(r.held.expiration),
+                }),
+                running: e.lead.map(|l| Running {
+                    what: l.kind.to_owned(),
+                    pid: l.pid,
+                }),
             })
             .collect();
-        json!({
-            "pid": std::process::id(),
-            "uid": self.uid,
-            "socket": self.paths.agent_socket().display().to_string(),
-            "now": audit::rfc3339(t),
-            "memory_locked": st.arena.lock_error().is_none(),
-            "memory_lock_error": st.arena.lock_error(),
-            "hardening_failures": self.hardening_failures,
-            "idle_timeout_minutes": self.idle_secs / 60,
-            "profiles": profiles,
-        })
+        Status {
+            pid: std::process::id(),
+            uid: self.uid,
+            socket: self.paths.agent_socket().display().to_string(),
+            now: audit::rfc3339(t),
+            memory_locked: st.arena.lock_error().is_none(),
+            memory_lock_error: st.arena.lock_error().map(str::to_owned),
+            hardening_failures: self.hardening_failures.clone(),
+            idle_timeout_minutes: self.idle_secs / 60,
+            profiles,
+        }
     }
 
     /// Wipes expired and idle sessions every second; exits a detached agent that has been
@@ -637,238 +560,16 @@ impl Agent {
     }
 }
 
-impl State {
-    /// Wipes what expired (STS expiry) or went idle; returns (profile, why).
-    fn expire(&mut self, t: u64, idle_secs: u64) -> Vec<(String, &'static str)> {
-        let mut out = Vec::new();
-        let arena = &mut self.arena;
-        for (name, e) in self.profiles.iter_mut() {
-            if let Some(r) = &e.role {
-                if r.held.expiration <= t {
-                    arena.wipe(r.held.stored);
-                    e.role = None;
-                }
-            }
-            let why = match &e.base {
-                Some(b) if b.held.expiration <= t => "expired",
-                Some(_) if e.last_used + idle_secs <= t => "idle",
-                _ => continue,
-            };
-            if let Some(b) = e.base.take() {
-                arena.wipe(b.held.stored);
-            }
-            if let Some(r) = e.role.take() {
-                arena.wipe(r.held.stored);
-            }
-            out.push((name.clone(), why));
-        }
-        out
-    }
-
-    /// Wipes one profile's sessions; true if there was one.
-    fn wipe(&mut self, profile: &str) -> bool {
-        let Some(e) = self.profiles.get_mut(profile) else {
-            return false;
-        };
-        e.epoch += 1;
-        let mut had = false;
-        if let Some(b) = e.base.take() {
-            self.arena.wipe(b.held.stored);
-            had = true;
-        }
-        if let Some(r) = e.role.take() {
-            self.arena.wipe(r.held.stored);
-            had = true;
-        }
-        had
-    }
-
-    /// What a `Get` gets now; `None` means "wait for the running lead".
-    fn decide(
-        &mut self,
-        profile: &str,
-        role_arn: Option<&str>,
-        interactive: bool,
-        waited_for: Option<u64>,
-        peer: Peer,
-    ) -> Result<Option<Outcome>, FrameError> {
-        let t = now();
-        let next = self.next_generation;
-        let e = self.profiles.entry(profile.to_owned()).or_default();
-        // The lead this caller waited for failed: say why, even if a new lead has started.
-        if let (Some(w), Some((g, why))) = (waited_for, &e.failure) {
-            if w == *g {
-                return Ok(Some(Outcome::Reply(kind::FAILED, why.clone())));
-            }
-        }
-        if e.lead.is_some() {
-            return Ok(None);
-        }
-        let Some(base) = &e.base else {
-            if !interactive {
-                return Ok(Some(Outcome::Reply(
-                    kind::NO_SESSION,
-                    format!("profile {profile} is not unlocked"),
-                )));
-            }
-            e.lead = Some(LeadInfo {
-                generation: next,
-                pid: peer.pid,
-                epoch: e.epoch,
-                kind: "ceremony",
-            });
-            self.next_generation += 1;
-            return Ok(Some(Outcome::Lead(Lead::Ceremony(next))));
-        };
-        let Some(arn) = role_arn else {
-            e.last_used = t;
-            let frame = creds_frame(&self.arena, &base.held, &base.identity, base, "session")?;
-            return Ok(Some(Outcome::Handout(Box::new(Handout {
-                frame,
-                access_key_id: base.held.access_key_id.clone(),
-                kind: "session",
-                expiration: base.held.expiration,
-            }))));
-        };
-        let usable = e.role.as_ref().filter(|r| {
-            r.role_arn == arn
-                && (r.held.expiration > t + ROLE_REFRESH_MARGIN_SECS
-                    || r.held.expiration >= base.held.expiration)
-        });
-        if let Some(r) = usable {
-            e.last_used = t;
-            let frame = creds_frame(&self.arena, &r.held, &r.assumed_arn, base, "role")?;
-            return Ok(Some(Outcome::Handout(Box::new(Handout {
-                frame,
-                access_key_id: r.held.access_key_id.clone(),
-                kind: "role",
-                expiration: r.held.expiration,
-            }))));
-        }
-        // The role session is missing or about to expire: the caller renews it from the base
-        // session (no ceremony), whoever it is.
-        let frame = wire::encode(
-            kind::LEAD_ROLE,
-            &[
-                base.held.access_key_id.as_bytes(),
-                self.arena.secret(base.held.stored),
-                self.arena.token(base.held.stored),
-                &base.held.expiration.to_be_bytes(),
-                base.password_holder.as_bytes(),
-                base.token_holder.as_bytes(),
-            ],
-        )?;
-        e.lead = Some(LeadInfo {
-            generation: next,
-            pid: peer.pid,
-            epoch: e.epoch,
-            kind: "AssumeRole",
-        });
-        self.next_generation += 1;
-        Ok(Some(Outcome::Lead(Lead::Role(next, frame))))
-    }
-
-    /// Stores a leader's result (PutBase or PutRole) in the arena.
-    fn store(&mut self, profile: &str, m: &Message<'_>, t: u64) -> Result<(), FrameError> {
-        let arena_err = |e: super::arena::Error| FrameError::Refused(e.to_string());
-        let e = self.profiles.entry(profile.to_owned()).or_default();
-        if e.lead.is_some_and(|l| l.epoch != e.epoch) {
-            return Err(FrameError::Refused(format!(
-                "profile {profile} was locked while the ceremony ran; its result was discarded"
-            )));
-        }
-        match m.kind {
-            kind::PUT_BASE => {
-                m.expect(8)?;
-                let (id, serial, expiration) = (m.text(0)?, m.text(3)?, m.number(4)?);
-                let (password_holder, token_holder) = (m.text(5)?, m.text(6)?);
-                let identity = m.text(7)?;
-                self.wipe(profile);
-                let stored = self
-                    .arena
-                    .store(m.bytes(1)?, m.bytes(2)?)
-                    .map_err(arena_err)?;
-                let e = self.profiles.entry(profile.to_owned()).or_default();
-                e.base = Some(Base {
-                    held: Held {
-                        access_key_id: id.to_owned(),
-                        stored,
-                        expiration,
-                    },
-                    password_holder: password_holder.to_owned(),
-                    token_holder: token_holder.to_owned(),
-                    identity: identity.to_owned(),
-                    mfa_serial: serial.to_owned(),
-                    activated: t,
-                });
-                e.last_used = t;
-            }
-            _ => {
-                m.expect(6)?;
-                // Every field is checked before a secret byte is copied anywhere.
-                let (role_arn, id, secret, token) =
-                    (m.text(0)?, m.text(1)?, m.bytes(2)?, m.bytes(3)?);
-                let (expiration, assumed_arn) = (m.number(4)?, m.text(5)?);
-                if self.profiles.get(profile).is_none_or(|e| e.base.is_none()) {
-                    return Err(FrameError::Refused(format!(
-                        "profile {profile} has no session any more (locked or expired); the role session was discarded"
-                    )));
-                }
-                let stored = self.arena.store(secret, token).map_err(arena_err)?;
-                let e = self.profiles.entry(profile.to_owned()).or_default();
-                if let Some(old) = e.role.take() {
-                    self.arena.wipe(old.held.stored);
-                }
-                e.role = Some(Role {
-                    role_arn: role_arn.to_owned(),
-                    assumed_arn: assumed_arn.to_owned(),
-                    held: Held {
-                        access_key_id: id.to_owned(),
-                        stored,
-                        expiration,
-                    },
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Who asked, for a hand-out record.
-fn caller(peer: Peer, (exe, parent_exe): (&str, &str)) -> Map<String, Value> {
-    Map::from_iter([
-        ("pid".into(), json!(peer.pid)),
-        ("exe".into(), json!(exe)),
-        ("uid".into(), json!(peer.uid)),
-        ("parent_exe".into(), json!(parent_exe)),
-    ])
+fn caller(peer: Peer, (exe, parent_exe): (&str, &str)) -> audit::Caller {
+    audit::Caller {
+        pid: peer.pid,
+        exe: exe.to_owned(),
+        uid: peer.uid,
+        parent_exe: parent_exe.to_owned(),
+    }
 }
 
-/// The `Creds` answer, built straight from the arena into a wiped buffer.
-fn creds_frame(
-    arena: &Arena,
-    held: &Held,
-    identity: &str,
-    base: &Base,
-    what: &str,
-) -> Result<zeroize::Zeroizing<Vec<u8>>, FrameError> {
-    wire::encode(
-        kind::CREDS,
-        &[
-            held.access_key_id.as_bytes(),
-            arena.secret(held.stored),
-            arena.token(held.stored),
-            &held.expiration.to_be_bytes(),
-            identity.as_bytes(),
-            base.password_holder.as_bytes(),
-            base.token_holder.as_bytes(),
-            &base.held.expiration.to_be_bytes(),
-            what.as_bytes(),
-        ],
-    )
-}
-
-/// For the agent log of a detached agent: stderr goes to `STATE/agent.log`.
 pub fn open_log(paths: &Paths) -> std::io::Result<File> {
     crate::files::ensure_private_dir(&paths.state)?;
     let mut f = OpenOptions::new()
@@ -878,181 +579,4 @@ pub fn open_log(paths: &Paths) -> std::io::Result<File> {
         .open(paths.state.join("agent.log"))?;
     let _ = writeln!(f, "{} agent starting", audit::rfc3339(now()));
     Ok(f)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state_with(profile: &str, base_exp: u64, role_exp: Option<u64>, last_used: u64) -> State {
-        let mut st = State {
-            arena: Arena::new(),
-            profiles: BTreeMap::new(),
-            next_generation: 1,
-            last_activity: 0,
-        };
-        let stored = st.arena.store(b"base-secret", b"base-token").unwrap();
-        let role = role_exp.map(|exp| Role {
-            role_arn: "arn:aws:iam::123456789012:role/R".into(),
-            assumed_arn: "arn:aws:sts::123456789012:assumed-role/R/a+b".into(),
-            held: Held {
-                access_key_id: "ASIAROLE".into(),
-                stored: st.arena.store(b"role-secret", b"role-token").unwrap(),
-                expiration: exp,
-            },
-        });
-        st.profiles.insert(
-            profile.into(),
-            Entry {
-                base: Some(Base {
-                    held: Held {
-                        access_key_id: "ASIABASE".into(),
-                        stored,
-                        expiration: base_exp,
-                    },
-                    password_holder: "a".into(),
-                    token_holder: "b".into(),
-                    identity: "arn:aws:iam::123456789012:user/u".into(),
-                    mfa_serial: "arn:aws:iam::123456789012:mfa/m".into(),
-                    activated: 0,
-                }),
-                role,
-                last_used,
-                ..Entry::default()
-            },
-        );
-        st
-    }
-
-    #[test]
-    fn sessions_are_wiped_at_sts_expiry() {
-        let mut st = state_with("prod", 1000, Some(900), 990);
-        assert!(st.expire(899, 3600).is_empty());
-        assert_eq!(st.arena.in_use(), 2);
-        // The role session ends first and goes alone; the base stays.
-        assert!(st.expire(900, 3600).is_empty());
-        assert_eq!(st.arena.in_use(), 1);
-        assert!(st.profiles["prod"].role.is_none());
-        assert_eq!(st.expire(1000, 3600), vec![("prod".to_owned(), "expired")]);
-        assert_eq!(st.arena.in_use(), 0);
-        assert!(st.profiles["prod"].base.is_none());
-    }
-
-    #[test]
-    fn idle_sessions_are_wiped() {
-        let mut st = state_with("prod", 100_000, Some(100_000), 1000);
-        assert!(st.expire(1000 + 59, 60).is_empty());
-        assert_eq!(st.expire(1000 + 60, 60), vec![("prod".to_owned(), "idle")]);
-        assert_eq!(st.arena.in_use(), 0);
-    }
-
-    #[test]
-    fn leads_are_single_flight_and_non_interactive_callers_are_told() {
-        let mut st = State {
-            arena: Arena::new(),
-            profiles: BTreeMap::new(),
-            next_generation: 1,
-            last_activity: 0,
-        };
-        let peer = Peer { pid: 1, uid: 0 };
-        let o = st.decide("prod", None, false, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Reply(kind::NO_SESSION, _))));
-        let o = st.decide("prod", None, true, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Lead(Lead::Ceremony(1)))));
-        // While the lead runs, everyone else waits, interactive or not.
-        assert!(st.decide("prod", None, true, None, peer).unwrap().is_none());
-        assert!(st
-            .decide("prod", None, false, None, peer)
-            .unwrap()
-            .is_none());
-        // Another profile is independent.
-        assert!(st
-            .decide("stage", None, true, None, peer)
-            .unwrap()
-            .is_some());
-        // A failed lead is reported to those who waited for it, not to newcomers.
-        let e = st.profiles.get_mut("prod").unwrap();
-        e.lead = None;
-        e.failure = Some((1, "wrong passphrase".into()));
-        let o = st.decide("prod", None, true, Some(1), peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Reply(kind::FAILED, ref m)) if m == "wrong passphrase"));
-        let o = st.decide("prod", None, true, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Lead(Lead::Ceremony(3)))));
-    }
-
-    #[test]
-    fn a_role_session_is_renewed_before_it_nears_expiry() {
-        let t = now();
-        let peer = Peer { pid: 1, uid: 0 };
-        let arn = "arn:aws:iam::123456789012:role/R";
-        let mut st = state_with("prod", t + 7200, Some(t + ROLE_REFRESH_MARGIN_SECS + 60), t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Handout(ref h)) if h.kind == "role"));
-        let mut st = state_with("prod", t + 7200, Some(t + ROLE_REFRESH_MARGIN_SECS - 60), t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
-        // A role session that lasts as long as the base is never renewed (nothing to gain).
-        let mut st = state_with("prod", t + 600, Some(t + 600), t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Handout(_))));
-        // Another role in the config: a new role session.
-        let o = st
-            .decide(
-                "prod",
-                Some("arn:aws:iam::123456789012:role/Other"),
-                false,
-                None,
-                peer,
-            )
-            .unwrap();
-        assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
-    }
-
-    fn put_role(fields: &[&[u8]]) -> zeroize::Zeroizing<Vec<u8>> {
-        wire::encode(kind::PUT_ROLE, fields).unwrap()
-    }
-
-    #[test]
-    fn a_result_that_arrives_after_lock_is_discarded() {
-        let t = now();
-        let peer = Peer { pid: 1, uid: 0 };
-        let arn = "arn:aws:iam::123456789012:role/R";
-        let mut st = state_with("prod", t + 7200, None, t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
-        // `lock prod` while the client runs AssumeRole.
-        assert!(st.wipe("prod"));
-        let frame = put_role(&[
-            arn.as_bytes(),
-            b"ASIAROLE",
-            b"role-secret",
-            b"role-token",
-            &(t + 3600).to_be_bytes(),
-            b"arn:aws:sts::123456789012:assumed-role/R/a+b",
-        ]);
-        let m = Message::parse(&frame[4..]).unwrap();
-        let e = st.store("prod", &m, t).unwrap_err();
-        assert!(e.to_string().contains("was locked while"), "{e}");
-        assert_eq!(st.arena.in_use(), 0, "nothing stored");
-        assert!(st.profiles["prod"].role.is_none());
-    }
-
-    #[test]
-    fn a_malformed_result_stores_nothing() {
-        let t = now();
-        let mut st = state_with("prod", t + 7200, None, t);
-        let before = st.arena.in_use();
-        // The expiration is 3 bytes, not 8: refused before any secret is copied.
-        let frame = put_role(&[
-            b"arn:aws:iam::123456789012:role/R",
-            b"ASIAROLE",
-            b"role-secret",
-            b"role-token",
-            &[1, 2, 3],
-            b"arn",
-        ]);
-        let m = Message::parse(&frame[4..]).unwrap();
-        assert!(st.store("prod", &m, t).is_err());
-        assert_eq!(st.arena.in_use(), before, "no orphan slot");
-    }
 }

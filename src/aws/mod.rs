@@ -18,6 +18,16 @@ pub struct Endpoint {
     pub url: Option<String>,
 }
 
+impl Endpoint {
+    /// The profile's region and `sts_endpoint`.
+    pub fn of(profile: &crate::config::Profile) -> Self {
+        Self {
+            region: profile.region.clone(),
+            url: profile.sts_endpoint.clone(),
+        }
+    }
+}
+
 /// Long-term or temporary credentials to sign with.
 pub struct Signer<'a> {
     pub access_key_id: &'a str,

@@ -4,13 +4,13 @@
 //! A failure removes what the ceremony put on the token and writes no vault.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::mfa::{self, Windows};
 use super::{open_oath, AccessCodeOnce, Error, PinPrompt, Prompt};
 use crate::audit;
 use crate::aws::{self, iam, sts, Endpoint, Signer};
+use crate::clock::Clock;
 use crate::config::{self, Paths, Profile};
 use crate::secure::Key32;
 use crate::secure::{mask_key_id, Random};
@@ -77,7 +77,8 @@ pub struct Request<'a> {
     pub admin: Option<(&'a str, &'a SecretString)>,
     pub endpoint: Endpoint,
     pub force: bool,
-    pub now: &'a dyn Fn() -> u64,
+    /// The clock (TOTP windows, audit times).
+    pub now: &'a dyn Clock,
 }
 
 /// What was enrolled (no secret).
@@ -91,9 +92,7 @@ pub struct Report {
 }
 
 fn admin<'a>(req: &'a Request<'_>) -> Result<Signer<'a>, Error> {
-    let (id, secret) = req.admin.ok_or_else(|| {
-        Error::Io("creating IAM resources needs administrator credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)".into())
-    })?;
+    let (id, secret) = req.admin.ok_or(Error::NoAdminCredentials)?;
     Ok(Signer {
         access_key_id: id,
         secret_access_key: secret,
@@ -152,25 +151,15 @@ pub async fn enroll(
         }
         Err(e) => Err(e),
     };
-    let mut fields = Map::new();
-    fields.insert(
-        "factor".into(),
-        Value::String(req.factor.kind().name().into()),
-    );
-    let outcome = match &result {
-        Ok(r) => {
-            fields.insert(
-                "access_key_id".into(),
-                Value::String(r.access_key_id_masked.clone()),
-            );
-            fields.insert("mfa_serial".into(), Value::String(r.mfa_serial.clone()));
-            fields.insert("user_arn".into(), Value::String(r.user_arn.clone()));
-            "success".to_owned()
-        }
-        Err(e) => format!("failure: {e}"),
+    let rec = audit::Record::Enrolment {
+        factor: req.factor.kind().name(),
+        enrolled: result.as_ref().ok().map(|r| audit::Enrolled {
+            access_key_id_masked: r.access_key_id_masked.clone(),
+            mfa_serial: r.mfa_serial.clone(),
+            user_arn: r.user_arn.clone(),
+        }),
     };
-    let ok = result.is_ok();
-    record(&req, "enrolment", fields, outcome, ok, &mut prompt);
+    record(&req, rec, audit::Outcome::of(&result), &mut prompt);
     let report = result?;
     Ok(report)
 }
@@ -230,7 +219,7 @@ fn prepare(
                     slot: *slot,
                     replace: *replace,
                     roots,
-                    now: (req.now)(),
+                    now: req.now.now(),
                 },
             );
             let made = f.enroll(rng);
@@ -283,24 +272,25 @@ fn note_orphan_key(req: &Request<'_>, prompt: &mut dyn Prompt) {
 /// is added as a warning too.
 fn record(
     req: &Request<'_>,
-    event: &str,
-    fields: Map<String, Value>,
-    outcome: String,
-    succeeded: bool,
+    record: audit::Record,
+    outcome: audit::Outcome,
     prompt: &mut dyn Prompt,
 ) {
+    let event = record.event();
+    let what = match outcome {
+        audit::Outcome::Success => "succeeded",
+        audit::Outcome::Failure { .. } => "failed",
+    };
     let logged = audit::append(
         &req.paths.audit_log(),
-        &audit::Event {
-            time: audit::rfc3339((req.now)()),
-            event: event.into(),
-            profile: req.profile.name.clone(),
-            fields,
+        &audit::Entry {
+            time: req.now.now(),
+            profile: &req.profile.name,
+            record,
             outcome,
         },
     );
     if let Err(e) = logged {
-        let what = if succeeded { "succeeded" } else { "failed" };
         prompt.note(&format!(
             "WARNING: the {event} {what} but its audit record was not written: {e}"
         ));
@@ -333,10 +323,9 @@ fn check_token_accounts(req: &Request<'_>, existing: &[oath::Account]) -> Result
     }
     if let Ok(seal) = oath::find(existing, &req.profile.seal_account) {
         if seal.algorithm != Some(Algorithm::Sha256) {
-            return Err(Error::Io(format!(
-                "the token's account {:?} is not an HMAC-SHA256 sealing credential; set another seal_account in the profile",
-                req.profile.seal_account
-            )));
+            return Err(Error::SealAccountUnfit {
+                name: req.profile.seal_account.clone(),
+            });
         }
     }
     Ok(())
@@ -421,7 +410,7 @@ async fn program_token(
     if let Some(user) = enable_for {
         // Two consecutive windows, read from the token at once (t and t+1): no waiting for the
         // clock, and no chance of straddling a window boundary between two manual readings.
-        let step = (req.now)() / mfa::PERIOD;
+        let step = req.now.now() / mfa::PERIOD;
         prompt.note("IAM: enabling the MFA device with the codes of two consecutive windows.");
         let c1 = mfa::code_for_step(session, &req.profile.mfa_account, step, prompt)?;
         let c2 = mfa::code_for_step(session, &req.profile.mfa_account, step + 1, prompt)?;
@@ -468,7 +457,7 @@ async fn program_and_seal(
     let identity = prove_key(req, &key_id, &secret, prompt)
         .await
         .map_err(before)?;
-    let now = (req.now)();
+    let now = req.now.now();
     let payload = Payload {
         access_key_id: key_id.clone(),
         secret_access_key: secret,
@@ -660,21 +649,12 @@ pub async fn add_token(
             r
         }
     };
-    let mut fields = Map::new();
-    fields.insert("label".into(), Value::String(label.to_owned()));
-    fields.insert(
-        "factor".into(),
-        Value::String(req.factor.kind().name().into()),
-    );
-    let outcome = match &result {
-        Ok(serial) => {
-            fields.insert("mfa_serial".into(), Value::String(serial.clone()));
-            "success".to_owned()
-        }
-        Err(e) => format!("failure: {e}"),
+    let rec = audit::Record::TokenAdded {
+        label: label.to_owned(),
+        factor: req.factor.kind().name(),
+        mfa_serial: result.as_ref().ok().cloned(),
     };
-    let ok = result.is_ok();
-    record(&req, "token added", fields, outcome, ok, &mut prompt);
+    record(&req, rec, audit::Outcome::of(&result), &mut prompt);
     let serial = result?;
     Ok(Report {
         user_arn: opened.payload.user_arn.clone(),
@@ -729,7 +709,9 @@ fn add_profile_if_missing(req: &Request<'_>, serial: &str) -> Result<bool, Error
     }
     let mut p = req.profile.clone();
     p.mfa_serial = Some(serial.to_owned());
-    config::add_profile(req.paths, &p)
-        .map_err(|e| Error::Io(format!("cannot write {}: {e}", req.paths.config.display())))?;
+    config::add_profile(req.paths, &p).map_err(|source| Error::Write {
+        path: req.paths.config.display().to_string(),
+        source,
+    })?;
     Ok(true)
 }

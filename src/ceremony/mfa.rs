@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{Error, Prompt};
+use crate::clock::Clock;
 use crate::files;
 use crate::token::oath::{self, Session};
 
@@ -24,9 +25,14 @@ impl Windows {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let text = serde_json::to_vec_pretty(&self.0).map_err(|e| Error::Io(e.to_string()))?;
-        files::atomic_write(path, &text)
-            .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+        let write = |source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(&self.0)
+            .map_err(std::io::Error::from)
+            .map_err(write)?;
+        files::atomic_write(path, &text).map_err(write)
     }
 
     pub fn last(&self, serial: &str) -> Option<u64> {
@@ -74,9 +80,9 @@ pub fn code_for_step(
 }
 
 /// Waits until a step after `last` begins, counting down.
-pub fn wait_past(last: u64, now: impl Fn() -> u64, prompt: &mut dyn Prompt) {
+pub fn wait_past(last: u64, now: &dyn Clock, prompt: &mut dyn Prompt) {
     let start_next = last.saturating_add(1).saturating_mul(PERIOD);
-    let t = now();
+    let t = now.now();
     if t < start_next {
         prompt.wait(
             start_next - t,

@@ -1,7 +1,12 @@
 //! The flows of the design (§2), independent of the terminal: they talk to people through the
-//! [`Prompt`] trait and to hardware through `token::Transport`.
+//! [`Prompt`] trait and to hardware through `token::Token`. [`unlock`] is the activation,
+//! [`handout`] gets credentials through the agent (leading the activation or a role refresh
+//! when the agent asks), [`console`] makes the sign-in URL, [`enroll`] the enrolment ceremony;
+//! [`mfa`] keeps the TOTP windows already used.
 
+pub mod console;
 pub mod enroll;
+pub mod handout;
 pub mod mfa;
 pub mod unlock;
 
@@ -41,6 +46,11 @@ pub trait Prompt {
     fn wait(&mut self, secs: u64, why: &str);
     /// A progress line.
     fn note(&mut self, text: &str);
+    /// A line of text typed in answer to `question` (echoed), trimmed.
+    fn line(&mut self, question: &str) -> Result<String, Error> {
+        let _ = question;
+        Err(Error::NoAnswer("no way to ask a question here".into()))
+    }
     /// A token PIN (PIV, FIDO2), typed by the password holder; `tries_left` is the token's.
     fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, Error> {
         let _ = tries_left;
@@ -189,8 +199,51 @@ pub enum Error {
     Audit(#[from] audit::Error),
     #[error(transparent)]
     Config(#[from] config::Error),
-    #[error("{0}")]
-    Io(String),
+    /// Creating IAM resources (`--create-key`, `--create-mfa`) needs administrator credentials.
+    #[error("creating IAM resources needs administrator credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")]
+    NoAdminCredentials,
+    /// The token's seal account exists but is not an HMAC-SHA256 credential.
+    #[error("the token's account {name:?} is not an HMAC-SHA256 sealing credential; set another seal_account in the profile")]
+    SealAccountUnfit { name: String },
+    /// A file of the ceremony (config, MFA window state) could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A ceremony must be led here and there is no terminal to lead it on.
+    #[error("the ceremony needs a terminal: both holders answer prompts there")]
+    NoTerminal,
+    /// The agent holds no session and this process cannot lead a ceremony.
+    #[error("{reason}, and there is no terminal here for the two-person ceremony")]
+    NoSession { profile: String, reason: String },
+    #[error(transparent)]
+    Agent(#[from] crate::agent::client::Error),
+    /// The profile's `role_session_name` pattern does not make a valid name.
+    #[error("{reason}")]
+    RoleSessionName { reason: String },
+    #[error("the role session was discarded: its audit record could not be written: {0}")]
+    RoleDiscarded(audit::Error),
+    #[error("the sign-in URL was discarded: its audit record could not be written: {0}")]
+    UrlDiscarded(audit::Error),
+    #[error(transparent)]
+    Signin(#[from] aws::console::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl From<token::fido2::DeviceError> for Error {
+    fn from(e: token::fido2::DeviceError) -> Self {
+        Self::Vault(e.into())
+    }
+}
+
+/// The single-threaded runtime the AWS calls of one ceremony run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
 }
 
 /// Both holders' names, checked: non-empty and different (case-insensitive).
@@ -276,12 +329,4 @@ pub fn open_oath<'t>(
         )?;
     }
     Ok(session)
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -1,12 +1,11 @@
 //! The activation (design §2): two holders, passphrase + token → vault → MFA code →
 //! GetSessionToken → audit record. The long-term key is dropped right after the call.
 
-use serde_json::{Map, Value};
-
 use super::mfa::{self, Windows};
 use super::{ask_holders, Error, Prompt};
 use crate::audit;
 use crate::aws::{self, sts, Endpoint, Signer};
+use crate::clock::Clock;
 use crate::config::{Paths, Profile};
 use crate::secure::mask_key_id;
 use crate::token::oath::Session;
@@ -28,7 +27,8 @@ pub struct Request<'a> {
     pub paths: &'a Paths,
     pub reason: &'a str,
     pub endpoint: Endpoint,
-    pub now: &'a dyn Fn() -> u64,
+    /// The clock (TOTP windows, audit times).
+    pub now: &'a dyn Clock,
 }
 
 /// Runs the activation; every attempt that got as far as the names is audited.
@@ -44,41 +44,38 @@ pub async fn unlock(
     let (password_holder, token_holder) = match ask_holders(prompt) {
         Ok(names) => names,
         Err(e @ Error::SameHolder { .. }) => {
-            let mut fields = Map::new();
             if let Error::SameHolder { name } = &e {
-                fields.insert("password_holder".into(), Value::String(name.clone()));
-                fields.insert("token_holder".into(), Value::String(name.clone()));
+                let rec = audit::Record::Activation {
+                    password_holder: name.clone(),
+                    token_holder: name.clone(),
+                    reason: req.reason.trim().to_owned(),
+                    session: None,
+                };
+                let outcome = audit::Outcome::Failure {
+                    reason: e.to_string(),
+                };
+                record(req, rec, outcome).map_err(Error::AuditFailed)?;
             }
-            fields.insert("reason".into(), Value::String(req.reason.trim().to_owned()));
-            record(req, fields, format!("failure: {e}")).map_err(Error::AuditFailed)?;
             return Err(e);
         }
         Err(e) => return Err(e),
     };
     let result = activate(req, &vault, token, prompt).await;
-    let mut fields = Map::new();
-    fields.insert(
-        "password_holder".into(),
-        Value::String(password_holder.clone()),
-    );
-    fields.insert("token_holder".into(), Value::String(token_holder.clone()));
-    fields.insert("reason".into(), Value::String(req.reason.trim().to_owned()));
-    let outcome = match &result {
-        Ok((s, serial, _)) => {
-            fields.insert(
-                "temporary_access_key_id".into(),
-                Value::String(s.access_key_id.clone()),
-            );
-            fields.insert("mfa_serial".into(), Value::String(serial.clone()));
-            fields.insert(
-                "expiration".into(),
-                Value::String(audit::rfc3339(s.expiration)),
-            );
-            "success".to_owned()
-        }
-        Err(e) => format!("failure: {e}"),
+    let rec = audit::Record::Activation {
+        password_holder: password_holder.clone(),
+        token_holder: token_holder.clone(),
+        reason: req.reason.trim().to_owned(),
+        session: result.as_ref().ok().map(|(s, serial, _)| {
+            (
+                audit::Issued {
+                    temporary_access_key_id: s.access_key_id.clone(),
+                    expiration: s.expiration,
+                },
+                serial.clone(),
+            )
+        }),
     };
-    let logged = record(req, fields, outcome);
+    let logged = record(req, rec, audit::Outcome::of(&result));
     let (session, mfa_serial, user_arn) = result?;
     logged.map_err(Error::AuditFailed)?;
     Ok(Activation {
@@ -92,17 +89,16 @@ pub async fn unlock(
 
 fn record(
     req: &Request<'_>,
-    fields: Map<String, Value>,
-    outcome: String,
+    record: audit::Record,
+    outcome: audit::Outcome,
 ) -> Result<(), audit::Error> {
-    let event = audit::Event {
-        time: audit::rfc3339((req.now)()),
-        event: "activation".into(),
-        profile: req.profile.name.clone(),
-        fields,
+    let entry = audit::Entry {
+        time: req.now.now(),
+        profile: &req.profile.name,
+        record,
         outcome,
     };
-    audit::append(&req.paths.audit_log(), &event)
+    audit::append(&req.paths.audit_log(), &entry)
 }
 
 async fn activate(
@@ -160,7 +156,7 @@ async fn get_session(
     let mut refused: Option<String> = None;
     for attempt in 0..2 {
         let step = loop {
-            if let Some(step) = mfa::choose_step((req.now)(), windows.last(serial)) {
+            if let Some(step) = mfa::choose_step(req.now.now(), windows.last(serial)) {
                 break step;
             }
             mfa::wait_past(windows.last(serial).unwrap_or(0), req.now, prompt);

@@ -3,23 +3,18 @@
 //! session (with MFA, from the agent) → AssumeRole into the break-glass role (names of both
 //! holders) → federation `getSigninToken` → `Action=login` URL → browser.
 
-use std::process::{Command, Stdio};
-
 use clap::Args;
-use serde_json::{Map, Value};
-use zeroize::Zeroizing;
 
 use breakglass::audit;
-use breakglass::aws::console::{self, Partition, SIGNIN_TOKEN_LIFETIME_SECS};
-use breakglass::aws::sts;
-use breakglass::ceremony;
-use breakglass::config::{self, Paths, Profile};
+use breakglass::aws::console::{self, Partition};
+use breakglass::ceremony::console::{make_url, SigninRequest};
+use breakglass::ceremony::handout::{self, Want};
+use breakglass::clock::SystemClock;
+use breakglass::config::{self, Profile};
 
-use super::agent::{assume, load, obtain, Assumption, Want};
 use super::error::{exit, CliError};
-
-/// The Issuer of the sign-in URL: where the console sends people whose session ended.
-const ISSUER: &str = "https://github.com/breakglass/breakglass#console";
+use super::term::{open_browser, TtyPrompt};
+use super::{load, want};
 
 #[derive(Debug, Args)]
 pub struct ConsoleArgs {
@@ -55,111 +50,6 @@ pub struct ConsoleArgs {
     /// The federation endpoint (tests, the sandbox's sign-in emulator).
     #[arg(long, value_name = "URL")]
     signin_endpoint: Option<String>,
-}
-
-/// A sign-in URL and what it grants.
-pub struct SigninUrl {
-    pub url: Zeroizing<String>,
-    pub assumed_role_arn: String,
-    pub link_expires: u64,
-    pub console_ends: u64,
-}
-
-/// Where a sign-in URL is made, and for what.
-pub struct SigninRequest<'a> {
-    pub profile: &'a Profile,
-    pub paths: &'a Paths,
-    pub role_arn: &'a str,
-    pub federation: &'a str,
-    pub destination: &'a str,
-    pub now: u64,
-}
-
-/// AssumeRole with the two-person session, a sign-in token for it, the login URL; audited.
-pub fn make_url(
-    req: &SigninRequest<'_>,
-    base: &sts::Session,
-    holders: (&str, &str),
-) -> Result<SigninUrl, CliError> {
-    let SigninRequest {
-        profile,
-        paths,
-        role_arn,
-        federation,
-        destination,
-        now,
-    } = *req;
-    // No DurationSeconds and no SessionDuration: AWS's federation endpoint refuses either for
-    // role sessions made with temporary credentials. The role session lasts AWS's default
-    // hour, and the console session with it.
-    let role = assume(
-        &Assumption {
-            profile,
-            paths,
-            role_arn,
-            duration_secs: None,
-            purpose: "console",
-        },
-        base,
-        holders,
-    )?;
-    let token = console::get_signin_token(federation, &role.session).map_err(|e| {
-        let next = match &e {
-            console::Error::Unreachable { .. } => {
-                "check the network (the sign-in endpoint is HTTPS on port 443) and --signin-endpoint"
-            }
-            console::Error::Refused { .. } => {
-                "check that the role may be used for console sign-in; try `breakglass console` again in a minute"
-            }
-            _ => "check --signin-endpoint: it must be the federation endpoint (…/federation)",
-        };
-        CliError::new(e.to_string(), next, exit::UNAVAILABLE)
-    })?;
-    let url = console::login_url(federation, ISSUER, destination, &token);
-    drop(token);
-    let signed = SigninUrl {
-        url,
-        assumed_role_arn: role.assumed_role_arn,
-        link_expires: now + SIGNIN_TOKEN_LIFETIME_SECS,
-        console_ends: role.session.expiration,
-    };
-    let account = role_arn.split(':').nth(4).unwrap_or("").to_owned();
-    let fields = Map::from_iter([
-        ("role_arn".into(), Value::String(role_arn.to_owned())),
-        ("account".into(), Value::String(account)),
-        (
-            "assumed_role_arn".into(),
-            Value::String(signed.assumed_role_arn.clone()),
-        ),
-        (
-            "password_holder".into(),
-            Value::String(holders.0.to_owned()),
-        ),
-        ("token_holder".into(), Value::String(holders.1.to_owned())),
-        (
-            "link_expires".into(),
-            Value::String(audit::rfc3339(signed.link_expires)),
-        ),
-        (
-            "console_session_ends".into(),
-            Value::String(audit::rfc3339(signed.console_ends)),
-        ),
-    ]);
-    let event = audit::Event {
-        time: audit::rfc3339(now),
-        event: "console sign-in URL".into(),
-        profile: profile.name.clone(),
-        fields,
-        outcome: "success".into(),
-    };
-    audit::append(&paths.audit_log(), &event).map_err(|e| {
-        CliError::new(
-            format!("the sign-in URL was discarded: its audit record could not be written: {e}"),
-            "fix the audit log's directory, then run the command again",
-            exit::FAILURE,
-        )
-    })?;
-    Ok(signed)
 }
 
 fn role_arn(
@@ -230,17 +120,16 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
     breakglass::agent::harden::no_dumps();
     let want = Want {
         base_only: true,
-        ..Want::from_terminal(&profile, &paths, "breakglass console")
+        ..want(&profile, &paths, "breakglass console")
     };
-    let (h, _) = obtain(&want)?;
-    let now = ceremony::now();
+    let (h, _) = handout::obtain(&want, &TtyPrompt::boxed)?;
     let req = SigninRequest {
         profile: &profile,
         paths: &paths,
         role_arn: &role_arn,
         federation: &federation,
         destination: &destination,
-        now,
+        clock: &SystemClock,
     };
     let signed = make_url(&req, &h.session, (&h.password_holder, &h.token_holder))?;
     eprintln!(
@@ -279,41 +168,4 @@ fn check_browser(cmd: &str, profile: &str) -> Result<(), CliError> {
         ),
         exit::UNAVAILABLE,
     ))
-}
-
-/// Opens the URL with `--browser CMD` or the system browser.
-pub(super) fn open_browser(
-    browser: Option<&str>,
-    url: &str,
-    profile: &str,
-) -> Result<(), CliError> {
-    let no_browser = |why: String| {
-        CliError::new(
-            format!("no browser could be opened: {why}"),
-            format!(
-                "run `breakglass console {profile} --print` and paste the link into a browser (only there: it is a secret), or pass --browser COMMAND"
-            ),
-            exit::UNAVAILABLE,
-        )
-    };
-    match browser {
-        Some(cmd) => {
-            let mut words = cmd.split_whitespace();
-            let program = words
-                .next()
-                .ok_or_else(|| no_browser("--browser is empty".into()))?;
-            let status = Command::new(program)
-                .args(words)
-                .arg(url)
-                .stdin(Stdio::null())
-                .status()
-                .map_err(|e| no_browser(format!("{program}: {e}")))?;
-            if !status.success() {
-                return Err(no_browser(format!("{program} exited with {status}")));
-            }
-        }
-        None => webbrowser::open(url).map_err(|e| no_browser(e.to_string()))?,
-    }
-    eprintln!("breakglass: opened in the browser.");
-    Ok(())
 }

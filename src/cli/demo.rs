@@ -2,24 +2,26 @@
 //! and the embedded STS/IAM emulator. Scripted answers by default (printed as typed), or two
 //! real people with `--interactive`.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use clap::Args;
 use secrecy::SecretString;
 
 use breakglass::aws::{self, sts, Endpoint, Signer};
-use breakglass::ceremony::{self, enroll, mfa, unlock, Error as CError, Prompt, Role};
+use breakglass::ceremony::console::{make_url, SigninRequest};
+use breakglass::ceremony::{self, enroll, mfa, runtime, unlock, Prompt};
+use breakglass::clock::{Clock, SkewedClock, SystemClock};
 use breakglass::config::{Paths, Profile};
 use breakglass::sandbox::sts::Sts;
+use breakglass::sandbox::Scripted;
 use breakglass::secure::SystemRandom;
 use breakglass::token::oath::Session;
 use breakglass::token::soft::SoftCard;
 use breakglass::vault::KdfParams;
 
-use super::ceremony::{runtime, FactorArg, TtyPrompt};
-use super::console::{make_url, SigninRequest};
 use super::error::{exit, CliError};
+use super::term::{open_browser, TtyPrompt};
+use super::FactorArg;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -32,60 +34,14 @@ pub struct DemoArgs {
     browser: Option<String>,
     /// The seal factor of the demo vault: the PIV key (PIN and touch), FIDO2 hmac-secret (PIN
     /// and touch) or the OATH challenge-response credential (touch).
-    #[arg(long, value_enum, default_value_t = super::ceremony::FactorArg::Piv)]
-    factor: super::ceremony::FactorArg,
+    #[arg(long, value_enum, default_value_t = FactorArg::Piv)]
+    factor: FactorArg,
 }
 
 /// The soft token's PIV and FIDO2 PIN (a new YubiKey's default PIV PIN).
 const PIN: &str = "123456";
 
 const PASSPHRASE: &str = "correct horse battery staple";
-
-/// Answers from a script, printing who types what (secrets as dots).
-struct Scripted {
-    names: VecDeque<&'static str>,
-    passphrases: VecDeque<&'static str>,
-    pins: VecDeque<&'static str>,
-}
-
-impl Prompt for Scripted {
-    fn name(&mut self, role: Role) -> Result<String, CError> {
-        let n = self.names.pop_front().unwrap_or("nobody");
-        println!("  [{}] types their name: {n}", role.label());
-        Ok(n.to_owned())
-    }
-    fn passphrase(&mut self, confirm: bool) -> Result<SecretString, CError> {
-        let p = self.passphrases.pop_front().unwrap_or("");
-        let times = if confirm { " (twice)" } else { "" };
-        println!(
-            "  [password holder] types the passphrase{times}: {}",
-            "•".repeat(p.chars().count())
-        );
-        Ok(SecretString::from(p.to_owned()))
-    }
-    fn access_code(&mut self) -> Result<SecretString, CError> {
-        Err(CError::NoAnswer("the demo token has no access code".into()))
-    }
-    fn touch_start(&mut self, what: &str) {
-        println!("  [token holder] touches the token ({what})");
-    }
-    fn touch_end(&mut self) {}
-    fn wait(&mut self, secs: u64, why: &str) {
-        println!("  {why}: {secs} s");
-        std::thread::sleep(std::time::Duration::from_secs(secs));
-    }
-    fn note(&mut self, text: &str) {
-        println!("  {text}");
-    }
-    fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, CError> {
-        let p = self.pins.pop_front().unwrap_or(PIN);
-        println!(
-            "  [password holder] types the {what} PIN ({tries_left} tries left): {}",
-            "•".repeat(p.chars().count())
-        );
-        Ok(SecretString::from(p.to_owned()))
-    }
-}
 
 fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
@@ -133,12 +89,9 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     let (admin_id, admin_secret) = emulator.admin_key();
     let mut profile = Profile::defaults("demo", &paths);
     profile.sts_endpoint = Some(emulator.endpoint());
-    let endpoint = Endpoint {
-        region: profile.region.clone(),
-        url: profile.sts_endpoint.clone(),
-    };
+    let endpoint = Endpoint::of(&profile);
     let mut card = SoftCard::new(Box::new(|| true))
-        .with_fido2(breakglass::token::soft::fido2::SoftFido2::with_pin(PIN));
+        .with_fido2(breakglass::token::fido2::soft::SoftFido2::with_pin(PIN));
     let roots = match args.factor {
         FactorArg::Piv => vec![
             x509_cert::der::Decode::from_der(&card.piv_attestation_root()).map_err(|e| {
@@ -159,12 +112,11 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         FactorArg::Oath => enroll::Factor::Oath,
     };
     let rt = runtime()?;
-    let mut scripted = Scripted {
-        names: VecDeque::from(["Alice", "Bob", "Alice", "Bob"]),
-        passphrases: VecDeque::from([PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"]),
-        // Enrolment, then the activation with a typo first: the token counts the try.
-        pins: VecDeque::from([PIN, "123465", PIN]),
-    };
+    // Enrolment, then the activation with a typo first: the token counts the try.
+    let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
+        .passphrases(&[PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"])
+        .pins(&[PIN, "123465", PIN])
+        .narrated();
     let mut tty;
     let prompt: &mut dyn Prompt = if args.interactive {
         tty = TtyPrompt::open()?;
@@ -193,7 +145,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         admin: Some((&admin_id, &admin_secret)),
         endpoint: endpoint.clone(),
         force: false,
-        now: &ceremony::now,
+        now: &SystemClock,
     };
     let report = rt.block_on(enroll::enroll(req, &mut card, prompt, &SystemRandom::new()))?;
     println!(
@@ -205,7 +157,9 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     // window after. The demo moves its clock (and the emulator's) a minute on instead.
     const SKIP_SECS: u64 = 60;
     emulator.set_clock_offset(SKIP_SECS as i64);
-    let clock = || ceremony::now() + SKIP_SECS;
+    let clock = SkewedClock {
+        ahead_secs: SKIP_SECS,
+    };
     println!("\n   (enrolment used the current and next MFA windows; the demo skips its clock a minute ahead instead of waiting)");
 
     step(
@@ -265,7 +219,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         role_arn: &role_arn,
         federation: &federation,
         destination: &destination,
-        now: clock(),
+        clock: &clock,
     };
     let signed = make_url(
         &req,
@@ -279,7 +233,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     );
     match &args.browser {
         Some(cmd) => {
-            super::console::open_browser(Some(cmd), &signed.url, "demo")?;
+            open_browser(Some(cmd), &signed.url, "demo")?;
             println!("  Opened with {cmd}; the page shows the role and both holders' names.");
         }
         None => {
@@ -341,10 +295,10 @@ fn reuse_attempt(
     profile: &Profile,
     paths: &Paths,
     endpoint: &Endpoint,
-    clock: &dyn Fn() -> u64,
+    clock: &dyn Clock,
     prompt: &mut dyn Prompt,
 ) -> Result<String, CliError> {
-    let fail = |what: String| CliError::new(what, "report this", exit::FAILURE);
+    let fail = |what: String| CliError::unexpected(what);
     let vault = breakglass::vault::file::read(&profile.vault)?;
     let passphrase = SecretString::from(PASSPHRASE.to_owned());
     let by_piv_or_fido2 = ceremony::open_before_oath(&vault, &passphrase, card, prompt)?;
@@ -359,13 +313,9 @@ fn reuse_attempt(
     let used = mfa::Windows::load(&paths.mfa_state())
         .last(opened.mfa_serial())
         .ok_or_else(|| fail("no MFA window recorded".into()))?;
-    let mut quiet = Scripted {
-        names: VecDeque::new(),
-        passphrases: VecDeque::new(),
-        pins: VecDeque::new(),
-    };
+    let mut quiet = Scripted::new("Alice", "Bob", PASSPHRASE);
     let code = mfa::code_for_step(&mut session, &profile.mfa_account, used, &mut quiet)?;
-    println!("  (re-sending the code of window {used}, which the activation already used; now is window {})", clock() / 30);
+    println!("  (re-sending the code of window {used}, which the activation already used; now is window {})", clock.now() / 30);
     let signer = Signer {
         access_key_id: &opened.payload.access_key_id,
         secret_access_key: &opened.payload.secret_access_key,

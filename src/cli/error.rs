@@ -37,6 +37,15 @@ impl CliError {
         Self::new(what, next, exit::USAGE)
     }
 
+    /// A failure no advice covers: where to report it, and what to include.
+    pub fn unexpected(what: impl Into<String>) -> Self {
+        Self::new(
+            what,
+            "this is a bug or an unforeseen state: report it at https://github.com/breakglass/breakglass/issues with the output of `breakglass --version`, the command you ran and this message (they hold no secret)",
+            exit::FAILURE,
+        )
+    }
+
     pub fn exit_code(&self) -> u8 {
         self.code
     }
@@ -322,8 +331,86 @@ impl From<breakglass::ceremony::Error> for CliError {
             E::TokenAlreadyEnrolled { .. } => ("insert the new, not yet enrolled token and pass its reader with --reader", exit::USAGE),
             E::VaultExists { .. } => ("choose another profile, or pass --force to replace the vault (the old one is lost)", exit::USAGE),
             E::AuditFailed(_) | E::Audit(_) => ("fix the audit log's permissions or disk space, then run the command again", exit::FAILURE),
-            _ => ("run the command again; if it persists, report this message", exit::FAILURE),
+            E::Agent(a) => return Self::from(a),
+            E::Signin(s) => return Self::from(s),
+            E::NoTerminal => ("run the command in an interactive terminal", exit::USAGE),
+            E::NoSession { profile, .. } => {
+                return Self::new(
+                    what,
+                    format!("run `breakglass unlock {profile} --reason \"…\"` in a terminal, then run this again"),
+                    exit::UNAVAILABLE,
+                )
+            }
+            E::RoleSessionName { .. } => ("fix role_session_name in the config file", exit::USAGE),
+            E::RoleDiscarded(_) | E::UrlDiscarded(_) => ("fix the audit log's directory, then run the command again", exit::FAILURE),
+            E::NoAdminCredentials => (
+                "export an IAM administrator's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the ceremony, or import the key and MFA device (--import-key, --mfa-serial)",
+                exit::USAGE,
+            ),
+            E::SealAccountUnfit { .. } => ("set another seal_account for this profile in the config file", exit::USAGE),
+            E::Write { .. } => ("check the directory's permissions and free space, then run the command again", exit::FAILURE),
+            E::Runtime(_) => return Self::unexpected(what),
+            _ => return Self::unexpected(what),
         };
         Self::new(what, next, code)
+    }
+}
+
+impl From<breakglass::agent::client::Error> for CliError {
+    fn from(e: breakglass::agent::client::Error) -> Self {
+        use breakglass::agent::client::Error as AgentError;
+        let what = e.to_string();
+        match e {
+            AgentError::NotRunning => CliError::new(
+                "the agent is not running, so nothing is unlocked",
+                "run `breakglass unlock PROFILE --reason \"…\"`, which starts it",
+                exit::UNAVAILABLE,
+            ),
+            AgentError::Dir(d) => CliError::new(d.problem, d.fix, exit::REFUSED),
+            AgentError::Foreign { .. } => CliError::new(
+                what,
+                "another user is impersonating your agent: tell the security team; do not use the socket",
+                exit::REFUSED,
+            ),
+            AgentError::Refused(_) => CliError::new(
+                what,
+                "run the command as the user who unlocked the profile",
+                exit::REFUSED,
+            ),
+            AgentError::StartFailed { .. }
+            | AgentError::SpawnFailed(_)
+            | AgentError::Exited { .. } => CliError::new(
+                what,
+                "read the agent's log, or run `breakglass agent --foreground` to see why",
+                exit::UNAVAILABLE,
+            ),
+            AgentError::Failed(_) => CliError::new(
+                what,
+                "run the command again in a terminal to start a new ceremony",
+                exit::FAILURE,
+            ),
+            AgentError::Frame(_) | AgentError::Protocol(_) => CliError::new(
+                what,
+                "check `breakglass status`; restart the agent with `breakglass agent --stop` if it is stuck",
+                exit::FAILURE,
+            ),
+            _ => CliError::unexpected(what),
+        }
+    }
+}
+
+impl From<breakglass::aws::console::Error> for CliError {
+    fn from(e: breakglass::aws::console::Error) -> Self {
+        use breakglass::aws::console::Error as E;
+        let next = match &e {
+            E::Unreachable { .. } => {
+                "check the network (the sign-in endpoint is HTTPS on port 443) and --signin-endpoint"
+            }
+            E::Refused { .. } => {
+                "check that the role may be used for console sign-in; try `breakglass console` again in a minute"
+            }
+            _ => "check --signin-endpoint: it must be the federation endpoint (…/federation)",
+        };
+        Self::new(e.to_string(), next, exit::UNAVAILABLE)
     }
 }

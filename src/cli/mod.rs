@@ -1,18 +1,33 @@
-//! Command-line interface: argument definitions and one file per command group. Prompts and
-//! terminal output live here and nowhere below.
+//! Command-line interface: one file per command, each validating its flags into typed inputs,
+//! calling one library function and printing. The terminal (`term`) and the error advice
+//! (`error`) are shared; no command file imports another. Prompts and terminal output live here
+//! and nowhere below.
 
 mod agent;
-mod ceremony;
+mod audit;
 mod console;
+mod credential_process;
+#[cfg(feature = "sandbox")]
 mod demo;
+mod enroll;
+mod env;
 mod error;
-mod prompt;
+mod exec;
+mod lock;
+#[cfg(feature = "sandbox")]
 mod sandbox;
+mod status;
+mod term;
 mod token;
+mod unlock;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-pub use agent::credential_process;
+use breakglass::ceremony::handout::Want;
+use breakglass::clock::SystemClock;
+use breakglass::config::{self, Paths, Profile};
+
+pub use credential_process::credential_process;
 pub use error::CliError;
 
 /// Two-person break-glass access to AWS.
@@ -34,25 +49,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole activation on the built-in sandbox (soft token + STS emulator), in seconds.
+    #[cfg(feature = "sandbox")]
     Demo(demo::DemoArgs),
     /// Activate: both holders open the vault; the agent then holds the short-lived session.
-    Unlock(agent::UnlockArgs),
+    Unlock(unlock::UnlockArgs),
     /// Wipe a profile's session from the agent (all profiles when none is named).
-    Lock(agent::LockArgs),
+    Lock(lock::LockArgs),
     /// Show what the agent holds: profiles, holders, expiry (never a secret).
-    Status(agent::StatusArgs),
+    Status(status::StatusArgs),
     /// Print the session as AWS credential_process JSON (for ~/.aws/config).
-    CredentialProcess(agent::CredentialProcessArgs),
+    CredentialProcess(credential_process::CredentialProcessArgs),
     /// Run a command with the session in AWS_* environment variables.
-    Exec(agent::ExecArgs),
+    Exec(exec::ExecArgs),
     /// Print the session as shell variable assignments, for `eval`.
-    Env(agent::EnvArgs),
+    Env(env::EnvArgs),
     /// Open the AWS console in a browser as the break-glass role (sign-in URL, 15 minutes).
     Console(console::ConsoleArgs),
     /// Run the agent that holds unlocked sessions (started on demand by `unlock`).
     Agent(agent::AgentArgs),
     /// Enrolment ceremony: program the token, register MFA, seal the access key in a vault.
-    Enroll(ceremony::EnrollArgs),
+    Enroll(enroll::EnrollArgs),
     /// Check the audit log's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -61,6 +77,7 @@ enum Command {
     Token(token::TokenCommand),
     /// The built-in sandbox: a software YubiKey for tests and drills.
     #[command(subcommand)]
+    #[cfg(feature = "sandbox")]
     Sandbox(sandbox::SandboxCommand),
     /// Print a shell completion script to standard output.
     Completions {
@@ -78,18 +95,20 @@ enum AuditCommand {
 impl Cli {
     pub fn run(self) -> Result<(), CliError> {
         match self.command {
+            #[cfg(feature = "sandbox")]
             Command::Demo(args) => demo::demo_cmd(args),
-            Command::Unlock(args) => agent::unlock_cmd(args),
-            Command::Lock(args) => agent::lock_cmd(args),
-            Command::Status(args) => agent::status_cmd(args),
-            Command::CredentialProcess(args) => agent::credential_process_cmd(args),
-            Command::Exec(args) => agent::exec_cmd(args),
-            Command::Env(args) => agent::env_cmd(args),
+            Command::Unlock(args) => unlock::unlock_cmd(args),
+            Command::Lock(args) => lock::lock_cmd(args),
+            Command::Status(args) => status::status_cmd(args),
+            Command::CredentialProcess(args) => credential_process::credential_process_cmd(args),
+            Command::Exec(args) => exec::exec_cmd(args),
+            Command::Env(args) => env::env_cmd(args),
             Command::Console(args) => console::console_cmd(args),
             Command::Agent(args) => agent::agent_cmd(args),
-            Command::Enroll(args) => ceremony::enroll_cmd(args),
-            Command::Audit(AuditCommand::Verify) => audit_verify(),
+            Command::Enroll(args) => enroll::enroll_cmd(args),
+            Command::Audit(AuditCommand::Verify) => audit::verify_cmd(),
             Command::Token(cmd) => cmd.run(),
+            #[cfg(feature = "sandbox")]
             Command::Sandbox(cmd) => cmd.run(),
             Command::Completions { shell } => {
                 clap_complete::generate(
@@ -104,18 +123,39 @@ impl Cli {
     }
 }
 
-fn audit_verify() -> Result<(), CliError> {
-    let paths = breakglass::config::Paths::from_env()?;
-    let path = paths.audit_log();
-    let n = breakglass::audit::verify(&path).map_err(|e| {
-        CliError::new(
-            e.to_string(),
-            "treat the log as tampered: keep a copy, compare with your off-machine copies, tell the security team",
-            error::exit::FAILURE,
-        )
-    })?;
-    println!("{}: {n} records, hash chain intact", path.display());
-    Ok(())
+/// `--factor` of `enroll` and `demo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FactorArg {
+    Piv,
+    Fido2,
+    Oath,
+}
+
+/// The config and state paths of this user.
+fn paths() -> Result<Paths, CliError> {
+    Paths::from_env().map_err(CliError::from)
+}
+
+/// The paths and the named profile.
+fn load(profile: &str) -> Result<(Paths, Profile), CliError> {
+    let paths = paths()?;
+    let profile = config::load(&paths, profile)?;
+    Ok((paths, profile))
+}
+
+/// A hand-out for a command that may lead the ceremony when a person is at the terminal (the
+/// reason is then asked there).
+fn want<'a>(profile: &'a Profile, paths: &'a Paths, requested_by: &'a str) -> Want<'a> {
+    Want {
+        profile,
+        paths,
+        reason: None,
+        reader: None,
+        interactive: term::has_tty(),
+        requested_by,
+        base_only: false,
+        clock: &SystemClock,
+    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@ use zeroize::Zeroizing;
 use breakglass::token::oath::{self, Account, Kind, NewAccount, Seed, Session};
 use breakglass::token::otp::Algorithm;
 use breakglass::token::pcsc::{self, Card};
-use breakglass::token::soft::TOUCH_TIMEOUT;
 use breakglass::token::Error;
+use breakglass::token::TOUCH_TIMEOUT;
 
 use super::error::CliError;
-use super::prompt::{self, SecretStdin, TouchPrompt};
+use super::term::{self, SecretStdin, TouchPrompt};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -167,8 +167,8 @@ impl AccessCode {
         if self.cached.is_none() {
             let code = if self.from_stdin {
                 stdin.line("access code")?
-            } else if prompt::has_tty() {
-                prompt::secret_from_tty("Token access code (OATH password): ")
+            } else if term::has_tty() {
+                term::secret_from_tty("Token access code (OATH password): ")
                     .map_err(|_| CliError::from(Error::AccessCodeRequired))?
             } else {
                 return Err(Error::AccessCodeRequired.into());
@@ -297,7 +297,7 @@ fn list_piv(reader: &str) {
 
 /// FIDO2 keys on USB (HID), for the FIDO2 seal factor.
 fn list_fido2() {
-    match breakglass::vault::fido2_hid::list() {
+    match breakglass::token::fido2::hid::list() {
         Ok(devices) if devices.is_empty() => println!("FIDO2 (USB HID): no key found"),
         Ok(devices) => {
             for d in devices {
@@ -493,14 +493,14 @@ fn new_code_from_tty() -> Result<Zeroizing<String>, CliError> {
             "run `breakglass token password set` in an interactive terminal",
         )
     };
-    let first = prompt::secret_from_tty("New access code: ").map_err(|_| no_tty())?;
+    let first = term::secret_from_tty("New access code: ").map_err(|_| no_tty())?;
     if first.is_empty() {
         return Err(CliError::usage(
             "the new access code is empty",
             "type a non-empty access code, or use `breakglass token password clear`",
         ));
     }
-    let second = prompt::secret_from_tty("Repeat the new access code: ").map_err(|_| no_tty())?;
+    let second = term::secret_from_tty("Repeat the new access code: ").map_err(|_| no_tty())?;
     if first != second {
         return Err(CliError::usage(
             "the two access codes differ; nothing was changed",

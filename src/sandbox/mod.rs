@@ -13,4 +13,7 @@ mod sigv4;
 mod sts_api;
 mod wire;
 
+pub mod scripted;
 pub mod sts;
+
+pub use scripted::Scripted;

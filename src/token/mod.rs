@@ -2,16 +2,21 @@
 //! and the software token that speaks the same protocol.
 
 pub mod apdu;
+pub mod fido2;
 pub mod oath;
 pub mod otp;
 pub mod pcsc;
 pub mod piv;
 pub mod piv_yubikey;
+#[cfg(feature = "sandbox")]
 pub mod soft;
 
 use zeroize::Zeroizing;
 
-use crate::vault::fido2::Authenticator;
+/// How long a YubiKey blinks before giving up on a touch.
+pub const TOUCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+use fido2::{Authenticator, DeviceError};
 
 use apdu::{Command, ParseError, Response, StatusWord};
 
@@ -147,10 +152,10 @@ pub trait Token {
     /// The PIV application.
     fn piv(&mut self) -> Result<Box<dyn piv::PivCard + '_>, Error>;
     /// The FIDO2 authenticator that goes with this token (USB HID, not PC/SC).
-    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, crate::vault::Error> {
-        Err(crate::vault::Error::Fido2(
-            "no FIDO2 key goes with this token".into(),
-        ))
+    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, DeviceError> {
+        Err(DeviceError::NotPresent {
+            what: "no FIDO2 key goes with this token",
+        })
     }
 }
 
@@ -162,18 +167,60 @@ impl Token for pcsc::Card {
     fn piv(&mut self) -> Result<Box<dyn piv::PivCard + '_>, Error> {
         Ok(Box::new(piv_yubikey::YubikeyPiv::open(self.reader())?))
     }
+}
 
-    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, crate::vault::Error> {
+/// What the holders plugged in: a token in a PC/SC reader (OATH, PIV) and the FIDO2 key that
+/// goes with it on USB HID. A YubiKey is both at once, but the two are found apart: the card by
+/// its reader, the FIDO2 key by its hidraw path, `BREAKGLASS_FIDO2_DEVICE`, or as the only one
+/// plugged in. The FIDO2 key is opened only when a FIDO2 slot is used.
+#[derive(Debug)]
+pub struct Device {
+    card: pcsc::Card,
+    fido2_path: Option<String>,
+}
+
+impl Device {
+    /// Connects to the one token selected by `reader` (see [`pcsc::choose_reader`]);
+    /// `fido2_path` names the FIDO2 key that goes with it (`--fido2-device`).
+    pub fn open(reader: Option<&str>, fido2_path: Option<String>) -> Result<Self, Error> {
+        Ok(Self {
+            card: pcsc::Card::open(reader)?,
+            fido2_path,
+        })
+    }
+
+    /// The reader the token is in.
+    pub fn reader(&self) -> &str {
+        self.card.reader()
+    }
+
+    /// The FIDO2 key's hidraw path, when one was named.
+    pub fn fido2_path(&self) -> Option<&str> {
+        self.fido2_path.as_deref()
+    }
+}
+
+impl Token for Device {
+    fn oath(&mut self) -> Result<Box<dyn Transport + '_>, Error> {
+        self.card.oath()
+    }
+
+    fn piv(&mut self) -> Result<Box<dyn piv::PivCard + '_>, Error> {
+        self.card.piv()
+    }
+
+    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, DeviceError> {
         let path = self
-            .fido2_device()
-            .map(str::to_owned)
-            .or_else(|| std::env::var(crate::vault::fido2_hid::DEVICE_ENV).ok());
-        Ok(Box::new(crate::vault::fido2_hid::HidAuthenticator::open(
+            .fido2_path
+            .clone()
+            .or_else(|| std::env::var(fido2::hid::DEVICE_ENV).ok());
+        Ok(Box::new(fido2::hid::HidAuthenticator::open(
             path.as_deref(),
         )?))
     }
 }
 
+#[cfg(feature = "sandbox")]
 impl Token for soft::SoftCard {
     fn oath(&mut self) -> Result<Box<dyn Transport + '_>, Error> {
         Ok(Box::new(self))
@@ -183,12 +230,12 @@ impl Token for soft::SoftCard {
         Ok(Box::new(piv::ApduPiv::select(self)?))
     }
 
-    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, crate::vault::Error> {
+    fn fido2(&mut self) -> Result<Box<dyn Authenticator + '_>, DeviceError> {
         match self.fido2_mut() {
             Some(key) => Ok(Box::new(key)),
-            None => Err(crate::vault::Error::Fido2(
-                "this soft token has no FIDO2 application".into(),
-            )),
+            None => Err(DeviceError::NotPresent {
+                what: "this soft token has no FIDO2 application",
+            }),
         }
     }
 }

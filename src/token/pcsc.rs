@@ -95,8 +95,6 @@ pub fn choose_reader(readers: &[ReaderInfo], filter: Option<&str>) -> Result<Str
 pub struct Card {
     card: Option<::pcsc::Card>,
     reader: String,
-    /// The hidraw path of the FIDO2 key that goes with this token (see `Token::fido2`).
-    fido2_device: Option<String>,
 }
 
 impl std::fmt::Debug for Card {
@@ -131,23 +129,11 @@ impl Card {
         Ok(Self {
             card: Some(card),
             reader: name.to_owned(),
-            fido2_device: None,
         })
     }
 
     pub fn reader(&self) -> &str {
         &self.reader
-    }
-
-    /// Names the FIDO2 key (hidraw path) that goes with this token; without one, the FIDO2
-    /// factor uses `BREAKGLASS_FIDO2_DEVICE`, or the only key plugged in.
-    pub fn with_fido2_device(mut self, path: Option<String>) -> Self {
-        self.fido2_device = path;
-        self
-    }
-
-    pub fn fido2_device(&self) -> Option<&str> {
-        self.fido2_device.as_deref()
     }
 
     /// Begins an exclusive transaction: no other program can interleave APDUs until it drops.

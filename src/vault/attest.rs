@@ -184,8 +184,46 @@ pub fn verify(
         ))
     })?;
     let slot = slot_label(&leaf);
+    check_signed_by_f9(attestation_der, &leaf, &f9)?;
+    let bundle_der: Vec<Vec<u8>> = bundle
+        .iter()
+        .map(|c| c.to_der())
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(format!("cannot encode a certificate of the bundle ({e})")))?;
+    let path = chain_to_root(&f9, f9_der, bundle, &bundle_der, now_unix)?;
+    check_key(&leaf, expected, &slot)?;
+    let yk = yubico_extensions(&leaf, expected, &slot)?;
 
-    // 1. The token's F9 key signed the attestation.
+    let mut chain = vec![
+        common_name(leaf.tbs_certificate().subject()),
+        common_name(f9.tbs_certificate().subject()),
+    ];
+    chain.extend(
+        path.iter()
+            .map(|&i| common_name(bundle[i].tbs_certificate().subject())),
+    );
+    let root_der = path
+        .last()
+        .and_then(|&i| bundle_der.get(i))
+        .ok_or_else(|| fail("internal error: empty certificate path".to_string()))?;
+    let root_sha256 = data_encoding::HEXLOWER
+        .encode(ring::digest::digest(&ring::digest::SHA256, root_der).as_ref());
+    Ok(Attested {
+        serial: yk.serial,
+        firmware: yk.firmware,
+        pin_policy: yk.pin_policy,
+        touch_policy: yk.touch_policy,
+        chain,
+        root_sha256,
+    })
+}
+
+/// Step 1: the token's F9 key signed the attestation.
+fn check_signed_by_f9(
+    attestation_der: &[u8],
+    leaf: &Certificate,
+    f9: &Certificate,
+) -> Result<(), Error> {
     if leaf.tbs_certificate().issuer() != f9.tbs_certificate().subject() {
         return Err(fail(format!(
             "the attestation is not signed by the token's F9 certificate (it names issuer \
@@ -194,67 +232,85 @@ pub fn verify(
             f9.tbs_certificate().subject()
         )));
     }
-    match signed_by(attestation_der, &leaf, &f9) {
-        Ok(()) => {}
-        Err(SigError::Bad) => {
-            return Err(fail(
-                "the attestation is not signed by the token's F9 certificate (bad signature): \
-                 the token's attestation key does not match its F9 certificate"
-                    .to_string(),
-            ))
-        }
-        Err(SigError::Unsupported(what)) => {
-            return Err(fail(format!(
-                "cannot check the attestation's signature: {what}"
-            )))
-        }
+    match signed_by(attestation_der, leaf, f9) {
+        Ok(()) => Ok(()),
+        Err(SigError::Bad) => Err(fail(
+            "the attestation is not signed by the token's F9 certificate (bad signature): \
+             the token's attestation key does not match its F9 certificate"
+                .to_string(),
+        )),
+        Err(SigError::Unsupported(what)) => Err(fail(format!(
+            "cannot check the attestation's signature: {what}"
+        ))),
     }
+}
 
-    // 2. The F9 certificate chains to a root of the bundle.
-    let bundle_der: Vec<Vec<u8>> = bundle
-        .iter()
-        .map(|c| c.to_der())
-        .collect::<Result<_, _>>()
-        .map_err(|e| fail(format!("cannot encode a certificate of the bundle ({e})")))?;
+/// Step 2: the F9 certificate chains to a root of the bundle. Returns the path, as indexes
+/// into the bundle, from F9's issuer up to the root.
+fn chain_to_root(
+    f9: &Certificate,
+    f9_der: &[u8],
+    bundle: &[Certificate],
+    bundle_der: &[Vec<u8>],
+    now_unix: u64,
+) -> Result<Vec<usize>, Error> {
     let mut search = PathSearch {
         bundle,
-        bundle_der: &bundle_der,
+        bundle_der,
         now_unix,
         notes: Vec::new(),
     };
     let mut path = Vec::new();
-    if !search.extend(&f9, f9_der, &mut path) {
-        let mut msg = format!(
-            "no root in the attestation roots issued the token's F9 certificate '{}' (issuer \
-             '{}')",
-            f9.tbs_certificate().subject(),
-            f9.tbs_certificate().issuer()
-        );
-        for note in &search.notes {
-            msg.push_str("; ");
-            msg.push_str(note);
-        }
-        msg.push_str(&format!(
-            "; get Yubico's roots and intermediates from {YUBICO_CA_CERTS_URL} (for the sandbox \
-             token: the root it writes with --piv-root-out)"
-        ));
-        return Err(fail(msg));
+    if search.extend(f9, f9_der, &mut path) {
+        return Ok(path);
     }
+    let mut msg = format!(
+        "no root in the attestation roots issued the token's F9 certificate '{}' (issuer \
+         '{}')",
+        f9.tbs_certificate().subject(),
+        f9.tbs_certificate().issuer()
+    );
+    for note in &search.notes {
+        msg.push_str("; ");
+        msg.push_str(note);
+    }
+    msg.push_str(&format!(
+        "; get Yubico's roots and intermediates from {YUBICO_CA_CERTS_URL} (for the sandbox \
+         token: the root it writes with --piv-root-out)"
+    ));
+    Err(fail(msg))
+}
 
-    // 3. The attestation is for the slot's key.
+/// Step 3: the attestation is for the slot's key.
+fn check_key(leaf: &Certificate, expected: &Expected, slot: &str) -> Result<(), Error> {
     let spki = leaf.tbs_certificate().subject_public_key_info();
     let is_p256 = spki.algorithm.oid == OID_EC_PUBLIC_KEY
         && curve(spki).is_some_and(|c| c == OID_P256)
         && spki.subject_public_key.raw_bytes() == expected.public_key_sec1.as_slice();
-    if !is_p256 {
-        return Err(fail(format!(
-            "the attested key differs from the key in {slot}; generate the key again and enrol \
-             again"
-        )));
+    if is_p256 {
+        return Ok(());
     }
+    Err(fail(format!(
+        "the attested key differs from the key in {slot}; generate the key again and enrol \
+         again"
+    )))
+}
 
-    // 4. Yubico's extensions: firmware, serial, policies.
-    let firmware = match extension(&leaf, OID_YK_FIRMWARE).map(|v| unwrap_octets(v, 3)) {
+/// What Yubico's extensions of an attestation say.
+struct YubicoExtensions {
+    firmware: (u8, u8, u8),
+    pin_policy: u8,
+    touch_policy: u8,
+    serial: Option<u32>,
+}
+
+/// Step 4: Yubico's extensions (firmware, serial, policies), checked against `expected`.
+fn yubico_extensions(
+    leaf: &Certificate,
+    expected: &Expected,
+    slot: &str,
+) -> Result<YubicoExtensions, Error> {
+    let firmware = match extension(leaf, OID_YK_FIRMWARE).map(|v| unwrap_octets(v, 3)) {
         Some(&[a, b, c]) => (a, b, c),
         _ => {
             return Err(fail(
@@ -265,7 +321,7 @@ pub fn verify(
         }
     };
     let (pin_policy, touch_policy) =
-        match extension(&leaf, OID_YK_POLICY).map(|v| unwrap_octets(v, 2)) {
+        match extension(leaf, OID_YK_POLICY).map(|v| unwrap_octets(v, 2)) {
             Some(&[p, t]) => (p, t),
             _ => {
                 return Err(fail(
@@ -275,7 +331,7 @@ pub fn verify(
                 ))
             }
         };
-    let serial = match extension(&leaf, OID_YK_SERIAL) {
+    let serial = match extension(leaf, OID_YK_SERIAL) {
         None => None,
         Some(v) => Some(parse_serial(v).ok_or_else(|| {
             fail("the attestation's serial number (1.3.6.1.4.1.41482.3.7) is malformed".to_string())
@@ -312,28 +368,11 @@ pub fn verify(
             touch_policy_name(touch_policy)
         )));
     }
-
-    let mut chain = vec![
-        common_name(leaf.tbs_certificate().subject()),
-        common_name(f9.tbs_certificate().subject()),
-    ];
-    chain.extend(
-        path.iter()
-            .map(|&i| common_name(bundle[i].tbs_certificate().subject())),
-    );
-    let root_der = path
-        .last()
-        .and_then(|&i| bundle_der.get(i))
-        .ok_or_else(|| fail("internal error: empty certificate path".to_string()))?;
-    let root_sha256 = data_encoding::HEXLOWER
-        .encode(ring::digest::digest(&ring::digest::SHA256, root_der).as_ref());
-    Ok(Attested {
-        serial,
+    Ok(YubicoExtensions {
         firmware,
         pin_policy,
         touch_policy,
-        chain,
-        root_sha256,
+        serial,
     })
 }
 

@@ -10,164 +10,33 @@
 //!
 //! The device sits behind [`Authenticator`] so that the factor's logic (salt, UV, PIN retries,
 //! a missing credential) is tested against the software authenticator in
-//! `token::soft::fido2`; `vault::fido2_hid` is the USB HID backend (`ctap-hid-fido2`).
+//! `token::fido2::soft`; `token::fido2::hid` is the USB HID backend (`ctap-hid-fido2`). The
+//! device boundary itself ([`Authenticator`], [`DeviceError`]) lives in `token::fido2`.
 //!
 //! PIN rules of CTAP 2: a key blocks its PIN after 8 wrong tries in total (only a FIDO2 reset,
 //! which erases every credential, gets it back), and after 3 wrong tries in a row it refuses
 //! further tries until it is unplugged and plugged in again ("power cycle").
 
 use secrecy::SecretString;
-use zeroize::Zeroizing;
 
 use super::factor::{PinEntry, SealFactor};
 use super::{Error, FactorKind, SlotInfo};
 use crate::secure::{random_bytes, Key32, Random};
+pub use crate::token::fido2::{
+    Authenticator, DeviceError, Info, Presence, MAX_CREDENTIAL_ID, PIN_TRIES,
+    PIN_TRIES_PER_POWER_CYCLE, SALT_LEN,
+};
 
 /// The relying party id of breakglass credentials. Not a web origin: no browser ever asks for
 /// it, and the id keeps these credentials apart from the holder's web logins on the same key.
 pub const RP_ID: &str = "breakglass";
 /// The `what` of PIN prompts and PIN errors.
 pub const WHAT: &str = "FIDO2";
-/// CTAP 2.1 allows credential ids up to 1023 bytes (`maxCredentialIdLength` is at most that).
-pub const MAX_CREDENTIAL_ID: usize = 1023;
-/// `hmac-secret` takes one or two 32-byte salts; the factor sends one.
-pub const SALT_LEN: usize = 32;
 /// Random user handle of the credential (WebAuthn allows up to 64 bytes). It identifies
 /// nothing: the credential is found by its id, which the slot stores.
 pub const USER_ID_LEN: usize = 32;
 /// The only parameter version this code writes and reads.
 pub const PARAMS_VERSION: u8 = 1;
-/// Wrong PINs in total before a FIDO2 PIN blocks.
-pub const PIN_TRIES: u8 = 8;
-/// Wrong PINs in a row before the key wants to be unplugged and plugged in again.
-pub const PIN_TRIES_PER_POWER_CYCLE: u8 = 3;
-
-/// What `authenticatorGetInfo` tells about a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Info {
-    /// The model's AAGUID (the same for every key of a model; all zero for some).
-    pub aaguid: [u8; 16],
-    /// The `clientPin` option: `None` = the key has no PIN support, `Some(false)` = supported
-    /// but no PIN set yet, `Some(true)` = a PIN is set.
-    pub client_pin: Option<bool>,
-    /// `hmac-secret` is among the key's extensions.
-    pub hmac_secret: bool,
-    /// The `uv` option (built-in verification such as a fingerprint). Informational: this
-    /// factor verifies the user with the PIN.
-    pub uv: Option<bool>,
-}
-
-/// Failures at the device boundary, in CTAP's terms. The factor turns them into
-/// [`Error`]s that say what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeviceError {
-    /// `CTAP2_ERR_PIN_INVALID`: wrong PIN, tries remain in this power cycle.
-    #[error("wrong PIN")]
-    PinInvalid,
-    /// `CTAP2_ERR_PIN_AUTH_BLOCKED`: 3 wrong PINs in a row; no more tries until a power cycle.
-    #[error("PIN tries refused until the key is unplugged and plugged in again")]
-    PinAuthBlocked,
-    /// `CTAP2_ERR_PIN_BLOCKED`: no tries left at all.
-    #[error("PIN blocked")]
-    PinBlocked,
-    /// `CTAP2_ERR_PIN_NOT_SET`.
-    #[error("no PIN set")]
-    PinNotSet,
-    /// The key has no `clientPin` at all, so it cannot verify a user with a PIN.
-    #[error("no PIN support")]
-    UvUnsupported,
-    /// `hmac-secret` is not supported or was not answered.
-    #[error("hmac-secret not supported")]
-    HmacSecretUnsupported,
-    /// `CTAP2_ERR_NO_CREDENTIALS` / `CTAP2_ERR_INVALID_CREDENTIAL`: the key does not hold it.
-    #[error("credential not on this key")]
-    NoCredential,
-    /// Anything else, worded for the user (device gone, touch timeout…).
-    #[error("{0}")]
-    Other(String),
-}
-
-/// What a silent probe tells about a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    /// The key holds it.
-    Held,
-    /// The key does not hold it.
-    NotHeld,
-    /// The key cannot be asked without the PIN (`alwaysUv`, or a CTAP 2.0 key that refuses
-    /// `up = false`): only a verified request tells.
-    Unknown,
-}
-
-impl<A: Authenticator + ?Sized> Authenticator for &mut A {
-    fn info(&mut self) -> Result<Info, DeviceError> {
-        (**self).info()
-    }
-    fn pin_retries(&mut self) -> Result<u8, DeviceError> {
-        (**self).pin_retries()
-    }
-    fn make_credential(
-        &mut self,
-        rp_id: &str,
-        user_id: &[u8],
-        pin: &SecretString,
-    ) -> Result<Vec<u8>, DeviceError> {
-        (**self).make_credential(rp_id, user_id, pin)
-    }
-    fn probe_credential(
-        &mut self,
-        rp_id: &str,
-        credential_id: &[u8],
-    ) -> Result<Presence, DeviceError> {
-        (**self).probe_credential(rp_id, credential_id)
-    }
-    fn hmac_secret(
-        &mut self,
-        rp_id: &str,
-        credential_id: &[u8],
-        salt: &[u8; SALT_LEN],
-        pin: Option<&SecretString>,
-    ) -> Result<Zeroizing<[u8; 32]>, DeviceError> {
-        (**self).hmac_secret(rp_id, credential_id, salt, pin)
-    }
-}
-
-/// A FIDO2 authenticator: the device boundary of the factor. Every call is one CTAP exchange
-/// (or the few a PIN token needs); the factor holds the policy.
-pub trait Authenticator {
-    /// `authenticatorGetInfo`.
-    fn info(&mut self) -> Result<Info, DeviceError>;
-    /// PIN tries left (`clientPin getPinRetries`).
-    fn pin_retries(&mut self) -> Result<u8, DeviceError>;
-    /// Makes a non-discoverable ES256 credential with `hmac-secret` for `rp_id`, verifying the
-    /// user with `pin` (the key also wants a touch). Returns the credential id.
-    fn make_credential(
-        &mut self,
-        rp_id: &str,
-        user_id: &[u8],
-        pin: &SecretString,
-    ) -> Result<Vec<u8>, DeviceError>;
-    /// Whether the key holds `credential_id` for `rp_id`: a silent assertion (no touch, no PIN,
-    /// `up = false`), the way systemd-cryptenroll finds its key. A key that cannot be asked
-    /// silently answers [`Presence::Unknown`].
-    fn probe_credential(
-        &mut self,
-        rp_id: &str,
-        credential_id: &[u8],
-    ) -> Result<Presence, DeviceError>;
-    /// The `hmac-secret` output for `salt` (one touch). With `pin` the user is verified and the
-    /// output comes from `CredRandomWithUV`; `None` gives the output without UV, which the
-    /// factor never uses (tests use it to show that it differs).
-    fn hmac_secret(
-        &mut self,
-        rp_id: &str,
-        credential_id: &[u8],
-        salt: &[u8; SALT_LEN],
-        pin: Option<&SecretString>,
-    ) -> Result<Zeroizing<[u8; 32]>, DeviceError>;
-}
-
 /// The public parameters of a FIDO2 slot (layout in docs/vault-format.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fido2Params {
@@ -309,6 +178,18 @@ fn device(e: DeviceError) -> Error {
             Error::Fido2("this key does not hold the credential (was it reset?)".into())
         }
         DeviceError::Other(s) => Error::Fido2(s),
+        e @ (DeviceError::NoDevice
+        | DeviceError::NotAt { .. }
+        | DeviceError::Several { .. }
+        | DeviceError::List(_)
+        | DeviceError::Open { .. }
+        | DeviceError::NotPresent { .. }) => Error::Fido2(e.to_string()),
+    }
+}
+
+impl From<DeviceError> for Error {
+    fn from(e: DeviceError) -> Self {
+        device(e)
     }
 }
 

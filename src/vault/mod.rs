@@ -9,7 +9,6 @@
 pub mod attest;
 pub mod factor;
 pub mod fido2;
-pub mod fido2_hid;
 pub mod file;
 pub mod format;
 pub mod piv;

@@ -4,7 +4,7 @@
 //! the `vpcd` virtual reader ([`vpcd`]) so that tests cross the real pcscd. It keeps its state in
 //! memory only: nothing it holds ever reaches a disk.
 
-pub mod fido2;
+mod cert;
 pub mod oath;
 pub mod piv;
 pub mod vpcd;
@@ -66,8 +66,7 @@ impl std::str::FromStr for TouchPolicy {
     }
 }
 
-/// How long a YubiKey blinks before giving up on a touch.
-pub const TOUCH_TIMEOUT: Duration = Duration::from_secs(15);
+pub use crate::token::TOUCH_TIMEOUT;
 
 /// A [`TouchSensor`] following a fixed [`TouchPolicy`]; counts the touches asked for.
 #[derive(Debug)]
@@ -131,7 +130,7 @@ pub struct SoftCard {
     touch: Box<dyn TouchSensor>,
     rng: Box<dyn SecureRandom + Send + Sync>,
     /// The FIDO2 application, in process only (no HID device can exist on these machines).
-    fido2: Option<fido2::SoftFido2>,
+    fido2: Option<crate::token::fido2::soft::SoftFido2>,
 }
 
 impl std::fmt::Debug for SoftCard {
@@ -178,12 +177,12 @@ impl SoftCard {
     /// The serial number the PIV applet reports.
     /// Adds a FIDO2 application with this PIN (reachable in process through
     /// [`crate::token::Token::fido2`]).
-    pub fn with_fido2(mut self, key: fido2::SoftFido2) -> Self {
+    pub fn with_fido2(mut self, key: crate::token::fido2::soft::SoftFido2) -> Self {
         self.fido2 = Some(key);
         self
     }
 
-    pub fn fido2_mut(&mut self) -> Option<&mut fido2::SoftFido2> {
+    pub fn fido2_mut(&mut self) -> Option<&mut crate::token::fido2::soft::SoftFido2> {
         self.fido2.as_mut()
     }
 

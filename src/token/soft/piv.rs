@@ -16,29 +16,21 @@
 //! [`TouchSensor`] on every use (no caching).
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::time::Duration;
 
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
-use p256::ecdsa::{DerSignature, SigningKey};
+use p256::ecdsa::SigningKey;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use p256::{PublicKey, SecretKey};
 use ring::rand::SecureRandom;
 use subtle::ConstantTimeEq;
-use x509_cert::builder::profile::BuilderProfile;
-use x509_cert::builder::{Builder, CertificateBuilder};
-use x509_cert::der::asn1::OctetString;
-use x509_cert::der::oid::ObjectIdentifier;
 use x509_cert::der::Encode;
-use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
-use x509_cert::ext::Extension;
-use x509_cert::name::Name;
-use x509_cert::serial_number::SerialNumber;
-use x509_cert::spki::{SubjectPublicKeyInfo, SubjectPublicKeyInfoRef};
-use x509_cert::time::Validity;
-use x509_cert::TbsCertificate;
 use zeroize::Zeroizing;
 
+use super::cert::{
+    ca_extensions, cert_err, CERT_LIFETIME, OID_YK_FIRMWARE, OID_YK_FORM_FACTOR, OID_YK_POLICY,
+    OID_YK_SERIAL,
+};
+pub use super::cert::{extension, issue_certificate, CertError};
 use super::TouchSensor;
 use crate::token::apdu::{write_tlv, Command, Response, StatusWord, Tlv};
 
@@ -113,17 +105,6 @@ pub mod touch_policy {
     pub const ALWAYS: u8 = 2;
     pub const CACHED: u8 = 3;
 }
-
-/// Yubico attestation extensions (developers.yubico.com/PIV/Introduction/PIV_attestation.html).
-const OID_YK_FIRMWARE: &str = "1.3.6.1.4.1.41482.3.3";
-const OID_YK_SERIAL: &str = "1.3.6.1.4.1.41482.3.7";
-const OID_YK_POLICY: &str = "1.3.6.1.4.1.41482.3.8";
-const OID_YK_FORM_FACTOR: &str = "1.3.6.1.4.1.41482.3.9";
-const OID_BASIC_CONSTRAINTS: &str = "2.5.29.19";
-const OID_KEY_USAGE: &str = "2.5.29.15";
-
-/// How long the sandbox certificates are valid.
-const CERT_LIFETIME: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 
 /// A management key (AES only: 3DES is not offered by this soft token).
 struct MgmKey {
@@ -256,93 +237,6 @@ fn public_key_template(public: &PublicKey) -> Vec<u8> {
     let mut out = Vec::new();
     write_tlv(&mut out, 0x7F49, &inner);
     out
-}
-
-/// A certificate profile with fixed names and extensions.
-struct Profile {
-    issuer: Name,
-    subject: Name,
-    extensions: Vec<Extension>,
-}
-
-impl BuilderProfile for Profile {
-    fn get_issuer(&self, _subject: &Name) -> Name {
-        self.issuer.clone()
-    }
-
-    fn get_subject(&self) -> Name {
-        self.subject.clone()
-    }
-
-    fn build_extensions(
-        &self,
-        _spk: SubjectPublicKeyInfoRef<'_>,
-        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
-        _tbs: &TbsCertificate,
-    ) -> x509_cert::builder::Result<Vec<Extension>> {
-        Ok(self.extensions.clone())
-    }
-}
-
-/// Certificate-building failures (none are expected: every input is built here).
-#[derive(Debug, thiserror::Error)]
-#[error("building a sandbox certificate failed: {0}")]
-pub struct CertError(String);
-
-fn cert_err(e: impl std::fmt::Display) -> CertError {
-    CertError(e.to_string())
-}
-
-/// An X.509 extension from its dotted OID and DER value.
-pub fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Result<Extension, CertError> {
-    Ok(Extension {
-        extn_id: ObjectIdentifier::new(oid).map_err(cert_err)?,
-        critical,
-        extn_value: OctetString::new(value).map_err(cert_err)?,
-    })
-}
-
-fn ca_extensions() -> Result<Vec<Extension>, CertError> {
-    let bc = BasicConstraints {
-        ca: true,
-        path_len_constraint: None,
-    };
-    let ku = KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign);
-    Ok(vec![
-        extension(OID_BASIC_CONSTRAINTS, true, bc.to_der().map_err(cert_err)?)?,
-        extension(OID_KEY_USAGE, true, ku.to_der().map_err(cert_err)?)?,
-    ])
-}
-
-fn random_serial(rng: &dyn SecureRandom) -> Result<SerialNumber, CertError> {
-    let mut b = [0u8; 16];
-    let _ = rng.fill(&mut b);
-    b[0] = (b[0] & 0x7F) | 0x01;
-    SerialNumber::new(&b).map_err(cert_err)
-}
-
-/// Issues a certificate (DER) for `public` signed by `signer`, valid from now for `lifetime`
-/// (tests use it to build chains of their own).
-pub fn issue_certificate(
-    rng: &dyn SecureRandom,
-    issuer: &str,
-    subject: &str,
-    public: &PublicKey,
-    extensions: Vec<Extension>,
-    signer: &SigningKey,
-    lifetime: Duration,
-) -> Result<Vec<u8>, CertError> {
-    let profile = Profile {
-        issuer: Name::from_str(issuer).map_err(cert_err)?,
-        subject: Name::from_str(subject).map_err(cert_err)?,
-        extensions,
-    };
-    let spki = SubjectPublicKeyInfo::from_key(public).map_err(cert_err)?;
-    let validity = Validity::from_now(lifetime).map_err(cert_err)?;
-    let builder =
-        CertificateBuilder::new(profile, random_serial(rng)?, validity, spki).map_err(cert_err)?;
-    let cert = builder.build::<_, DerSignature>(signer).map_err(cert_err)?;
-    cert.to_der().map_err(cert_err)
 }
 
 /// The applet's persistent state and its per-selection session state.
@@ -910,6 +804,7 @@ mod tests {
     use super::*;
     use crate::token::soft::{SimulatedTouch, TouchPolicy as Holder};
     use ring::rand::SystemRandom;
+    use std::time::Duration;
 
     fn applet() -> (Applet, SystemRandom) {
         let rng = SystemRandom::new();

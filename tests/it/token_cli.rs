@@ -1,7 +1,7 @@
 //! `breakglass token …` through the real pcscd, the vpcd reader and the soft token (slot 00),
 //! including every bad-input case of the foundation issue.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! the sign-in emulator issues a token, and a real headless Chromium opens the URL and lands
 //! on the console page naming the role and both holders. A screenshot is kept in `target/`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 #![allow(deprecated)] // ring::test::rand gives the soft token a fixed device salt.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! UV requirement, PIN retries (power cycle, last try, blocked), another or a reset key, damaged
 //! parameters. One test runs on a real key when `BREAKGLASS_FIDO2_DEVICE` names it.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -10,9 +10,9 @@ use std::io::Write;
 use secrecy::SecretString;
 
 use breakglass::secure::{Key32, Random, SystemRandom};
-use breakglass::token::soft::fido2::{SoftFido2, AAGUID};
+use breakglass::token::fido2::hid::{HidAuthenticator, DEVICE_ENV};
+use breakglass::token::fido2::soft::{SoftFido2, AAGUID};
 use breakglass::vault::fido2::{Authenticator, Fido2Factor, Fido2Params, RP_ID};
-use breakglass::vault::fido2_hid::{HidAuthenticator, DEVICE_ENV};
 use breakglass::vault::{
     Error, FactorKind, KdfParams, Opened, Payload, PinEntry, SealFactor, SlotInfo, Vault,
 };
@@ -493,7 +493,7 @@ fn damaged_parameters_are_damage() {
 }
 
 /// On a real key: `BREAKGLASS_FIDO2_DEVICE=/dev/hidrawN BREAKGLASS_FIDO2_PIN=… cargo test
-/// --test fido2_factor hardware -- --nocapture`; touch the key when it blinks (three times).
+/// --test it fido2_factor::hardware -- --nocapture`; touch the key when it blinks (three times).
 /// Makes one non-discoverable credential for `breakglass` (nothing stored on the key).
 #[test]
 fn hardware_key_enrols_and_opens() {

@@ -20,10 +20,10 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::TouchSensor;
-use crate::vault::fido2::{
+use super::{
     Authenticator, DeviceError, Info, Presence, PIN_TRIES, PIN_TRIES_PER_POWER_CYCLE, SALT_LEN,
 };
+use crate::token::soft::TouchSensor;
 
 /// The soft authenticator's AAGUID ("breakglass-soft!").
 pub const AAGUID: [u8; 16] = *b"breakglass-soft!";

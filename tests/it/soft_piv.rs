@@ -1,6 +1,6 @@
 //! The soft token's PIV applet seen by the real `yubikey` crate through pcscd and vpcd.
 
-mod common;
+use crate::common;
 
 use common::{pcsc_ready, Slot, SoftToken};
 use p256::ecdsa::signature::Verifier;

@@ -1,158 +1,22 @@
-//! `breakglass unlock` and `breakglass enroll`, and the terminal side of the ceremonies: a
-//! [`Prompt`] that asks on `/dev/tty`, each prompt labelled with the role that must answer.
+//! `breakglass enroll PROFILE …`: the enrolment ceremony, and `--add-token` for a backup token.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use secrecy::SecretString;
 
 use breakglass::aws::Endpoint;
-use breakglass::ceremony::{self, enroll, Error as CError, Prompt, Role};
+use breakglass::ceremony::{enroll, runtime};
+use breakglass::clock::SystemClock;
 use breakglass::config::{self, Paths, Profile};
 use breakglass::secure::SystemRandom;
 use breakglass::token::oath::Seed;
-use breakglass::token::pcsc::Card;
-use breakglass::token::soft::TOUCH_TIMEOUT;
+use breakglass::token::Device;
 use breakglass::vault::KdfParams;
 
-use super::error::{exit, CliError};
-use super::prompt::{self, SecretStdin, TouchPrompt};
-
-/// Asks on the controlling terminal.
-pub struct TtyPrompt {
-    tty: File,
-    touch: Option<TouchPrompt>,
-}
-
-impl TtyPrompt {
-    pub fn open() -> Result<Self, CliError> {
-        let tty = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .map_err(|_| {
-                CliError::usage(
-                    "the ceremony needs a terminal: both holders answer prompts there",
-                    "run the command in an interactive terminal",
-                )
-            })?;
-        Ok(Self { tty, touch: None })
-    }
-
-    pub fn say(&mut self, text: &str) {
-        let _ = writeln!(self.tty, "{text}");
-    }
-
-    /// A line of text typed on the terminal (echoed), trimmed; empty is refused.
-    pub fn line(&mut self, text: &str) -> Result<String, CliError> {
-        let line = self.ask(text)?;
-        if line.is_empty() {
-            return Err(CError::EmptyReason.into());
-        }
-        Ok(line)
-    }
-
-    /// Shows `text`, reads one echoed line from the terminal, trimmed.
-    fn ask(&mut self, text: &str) -> Result<String, CError> {
-        let _ = write!(self.tty, "{text}");
-        let _ = self.tty.flush();
-        let mut line = String::new();
-        let read = self
-            .tty
-            .try_clone()
-            .map_err(|e| CError::NoAnswer(e.to_string()))?;
-        BufReader::new(read)
-            .read_line(&mut line)
-            .map_err(|e| CError::NoAnswer(e.to_string()))?;
-        Ok(line.trim().to_owned())
-    }
-
-    fn secret(&mut self, text: &str) -> Result<SecretString, CError> {
-        let s = prompt::secret_from_tty(text).map_err(|e| CError::NoAnswer(e.to_string()))?;
-        Ok(SecretString::from(s.to_string()))
-    }
-}
-
-impl Prompt for TtyPrompt {
-    fn name(&mut self, role: Role) -> Result<String, CError> {
-        self.ask(&format!("{}, type your name: ", capitalise(role.label())))
-    }
-
-    fn passphrase(&mut self, confirm: bool) -> Result<SecretString, CError> {
-        let first = self.secret("Password holder, type the vault passphrase (not shown): ")?;
-        if confirm {
-            let second = self.secret("Password holder, type the passphrase again: ")?;
-            use secrecy::ExposeSecret;
-            if first.expose_secret() != second.expose_secret() {
-                return Err(CError::PassphraseMismatch);
-            }
-        }
-        Ok(first)
-    }
-
-    fn access_code(&mut self) -> Result<SecretString, CError> {
-        self.secret("Password holder, type the token's access code (not shown): ")
-    }
-
-    fn touch_start(&mut self, what: &str) {
-        self.touch = Some(TouchPrompt::with_text(
-            &format!("Token holder, touch the token now ({what})"),
-            TOUCH_TIMEOUT,
-        ));
-    }
-
-    fn touch_end(&mut self) {
-        self.touch = None;
-    }
-
-    fn wait(&mut self, secs: u64, why: &str) {
-        for left in (1..=secs).rev() {
-            let _ = write!(self.tty, "\r\x1b[2K{why}: {left:>2} s ");
-            let _ = self.tty.flush();
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        let _ = write!(self.tty, "\r\x1b[2K");
-    }
-
-    fn note(&mut self, text: &str) {
-        self.say(text);
-    }
-
-    fn pin(&mut self, what: &str, tries_left: u8) -> Result<SecretString, CError> {
-        self.secret(&format!(
-            "Password holder, type the token's {what} PIN (not shown; {tries_left} {} left): ",
-            if tries_left == 1 { "try" } else { "tries" }
-        ))
-    }
-
-    fn confirm(&mut self, question: &str) -> Result<bool, CError> {
-        let answer = self.ask(&format!("{question} Type yes to go on: "))?;
-        Ok(answer.eq_ignore_ascii_case("yes"))
-    }
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
-}
-
-pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::new(
-                format!("cannot start the async runtime: {e}"),
-                "report this",
-                exit::FAILURE,
-            )
-        })
-}
+use super::error::CliError;
+use super::term::{SecretStdin, TtyPrompt};
+use super::{paths, FactorArg};
 
 /// The administrator's credentials for the IAM calls of a ceremony: the standard variables.
 fn admin_from_env() -> (Option<String>, Option<SecretString>) {
@@ -162,17 +26,6 @@ fn admin_from_env() -> (Option<String>, Option<SecretString>) {
             .ok()
             .map(SecretString::from),
     )
-}
-
-pub(super) fn endpoint(profile: &Profile) -> Endpoint {
-    Endpoint {
-        region: profile.region.clone(),
-        url: profile.sts_endpoint.clone(),
-    }
-}
-
-pub(super) fn paths() -> Result<Paths, CliError> {
-    Paths::from_env().map_err(CliError::from)
 }
 
 #[derive(Debug, Args)]
@@ -256,14 +109,6 @@ pub struct EnrollArgs {
     /// the file `breakglass sandbox card --piv-root-out FILE` writes.
     #[arg(long, value_name = "FILE")]
     attestation_roots: Option<PathBuf>,
-}
-
-/// `--factor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FactorArg {
-    Piv,
-    Fido2,
-    Oath,
 }
 
 fn parse_piv_slot(s: &str) -> Result<u8, String> {
@@ -390,8 +235,10 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     let mfa = mfa_source(&args, &mut stdin)?;
     let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
-    let mut card = Card::open(args.reader.as_deref().or(profile.reader.as_deref()))?
-        .with_fido2_device(args.fido2_device.clone());
+    let mut card = Device::open(
+        args.reader.as_deref().or(profile.reader.as_deref()),
+        args.fido2_device.clone(),
+    )?;
     let req = enroll::Request {
         profile: &profile,
         factor: factor(&args, &roots),
@@ -400,9 +247,9 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         key,
         mfa,
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
-        endpoint: endpoint(&profile),
+        endpoint: Endpoint::of(&profile),
         force: args.force,
-        now: &ceremony::now,
+        now: &SystemClock,
     };
     let report = runtime()?.block_on(enroll::enroll(
         req,
@@ -436,10 +283,8 @@ fn add_token_cmd(
     let mfa = mfa_source(args, stdin)?;
     let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
-    let mut old_card =
-        Card::open(args.from_reader.as_deref())?.with_fido2_device(args.from_fido2_device.clone());
-    let mut new_card =
-        Card::open(args.reader.as_deref())?.with_fido2_device(args.fido2_device.clone());
+    let mut old_card = Device::open(args.from_reader.as_deref(), args.from_fido2_device.clone())?;
+    let mut new_card = Device::open(args.reader.as_deref(), args.fido2_device.clone())?;
     if args.factor == FactorArg::Fido2
         && args.fido2_device.is_some()
         && args.fido2_device == args.from_fido2_device
@@ -465,9 +310,9 @@ fn add_token_cmd(
         },
         mfa,
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
-        endpoint: endpoint(profile),
+        endpoint: Endpoint::of(profile),
         force: args.force,
-        now: &ceremony::now,
+        now: &SystemClock,
     };
     let report = runtime()?.block_on(enroll::add_token(
         req,

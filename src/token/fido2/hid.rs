@@ -2,7 +2,7 @@
 //! Linux hidraw).
 //!
 //! Untested here (these machines have no HID device and no `/dev/uhid`): the factor's logic is
-//! tested against `token::soft::fido2`, and this file only translates. `tests/fido2_factor.rs`
+//! tested against `token::fido2::soft`, and this file only translates. `tests/it/fido2_factor.rs`
 //! has a hardware test gated on `BREAKGLASS_FIDO2_DEVICE`.
 //!
 //! Every library call runs under [`guard`]: the library reports CTAP status codes as text, which
@@ -24,8 +24,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::fido2::{Authenticator, DeviceError, Info, Presence, SALT_LEN};
-use super::Error;
+use super::{Authenticator, DeviceError, Info, Presence, SALT_LEN};
 
 /// Names the HID path of the FIDO2 key to use when several are plugged in.
 pub const DEVICE_ENV: &str = "BREAKGLASS_FIDO2_DEVICE";
@@ -107,9 +106,9 @@ fn challenge() -> Result<[u8; 32], DeviceError> {
 }
 
 /// The FIDO2 HID devices plugged in (HID usage page 0xF1D0).
-pub fn list() -> Result<Vec<Device>, Error> {
+pub fn list() -> Result<Vec<Device>, DeviceError> {
     let infos = guard(|| Ok::<_, String>(ctap_hid_fido2::get_fidokey_devices()))
-        .map_err(|e| Error::Fido2(format!("cannot list HID devices: {e}")))?;
+        .map_err(|e| DeviceError::List(e.to_string()))?;
     Ok(infos
         .into_iter()
         .map(|i| Device {
@@ -125,35 +124,19 @@ pub fn list() -> Result<Vec<Device>, Error> {
 
 /// The device to use among those plugged in: the one at `path`, or the only one. None, several,
 /// or none at `path` is an error that lists what is there and how to pick.
-pub fn choose<'d>(devices: &'d [Device], path: Option<&str>) -> Result<&'d Device, Error> {
-    let names = || {
-        devices
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+pub fn choose<'d>(devices: &'d [Device], path: Option<&str>) -> Result<&'d Device, DeviceError> {
+    let found = || devices.iter().map(ToString::to_string).collect::<Vec<_>>();
     match (path, devices) {
-        (Some(p), _) => devices.iter().find(|d| d.path == p).ok_or_else(|| {
-            Error::Fido2(if devices.is_empty() {
-                format!("no FIDO2 device at {p}: no FIDO2 device is plugged in")
-            } else {
-                format!("no FIDO2 device at {p} (found: {})", names())
-            })
-        }),
-        (None, []) => Err(Error::Fido2(
-            "no FIDO2 device found: plug in the key (and check that you may open \
-             /dev/hidraw*: the udev rules of libfido2 or systemd grant it to the \
-             logged-in user)"
-                .into(),
-        )),
+        (Some(p), _) => devices
+            .iter()
+            .find(|d| d.path == p)
+            .ok_or_else(|| DeviceError::NotAt {
+                path: p.to_owned(),
+                found: found(),
+            }),
+        (None, []) => Err(DeviceError::NoDevice),
         (None, [one]) => Ok(one),
-        (None, _) => Err(Error::Fido2(format!(
-            "{} FIDO2 devices found: {}; pick one with --fido2-device PATH or \
-             {DEVICE_ENV}=PATH, or unplug the others",
-            devices.len(),
-            names()
-        ))),
+        (None, _) => Err(DeviceError::Several { found: found() }),
     }
 }
 
@@ -174,7 +157,7 @@ impl std::fmt::Debug for HidAuthenticator {
 impl HidAuthenticator {
     /// Opens the key at `path` (a hidraw path from [`list`]), or the only one plugged in.
     /// The CLI passes its `--fido2-device` argument, which falls back to [`DEVICE_ENV`].
-    pub fn open(path: Option<&str>) -> Result<Self, Error> {
+    pub fn open(path: Option<&str>) -> Result<Self, DeviceError> {
         let devices = list()?;
         let device = choose(&devices, path)?;
         let mut cfg = LibCfg::init();
@@ -183,10 +166,10 @@ impl HidAuthenticator {
         cfg.enable_keep_alive_msg = false;
         let dev =
             guard(|| FidoKeyHid::new(std::slice::from_ref(&device.param), &cfg)).map_err(|e| {
-                Error::Fido2(format!(
-                    "cannot open the FIDO2 device {device}: {e} (is it in use, or not readable \
-                     by this user?)"
-                ))
+                DeviceError::Open {
+                    device: device.to_string(),
+                    reason: e.to_string(),
+                }
             })?;
         Ok(Self {
             dev,

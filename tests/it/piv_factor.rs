@@ -3,7 +3,7 @@
 //! try asked for, blocked), attestation that does not chain, an occupied slot, a token whose
 //! serial differs.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

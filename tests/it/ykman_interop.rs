@@ -2,7 +2,7 @@
 //! vpcd slot 01. ykman accepting the soft token proves it speaks the real YKOATH protocol; our
 //! client agreeing with ykman proves it reads a token the way Yubico's own tool does.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

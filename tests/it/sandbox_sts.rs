@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_sts::config::retry::RetryConfig;
@@ -12,6 +12,8 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use breakglass::sandbox::sts::Sts;
 use breakglass::token::otp::{self, Algorithm};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::common::emulator::{steady_now, unix_now};
 
 const MFA_CODE_FAILED: &str =
     "MultiFactorAuthentication failed with invalid MFA one time pass code.";
@@ -94,23 +96,6 @@ fn failure<E: ProvideErrorMetadata + std::fmt::Debug>(err: &SdkError<E>) -> (Str
         service.message().unwrap_or_default().to_owned(),
         status,
     )
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Waits out the last 3 seconds of a TOTP window, so that codes computed now are still for the
-/// emulator's current step when it checks them. Returns the time to compute codes at.
-async fn steady_now() -> u64 {
-    let into = unix_now() % 30;
-    if into >= 27 {
-        tokio::time::sleep(Duration::from_secs(31 - into)).await;
-    }
-    unix_now()
 }
 
 fn code(seed: &[u8], unix_seconds: u64) -> String {

@@ -6,47 +6,25 @@
 
 use std::net::SocketAddr;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use x509_cert::der::Decode;
 
 use breakglass::aws::Endpoint;
-use breakglass::ceremony::{enroll, unlock, Error as CError, Prompt, Role};
+use breakglass::ceremony::{enroll, unlock, Error as CError};
 use breakglass::config::{Paths, Profile};
 use breakglass::sandbox::sts::Sts;
+use breakglass::sandbox::Scripted;
 use breakglass::secure::SystemRandom;
+use breakglass::token::fido2::soft::SoftFido2;
 use breakglass::token::oath::Seed;
-use breakglass::token::soft::fido2::SoftFido2;
 use breakglass::token::soft::SoftCard;
 use breakglass::vault::{FactorKind, KdfParams};
 
 const PASSPHRASE: &str = "mixed slots, one vault";
 const PIN: &str = "123456";
 
-struct Answers;
-
-impl Prompt for Answers {
-    fn name(&mut self, role: Role) -> Result<String, CError> {
-        Ok(match role {
-            Role::PasswordHolder => "Alice",
-            Role::TokenHolder => "Bob",
-        }
-        .into())
-    }
-    fn passphrase(&mut self, _confirm: bool) -> Result<SecretString, CError> {
-        Ok(SecretString::from(PASSPHRASE.to_owned()))
-    }
-    fn access_code(&mut self) -> Result<SecretString, CError> {
-        Err(CError::NoAnswer("no access code in this test".into()))
-    }
-    fn touch_start(&mut self, _what: &str) {}
-    fn touch_end(&mut self) {}
-    fn wait(&mut self, secs: u64, _why: &str) {
-        std::thread::sleep(std::time::Duration::from_secs(secs));
-    }
-    fn note(&mut self, _text: &str) {}
-    fn pin(&mut self, _what: &str, _tries_left: u8) -> Result<SecretString, CError> {
-        Ok(SecretString::from(PIN.to_owned()))
-    }
+fn answers() -> Scripted {
+    Scripted::new("Alice", "Bob", PASSPHRASE).pins(&[PIN])
 }
 
 fn token() -> SoftCard {
@@ -75,7 +53,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         .enable_all()
         .build()
         .unwrap();
-    let now = breakglass::ceremony::now;
+    let now = breakglass::clock::SystemClock;
     let mfa = |name: &str| {
         let (serial, seed) = sts.create_mfa_device("breakglass", name);
         enroll::MfaSource::Import {
@@ -111,7 +89,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
     rt.block_on(enroll::enroll(
         request(piv_factor, mfa("primary")),
         &mut piv_token,
-        &mut Answers,
+        &mut answers(),
         &rng,
     ))
     .expect("PIV enrolment");
@@ -122,7 +100,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         "fido2-backup",
         &mut piv_token,
         &mut fido2_token,
-        &mut Answers,
+        &mut answers(),
         &rng,
     ))
     .expect("FIDO2 backup added, the vault opened with the PIV token");
@@ -133,7 +111,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         "oath-backup",
         &mut fido2_token,
         &mut oath_token,
-        &mut Answers,
+        &mut answers(),
         &rng,
     ))
     .expect("OATH backup added, the vault opened with the FIDO2 key");
@@ -147,7 +125,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         "quiet-fido2-backup",
         &mut oath_token,
         &mut quiet_token,
-        &mut Answers,
+        &mut answers(),
         &rng,
     ))
     .expect("a key that cannot be probed silently is not taken for an enrolled one");
@@ -159,7 +137,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
             "again",
             &mut oath_token,
             &mut piv_token,
-            &mut Answers,
+            &mut answers(),
             &rng,
         ))
         .unwrap_err();
@@ -195,7 +173,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
     .enumerate()
     {
         let a = rt
-            .block_on(unlock::unlock(&req, t, &mut Answers))
+            .block_on(unlock::unlock(&req, t, &mut answers()))
             .unwrap_or_else(|e| panic!("token {i} did not open the vault: {e}"));
         assert_eq!(
             a.mfa_serial, serials[i],
@@ -207,7 +185,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
     assert_eq!(sts.counts().get_session_token, 4);
 
     // A fresh token is in no slot: refused, and the message lists the slots.
-    let Err(e) = rt.block_on(unlock::unlock(&req, &mut token(), &mut Answers)) else {
+    let Err(e) = rt.block_on(unlock::unlock(&req, &mut token(), &mut answers())) else {
         panic!("a token in no slot opened the vault");
     };
     let e = e.to_string();

@@ -3,7 +3,7 @@
 //! `exec` and `env` in real shells, a foreign uid refused, bad sockets and messages, and no
 //! secret left in files or in the agent's memory after `lock`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;

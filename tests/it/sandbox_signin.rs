@@ -2,91 +2,48 @@
 //! credentials from the crate's STS client and the AWS SDK, login's redirect, the console
 //! page, and the refusals AWS documents.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use aws_sdk_sts::config::{BehaviorVersion, Region};
 use breakglass::aws::sts::{self, AssumeRole, Session};
-use breakglass::aws::{Endpoint, Signer};
-use breakglass::sandbox::sts::Sts;
-use breakglass::token::otp::{self, Algorithm};
+use breakglass::aws::Signer;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::common::emulator;
 
 const DESTINATION: &str = "https://console.aws.amazon.com/";
 const INVALID_LINK: &str = "This sign-in link is invalid, expired or was already used. \
     Run `breakglass console` again.";
 
 fn unix_now() -> i64 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    i64::try_from(secs).unwrap()
+    i64::try_from(emulator::unix_now()).unwrap()
 }
 
-/// Waits out the last 3 seconds of a TOTP window, so that a code computed now is still for the
-/// emulator's current step when it checks it. Returns the time to compute the code at.
-async fn steady_now() -> u64 {
-    let into = unix_now() % 30;
-    if into >= 27 {
-        tokio::time::sleep(Duration::from_secs(u64::try_from(31 - into).unwrap())).await;
-    }
-    u64::try_from(unix_now()).unwrap()
-}
-
-/// The emulator with user `breakglass` (long-term key, enabled MFA device) and two roles.
+/// The shared emulator rig with two roles.
 struct Rig {
-    sts: Sts,
-    endpoint: Endpoint,
-    key_id: String,
-    secret: SecretString,
-    serial: String,
-    seed: Vec<u8>,
+    base: emulator::Rig,
     /// Requires MFA, as a break-glass role does.
     admin: String,
     /// Trusts the account without MFA (assumable with the long-term key).
     ops: String,
 }
 
+impl std::ops::Deref for Rig {
+    type Target = emulator::Rig;
+    fn deref(&self) -> &emulator::Rig {
+        &self.base
+    }
+}
+
 impl Rig {
     fn new() -> Self {
-        let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let (key_id, secret) = sts.create_access_key("breakglass");
-        let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
-        let seed = data_encoding::BASE32_NOPAD.decode(seed.as_bytes()).unwrap();
-        let endpoint = Endpoint {
-            region: "us-east-1".into(),
-            url: Some(sts.endpoint()),
-        };
-        let admin = sts.create_role("breakglass-admin", true);
-        let ops = sts.create_role("ops", false);
-        Self {
-            sts,
-            endpoint,
-            key_id,
-            secret,
-            serial,
-            seed,
-            admin,
-            ops,
-        }
-    }
-
-    fn key(&self) -> Signer<'_> {
-        Signer {
-            access_key_id: &self.key_id,
-            secret_access_key: &self.secret,
-            session_token: None,
-        }
+        let base = emulator::Rig::new();
+        let admin = base.sts.create_role("breakglass-admin", true);
+        let ops = base.sts.create_role("ops", false);
+        Self { base, admin, ops }
     }
 
     /// GetSessionToken with the code of the current window, as `unlock` does.
     async fn mfa_session(&self) -> Session {
-        let t = steady_now().await;
-        let code = otp::totp(Algorithm::Sha1, &self.seed, t, 30, 6);
-        sts::get_session_token(&self.endpoint, &self.key(), &self.serial, &code, 3600)
-            .await
-            .unwrap()
+        self.base.mfa_session(3600).await
     }
 
     /// The break-glass role assumed from an MFA session through the AWS SDK *without*

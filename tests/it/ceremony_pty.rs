@@ -2,7 +2,7 @@
 //! token behind the real pcscd (vpcd slot 00), against the embedded strict STS emulator and
 //! against moto_server. Afterwards no secret may be found in any file written.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -2,93 +2,11 @@
 //! an MFA session from GetSessionToken assumes a role that requires MFA, with the holders'
 //! names as RoleSessionName and SourceIdentity; refusals name the role.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use breakglass::aws::sts::{self, AssumeRole};
+use breakglass::aws::Error;
+use secrecy::ExposeSecret;
 
-use breakglass::aws::sts::{self, AssumeRole, Session};
-use breakglass::aws::{Endpoint, Error, Signer};
-use breakglass::sandbox::sts::Sts;
-use breakglass::token::otp::{self, Algorithm};
-use secrecy::{ExposeSecret, SecretString};
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Waits out the last 3 seconds of a TOTP window, so that a code computed now is still for the
-/// emulator's current step when it checks it. Returns the time to compute the code at.
-async fn steady_now() -> u64 {
-    let into = unix_now() % 30;
-    if into >= 27 {
-        tokio::time::sleep(Duration::from_secs(31 - into)).await;
-    }
-    unix_now()
-}
-
-/// The emulator with user `breakglass`: its long-term key and an enabled MFA device.
-struct Rig {
-    sts: Sts,
-    endpoint: Endpoint,
-    key_id: String,
-    secret: SecretString,
-    serial: String,
-    seed: Vec<u8>,
-}
-
-impl Rig {
-    fn new() -> Self {
-        let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let (key_id, secret) = sts.create_access_key("breakglass");
-        let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
-        let seed = data_encoding::BASE32_NOPAD.decode(seed.as_bytes()).unwrap();
-        let endpoint = Endpoint {
-            region: "us-east-1".into(),
-            url: Some(sts.endpoint()),
-        };
-        Self {
-            sts,
-            endpoint,
-            key_id,
-            secret,
-            serial,
-            seed,
-        }
-    }
-
-    fn key(&self) -> Signer<'_> {
-        Signer {
-            access_key_id: &self.key_id,
-            secret_access_key: &self.secret,
-            session_token: None,
-        }
-    }
-
-    /// GetSessionToken with the code of the current window, as `unlock` does.
-    async fn mfa_session(&self, duration_secs: u64) -> Session {
-        let t = steady_now().await;
-        let code = otp::totp(Algorithm::Sha1, &self.seed, t, 30, 6);
-        sts::get_session_token(
-            &self.endpoint,
-            &self.key(),
-            &self.serial,
-            &code,
-            duration_secs,
-        )
-        .await
-        .unwrap()
-    }
-}
-
-fn signer(session: &Session) -> Signer<'_> {
-    Signer {
-        access_key_id: &session.access_key_id,
-        secret_access_key: &session.secret_access_key,
-        session_token: Some(&session.session_token),
-    }
-}
+use crate::common::emulator::{signer, unix_now, Rig};
 
 #[tokio::test]
 async fn mfa_session_assumes_role_named_after_both_holders() {

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod emulator;
 pub mod home;
 
 use std::fs::File;

@@ -387,7 +387,7 @@ fn validation_rejects_bad_accounts_before_io() {
 fn unknown_applets_and_instructions() {
     let (mut card, _) = card(TouchPolicy::Approve);
     // Management and OTP are not implemented: 6A82 as a YubiKey without them (PIV is: see
-    // tests/soft_piv.rs).
+    // tests/it/soft_piv.rs).
     for aid in [
         &[0xA0, 0, 0, 5, 0x27, 0x47, 0x11, 0x17][..],
         &[0xA0, 0, 0, 5, 0x27, 0x20, 1],

@@ -1,0 +1,97 @@
+//! What the agent reports to `breakglass status`: typed at both ends, JSON on the wire (the
+//! same document `status --json` prints). Never a secret: names, times, key ids.
+
+use serde::{Deserialize, Serialize};
+
+/// The agent and the profiles it holds or is unlocking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub uid: u32,
+    pub socket: String,
+    /// RFC 3339.
+    pub now: String,
+    /// The session arena is locked in memory (never swapped).
+    pub memory_locked: bool,
+    /// Why it is not, when it is not.
+    pub memory_lock_error: Option<String>,
+    /// Hardening steps that failed at start (core dumps, ptrace).
+    pub hardening_failures: Vec<String>,
+    pub idle_timeout_minutes: u64,
+    pub profiles: Vec<ProfileStatus>,
+}
+
+/// One profile: its two-person session (when unlocked), its role session, a running lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileStatus {
+    pub profile: String,
+    #[serde(flatten)]
+    pub session: Option<SessionStatus>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role: Option<RoleStatus>,
+    /// A ceremony or role refresh under way.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub running: Option<Running>,
+}
+
+/// The two-person session of a profile. Times are RFC 3339.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub identity: String,
+    pub password_holder: String,
+    pub token_holder: String,
+    pub mfa_serial: String,
+    pub activated: String,
+    pub expires: String,
+    pub temporary_access_key_id: String,
+    pub idle_wipe: String,
+}
+
+/// The role session handed out for a profile with `role_arn`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleStatus {
+    pub role_arn: String,
+    pub assumed_role_arn: String,
+    pub expires: String,
+}
+
+/// A lead in progress: what it runs, in which process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    pub what: String,
+    pub pid: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_profile_with_a_lead_has_no_session_fields_and_round_trips() {
+        let s = Status {
+            pid: 9,
+            uid: 1000,
+            socket: "/run/user/1000/breakglass/agent.sock".into(),
+            now: "2026-12-01T00:00:00Z".into(),
+            memory_locked: true,
+            memory_lock_error: None,
+            hardening_failures: vec![],
+            idle_timeout_minutes: 60,
+            profiles: vec![ProfileStatus {
+                profile: "prod".into(),
+                session: None,
+                role: None,
+                running: Some(Running {
+                    what: "ceremony".into(),
+                    pid: 42,
+                }),
+            }],
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(
+            text.contains(r#"{"profile":"prod","running":{"what":"ceremony","pid":42}}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), s);
+    }
+}

@@ -1,0 +1,90 @@
+//! The browser hand-off: the two-person session → AssumeRole into the break-glass role (both
+//! holders named) → the federation endpoint's `getSigninToken` → the `Action=login` URL,
+//! audited. AWS's sign-in refuses GetSessionToken credentials, hence the role.
+
+use zeroize::Zeroizing;
+
+use crate::audit;
+use crate::aws::console::{self, SIGNIN_TOKEN_LIFETIME_SECS};
+use crate::aws::sts;
+use crate::clock::Clock;
+use crate::config::{Paths, Profile};
+
+use super::handout::{assume, Assumption, Purpose};
+use super::Error;
+
+/// The Issuer of the sign-in URL: where the console sends people whose session ended.
+const ISSUER: &str = "https://github.com/breakglass/breakglass#console";
+
+/// A sign-in URL and what it grants.
+pub struct SigninUrl {
+    /// The URL itself: a secret, valid once, for 15 minutes.
+    pub url: Zeroizing<String>,
+    pub assumed_role_arn: String,
+    /// Unix seconds after which the link no longer signs in.
+    pub link_expires: u64,
+    /// Unix seconds when the console session ends (with the role session).
+    pub console_ends: u64,
+}
+
+/// Where a sign-in URL is made, and for what.
+pub struct SigninRequest<'a> {
+    pub profile: &'a Profile,
+    pub paths: &'a Paths,
+    pub role_arn: &'a str,
+    /// The federation endpoint (`https://signin.aws.amazon.com/federation`, the sandbox's).
+    pub federation: &'a str,
+    /// The console page to land on.
+    pub destination: &'a str,
+    pub clock: &'a dyn Clock,
+}
+
+/// AssumeRole with the two-person session, a sign-in token for it, the login URL; audited. A
+/// URL whose audit record cannot be written is discarded.
+pub fn make_url(
+    req: &SigninRequest<'_>,
+    base: &sts::Session,
+    holders: (&str, &str),
+) -> Result<SigninUrl, Error> {
+    // No DurationSeconds and no SessionDuration: AWS's federation endpoint refuses either for
+    // role sessions made with temporary credentials. The role session lasts AWS's default
+    // hour, and the console session with it.
+    let role = assume(
+        &Assumption {
+            profile: req.profile,
+            paths: req.paths,
+            role_arn: req.role_arn,
+            duration_secs: None,
+            purpose: Purpose::Console,
+            clock: req.clock,
+        },
+        base,
+        holders,
+    )?;
+    let now = req.clock.now();
+    let token = console::get_signin_token(req.federation, &role.session)?;
+    let url = console::login_url(req.federation, ISSUER, req.destination, &token);
+    drop(token);
+    let signed = SigninUrl {
+        url,
+        assumed_role_arn: role.assumed_role_arn,
+        link_expires: now + SIGNIN_TOKEN_LIFETIME_SECS,
+        console_ends: role.session.expiration,
+    };
+    let entry = audit::Entry {
+        time: now,
+        profile: &req.profile.name,
+        record: audit::Record::ConsoleUrl {
+            role_arn: req.role_arn.to_owned(),
+            account: req.role_arn.split(':').nth(4).unwrap_or("").to_owned(),
+            assumed_role_arn: signed.assumed_role_arn.clone(),
+            password_holder: holders.0.to_owned(),
+            token_holder: holders.1.to_owned(),
+            link_expires: signed.link_expires,
+            console_session_ends: signed.console_ends,
+        },
+        outcome: audit::Outcome::Success,
+    };
+    audit::append(&req.paths.audit_log(), &entry).map_err(Error::UrlDiscarded)?;
+    Ok(signed)
+}

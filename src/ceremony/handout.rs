@@ -1,0 +1,240 @@
+//! Credentials through the agent: ask it for a profile's session and, when it makes this
+//! process the leader, run the two-person unlock (or the role refresh) here and hand the result
+//! back. Every command that needs credentials (`unlock`, `credential-process`, `exec`, `env`,
+//! `console`) goes through [`obtain`].
+
+use crate::agent::client::{Client, Handout, Reply};
+use crate::agent::{ROLE_MAX_SECS, ROLE_MIN_SECS};
+use crate::audit;
+use crate::aws::{sts, Endpoint, Signer};
+use crate::clock::Clock;
+use crate::config::{Paths, Profile};
+use crate::token::Device;
+
+use super::{runtime, unlock, Error, Prompt};
+
+/// Opens the prompt of a ceremony this process leads (the terminal, for the CLI). It is only
+/// called when the agent makes this process the leader.
+pub type OpenPrompt<'a> = &'a dyn Fn() -> Result<Box<dyn Prompt>, Error>;
+
+/// What a hand-out needs.
+pub struct Want<'a> {
+    pub profile: &'a Profile,
+    pub paths: &'a Paths,
+    /// Given on the command line; otherwise asked at the prompt when leading.
+    pub reason: Option<&'a str>,
+    /// The reader of the token (overrides the profile's).
+    pub reader: Option<&'a str>,
+    /// A person can answer a ceremony here (there is a terminal).
+    pub interactive: bool,
+    /// Who asked, for the ceremony's first line.
+    pub requested_by: &'a str,
+    /// Hand out the two-person session even when the profile has a role (the console
+    /// assumes its own role with it).
+    pub base_only: bool,
+    pub clock: &'a dyn Clock,
+}
+
+/// The credentials of a profile from the agent; runs the ceremony (or AssumeRole) here when
+/// the agent makes this process the leader. Returns whether this process ran the ceremony.
+pub fn obtain(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<(Handout, bool), Error> {
+    let client = Client::start(w.paths)?;
+    let role = w.profile.role_arn.as_deref().filter(|_| !w.base_only);
+    let mut reply = client.get(&w.profile.name, role, w.interactive)?;
+    let mut led = false;
+    loop {
+        reply = match reply {
+            Reply::Creds(h) => return Ok((*h, led)),
+            Reply::NoSession(reason) => {
+                return Err(Error::NoSession {
+                    profile: w.profile.name.clone(),
+                    reason,
+                })
+            }
+            Reply::LeadCeremony(lead) => {
+                led = true;
+                match ceremony(w, open_prompt) {
+                    Ok(a) => lead.put_base(
+                        &a.session,
+                        &a.mfa_serial,
+                        &a.password_holder,
+                        &a.token_holder,
+                        &a.user_arn,
+                    )?,
+                    Err(e) => {
+                        lead.abort(&e.to_string());
+                        return Err(e);
+                    }
+                }
+            }
+            Reply::LeadRole {
+                lead,
+                base,
+                password_holder,
+                token_holder,
+            } => match refresh_role(w, &base, (&password_holder, &token_holder)) {
+                Ok(r) => {
+                    lead.put_role(role.unwrap_or_default(), &r.session, &r.assumed_role_arn)?
+                }
+                Err(e) => {
+                    lead.abort(&e.to_string());
+                    return Err(e);
+                }
+            },
+        };
+    }
+}
+
+/// The unlock ceremony at the prompt.
+fn ceremony(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<unlock::Activation, Error> {
+    let mut prompt = open_prompt()?;
+    prompt.note(&format!(
+        "breakglass: profile {:?} is locked; two-person unlock ({}).",
+        w.profile.name, w.requested_by
+    ));
+    let reason = match w.reason {
+        Some(r) => r.to_owned(),
+        None => prompt.line("Why is the glass broken? (goes to the audit log): ")?,
+    };
+    if reason.trim().is_empty() {
+        return Err(Error::EmptyReason);
+    }
+    let mut token = Device::open(w.reader.or(w.profile.reader.as_deref()), None)?;
+    let req = unlock::Request {
+        profile: w.profile,
+        paths: w.paths,
+        reason: &reason,
+        endpoint: Endpoint::of(w.profile),
+        now: w.clock,
+    };
+    let a = runtime()?.block_on(unlock::unlock(&req, &mut token, &mut *prompt))?;
+    prompt.note(&format!(
+        "Session granted to {} and {}: temporary key {}, valid until {}.",
+        a.password_holder,
+        a.token_holder,
+        a.session.access_key_id,
+        audit::rfc3339(a.session.expiration),
+    ));
+    Ok(a)
+}
+
+/// AssumeRole into the profile's role with the two-person session, for a shell: never longer
+/// than the session it comes from (AWS's minimum is 15 minutes).
+fn refresh_role(
+    w: &Want<'_>,
+    base: &sts::Session,
+    holders: (&str, &str),
+) -> Result<sts::RoleSession, Error> {
+    let left = base.expiration.saturating_sub(w.clock.now());
+    assume(
+        &Assumption {
+            profile: w.profile,
+            paths: w.paths,
+            role_arn: w.profile.role_arn.as_deref().unwrap_or_default(),
+            duration_secs: Some(left.clamp(ROLE_MIN_SECS, ROLE_MAX_SECS)),
+            purpose: Purpose::Shell,
+            clock: w.clock,
+        },
+        base,
+        holders,
+    )
+}
+
+/// What a role session is for (the audit record's `for`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Shell,
+    Console,
+}
+
+impl Purpose {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Shell => "shell",
+            Self::Console => "console",
+        }
+    }
+}
+
+/// An AssumeRole made with the two-person session.
+pub struct Assumption<'a> {
+    pub profile: &'a Profile,
+    pub paths: &'a Paths,
+    pub role_arn: &'a str,
+    pub duration_secs: Option<u64>,
+    pub purpose: Purpose,
+    pub clock: &'a dyn Clock,
+}
+
+/// Assumes the role with `RoleSessionName` and `SourceIdentity` naming both holders, and
+/// audits it; a role session whose record cannot be written is discarded.
+pub fn assume(
+    a: &Assumption<'_>,
+    base: &sts::Session,
+    (password_holder, token_holder): (&str, &str),
+) -> Result<sts::RoleSession, Error> {
+    let session_name = sts::role_session_name(
+        a.profile.role_session_name.as_deref(),
+        password_holder,
+        token_holder,
+    )
+    .map_err(|reason| Error::RoleSessionName { reason })?;
+    let source_identity = sts::source_identity(password_holder, token_holder);
+    let signer = Signer {
+        access_key_id: &base.access_key_id,
+        secret_access_key: &base.secret_access_key,
+        session_token: Some(&base.session_token),
+    };
+    let req = sts::AssumeRole {
+        role_arn: a.role_arn,
+        session_name: &session_name,
+        source_identity: &source_identity,
+        duration_secs: a.duration_secs,
+    };
+    let r = runtime()?.block_on(sts::assume_role(&Endpoint::of(a.profile), &signer, &req));
+    let entry = audit::Entry {
+        time: a.clock.now(),
+        profile: &a.profile.name,
+        outcome: audit::Outcome::of(&r),
+        record: audit::Record::RoleAssumed {
+            role_arn: a.role_arn.to_owned(),
+            role_session_name: session_name,
+            source_identity,
+            purpose: a.purpose.name(),
+            session: r.as_ref().ok().map(|rs| audit::Issued {
+                temporary_access_key_id: rs.session.access_key_id.clone(),
+                expiration: rs.session.expiration,
+            }),
+        },
+    };
+    audit::append(&a.paths.audit_log(), &entry).map_err(Error::RoleDiscarded)?;
+    Ok(r?)
+}
+
+/// Variables that would make an SDK pick other credentials than the hand-out's: `exec` removes
+/// them from the command's environment.
+pub const CONFLICTING_VARIABLES: &[&str] =
+    &["AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SECURITY_TOKEN"];
+
+/// The environment of a hand-out (`exec`, `env`): the session, its expiry (`expiration`, RFC
+/// 3339), the profile's region, and `BREAKGLASS_PROFILE` (which `exec` checks to refuse
+/// nesting).
+pub fn variables<'a>(
+    h: &'a Handout,
+    profile: &'a Profile,
+    expiration: &'a str,
+) -> [(&'static str, &'a str); 7] {
+    use secrecy::ExposeSecret;
+    [
+        ("AWS_ACCESS_KEY_ID", &h.session.access_key_id),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            h.session.secret_access_key.expose_secret(),
+        ),
+        ("AWS_SESSION_TOKEN", h.session.session_token.expose_secret()),
+        ("AWS_CREDENTIAL_EXPIRATION", expiration),
+        ("AWS_REGION", &profile.region),
+        ("AWS_DEFAULT_REGION", &profile.region),
+        ("BREAKGLASS_PROFILE", &profile.name),
+    ]
+}

@@ -1,0 +1,37 @@
+//! `breakglass env PROFILE --shell …`: the session as shell variable assignments, for `eval`.
+
+use clap::Args;
+
+use breakglass::agent::harden;
+use breakglass::audit;
+use breakglass::ceremony::handout;
+use breakglass::shell::{self, Shell};
+
+use super::error::CliError;
+use super::term::TtyPrompt;
+use super::{load, want};
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The profile.
+    profile: String,
+    /// The shell whose syntax to print.
+    #[arg(long, value_enum, default_value = "bash")]
+    shell: Shell,
+}
+
+/// Prints the variables for `eval`; warns on stderr that they are secrets.
+pub fn env_cmd(args: EnvArgs) -> Result<(), CliError> {
+    let (paths, profile) = load(&args.profile)?;
+    harden::no_dumps();
+    let want = want(&profile, &paths, "breakglass env");
+    let (h, _) = handout::obtain(&want, &TtyPrompt::boxed)?;
+    let expiration = audit::rfc3339(h.session.expiration);
+    let text = shell::render(args.shell, &handout::variables(&h, &profile, &expiration))
+        .map_err(CliError::unexpected)?;
+    eprintln!(
+        "breakglass: the variables below are secrets valid until {expiration}: eval them, never paste them into chats, tickets or logs."
+    );
+    print!("{}", &*text);
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! `breakglass unlock PROFILE --reason …`: the two-person activation; the agent then holds the
+//! session.
+
+use clap::Args;
+
+use breakglass::agent::harden;
+use breakglass::audit;
+use breakglass::ceremony::handout::{self, Want};
+use breakglass::ceremony::{unlock, Error as CError};
+
+use super::error::CliError;
+use super::term::TtyPrompt;
+use super::{load, want};
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The profile in the config file.
+    profile: String,
+    /// Why the glass is broken (goes to the audit log).
+    #[arg(long)]
+    reason: String,
+    /// Also print the credentials as credential_process JSON on stdout (secrets: pipe them).
+    #[arg(long)]
+    print_json: bool,
+    /// Use the reader whose name contains this text (overrides the profile).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
+}
+
+pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
+    if args.reason.trim().is_empty() {
+        return Err(CError::EmptyReason.into());
+    }
+    let (paths, profile) = load(&args.profile)?;
+    harden::no_dumps();
+    // The ceremony needs a terminal; say so before anything starts.
+    drop(TtyPrompt::open()?);
+    let want = Want {
+        reason: Some(args.reason.trim()),
+        reader: args.reader.as_deref(),
+        interactive: true,
+        ..want(&profile, &paths, "breakglass unlock")
+    };
+    let (h, led) = handout::obtain(&want, &TtyPrompt::boxed)?;
+    let mut tty = TtyPrompt::open()?;
+    if !led {
+        tty.say(&format!(
+            "Profile {:?} is already unlocked (by {} and {}) until {}; no ceremony needed. `breakglass lock {}` ends it.",
+            profile.name,
+            h.password_holder,
+            h.token_holder,
+            audit::rfc3339(h.base_expiration),
+            profile.name
+        ));
+    }
+    tty.say(&format!(
+        "The agent holds the session for {}{}. Every process of yours can use it until {}:\n  \
+         breakglass exec {} -- aws sts get-caller-identity\n  \
+         or credential_process = breakglass credential-process {} in ~/.aws/config (see README).\n  \
+         `breakglass lock {}` wipes it. Audit: {}",
+        h.identity,
+        if h.role { " (role session, renewed without a ceremony)" } else { "" },
+        audit::rfc3339(h.base_expiration),
+        profile.name,
+        profile.name,
+        profile.name,
+        paths.audit_log().display()
+    ));
+    if args.print_json {
+        println!("{}", &*unlock::credential_process_json(&h.session));
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The integration tests, in one binary (one link of the library instead of one per file).
+//! Each module is one area; `common` is the shared rig: the breakglass binary, the soft token
+//! in pcscd's vpcd reader, temporary homes, the moto and emulator helpers.
+
+mod common;
+
+mod agent;
+mod assume_role;
+mod aws_errors;
+mod ceremony_pty;
+mod console;
+mod demo;
+mod fido2_factor;
+mod mixed_slots;
+mod piv_attestation;
+mod piv_factor;
+mod sandbox_signin;
+mod sandbox_sts;
+mod shell_env;
+mod soft_oath;
+mod soft_piv;
+mod token_cli;
+mod vault;
+mod ykman_interop;
