@@ -24,19 +24,7 @@ const ROLE: &str = "BreakGlass";
 
 /// The real AWS CLI from PATH (the CI venv); skips or fails like the pcscd check.
 fn aws_cli(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("aws"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "the AWS CLI is required in CI (pip install 'awscli<2')"
-        );
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: aws is not installed");
-    }
-    found
+    tool(test, "aws", "pip install 'awscli<2'")
 }
 
 /// A command in `home`, detached from every terminal (`setsid -w`), so no prompt can wait.

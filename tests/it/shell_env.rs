@@ -43,24 +43,9 @@ fn nasty_values() -> Vec<(&'static str, String)> {
     vars
 }
 
-/// The shell binary on PATH, or `None` after a visible skip. With
-/// `BREAKGLASS_REQUIRE_PCSC=1` (CI) a missing shell fails instead, so a skip never passes for
-/// a success there.
+/// The shell binary on PATH, or `None` after a visible skip (a failure in CI).
 fn find_shell(test: &str, exe: &str, apt_package: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(exe))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "BREAKGLASS_REQUIRE_PCSC=1 but {exe} is not installed (apt-get install {apt_package})"
-        );
-        // Written to the real stderr, not the captured one: the skip must be visible.
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {exe} is not installed");
-    }
-    found
+    crate::common::tool(test, exe, &format!("apt-get install {apt_package}"))
 }
 
 /// Runs `exe args...` with `script` on stdin in a clean environment and returns its stdout.

@@ -254,23 +254,7 @@ pub struct Moto {
 
 impl Moto {
     pub fn start(test: &str) -> Option<Self> {
-        let exe = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("moto_server"))
-                .find(|p| p.is_file())
-        });
-        let Some(exe) = exe else {
-            assert!(
-                std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-                "moto_server is required in CI (pip install 'moto[server]')"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: moto_server is not installed"
-            );
-            return None;
-        };
+        let exe = super::tool(test, "moto_server", "pip install 'moto[server]'")?;
         // The port is free when picked but moto takes seconds to bind it; if another test
         // took it meanwhile, moto exits and we try another. Only moto's own answer counts.
         for _ in 0..3 {

@@ -40,23 +40,32 @@ pub fn pcsc_ready(test: &str) -> bool {
     ok
 }
 
-/// The `ykman` to use: `$YKMAN`, else the one on PATH. Skips or fails like [`pcsc_ready`].
-pub fn ykman(test: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("YKMAN").map(PathBuf::from).or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("ykman"))
-                .find(|p| p.is_file())
-        })
+/// `exe` from PATH. When it is missing: a visible skip (`None`), or, with
+/// `BREAKGLASS_REQUIRE_PCSC=1` (CI), a failure that says how to install it (`install`), so
+/// that a skip never passes for a success there.
+pub fn tool(test: &str, exe: &str, install: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(exe))
+            .find(|p| p.is_file())
     });
     if found.is_none() {
         assert!(
             std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "BREAKGLASS_REQUIRE_PCSC=1 but ykman is not installed (pip install yubikey-manager)"
+            "BREAKGLASS_REQUIRE_PCSC=1 but {exe} is not installed ({install})"
         );
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: ykman is not installed");
+        // Written to the real stderr, not the captured one: the skip must be visible.
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {exe} is not installed");
     }
     found
+}
+
+/// The `ykman` to use: `$YKMAN`, else the one on PATH. Skips or fails like [`tool`].
+pub fn ykman(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("YKMAN") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => tool(test, "ykman", "pip install yubikey-manager"),
+    }
 }
 
 /// An exclusive claim on one vpcd reader slot (0 or 1).
