@@ -47,14 +47,15 @@ fn step(n: u32, text: &str) {
     println!("\n{n}. {text}");
 }
 
+fn fail(what: String) -> CliError {
+    CliError::new(
+        what,
+        "report this: the demo runs without any outside service",
+        exit::FAILURE,
+    )
+}
+
 pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
-    let fail = |what: String| {
-        CliError::new(
-            what,
-            "report this: the demo runs without any outside service",
-            exit::FAILURE,
-        )
-    };
     let home =
         tempfile::tempdir().map_err(|e| fail(format!("cannot make a temporary home: {e}")))?;
     let paths = Paths {
@@ -65,53 +66,8 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     };
     let emulator = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|e| fail(format!("cannot start the STS emulator: {e}")))?;
-    println!(
-        "breakglass demo: everything below runs on this machine, in {}",
-        home.path().display()
-    );
-    println!(
-        "  STS/IAM emulator (strict: checks signatures and MFA codes, refuses reused codes): {}",
-        emulator.endpoint()
-    );
-    let factor_name = match args.factor {
-        FactorArg::Piv => "its PIV application seals the vault (a P-256 key generated on it, PIN and touch for every use, attested)",
-        FactorArg::Fido2 => "its FIDO2 application seals the vault (hmac-secret with PIN and touch)",
-        FactorArg::Oath => "its OATH challenge-response credential seals the vault (touch)",
-    };
-    println!("  soft token: an in-process software YubiKey; {factor_name}; its OATH application gives the MFA codes; PIN {PIN}");
-    println!(
-        "  Argon2id uses LIGHT demo parameters (m={} KiB, t={}, p={}) so this takes seconds; real vaults use 64 MiB, t=3, p=4.",
-        KdfParams::LIGHT.m_kib,
-        KdfParams::LIGHT.t,
-        KdfParams::LIGHT.p
-    );
-    let user_arn = emulator.create_user("breakglass");
-    let (admin_id, admin_secret) = emulator.admin_key();
-    let mut profile = Profile::defaults("demo", &paths);
-    profile.sts_endpoint = Some(emulator.endpoint());
-    let endpoint = Endpoint::of(&profile);
-    let mut card = SoftCard::new(Box::new(|| true))
-        .with_fido2(breakglass::token::fido2::soft::SoftFido2::with_pin(PIN));
-    let roots = match args.factor {
-        FactorArg::Piv => vec![
-            x509_cert::der::Decode::from_der(&card.piv_attestation_root()).map_err(|e| {
-                fail(format!(
-                    "the soft token's attestation root does not parse: {e}"
-                ))
-            })?,
-        ],
-        _ => Vec::new(),
-    };
-    let factor = match args.factor {
-        FactorArg::Piv => enroll::Factor::Piv {
-            slot: 0x82,
-            roots: &roots,
-            replace: false,
-        },
-        FactorArg::Fido2 => enroll::Factor::Fido2,
-        FactorArg::Oath => enroll::Factor::Oath,
-    };
-    let rt = runtime()?;
+    introduce(&home, &emulator, args.factor);
+    let mut demo = Demo::new(&paths, &emulator)?;
     // Enrolment, then the activation with a typo first: the token counts the try.
     let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
         .passphrases(&[PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"])
@@ -124,141 +80,13 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     } else {
         &mut scripted
     };
-
-    step(
-        1,
-        &format!(
-            "Enrolment ceremony for IAM user {user_arn} (the security team, with both holders)"
-        ),
-    );
-    let req = enroll::Request {
-        profile: &profile,
-        factor,
-        paths: &paths,
-        kdf: KdfParams::LIGHT,
-        key: enroll::KeySource::Create {
-            user: "breakglass".into(),
-        },
-        mfa: enroll::MfaSource::Create {
-            user: "breakglass".into(),
-        },
-        admin: Some((&admin_id, &admin_secret)),
-        endpoint: endpoint.clone(),
-        force: false,
-        now: &SystemClock,
-    };
-    let report = rt.block_on(enroll::enroll(req, &mut card, prompt, &SystemRandom::new()))?;
-    println!(
-        "  Enrolled: key {}, MFA device {}, vault {}",
-        report.access_key_id_masked, report.mfa_serial, report.vault
-    );
-
-    // Enrolment sent the codes of the current and the next window; a new code must wait for the
-    // window after. The demo moves its clock (and the emulator's) a minute on instead.
-    const SKIP_SECS: u64 = 60;
-    emulator.set_clock_offset(SKIP_SECS as i64);
-    let clock = SkewedClock {
-        ahead_secs: SKIP_SECS,
-    };
-    println!("\n   (enrolment used the current and next MFA windows; the demo skips its clock a minute ahead instead of waiting)");
-
-    step(
-        2,
-        "Activation: breakglass unlock demo --reason \"IdP outage drill\"",
-    );
-    let req = unlock::Request {
-        profile: &profile,
-        paths: &paths,
-        reason: "IdP outage drill",
-        endpoint: endpoint.clone(),
-        now: &clock,
-    };
-    let activation = rt.block_on(unlock::unlock(&req, &mut card, prompt))?;
-    let s = &activation.session;
-    println!(
-        "  Session for {} granted to {} and {}: temporary key {}, expires {}",
-        activation.user_arn,
-        activation.password_holder,
-        activation.token_holder,
-        s.access_key_id,
-        breakglass::audit::rfc3339(s.expiration)
-    );
-
-    step(3, "Using the session: sts get-caller-identity");
-    let signer = Signer {
-        access_key_id: &s.access_key_id,
-        secret_access_key: &s.secret_access_key,
-        session_token: Some(&s.session_token),
-    };
-    let id = rt
-        .block_on(sts::get_caller_identity(&endpoint, &signer))
-        .map_err(CliError::from)?;
-    println!("  Account {}, Arn {}", id.account, id.arn);
-
-    step(4, "A wrong passphrase fails cleanly (and is audited)");
-    match rt.block_on(unlock::unlock(&req, &mut card, prompt)) {
-        Err(e) => println!("  refused: {e}"),
-        Ok(_) => return Err(fail("the wrong passphrase opened the vault".into())),
-    }
-
-    step(5, "A reused MFA code is refused by STS, as AWS does");
-    let reused = reuse_attempt(&rt, &mut card, &profile, &paths, &endpoint, &clock, prompt)?;
-    println!("  refused: {reused}");
-
-    step(
-        6,
-        "The console: breakglass console demo (AssumeRole naming both holders, then the sign-in emulator)",
-    );
-    let role_arn = emulator.create_role("BreakGlass", true);
-    let federation = emulator.federation_endpoint();
-    let destination =
-        breakglass::aws::console::console_home(breakglass::aws::console::Partition::Aws, None);
-    let req = SigninRequest {
-        profile: &profile,
-        paths: &paths,
-        role_arn: &role_arn,
-        federation: &federation,
-        destination: &destination,
-        clock: &clock,
-    };
-    let signed = make_url(
-        &req,
-        s,
-        (&activation.password_holder, &activation.token_holder),
-    )?;
-    println!(
-        "  Sign-in URL made for {} (single use, valid until {}; not printed: it is a secret).",
-        signed.assumed_role_arn,
-        breakglass::audit::rfc3339(signed.link_expires)
-    );
-    match &args.browser {
-        Some(cmd) => {
-            open_browser(Some(cmd), &signed.url, "demo")?;
-            println!("  Opened with {cmd}; the page shows the role and both holders' names.");
-        }
-        None => {
-            let page = open_like_a_browser(&signed.url).map_err(fail)?;
-            println!(
-                "  Opened it as a browser would (login, then the redirect); the console page says:"
-            );
-            for (label, id) in [
-                ("account", "account"),
-                ("role", "role-arn"),
-                ("source identity", "source-identity"),
-                ("console session ends", "expires"),
-            ] {
-                println!("    {label:<21} {}", element_text(&page, id).unwrap_or("?"));
-            }
-        }
-    }
-
-    step(7, "The audit log");
-    let n = breakglass::audit::verify(&paths.audit_log()).map_err(|e| fail(e.to_string()))?;
-    let log = std::fs::read_to_string(paths.audit_log()).unwrap_or_default();
-    for line in log.lines() {
-        println!("  {line}");
-    }
-    println!("  {n} records, hash chain intact; no secret in them.");
+    demo.enrol(args.factor, prompt)?;
+    let activation = demo.activate(prompt)?;
+    demo.use_session(&activation.session)?;
+    demo.wrong_passphrase(prompt)?;
+    demo.reused_code(prompt)?;
+    demo.console(&activation, args.browser.as_deref())?;
+    demo.audit_log()?;
     let counts = emulator.counts();
     println!(
         "\nDone. The emulator saw {} GetSessionToken calls and refused {} MFA codes. The temporary home is removed.",
@@ -267,6 +95,304 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// What runs where, before the first step.
+fn introduce(home: &tempfile::TempDir, emulator: &Sts, factor: FactorArg) {
+    println!(
+        "breakglass demo: everything below runs on this machine, in {}",
+        home.path().display()
+    );
+    println!(
+        "  STS/IAM emulator (strict: checks signatures and MFA codes, refuses reused codes): {}",
+        emulator.endpoint()
+    );
+    let factor_name = match factor {
+        FactorArg::Piv => "its PIV application seals the vault (a P-256 key generated on it, PIN and touch for every use, attested)",
+        FactorArg::Fido2 => "its FIDO2 application seals the vault (hmac-secret with PIN and touch)",
+        FactorArg::Oath => "its OATH challenge-response credential seals the vault (touch)",
+    };
+    println!("  soft token: an in-process software YubiKey; {factor_name}; its OATH application gives the MFA codes; PIN {PIN}");
+    println!(
+        "  Argon2id uses LIGHT demo parameters (m={} KiB, t={}, p={}) so this takes seconds; real vaults use 64 MiB, t=3, p=4.",
+        KdfParams::LIGHT.m_kib,
+        KdfParams::LIGHT.t,
+        KdfParams::LIGHT.p
+    );
+}
+
+/// Enrolment sent the codes of the current and the next window; a new code must wait for the
+/// window after. The demo moves its clock (and the emulator's) this far on instead.
+const SKIP_SECS: u64 = 60;
+
+/// The demo's world: the temporary home, the emulator, the profile and the soft token.
+struct Demo<'a> {
+    paths: &'a Paths,
+    emulator: &'a Sts,
+    profile: Profile,
+    endpoint: Endpoint,
+    card: SoftCard,
+    rt: tokio::runtime::Runtime,
+    /// The clock after enrolment: a minute ahead, like the emulator's.
+    clock: SkewedClock,
+}
+
+impl<'a> Demo<'a> {
+    fn new(paths: &'a Paths, emulator: &'a Sts) -> Result<Self, CliError> {
+        let mut profile = Profile::defaults("demo", paths);
+        profile.sts_endpoint = Some(emulator.endpoint());
+        let endpoint = Endpoint::of(&profile);
+        let card = SoftCard::new(Box::new(|| true))
+            .with_fido2(breakglass::token::fido2::soft::SoftFido2::with_pin(PIN));
+        Ok(Self {
+            paths,
+            emulator,
+            profile,
+            endpoint,
+            card,
+            rt: runtime()?,
+            clock: SkewedClock { ahead_secs: 0 },
+        })
+    }
+
+    /// Step 1: the enrolment ceremony, with a new IAM user, key and MFA device.
+    fn enrol(&mut self, factor: FactorArg, prompt: &mut dyn Prompt) -> Result<(), CliError> {
+        let user_arn = self.emulator.create_user("breakglass");
+        let (admin_id, admin_secret) = self.emulator.admin_key();
+        let roots = match factor {
+            FactorArg::Piv => {
+                vec![
+                    x509_cert::der::Decode::from_der(&self.card.piv_attestation_root()).map_err(
+                        |e| {
+                            fail(format!(
+                                "the soft token's attestation root does not parse: {e}"
+                            ))
+                        },
+                    )?,
+                ]
+            }
+            _ => Vec::new(),
+        };
+        let factor = match factor {
+            FactorArg::Piv => enroll::Factor::Piv {
+                slot: 0x82,
+                roots: &roots,
+                replace: false,
+            },
+            FactorArg::Fido2 => enroll::Factor::Fido2,
+            FactorArg::Oath => enroll::Factor::Oath,
+        };
+        step(
+            1,
+            &format!(
+                "Enrolment ceremony for IAM user {user_arn} (the security team, with both holders)"
+            ),
+        );
+        let req = enroll::Request {
+            profile: &self.profile,
+            factor,
+            paths: self.paths,
+            kdf: KdfParams::LIGHT,
+            key: enroll::KeySource::Create {
+                user: "breakglass".into(),
+            },
+            mfa: enroll::MfaSource::Create {
+                user: "breakglass".into(),
+            },
+            admin: Some((&admin_id, &admin_secret)),
+            endpoint: self.endpoint.clone(),
+            force: false,
+            now: &SystemClock,
+        };
+        let report = self.rt.block_on(enroll::enroll(
+            req,
+            &mut self.card,
+            prompt,
+            &SystemRandom::new(),
+        ))?;
+        println!(
+            "  Enrolled: key {}, MFA device {}, vault {}",
+            report.access_key_id_masked, report.mfa_serial, report.vault
+        );
+        self.emulator.set_clock_offset(SKIP_SECS as i64);
+        self.clock = SkewedClock {
+            ahead_secs: SKIP_SECS,
+        };
+        println!("\n   (enrolment used the current and next MFA windows; the demo skips its clock a minute ahead instead of waiting)");
+        Ok(())
+    }
+
+    /// `unlock demo --reason "IdP outage drill"` with the demo's clock.
+    fn unlock(&mut self, prompt: &mut dyn Prompt) -> Result<unlock::Activation, ceremony::Error> {
+        let req = unlock::Request {
+            profile: &self.profile,
+            paths: self.paths,
+            reason: "IdP outage drill",
+            endpoint: self.endpoint.clone(),
+            now: &self.clock,
+        };
+        self.rt
+            .block_on(unlock::unlock(&req, &mut self.card, prompt))
+    }
+
+    /// Step 2: the two-person activation.
+    fn activate(&mut self, prompt: &mut dyn Prompt) -> Result<unlock::Activation, CliError> {
+        step(
+            2,
+            "Activation: breakglass unlock demo --reason \"IdP outage drill\"",
+        );
+        let activation = self.unlock(prompt)?;
+        let s = &activation.session;
+        println!(
+            "  Session for {} granted to {} and {}: temporary key {}, expires {}",
+            activation.user_arn,
+            activation.password_holder,
+            activation.token_holder,
+            s.access_key_id,
+            breakglass::audit::rfc3339(s.expiration)
+        );
+        Ok(activation)
+    }
+
+    /// Step 3: the session works.
+    fn use_session(&self, s: &sts::Session) -> Result<(), CliError> {
+        step(3, "Using the session: sts get-caller-identity");
+        let signer = Signer {
+            access_key_id: &s.access_key_id,
+            secret_access_key: &s.secret_access_key,
+            session_token: Some(&s.session_token),
+        };
+        let id = self
+            .rt
+            .block_on(sts::get_caller_identity(&self.endpoint, &signer))
+            .map_err(CliError::from)?;
+        println!("  Account {}, Arn {}", id.account, id.arn);
+        Ok(())
+    }
+
+    /// Step 4: the scripted holders mistype the passphrase.
+    fn wrong_passphrase(&mut self, prompt: &mut dyn Prompt) -> Result<(), CliError> {
+        step(4, "A wrong passphrase fails cleanly (and is audited)");
+        match self.unlock(prompt) {
+            Err(e) => println!("  refused: {e}"),
+            Ok(_) => return Err(fail("the wrong passphrase opened the vault".into())),
+        }
+        Ok(())
+    }
+
+    /// Step 5: the code of a window already used, sent again.
+    fn reused_code(&mut self, prompt: &mut dyn Prompt) -> Result<(), CliError> {
+        step(5, "A reused MFA code is refused by STS, as AWS does");
+        let reused = self.reuse_attempt(prompt)?;
+        println!("  refused: {reused}");
+        Ok(())
+    }
+
+    /// Step 6: a console sign-in URL, opened as a browser would (or with `browser`).
+    fn console(
+        &self,
+        activation: &unlock::Activation,
+        browser: Option<&str>,
+    ) -> Result<(), CliError> {
+        step(
+            6,
+            "The console: breakglass console demo (AssumeRole naming both holders, then the sign-in emulator)",
+        );
+        let role_arn = self.emulator.create_role("BreakGlass", true);
+        let federation = self.emulator.federation_endpoint();
+        let destination =
+            breakglass::aws::console::console_home(breakglass::aws::console::Partition::Aws, None);
+        let req = SigninRequest {
+            profile: &self.profile,
+            paths: self.paths,
+            role_arn: &role_arn,
+            federation: &federation,
+            destination: &destination,
+            clock: &self.clock,
+        };
+        let holders = (
+            activation.password_holder.as_str(),
+            activation.token_holder.as_str(),
+        );
+        let signed = make_url(&req, &activation.session, holders)?;
+        println!(
+            "  Sign-in URL made for {} (single use, valid until {}; not printed: it is a secret).",
+            signed.assumed_role_arn,
+            breakglass::audit::rfc3339(signed.link_expires)
+        );
+        match browser {
+            Some(cmd) => {
+                open_browser(Some(cmd), &signed.url, "demo")?;
+                println!("  Opened with {cmd}; the page shows the role and both holders' names.");
+            }
+            None => {
+                let page = open_like_a_browser(&signed.url).map_err(fail)?;
+                println!(
+                    "  Opened it as a browser would (login, then the redirect); the console page says:"
+                );
+                for (label, id) in [
+                    ("account", "account"),
+                    ("role", "role-arn"),
+                    ("source identity", "source-identity"),
+                    ("console session ends", "expires"),
+                ] {
+                    println!("    {label:<21} {}", element_text(&page, id).unwrap_or("?"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 7: the audit log, printed and verified.
+    fn audit_log(&self) -> Result<(), CliError> {
+        step(7, "The audit log");
+        let log_path = self.paths.audit_log();
+        let n = breakglass::audit::verify(&log_path).map_err(|e| fail(e.to_string()))?;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        for line in log.lines() {
+            println!("  {line}");
+        }
+        println!("  {n} records, hash chain intact; no secret in them.");
+        Ok(())
+    }
+
+    /// Re-sends the MFA code of the window the activation used, with the vault's key: STS refuses.
+    fn reuse_attempt(&mut self, prompt: &mut dyn Prompt) -> Result<String, CliError> {
+        let fail = |what: String| CliError::unexpected(what);
+        let (card, profile, paths) = (&mut self.card, &self.profile, self.paths);
+        let vault = breakglass::vault::file::read(&profile.vault)?;
+        let passphrase = SecretString::from(PASSPHRASE.to_owned());
+        let by_piv_or_fido2 = ceremony::open_before_oath(&vault, &passphrase, card, prompt)?;
+        let mut session = Session::select(card)?;
+        let opened = match by_piv_or_fido2 {
+            Some(o) => o,
+            None => {
+                let mut f = breakglass::vault::OathFactor::new(&mut session, &profile.seal_account);
+                vault.open(&passphrase, &mut f)?
+            }
+        };
+        let used = mfa::Windows::load(&paths.mfa_state())
+            .last(opened.mfa_serial())
+            .ok_or_else(|| fail("no MFA window recorded".into()))?;
+        let mut quiet = Scripted::new("Alice", "Bob", PASSPHRASE);
+        let code = mfa::code_for_step(&mut session, &profile.mfa_account, used, &mut quiet)?;
+        println!("  (re-sending the code of window {used}, which the activation already used; now is window {})", self.clock.now() / 30);
+        let signer = Signer {
+            access_key_id: &opened.payload.access_key_id,
+            secret_access_key: &opened.payload.secret_access_key,
+            session_token: None,
+        };
+        match self.rt.block_on(sts::get_session_token(
+            &self.endpoint,
+            &signer,
+            opened.mfa_serial(),
+            &code,
+            900,
+        )) {
+            Err(aws::Error::BadCode { message }) => Ok(message),
+            Err(e) => Err(e.into()),
+            Ok(_) => Err(fail("STS accepted a reused MFA code".into())),
+        }
+    }
+}
 /// GETs the sign-in URL following the redirect, as a browser would; returns the page.
 fn open_like_a_browser(url: &str) -> Result<String, String> {
     let mut response = ureq::get(url)
@@ -286,50 +412,4 @@ fn element_text<'a>(page: &'a str, id: &str) -> Option<&'a str> {
     let open = rest.find('>')? + 1;
     let close = rest[open..].find('<')?;
     Some(&rest[open..open + close])
-}
-
-/// Re-sends the MFA code of the window the activation used, with the vault's key: STS refuses.
-fn reuse_attempt(
-    rt: &tokio::runtime::Runtime,
-    card: &mut SoftCard,
-    profile: &Profile,
-    paths: &Paths,
-    endpoint: &Endpoint,
-    clock: &dyn Clock,
-    prompt: &mut dyn Prompt,
-) -> Result<String, CliError> {
-    let fail = |what: String| CliError::unexpected(what);
-    let vault = breakglass::vault::file::read(&profile.vault)?;
-    let passphrase = SecretString::from(PASSPHRASE.to_owned());
-    let by_piv_or_fido2 = ceremony::open_before_oath(&vault, &passphrase, card, prompt)?;
-    let mut session = Session::select(card)?;
-    let opened = match by_piv_or_fido2 {
-        Some(o) => o,
-        None => {
-            let mut f = breakglass::vault::OathFactor::new(&mut session, &profile.seal_account);
-            vault.open(&passphrase, &mut f)?
-        }
-    };
-    let used = mfa::Windows::load(&paths.mfa_state())
-        .last(opened.mfa_serial())
-        .ok_or_else(|| fail("no MFA window recorded".into()))?;
-    let mut quiet = Scripted::new("Alice", "Bob", PASSPHRASE);
-    let code = mfa::code_for_step(&mut session, &profile.mfa_account, used, &mut quiet)?;
-    println!("  (re-sending the code of window {used}, which the activation already used; now is window {})", clock.now() / 30);
-    let signer = Signer {
-        access_key_id: &opened.payload.access_key_id,
-        secret_access_key: &opened.payload.secret_access_key,
-        session_token: None,
-    };
-    match rt.block_on(sts::get_session_token(
-        endpoint,
-        &signer,
-        opened.mfa_serial(),
-        &code,
-        900,
-    )) {
-        Err(aws::Error::BadCode { message }) => Ok(message),
-        Err(e) => Err(e.into()),
-        Ok(_) => Err(fail("STS accepted a reused MFA code".into())),
-    }
 }
