@@ -72,7 +72,7 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
         .passphrases(&[PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"])
         .pins(&[PIN, "123465", PIN])
-        .narrated();
+        .narrated(|line| println!("  {line}"));
     let mut tty;
     let prompt: &mut dyn Prompt = if args.interactive {
         tty = TtyPrompt::open()?;

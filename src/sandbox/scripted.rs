@@ -8,14 +8,14 @@ use secrecy::SecretString;
 
 use crate::ceremony::{Error, Prompt, Role};
 
-/// Scripted holders. With `narrate`, every answer is printed as "[role] types …" (secrets as
-/// dots), as the demo shows it.
+/// Scripted holders. With [`Scripted::narrated`], every answer is told to a sink as
+/// "[role] types …" (secrets as dots), which the demo prints.
 pub struct Scripted {
     password_holder: String,
     token_holder: String,
     passphrases: VecDeque<String>,
     pins: VecDeque<String>,
-    narrate: bool,
+    narrate: Option<Box<dyn FnMut(&str)>>,
 }
 
 impl Scripted {
@@ -26,7 +26,7 @@ impl Scripted {
             token_holder: token_holder.to_owned(),
             passphrases: VecDeque::from([passphrase.to_owned()]),
             pins: VecDeque::new(),
-            narrate: false,
+            narrate: None,
         }
     }
 
@@ -42,15 +42,15 @@ impl Scripted {
         self
     }
 
-    /// Prints every answer and note on stdout.
-    pub fn narrated(mut self) -> Self {
-        self.narrate = true;
+    /// Tells every answer, touch and note to `sink`, one line each.
+    pub fn narrated(mut self, sink: impl FnMut(&str) + 'static) -> Self {
+        self.narrate = Some(Box::new(sink));
         self
     }
 
-    fn say(&self, text: &str) {
-        if self.narrate {
-            println!("  {text}");
+    fn say(&mut self, text: &str) {
+        if let Some(sink) = &mut self.narrate {
+            sink(text);
         }
     }
 }
