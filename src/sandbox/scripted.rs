@@ -15,8 +15,11 @@ pub struct Scripted {
     token_holder: String,
     passphrases: VecDeque<String>,
     pins: VecDeque<String>,
-    narrate: Option<Box<dyn FnMut(&str)>>,
+    narrate: Option<Narrator>,
 }
+
+/// Where a narrated script tells what the holders type.
+type Narrator = Box<dyn FnMut(&str)>;
 
 impl Scripted {
     /// Two holders and the passphrase they type; no PIN until [`Scripted::pins`].
