@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::harden;
-use super::kind;
-use super::wire::{self, FrameError, Message};
+use super::protocol::{Answer, Request, WireCreds};
+use super::wire::{self, FrameError};
 use super::CEREMONY_TIMEOUT_SECS;
 use crate::aws::sts::Session;
 use crate::config::Paths;
@@ -204,52 +204,55 @@ impl Client {
         interactive: bool,
     ) -> Result<Reply, Error> {
         let mut s = self.stream()?;
-        wire::send(
-            &mut s,
-            kind::GET,
-            &[
-                profile.as_bytes(),
-                role_arn.unwrap_or("").as_bytes(),
-                &[u8::from(interactive)],
-            ],
-        )?;
+        Request::Get {
+            profile,
+            role_arn,
+            interactive,
+        }
+        .send(&mut s)?;
         read_reply(s)
     }
 
     /// Wipes one profile's sessions, or all.
     pub fn lock(&self, profile: Option<&str>) -> Result<String, Error> {
-        self.simple(kind::LOCK, &[profile.unwrap_or("").as_bytes()])
+        self.simple(&Request::Lock { profile })
     }
 
-    /// The agent's state as JSON (no secrets).
+    /// The agent's state (no secrets).
     pub fn status(&self) -> Result<super::status::Status, Error> {
         let mut s = self.stream()?;
-        wire::send(&mut s, kind::STATUS, &[])?;
+        Request::Status.send(&mut s)?;
         let body = wire::read_frame(&mut s)?;
-        let m = Message::parse(&body)?;
-        check_refusal(&m)?;
-        if m.kind != kind::STATUS_REPLY {
-            return Err(Error::Protocol("expected the status"));
+        match refusal(Answer::decode(&body)?)? {
+            Answer::Status { json } => serde_json::from_str(json)
+                .map_err(|_| Error::Protocol("status is not the agent's status")),
+            _ => Err(Error::Protocol("expected the status")),
         }
-        serde_json::from_str(m.text(0)?)
-            .map_err(|_| Error::Protocol("status is not the agent's status"))
     }
 
     /// Wipes everything and stops the agent.
     pub fn stop(&self) -> Result<String, Error> {
-        self.simple(kind::STOP, &[])
+        self.simple(&Request::Stop)
     }
 
-    fn simple(&self, k: u8, fields: &[&[u8]]) -> Result<String, Error> {
+    fn simple(&self, request: &Request<'_>) -> Result<String, Error> {
         let mut s = self.stream()?;
-        wire::send(&mut s, k, fields)?;
+        request.send(&mut s)?;
         let body = wire::read_frame(&mut s)?;
-        let m = Message::parse(&body)?;
-        check_refusal(&m)?;
-        if m.kind != kind::DONE {
-            return Err(Error::Protocol("expected a confirmation"));
+        match refusal(Answer::decode(&body)?)? {
+            Answer::Done { text } => Ok(text.to_owned()),
+            _ => Err(Error::Protocol("expected a confirmation")),
         }
-        Ok(m.text(0)?.to_owned())
+    }
+}
+
+/// The credentials of a session as they go to the agent.
+fn wire_creds(session: &Session) -> WireCreds<'_> {
+    WireCreds {
+        access_key_id: &session.access_key_id,
+        secret_access_key: session.secret_access_key.expose_secret().as_bytes(),
+        session_token: session.session_token.expose_secret().as_bytes(),
+        expiration: session.expiration,
     }
 }
 
@@ -263,20 +266,14 @@ impl Lead {
         token_holder: &str,
         identity: &str,
     ) -> Result<Reply, Error> {
-        wire::send(
-            &mut self.stream,
-            kind::PUT_BASE,
-            &[
-                session.access_key_id.as_bytes(),
-                session.secret_access_key.expose_secret().as_bytes(),
-                session.session_token.expose_secret().as_bytes(),
-                mfa_serial.as_bytes(),
-                &session.expiration.to_be_bytes(),
-                password_holder.as_bytes(),
-                token_holder.as_bytes(),
-                identity.as_bytes(),
-            ],
-        )?;
+        Request::PutBase {
+            creds: wire_creds(session),
+            mfa_serial,
+            password_holder,
+            token_holder,
+            identity,
+        }
+        .send(&mut self.stream)?;
         read_reply(self.stream)
     }
 
@@ -287,79 +284,74 @@ impl Lead {
         session: &Session,
         assumed_arn: &str,
     ) -> Result<Reply, Error> {
-        wire::send(
-            &mut self.stream,
-            kind::PUT_ROLE,
-            &[
-                role_arn.as_bytes(),
-                session.access_key_id.as_bytes(),
-                session.secret_access_key.expose_secret().as_bytes(),
-                session.session_token.expose_secret().as_bytes(),
-                &session.expiration.to_be_bytes(),
-                assumed_arn.as_bytes(),
-            ],
-        )?;
+        Request::PutRole {
+            role_arn,
+            creds: wire_creds(session),
+            assumed_arn,
+        }
+        .send(&mut self.stream)?;
         read_reply(self.stream)
     }
 
     /// Tells the waiting callers why there is no session.
     pub fn abort(mut self, reason: &str) {
-        let _ = wire::send(&mut self.stream, kind::ABORT, &[reason.as_bytes()]);
+        let _ = Request::Abort { reason }.send(&mut self.stream);
     }
 }
 
-fn check_refusal(m: &Message<'_>) -> Result<(), Error> {
-    match m.kind {
-        kind::REFUSED => Err(Error::Refused(m.text(0)?.to_owned())),
-        kind::FAILED => Err(Error::Failed(m.text(0)?.to_owned())),
-        _ => Ok(()),
+/// A `Failed` or `Refused` answer as the error it is; any other answer as it is.
+fn refusal(answer: Answer<'_>) -> Result<Answer<'_>, Error> {
+    match answer {
+        Answer::Refused { reason } => Err(Error::Refused(reason.to_owned())),
+        Answer::Failed { reason } => Err(Error::Failed(reason.to_owned())),
+        a => Ok(a),
     }
 }
 
-fn secret(m: &Message<'_>, i: usize) -> Result<SecretString, Error> {
-    let text =
-        std::str::from_utf8(m.bytes(i)?).map_err(|_| Error::Protocol("secret is not UTF-8"))?;
+fn secret(bytes: &[u8]) -> Result<SecretString, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Error::Protocol("secret is not UTF-8"))?;
     Ok(SecretString::from(text.to_owned()))
 }
 
-fn session(m: &Message<'_>, at: usize) -> Result<Session, Error> {
+fn session(c: &WireCreds<'_>) -> Result<Session, Error> {
     Ok(Session {
-        access_key_id: m.text(at)?.to_owned(),
-        secret_access_key: secret(m, at + 1)?,
-        session_token: secret(m, at + 2)?,
-        expiration: m.number(at + 3)?,
+        access_key_id: c.access_key_id.to_owned(),
+        secret_access_key: secret(c.secret_access_key)?,
+        session_token: secret(c.session_token)?,
+        expiration: c.expiration,
     })
 }
 
 fn read_reply(mut stream: UnixStream) -> Result<Reply, Error> {
     let body = wire::read_frame(&mut stream)?;
-    let m = Message::parse(&body)?;
-    check_refusal(&m)?;
-    match m.kind {
-        kind::CREDS => {
-            m.expect(9)?;
-            Ok(Reply::Creds(Box::new(Handout {
-                session: session(&m, 0)?,
-                identity: m.text(4)?.to_owned(),
-                password_holder: m.text(5)?.to_owned(),
-                token_holder: m.text(6)?.to_owned(),
-                base_expiration: m.number(7)?,
-                role: m.text(8)? == "role",
-            })))
-        }
-        kind::LEAD_CEREMONY => Ok(Reply::LeadCeremony(Lead { stream })),
-        kind::LEAD_ROLE => {
-            m.expect(6)?;
-            let base = session(&m, 0)?;
-            let (password_holder, token_holder) = (m.text(4)?.to_owned(), m.text(5)?.to_owned());
-            Ok(Reply::LeadRole {
-                lead: Lead { stream },
-                base,
-                password_holder,
-                token_holder,
-            })
-        }
-        kind::NO_SESSION => Ok(Reply::NoSession(m.text(0)?.to_owned())),
+    match refusal(Answer::decode(&body)?)? {
+        Answer::Creds {
+            creds,
+            identity,
+            password_holder,
+            token_holder,
+            base_expiration,
+            what,
+        } => Ok(Reply::Creds(Box::new(Handout {
+            session: session(&creds)?,
+            identity: identity.to_owned(),
+            password_holder: password_holder.to_owned(),
+            token_holder: token_holder.to_owned(),
+            base_expiration,
+            role: what == "role",
+        }))),
+        Answer::LeadCeremony => Ok(Reply::LeadCeremony(Lead { stream })),
+        Answer::LeadRole {
+            base,
+            password_holder,
+            token_holder,
+        } => Ok(Reply::LeadRole {
+            base: session(&base)?,
+            password_holder: password_holder.to_owned(),
+            token_holder: token_holder.to_owned(),
+            lead: Lead { stream },
+        }),
+        Answer::NoSession { reason } => Ok(Reply::NoSession(reason.to_owned())),
         _ => Err(Error::Protocol("unknown answer")),
     }
 }

@@ -15,6 +15,7 @@
 pub mod arena;
 pub mod client;
 pub mod harden;
+pub mod protocol;
 pub mod server;
 mod session;
 pub mod status;

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use super::arena::Arena;
 use super::harden::{self, Peer, SocketFile};
+use super::protocol::{Answer, Request};
 use super::session::{now, Lead, Outcome, State};
 use super::status::{ProfileStatus, RoleStatus, Running, SessionStatus, Status};
-use super::wire::{self, FrameError, Message};
-use super::{kind, CEREMONY_TIMEOUT_SECS};
+use super::wire::{self, FrameError};
+use super::CEREMONY_TIMEOUT_SECS;
 use crate::audit;
 use crate::config::{self, Paths};
 
@@ -163,6 +164,13 @@ fn lock_file(paths: &Paths) -> Result<File, Error> {
     }
 }
 
+/// What a `Get` asks for.
+struct Ask<'a> {
+    profile: &'a str,
+    role_arn: Option<&'a str>,
+    interactive: bool,
+}
+
 impl Agent {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another connection's thread must not take every session down with it.
@@ -192,7 +200,7 @@ impl Agent {
                 self.uid, peer.uid
             );
             let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-            let _ = wire::send(&mut stream, kind::REFUSED, &[msg.as_bytes()]);
+            let _ = Answer::Refused { reason: &msg }.send(&mut stream);
             self.record(
                 "",
                 audit::Record::ConnectionRefused {
@@ -209,7 +217,10 @@ impl Agent {
             Ok(b) => b,
             Err(FrameError::Closed) => return,
             Err(e) => {
-                let _ = wire::send(&mut stream, kind::FAILED, &[e.to_string().as_bytes()]);
+                let _ = Answer::Failed {
+                    reason: &e.to_string(),
+                }
+                .send(&mut stream);
                 return;
             }
         };
@@ -218,10 +229,13 @@ impl Agent {
         let parent_exe = harden::parent_of(peer.pid)
             .map(harden::exe_of)
             .unwrap_or_else(|| "unknown".into());
-        let result = Message::parse(&body)
-            .and_then(|m| self.dispatch(&mut stream, peer, (&exe, &parent_exe), &m));
+        let result = Request::decode(&body)
+            .and_then(|r| self.dispatch(&mut stream, peer, (&exe, &parent_exe), r));
         if let Err(e) = result {
-            let _ = wire::send(&mut stream, kind::FAILED, &[e.to_string().as_bytes()]);
+            let _ = Answer::Failed {
+                reason: &e.to_string(),
+            }
+            .send(&mut stream);
         }
     }
 
@@ -230,33 +244,34 @@ impl Agent {
         stream: &mut UnixStream,
         peer: Peer,
         (exe, parent_exe): (&str, &str),
-        m: &Message<'_>,
+        request: Request<'_>,
     ) -> Result<(), FrameError> {
         self.lock().last_activity = now();
-        match m.kind {
-            kind::GET => {
-                m.expect(3)?;
-                let profile = m.text(0)?;
+        match request {
+            Request::Get {
+                profile,
+                role_arn,
+                interactive,
+            } => {
                 config::check_profile_name(profile)
                     .map_err(|_| FrameError::Malformed("bad profile name"))?;
-                let role = Some(m.text(1)?).filter(|r| !r.is_empty());
-                let interactive = m.bytes(2)? == [1];
-                self.get(stream, peer, (exe, parent_exe), profile, role, interactive)
+                let ask = Ask {
+                    profile,
+                    role_arn,
+                    interactive,
+                };
+                self.get(stream, peer, (exe, parent_exe), &ask)
             }
-            kind::LOCK => {
-                m.expect(1)?;
-                let profile = Some(m.text(0)?).filter(|p| !p.is_empty());
+            Request::Lock { profile } => {
                 let text = self.lock_profiles(profile, peer);
-                wire::send(stream, kind::DONE, &[text.as_bytes()])
+                Answer::Done { text: &text }.send(stream)
             }
-            kind::STATUS => {
-                m.expect(0)?;
-                let status = serde_json::to_string(&self.status())
+            Request::Status => {
+                let json = serde_json::to_string(&self.status())
                     .map_err(|_| FrameError::Malformed("status does not encode"))?;
-                wire::send(stream, kind::STATUS_REPLY, &[status.as_bytes()])
+                Answer::Status { json: &json }.send(stream)
             }
-            kind::STOP => {
-                m.expect(0)?;
+            Request::Stop => {
                 let n = self.wipe_all("agent stopped", peer);
                 let _ = fs::remove_file(self.paths.agent_socket());
                 self.record(
@@ -266,17 +281,15 @@ impl Agent {
                         by_exe: exe.to_owned(),
                     },
                 );
-                let _ = wire::send(
-                    stream,
-                    kind::DONE,
-                    &[format!("agent stopped; {n} session(s) wiped").as_bytes()],
-                );
+                let _ = Answer::Done {
+                    text: &format!("agent stopped; {n} session(s) wiped"),
+                }
+                .send(stream);
                 std::process::exit(0);
             }
-            kind::PUT_BASE | kind::PUT_ROLE | kind::ABORT => Err(FrameError::Malformed(
-                "a result was sent without a lead: ask with Get first",
-            )),
-            _ => Err(FrameError::Malformed("unknown message kind")),
+            Request::PutBase { .. } | Request::PutRole { .. } | Request::Abort { .. } => Err(
+                FrameError::Malformed("a result was sent without a lead: ask with Get first"),
+            ),
         }
     }
 
@@ -286,10 +299,13 @@ impl Agent {
         stream: &mut UnixStream,
         peer: Peer,
         (exe, parent_exe): (&str, &str),
-        profile: &str,
-        role_arn: Option<&str>,
-        interactive: bool,
+        ask: &Ask<'_>,
     ) -> Result<(), FrameError> {
+        let Ask {
+            profile,
+            role_arn,
+            interactive,
+        } = *ask;
         let deadline = now() + CEREMONY_TIMEOUT_SECS;
         let mut waited_for: Option<u64> = None;
         let mut st = self.lock();
@@ -312,7 +328,10 @@ impl Agent {
                     let left = deadline.saturating_sub(now());
                     if left == 0 {
                         drop(st);
-                        return wire::send(stream, kind::FAILED, &[b"timed out waiting for the ceremony in another process; run the command again"]);
+                        return Answer::Failed {
+                            reason: "timed out waiting for the ceremony in another process; run the command again",
+                        }
+                        .send(stream);
                     }
                     st = self
                         .changed
@@ -320,9 +339,13 @@ impl Agent {
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
                 }
-                Some(Outcome::Reply(k, text)) => {
+                Some(Outcome::NoSession(reason)) => {
                     drop(st);
-                    return wire::send(stream, k, &[text.as_bytes()]);
+                    return Answer::NoSession { reason: &reason }.send(stream);
+                }
+                Some(Outcome::Failed(reason)) => {
+                    drop(st);
+                    return Answer::Failed { reason: &reason }.send(stream);
                 }
                 Some(Outcome::Handout(h)) => {
                     drop(st);
@@ -367,12 +390,12 @@ impl Agent {
         profile: &str,
         lead: Lead,
     ) -> Result<Option<u64>, FrameError> {
-        let (generation, expect) = match &lead {
-            Lead::Ceremony(g) => (*g, kind::PUT_BASE),
-            Lead::Role(g, _) => (*g, kind::PUT_ROLE),
+        let (generation, ceremony) = match &lead {
+            Lead::Ceremony(g) => (*g, true),
+            Lead::Role(g, _) => (*g, false),
         };
         let sent = match lead {
-            Lead::Ceremony(_) => wire::send(stream, kind::LEAD_CEREMONY, &[]),
+            Lead::Ceremony(_) => Answer::LeadCeremony.send(stream),
             Lead::Role(_, frame) => stream.write_all(&frame).map_err(FrameError::from),
         };
         let answer = sent.and_then(|()| {
@@ -395,13 +418,15 @@ impl Agent {
                 Err("did not finish in time".into())
             }
             Err(e) => Err(format!("sent no usable result ({e})")),
-            Ok(body) => Message::parse(&body)
-                .and_then(|m| match m.kind {
-                    k if k == expect => st.store(profile, &m, now()).map(|()| None),
-                    kind::ABORT => {
-                        m.expect(1)?;
-                        Ok(Some(m.text(0)?.to_owned()))
+            Ok(body) => Request::decode(&body)
+                .and_then(|r| match r {
+                    Request::PutBase { .. } if ceremony => {
+                        st.store(profile, &r, now()).map(|()| None)
                     }
+                    Request::PutRole { .. } if !ceremony => {
+                        st.store(profile, &r, now()).map(|()| None)
+                    }
+                    Request::Abort { reason } => Ok(Some(reason.to_owned())),
                     _ => Err(FrameError::Malformed("expected the lead's result or Abort")),
                 })
                 .map_err(|e| match e {
@@ -440,7 +465,7 @@ impl Agent {
         self.changed.notify_all();
         // A leader whose result was refused is told why (it may still be listening).
         if let Some(why) = refused {
-            let _ = wire::send(stream, kind::FAILED, &[why.as_bytes()]);
+            let _ = Answer::Failed { reason: &why }.send(stream);
         }
         Ok(outcome)
     }

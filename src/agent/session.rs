@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use super::arena::{Arena, Stored};
 use super::harden::Peer;
-use super::wire::{self, FrameError, Message};
-use super::{kind, ROLE_REFRESH_MARGIN_SECS};
+use super::protocol::{Answer, Request, WireCreds};
+use super::wire::FrameError;
+use super::ROLE_REFRESH_MARGIN_SECS;
 use crate::clock::{Clock, SystemClock};
 
 /// The agent's time: the system clock, in Unix seconds.
@@ -67,7 +68,10 @@ pub(super) struct State {
 
 /// One answer a `Get` can lead to.
 pub(super) enum Outcome {
-    Reply(u8, String),
+    /// Nothing unlocked, and the caller cannot lead.
+    NoSession(String),
+    /// The lead this caller waited for failed, for this reason.
+    Failed(String),
     Handout(Box<Handout>),
     Lead(Lead),
 }
@@ -145,7 +149,7 @@ impl State {
         // The lead this caller waited for failed: say why, even if a new lead has started.
         if let (Some(w), Some((g, why))) = (waited_for, &e.failure) {
             if w == *g {
-                return Ok(Some(Outcome::Reply(kind::FAILED, why.clone())));
+                return Ok(Some(Outcome::Failed(why.clone())));
             }
         }
         if e.lead.is_some() {
@@ -153,10 +157,9 @@ impl State {
         }
         let Some(base) = &e.base else {
             if !interactive {
-                return Ok(Some(Outcome::Reply(
-                    kind::NO_SESSION,
-                    format!("profile {profile} is not unlocked"),
-                )));
+                return Ok(Some(Outcome::NoSession(format!(
+                    "profile {profile} is not unlocked"
+                ))));
             }
             e.lead = Some(LeadInfo {
                 generation: next,
@@ -194,17 +197,12 @@ impl State {
         }
         // The role session is missing or about to expire: the caller renews it from the base
         // session (no ceremony), whoever it is.
-        let frame = wire::encode(
-            kind::LEAD_ROLE,
-            &[
-                base.held.access_key_id.as_bytes(),
-                self.arena.secret(base.held.stored),
-                self.arena.token(base.held.stored),
-                &base.held.expiration.to_be_bytes(),
-                base.password_holder.as_bytes(),
-                base.token_holder.as_bytes(),
-            ],
-        )?;
+        let frame = Answer::LeadRole {
+            base: wire_creds(&self.arena, &base.held),
+            password_holder: &base.password_holder,
+            token_holder: &base.token_holder,
+        }
+        .encode()?;
         e.lead = Some(LeadInfo {
             generation: next,
             pid: peer.pid,
@@ -216,10 +214,12 @@ impl State {
     }
 
     /// Stores a leader's result (PutBase or PutRole) in the arena.
+    /// Keeps a leader's result (`PutBase` or `PutRole`) for `profile`, unless the profile was
+    /// locked while the lead ran.
     pub(super) fn store(
         &mut self,
         profile: &str,
-        m: &Message<'_>,
+        r: &Request<'_>,
         t: u64,
     ) -> Result<(), FrameError> {
         let arena_err = |e: super::arena::Error| FrameError::Refused(e.to_string());
@@ -229,44 +229,49 @@ impl State {
                 "profile {profile} was locked while the ceremony ran; its result was discarded"
             )));
         }
-        match m.kind {
-            kind::PUT_BASE => {
-                m.expect(8)?;
-                let (id, serial, expiration) = (m.text(0)?, m.text(3)?, m.number(4)?);
-                let (password_holder, token_holder) = (m.text(5)?, m.text(6)?);
-                let identity = m.text(7)?;
+        match *r {
+            Request::PutBase {
+                creds,
+                mfa_serial,
+                password_holder,
+                token_holder,
+                identity,
+            } => {
                 self.wipe(profile);
                 let stored = self
                     .arena
-                    .store(m.bytes(1)?, m.bytes(2)?)
+                    .store(creds.secret_access_key, creds.session_token)
                     .map_err(arena_err)?;
                 let e = self.profiles.entry(profile.to_owned()).or_default();
                 e.base = Some(Base {
                     held: Held {
-                        access_key_id: id.to_owned(),
+                        access_key_id: creds.access_key_id.to_owned(),
                         stored,
-                        expiration,
+                        expiration: creds.expiration,
                     },
                     password_holder: password_holder.to_owned(),
                     token_holder: token_holder.to_owned(),
                     identity: identity.to_owned(),
-                    mfa_serial: serial.to_owned(),
+                    mfa_serial: mfa_serial.to_owned(),
                     activated: t,
                 });
                 e.last_used = t;
             }
-            _ => {
-                m.expect(6)?;
-                // Every field is checked before a secret byte is copied anywhere.
-                let (role_arn, id, secret, token) =
-                    (m.text(0)?, m.text(1)?, m.bytes(2)?, m.bytes(3)?);
-                let (expiration, assumed_arn) = (m.number(4)?, m.text(5)?);
+            Request::PutRole {
+                role_arn,
+                creds,
+                assumed_arn,
+            } => {
+                // Every field was checked (decoded) before a secret byte is copied anywhere.
                 if self.profiles.get(profile).is_none_or(|e| e.base.is_none()) {
                     return Err(FrameError::Refused(format!(
                         "profile {profile} has no session any more (locked or expired); the role session was discarded"
                     )));
                 }
-                let stored = self.arena.store(secret, token).map_err(arena_err)?;
+                let stored = self
+                    .arena
+                    .store(creds.secret_access_key, creds.session_token)
+                    .map_err(arena_err)?;
                 let e = self.profiles.entry(profile.to_owned()).or_default();
                 if let Some(old) = e.role.take() {
                     self.arena.wipe(old.held.stored);
@@ -275,18 +280,29 @@ impl State {
                     role_arn: role_arn.to_owned(),
                     assumed_arn: assumed_arn.to_owned(),
                     held: Held {
-                        access_key_id: id.to_owned(),
+                        access_key_id: creds.access_key_id.to_owned(),
                         stored,
-                        expiration,
+                        expiration: creds.expiration,
                     },
                 });
             }
+            _ => return Err(FrameError::Malformed("expected the lead's result or Abort")),
         }
         Ok(())
     }
 }
 
 /// The `Creds` answer, built straight from the arena into a wiped buffer.
+/// A held session's credentials, borrowed from the arena, for a frame.
+fn wire_creds<'a>(arena: &'a Arena, held: &'a Held) -> WireCreds<'a> {
+    WireCreds {
+        access_key_id: &held.access_key_id,
+        secret_access_key: arena.secret(held.stored),
+        session_token: arena.token(held.stored),
+        expiration: held.expiration,
+    }
+}
+
 fn creds_frame(
     arena: &Arena,
     held: &Held,
@@ -294,20 +310,15 @@ fn creds_frame(
     base: &Base,
     what: &str,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, FrameError> {
-    wire::encode(
-        kind::CREDS,
-        &[
-            held.access_key_id.as_bytes(),
-            arena.secret(held.stored),
-            arena.token(held.stored),
-            &held.expiration.to_be_bytes(),
-            identity.as_bytes(),
-            base.password_holder.as_bytes(),
-            base.token_holder.as_bytes(),
-            &base.held.expiration.to_be_bytes(),
-            what.as_bytes(),
-        ],
-    )
+    Answer::Creds {
+        creds: wire_creds(arena, held),
+        identity,
+        password_holder: &base.password_holder,
+        token_holder: &base.token_holder,
+        base_expiration: base.held.expiration,
+        what,
+    }
+    .encode()
 }
 
 /// For the agent log of a detached agent: stderr goes to `STATE/agent.log`.
@@ -387,7 +398,7 @@ mod tests {
         };
         let peer = Peer { pid: 1, uid: 0 };
         let o = st.decide("prod", None, false, None, peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Reply(kind::NO_SESSION, _))));
+        assert!(matches!(o, Some(Outcome::NoSession(_))));
         let o = st.decide("prod", None, true, None, peer).unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Ceremony(1)))));
         // While the lead runs, everyone else waits, interactive or not.
@@ -406,7 +417,7 @@ mod tests {
         e.lead = None;
         e.failure = Some((1, "wrong passphrase".into()));
         let o = st.decide("prod", None, true, Some(1), peer).unwrap();
-        assert!(matches!(o, Some(Outcome::Reply(kind::FAILED, ref m)) if m == "wrong passphrase"));
+        assert!(matches!(o, Some(Outcome::Failed(ref m)) if m == "wrong passphrase"));
         let o = st.decide("prod", None, true, None, peer).unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Ceremony(3)))));
     }
@@ -440,7 +451,7 @@ mod tests {
     }
 
     fn put_role(fields: &[&[u8]]) -> zeroize::Zeroizing<Vec<u8>> {
-        wire::encode(kind::PUT_ROLE, fields).unwrap()
+        crate::agent::wire::encode(crate::agent::kind::PUT_ROLE, fields).unwrap()
     }
 
     #[test]
@@ -461,8 +472,8 @@ mod tests {
             &(t + 3600).to_be_bytes(),
             b"arn:aws:sts::123456789012:assumed-role/R/a+b",
         ]);
-        let m = Message::parse(&frame[4..]).unwrap();
-        let e = st.store("prod", &m, t).unwrap_err();
+        let r = Request::decode(&frame[4..]).unwrap();
+        let e = st.store("prod", &r, t).unwrap_err();
         assert!(e.to_string().contains("was locked while"), "{e}");
         assert_eq!(st.arena.in_use(), 0, "nothing stored");
         assert!(st.profiles["prod"].role.is_none());
@@ -482,8 +493,9 @@ mod tests {
             &[1, 2, 3],
             b"arn",
         ]);
-        let m = Message::parse(&frame[4..]).unwrap();
-        assert!(st.store("prod", &m, t).is_err());
+        let r = Request::decode(&frame[4..]);
+        assert!(r.is_err(), "refused when decoded");
+        assert!(r.and_then(|r| st.store("prod", &r, t)).is_err());
         assert_eq!(st.arena.in_use(), before, "no orphan slot");
     }
 }
