@@ -19,23 +19,34 @@ use crate::files;
 /// The `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Errors of the audit log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Appending failed (folder, lock file, temp file, rename).
     #[error("cannot write the audit log {path}: {source}")]
     Write {
+        /// The log's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The log exists but cannot be read, or other users can write it.
     #[error("cannot read the audit log {path}: {source}")]
     Read {
+        /// The log's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// [`verify`] found a line that is not JSON or whose `prev` is not the hash of the line before.
     #[error("audit log {path} line {line}: {problem}")]
     Broken {
+        /// The log's path.
         path: String,
+        /// The broken line, 1-based.
         line: usize,
+        /// What is wrong with it.
         problem: String,
     },
 }
@@ -43,8 +54,13 @@ pub enum Error {
 /// How an attempt ended. On disk: `"success"` or `"failure: <reason>"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The attempt did what it was for.
     Success,
-    Failure { reason: String },
+    /// It failed.
+    Failure {
+        /// The error's message.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -69,24 +85,35 @@ impl Outcome {
 /// The short-lived session an activation or an AssumeRole got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
+    /// The session's temporary access key id (`ASIA…`).
     pub temporary_access_key_id: String,
+    /// When the session ends, Unix seconds; written as RFC 3339.
     pub expiration: u64,
 }
 
 /// Who asked the agent for a hand-out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// Process id of the caller (SO_PEERCRED).
     pub pid: i32,
+    /// The caller's executable (`/proc/PID/exe`).
     pub exe: String,
+    /// The caller's uid (SO_PEERCRED).
     pub uid: u32,
+    /// The executable of the caller's parent (the AWS CLI or SDK behind `credential-process`).
     pub parent_exe: String,
 }
 
 /// What a hand-out gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Given {
-    /// Credentials for the caller's use; `kind` says which ("session", "role session").
-    Credentials { issued: Issued, kind: &'static str },
+    /// Credentials for the caller's use: the two-person session or a role session.
+    Credentials {
+        /// The session handed out.
+        issued: Issued,
+        /// `"session"` or `"role"`.
+        kind: &'static str,
+    },
     /// The two-person session, to the leader of a role refresh, to assume the role with.
     SessionForRole,
 }
@@ -98,52 +125,96 @@ pub enum Given {
 pub enum Record {
     /// `enroll`: the vault was sealed (on success: the masked key id, MFA device, user).
     Enrolment {
+        /// The factor of the first slot (`"oath"`, `"piv"`, `"fido2"`).
         factor: &'static str,
+        /// What was enrolled; `None` on failure.
         enrolled: Option<Enrolled>,
     },
     /// `enroll --add-token`: a key slot for another token (on success: its MFA device).
     TokenAdded {
+        /// The new slot's label.
         label: String,
+        /// Its factor (`"oath"`, `"piv"`, `"fido2"`).
         factor: &'static str,
+        /// The MFA device of the new slot; `None` on failure.
         mfa_serial: Option<String>,
     },
     /// A two-person unlock (on success: the session and the MFA device that made it).
     Activation {
+        /// Who typed the passphrase.
         password_holder: String,
+        /// Who touched the token.
         token_holder: String,
+        /// Why the access was needed, as typed.
         reason: String,
+        /// The session and the MFA device's ARN; `None` on failure.
         session: Option<(Issued, String)>,
     },
     /// AssumeRole with the two-person session, for a shell or the console.
     RoleAssumed {
+        /// The role asked for.
         role_arn: String,
+        /// The RoleSessionName sent.
         role_session_name: String,
+        /// The SourceIdentity sent (both holders' names).
         source_identity: String,
+        /// What for: `"shell"` or `"console"` (written as `for`).
         purpose: &'static str,
+        /// The role session; `None` on failure.
         session: Option<Issued>,
     },
     /// A console sign-in URL was made (never the URL itself).
     ConsoleUrl {
+        /// The role signed in as.
         role_arn: String,
+        /// The role's account id (from its ARN).
         account: String,
+        /// The assumed-role ARN of the session behind the URL.
         assumed_role_arn: String,
+        /// Who typed the passphrase.
         password_holder: String,
+        /// Who touched the token.
         token_holder: String,
+        /// When the URL stops signing in, Unix seconds; written as RFC 3339.
         link_expires: u64,
+        /// When the console session ends, Unix seconds; written as RFC 3339.
         console_session_ends: u64,
     },
     /// The agent handed credentials to a process.
-    Handout { caller: Caller, given: Given },
+    Handout {
+        /// Who asked.
+        caller: Caller,
+        /// What it got.
+        given: Given,
+    },
     /// The agent wiped a session (`why`: locked, expired, idle, agent stopped…).
-    SessionWiped { why: &'static str, pid: i32 },
+    SessionWiped {
+        /// `"locked"`, `"expired"`, `"idle"` or `"agent stopped"`.
+        why: &'static str,
+        /// Process id of the process that caused it (the agent's own for expiry and idleness).
+        pid: i32,
+    },
     /// The agent started.
-    AgentStarted { pid: u32, idle_timeout_minutes: u64 },
+    AgentStarted {
+        /// The agent's process id.
+        pid: u32,
+        /// Idle minutes after which it wipes a session.
+        idle_timeout_minutes: u64,
+    },
     /// The agent stopped on request.
-    AgentStopped { by_pid: i32, by_exe: String },
+    AgentStopped {
+        /// Process id of the process that asked (SO_PEERCRED).
+        by_pid: i32,
+        /// Its executable.
+        by_exe: String,
+    },
     /// The agent refused a connection from another user.
     ConnectionRefused {
+        /// Process id of the peer (SO_PEERCRED).
         peer_pid: i32,
+        /// Its uid.
         peer_uid: u32,
+        /// Its executable.
         peer_exe: String,
     },
 }
@@ -151,8 +222,11 @@ pub enum Record {
 /// What an enrolment made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrolled {
+    /// The access key id, masked (all but its last 4 characters).
     pub access_key_id_masked: String,
+    /// The MFA device's ARN.
     pub mfa_serial: String,
+    /// The IAM user's ARN.
     pub user_arn: String,
 }
 
@@ -309,8 +383,11 @@ impl Record {
 pub struct Entry<'a> {
     /// Unix seconds; written as RFC 3339, UTC.
     pub time: u64,
+    /// The profile the record is about; empty for the agent's own records.
     pub profile: &'a str,
+    /// What happened.
     pub record: Record,
+    /// How it ended.
     pub outcome: Outcome,
 }
 
@@ -413,7 +490,7 @@ pub fn verify(path: &Path) -> Result<usize, Error> {
     Ok(n)
 }
 
-/// The current time as RFC 3339 (seconds, UTC).
+/// `unix_seconds` as RFC 3339 (seconds, UTC: `2023-11-14T22:13:20Z`); empty if out of range.
 pub fn rfc3339(unix_seconds: u64) -> String {
     let secs = i64::try_from(unix_seconds).unwrap_or(i64::MAX);
     aws_smithy_types::DateTime::from_secs(secs)

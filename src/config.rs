@@ -26,33 +26,50 @@ use toml::Spanned;
 
 /// Allowed GetSessionToken durations, seconds.
 pub const SESSION_DURATION_SECS: std::ops::RangeInclusive<u64> = 900..=129_600;
+/// GetSessionToken duration when the profile sets none, in seconds (1 h).
 pub const DEFAULT_SESSION_DURATION_SECS: u64 = 3600;
+/// The OATH credential of the vault's token factor when the profile names none.
 pub const DEFAULT_SEAL_ACCOUNT: &str = "breakglass-seal";
+/// The region when the profile sets none.
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// Minutes without a hand-out after which the agent wipes a session.
 pub const DEFAULT_IDLE_TIMEOUT_MINUTES: u64 = 60;
+/// Allowed `[agent] idle_timeout`, in minutes (1 minute to 24 hours).
 pub const IDLE_TIMEOUT_MINUTES: std::ops::RangeInclusive<u64> = 1..=1440;
 
+/// Errors of reading the config.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The file is not valid TOML, has an unknown key, or a value is out of range.
     #[error("{path}:{line}: {message}")]
     Invalid {
+        /// The config file's path.
         path: String,
+        /// The line of the fault, 1-based.
         line: usize,
+        /// What is wrong.
         message: String,
     },
+    /// The config file exists but cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The config file's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The profile asked for is not in the config.
     #[error("no profile named {name:?} in {path} (profiles: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
     NoProfile {
+        /// The profile name asked for.
         name: String,
+        /// The config file's path.
         path: String,
+        /// The profiles the file has.
         known: Vec<String>,
     },
+    /// Neither `HOME` nor the XDG variable of a needed folder is set.
     #[error("cannot find a home directory: set HOME or XDG_CONFIG_HOME")]
     NoHome,
 }
@@ -60,8 +77,12 @@ pub enum Error {
 /// Where breakglass keeps things.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
+    /// The config file: `$BREAKGLASS_CONFIG`, else `$XDG_CONFIG_HOME/breakglass/config.toml`.
     pub config: PathBuf,
+    /// Data (vaults): `$XDG_DATA_HOME/breakglass`, else `~/.local/share/breakglass`.
     pub data: PathBuf,
+    /// State (audit log, MFA windows, agent log): `$XDG_STATE_HOME/breakglass`, else
+    /// `~/.local/state/breakglass`.
     pub state: PathBuf,
     /// The agent's socket directory: `$XDG_RUNTIME_DIR/breakglass`, else
     /// `/tmp/breakglass-UID` (created 0700 and checked by the agent).
@@ -78,6 +99,8 @@ impl Paths {
         })
     }
 
+    /// As [`Paths::from_env`], with `get` for the environment (empty values are the caller's to
+    /// filter); tests pass their own.
     pub fn from_lookup(get: impl Fn(&str) -> Option<PathBuf>) -> Result<Self, Error> {
         let home = get("HOME");
         let base = |xdg: &str, fallback: &str| -> Result<PathBuf, Error> {
@@ -106,18 +129,22 @@ impl Paths {
         })
     }
 
+    /// The hash-chained audit log, `STATE/audit.log`.
     pub fn audit_log(&self) -> PathBuf {
         self.state.join("audit.log")
     }
 
+    /// The TOTP windows already sent, `STATE/mfa-windows.json`.
     pub fn mfa_state(&self) -> PathBuf {
         self.state.join("mfa-windows.json")
     }
 
+    /// The agent's socket, `RUNTIME/agent.sock`.
     pub fn agent_socket(&self) -> PathBuf {
         self.runtime.join("agent.sock")
     }
 
+    /// Where `enroll` puts a profile's vault by default: `DATA/vaults/PROFILE.vault`.
     pub fn default_vault(&self, profile: &str) -> PathBuf {
         self.data.join("vaults").join(format!("{profile}.vault"))
     }
@@ -140,6 +167,8 @@ struct RawAgent {
 /// The agent's settings (`[agent]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSettings {
+    /// Idle minutes after which the agent wipes a session ([`DEFAULT_IDLE_TIMEOUT_MINUTES`] unless
+    /// set).
     pub idle_timeout_minutes: u64,
 }
 
@@ -161,14 +190,23 @@ struct RawProfile {
 /// One profile with its defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
+    /// The profile's name (`[profiles.NAME]`).
     pub name: String,
+    /// The vault file (default `DATA/vaults/NAME.vault`).
     pub vault: PathBuf,
+    /// The OATH account on the token that makes the MFA codes (default `breakglass:NAME`).
     pub mfa_account: String,
+    /// The OATH credential of the OATH seal factor (default [`DEFAULT_SEAL_ACCOUNT`]).
     pub seal_account: String,
+    /// The MFA device's ARN, informational: the vault's slots hold the real ones.
     pub mfa_serial: Option<String>,
+    /// The region of the STS calls (default [`DEFAULT_REGION`]).
     pub region: String,
+    /// An explicit STS endpoint URL; `None` leaves it to the SDK (`AWS_ENDPOINT_URL_STS`…).
     pub sts_endpoint: Option<String>,
+    /// GetSessionToken duration, in seconds, within [`SESSION_DURATION_SECS`].
     pub session_duration_secs: u64,
+    /// Part of the reader's name (case-insensitive), to choose among several readers.
     pub reader: Option<String>,
     /// A role the agent assumes with the session; its sessions are handed out instead.
     pub role_arn: Option<String>,

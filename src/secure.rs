@@ -6,6 +6,7 @@ use zeroize::Zeroizing;
 /// A source of random bytes. Production uses the OS; tests pass a deterministic one so that
 /// vault vectors are reproducible.
 pub trait Random {
+    /// Fills `dest` with random bytes.
     fn fill(&self, dest: &mut [u8]) -> Result<(), RandomFailed>;
 }
 
@@ -19,6 +20,7 @@ pub struct RandomFailed;
 pub struct SystemRandom(ring::rand::SystemRandom);
 
 impl SystemRandom {
+    /// The OS source.
     pub fn new() -> Self {
         Self(ring::rand::SystemRandom::new())
     }
@@ -36,7 +38,7 @@ impl Random for SystemRandom {
     }
 }
 
-/// `n` random bytes in a wiped buffer.
+/// `N` random bytes, as a plain array (not wiped: for salts, nonces and ids, not keys).
 pub fn random_bytes<const N: usize>(rng: &dyn Random) -> Result<[u8; N], RandomFailed> {
     let mut b = [0u8; N];
     rng.fill(&mut b)?;
@@ -47,17 +49,21 @@ pub fn random_bytes<const N: usize>(rng: &dyn Random) -> Result<[u8; N], RandomF
 pub struct Key32(SecretBox<[u8; 32]>);
 
 impl Key32 {
+    /// Moves `bytes` into a `SecretBox`; the local copy is wiped (the caller's is the caller's
+    /// to wipe).
     pub fn new(bytes: [u8; 32]) -> Self {
         let mut b = Zeroizing::new(bytes);
         Self(SecretBox::new(Box::new(std::mem::take(&mut *b))))
     }
 
+    /// A key of 32 random bytes.
     pub fn random(rng: &dyn Random) -> Result<Self, RandomFailed> {
         let mut k = Self::new([0u8; 32]);
         rng.fill(k.0.expose_secret_mut())?;
         Ok(k)
     }
 
+    /// The key's bytes.
     pub fn expose(&self) -> &[u8; 32] {
         self.0.expose_secret()
     }

@@ -27,9 +27,13 @@ use zeroize::Zeroizing;
 /// The shells `breakglass env` can write for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shell {
+    /// Bash: `export NAME='value'`
     Bash,
+    /// Zsh: `export NAME='value'`
     Zsh,
+    /// Fish: `set -gx NAME 'value'`
     Fish,
+    /// PowerShell: `$Env:NAME = 'value'`
     Powershell,
 }
 

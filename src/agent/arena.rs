@@ -23,14 +23,18 @@ pub struct Stored {
     token_len: usize,
 }
 
+/// Why a session could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Every one of the [`SLOTS`] slots holds a session.
     #[error("the agent holds {SLOTS} sessions already; lock some profiles first")]
     Full,
+    /// Secret key and session token together are over [`SLOT_SIZE`]: their length, in bytes.
     #[error("the session is {0} bytes, over the agent's limit of {SLOT_SIZE}")]
     TooLarge(usize),
 }
 
+/// The locked buffer of session secrets: [`SLOTS`] slots of [`SLOT_SIZE`] bytes, wiped on drop.
 pub struct Arena {
     // Dropped first (field order): unlock happens after the buffer has been wiped in Drop.
     lock: Result<region::LockGuard, String>,
@@ -39,6 +43,8 @@ pub struct Arena {
 }
 
 impl Arena {
+    /// Allocates the buffer and tries to `mlock` it; a refused lock is kept for
+    /// [`Arena::lock_error`], not returned.
     pub fn new() -> Self {
         let buf = vec![0u8; SLOTS * SLOT_SIZE].into_boxed_slice();
         let lock = region::lock(buf.as_ptr(), buf.len()).map_err(|e| e.to_string());
@@ -54,6 +60,7 @@ impl Arena {
         self.lock.as_ref().err().map(String::as_str)
     }
 
+    /// Slots holding a session.
     pub fn in_use(&self) -> usize {
         self.used.iter().filter(|u| **u).count()
     }
@@ -76,11 +83,13 @@ impl Arena {
         })
     }
 
+    /// The secret access key of a stored session.
     pub fn secret(&self, s: Stored) -> &[u8] {
         let base = s.slot * SLOT_SIZE;
         &self.buf[base..base + s.secret_len]
     }
 
+    /// The session token of a stored session.
     pub fn token(&self, s: Stored) -> &[u8] {
         let base = s.slot * SLOT_SIZE + s.secret_len;
         &self.buf[base..base + s.token_len]

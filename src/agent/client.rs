@@ -18,57 +18,89 @@ use crate::config::Paths;
 /// How long a freshly spawned agent may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Errors of talking to the agent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// No agent listens on the socket (no runtime folder, no socket, or connection refused).
     #[error("the agent is not running")]
     NotRunning,
+    /// The runtime folder is unsafe (owner, mode).
     #[error(transparent)]
     Dir(#[from] harden::DirError),
+    /// The socket's peer (SO_PEERCRED) is another user: never talked to.
     #[error(
         "the process on the agent socket runs as uid {uid}, not as you; refusing to talk to it"
     )]
-    Foreign { uid: u32 },
+    Foreign {
+        /// The peer's uid.
+        uid: u32,
+    },
+    /// The agent refused the request (`REFUSED`).
     #[error("the agent refused the request: {0}")]
     Refused(String),
+    /// The request failed in the agent, or its leader gave up (`FAILED`): the agent's message.
     #[error("{0}")]
     Failed(String),
+    /// A spawned agent did not listen within 5 s.
     #[error("the agent did not start within {}s (its log: {})", START_TIMEOUT.as_secs(), log.display())]
-    StartFailed { log: PathBuf },
+    StartFailed {
+        /// The agent's log (`agent.log` in the state folder).
+        log: PathBuf,
+    },
+    /// The agent process could not be spawned (no path to the current executable, exec failed).
     #[error("the agent could not be started: {0}")]
     SpawnFailed(String),
+    /// A spawned agent exited with failure before listening.
     #[error("the agent exited at start ({status}); the reason is in {}", log.display())]
-    Exited { status: String, log: PathBuf },
+    Exited {
+        /// Its exit status, as text.
+        status: String,
+        /// The agent's log, which says why.
+        log: PathBuf,
+    },
+    /// Framing or I/O on the socket failed.
     #[error("talking to the agent failed: {0}")]
     Frame(#[from] FrameError),
+    /// The agent answered something the protocol does not allow here.
     #[error("unexpected answer from the agent: {0}")]
     Protocol(&'static str),
 }
 
 /// Credentials handed out by the agent.
 pub struct Handout {
+    /// The credentials to use.
     pub session: Session,
     /// The user ARN (plain sessions) or the assumed-role ARN.
     pub identity: String,
+    /// Who typed the passphrase in the ceremony.
     pub password_holder: String,
+    /// Who touched the token.
     pub token_holder: String,
     /// When the two-person session ends (role sessions are renewed until then).
     pub base_expiration: u64,
+    /// True for a role session, false for the two-person session itself.
     pub role: bool,
 }
 
 /// What the agent answered to a `Get`.
 pub enum Reply {
+    /// Credentials are held: here they are.
     Creds(Box<Handout>),
     /// Run the unlock ceremony and send the result with [`Lead::put_base`].
     LeadCeremony(Lead),
     /// Assume the profile's role with `base` and send it with [`Lead::put_role`].
     LeadRole {
+        /// The connection to answer on.
         lead: Lead,
+        /// The two-person session to assume the role with.
         base: Session,
+        /// Who typed the passphrase (for the role's source identity).
         password_holder: String,
+        /// Who touched the token.
         token_holder: String,
     },
+    /// No session, and the caller is not interactive: the agent's reason.
     NoSession(String),
 }
 

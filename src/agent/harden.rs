@@ -13,10 +13,13 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 /// `connect`; it cannot be forged by the peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
+    /// Process id of the peer at `connect`.
     pub pid: i32,
+    /// Effective uid of the peer at `connect`.
     pub uid: u32,
 }
 
+/// The peer of a connected Unix socket (`SO_PEERCRED`).
 pub fn peer(stream: &UnixStream) -> io::Result<Peer> {
     let c = getsockopt(stream, PeerCredentials).map_err(io::Error::from)?;
     Ok(Peer {
@@ -41,6 +44,7 @@ pub fn parent_of(pid: i32) -> Option<i32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The effective uid of this process.
 pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
@@ -62,7 +66,9 @@ pub fn no_dumps() -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 #[error("{problem}")]
 pub struct DirError {
+    /// What is wrong, for the message.
     pub problem: String,
+    /// What the user can run or do to fix it.
     pub fix: String,
 }
 
@@ -119,6 +125,7 @@ pub fn private_runtime_dir(dir: &Path, create: bool) -> Result<(), DirError> {
 /// The socket file's state before the agent binds it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SocketFile {
+    /// No file at the path: bind.
     Absent,
     /// A socket of ours that nobody listens on (the agent died): safe to replace.
     Stale,
@@ -126,6 +133,8 @@ pub enum SocketFile {
     Live,
 }
 
+/// Classifies the socket path before binding: refuses a file owned by another user or one that is
+/// not a socket; tells a stale socket (nobody listens) from a live one by connecting.
 pub fn socket_file(path: &Path) -> Result<SocketFile, DirError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,

@@ -23,21 +23,38 @@ pub mod wire;
 
 /// Message kinds, client to agent.
 pub mod kind {
+    /// Ask for a profile's credentials: profile, role ARN (empty for none), interactive byte.
     pub const GET: u8 = 1;
+    /// A leader's result: the two-person session, its MFA device, expiry, holders and identity.
     pub const PUT_BASE: u8 = 2;
+    /// A leader's result: the role ARN, the role session and the assumed-role ARN.
     pub const PUT_ROLE: u8 = 3;
+    /// A leader gives up: the reason, told to every waiting caller.
     pub const ABORT: u8 = 4;
+    /// Wipe one profile's sessions (its name) or all (empty).
     pub const LOCK: u8 = 5;
+    /// Ask for the agent's [`status::Status`].
     pub const STATUS: u8 = 6;
+    /// Wipe everything and stop the agent.
     pub const STOP: u8 = 7;
     // Agent to client.
+    /// Credentials: the session's four fields, identity, both holders, base expiry, `"session"` or
+    /// `"role"`.
     pub const CREDS: u8 = 64;
+    /// The caller must run the unlock ceremony and answer with `PUT_BASE` or `ABORT`.
     pub const LEAD_CEREMONY: u8 = 65;
+    /// The caller must assume the role with the base session sent along and answer with `PUT_ROLE`
+    /// or `ABORT`.
     pub const LEAD_ROLE: u8 = 66;
+    /// No session, and the caller is not interactive: the reason.
     pub const NO_SESSION: u8 = 67;
+    /// The request failed: the message.
     pub const FAILED: u8 = 68;
+    /// The request was refused (another user's connection): the message.
     pub const REFUSED: u8 = 69;
+    /// The status, as JSON.
     pub const STATUS_REPLY: u8 = 70;
+    /// `LOCK` or `STOP` done: what was wiped, as text.
     pub const DONE: u8 = 71;
 }
 

@@ -26,17 +26,24 @@ const MAX_CONNECTIONS: usize = 256;
 /// A detached agent with no session, no lead and no connection exits after this long.
 const EMPTY_EXIT_SECS: u64 = 10 * 60;
 
+/// Errors of starting the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Another agent of this user holds the lock, or answers on the socket.
     #[error("another agent is already running for this user")]
     AlreadyRunning,
+    /// The runtime folder is unsafe (owner, mode).
     #[error(transparent)]
     Dir(#[from] harden::DirError),
+    /// The lock file or the socket could not be made or bound.
     #[error("cannot listen on {path}: {source}")]
     Bind {
+        /// The lock file's or socket's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The config could not be read (idle timeout).
     #[error(transparent)]
     Config(#[from] config::Error),
 }
@@ -595,6 +602,8 @@ fn caller(peer: Peer, (exe, parent_exe): (&str, &str)) -> audit::Caller {
     }
 }
 
+/// Opens (creating, mode 0600) `agent.log` in the state folder for the agent's stderr and writes a
+/// start line.
 pub fn open_log(paths: &Paths) -> std::io::Result<File> {
     crate::files::ensure_private_dir(&paths.state)?;
     let mut f = OpenOptions::new()

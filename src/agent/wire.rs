@@ -16,16 +16,23 @@ pub const MAX_FRAME: usize = 64 * 1024;
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// The connection ended before a whole frame (EOF).
     #[error("the other side closed the connection")]
     Closed,
+    /// A frame or field longer than its limit: its length, in bytes.
     #[error("frame of {0} bytes is over the limit of {MAX_FRAME}")]
     TooLarge(usize),
+    /// A frame of length 0, or a body with no kind byte.
     #[error("empty frame")]
     Empty,
+    /// The body does not parse as a message, or a field is missing or of the wrong form.
     #[error("malformed message: {0}")]
     Malformed(&'static str),
+    /// The agent will not take a lead's result (profile locked meanwhile, arena full): the reason,
+    /// passed to the waiting callers.
     #[error("{0}")]
     Refused(String),
+    /// Reading or writing the socket failed (timeouts included).
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -81,11 +88,13 @@ pub fn send(w: &mut impl Write, kind: u8, fields: &[&[u8]]) -> Result<(), FrameE
 
 /// A decoded body: its kind and borrowed fields.
 pub struct Message<'a> {
+    /// The message kind (see [`super::kind`]).
     pub kind: u8,
     fields: Vec<&'a [u8]>,
 }
 
 impl<'a> Message<'a> {
+    /// Splits a frame body into its kind and fields (at most 32).
     pub fn parse(body: &'a [u8]) -> Result<Self, FrameError> {
         let (&kind, mut rest) = body.split_first().ok_or(FrameError::Empty)?;
         let mut fields = Vec::new();
@@ -116,6 +125,7 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Field `i`, raw (secret fields are read with this, never as text).
     pub fn bytes(&self, i: usize) -> Result<&'a [u8], FrameError> {
         self.fields
             .get(i)
@@ -128,6 +138,7 @@ impl<'a> Message<'a> {
         std::str::from_utf8(self.bytes(i)?).map_err(|_| FrameError::Malformed("text is not UTF-8"))
     }
 
+    /// Field `i` as a big-endian `u64` (8 bytes): times are Unix seconds.
     pub fn number(&self, i: usize) -> Result<u64, FrameError> {
         let b = self.bytes(i)?;
         let arr: [u8; 8] = b

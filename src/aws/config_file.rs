@@ -45,6 +45,7 @@ fn path_from(get: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
 pub struct AwsProfile {
     /// `default` for `[default]` and `[profile default]`.
     pub name: String,
+    /// The profile's `region`, when set.
     pub region: Option<String>,
     /// `X` when the profile's `credential_process` is `breakglass credential-process X`
     /// (the program may be an absolute path ending in `/breakglass`; flags are tolerated).

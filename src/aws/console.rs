@@ -18,18 +18,32 @@ pub const SIGNIN_TOKEN_LIFETIME_SECS: u64 = 15 * 60;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// No answer from the federation endpoint, or the answer's body could not be read.
     #[error("the sign-in endpoint {endpoint} could not be reached: {detail}")]
-    Unreachable { endpoint: String, detail: String },
-    #[error("the sign-in endpoint {endpoint} refused the role session (HTTP {status}): {detail}")]
-    Refused {
+    Unreachable {
+        /// The federation endpoint's URL.
         endpoint: String,
-        status: u16,
+        /// The HTTP client's error.
         detail: String,
     },
+    /// The endpoint answered with an HTTP status other than 200.
+    #[error("the sign-in endpoint {endpoint} refused the role session (HTTP {status}): {detail}")]
+    Refused {
+        /// The federation endpoint's URL.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body, as one printable line.
+        detail: String,
+    },
+    /// A 200 answer that is not JSON with a non-empty `SigninToken`.
     #[error("the sign-in endpoint {endpoint} answered with something other than a sign-in token (HTTP {status}, {what})")]
     NotAToken {
+        /// The federation endpoint's URL.
         endpoint: String,
+        /// The HTTP status.
         status: u16,
+        /// What came instead (its content type, or JSON without the token).
         what: String,
     },
 }
@@ -37,12 +51,16 @@ pub enum Error {
 /// The AWS partition of a region: its sign-in and console domains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Partition {
+    /// The commercial partition (`aws`).
     Aws,
+    /// China (`aws-cn`): regions `cn-*`.
     China,
+    /// AWS GovCloud (US) (`aws-us-gov`): regions `us-gov-*`.
     GovCloud,
 }
 
 impl Partition {
+    /// The partition of `region`, by its prefix; any region not `cn-` or `us-gov-` is `aws`.
     pub fn of_region(region: &str) -> Self {
         if region.starts_with("cn-") {
             Self::China

@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 /// Where and how to call AWS.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// The region (`us-east-1`…); also picks the partition's endpoints.
     pub region: String,
     /// Explicit endpoint (profile `sts_endpoint`, the sandbox); else the SDK's own resolution,
     /// which honours `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL`.
@@ -30,8 +31,11 @@ impl Endpoint {
 
 /// Long-term or temporary credentials to sign with.
 pub struct Signer<'a> {
+    /// The access key id (`AKIA…` long-term, `ASIA…` temporary).
     pub access_key_id: &'a str,
+    /// Its secret access key.
     pub secret_access_key: &'a SecretString,
+    /// The session token, for temporary credentials.
     pub session_token: Option<&'a SecretString>,
 }
 
@@ -62,33 +66,68 @@ pub(crate) async fn sdk_config(endpoint: &Endpoint, signer: &Signer<'_>) -> aws_
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// `AccessDenied` naming MultiFactorAuthentication: the MFA code was wrong, already used, or
+    /// for another device.
     #[error("AWS refused the MFA code: {message}")]
-    BadCode { message: String },
+    BadCode {
+        /// AWS's message.
+        message: String,
+    },
+    /// `InvalidClientTokenId`, `InvalidAccessKeyId`, or a `SignatureDoesNotMatch` that is not about
+    /// time: the access key is unknown, inactive or its secret is wrong.
     #[error("AWS does not accept the access key: {message}")]
-    BadKey { message: String },
+    BadKey {
+        /// AWS's message.
+        message: String,
+    },
+    /// `ExpiredToken`: the temporary credentials signing the call have expired.
     #[error("the credentials have expired: {message}")]
-    Expired { message: String },
+    Expired {
+        /// AWS's message.
+        message: String,
+    },
+    /// `RequestExpired`, or a `SignatureDoesNotMatch` that says expired: the request's time is too
+    /// far from AWS's.
     #[error("this machine's clock is wrong (AWS: {message})")]
-    ClockSkew { message: String },
+    ClockSkew {
+        /// AWS's message.
+        message: String,
+    },
     /// AssumeRole refused: the role does not exist, its trust policy does not admit the caller,
     /// or it requires MFA and the session has none.
     #[error("AWS refused to let this session assume {role_arn}: {message}")]
-    RoleDenied { role_arn: String, message: String },
-    #[error("AWS denied {action}: {code}: {message}")]
-    Denied {
-        action: &'static str,
-        code: String,
+    RoleDenied {
+        /// The role asked for.
+        role_arn: String,
+        /// AWS's message.
         message: String,
     },
+    /// Any other error code AWS answered.
+    #[error("AWS denied {action}: {code}: {message}")]
+    Denied {
+        /// The call (`"GetSessionToken"`, `"AssumeRole"`…).
+        action: &'static str,
+        /// AWS's error code.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// No answer from AWS: network, DNS, TLS, timeout.
     #[error("cannot reach AWS ({action}) at {endpoint}: {detail}")]
     Unreachable {
+        /// The call.
         action: &'static str,
+        /// The endpoint URL, or the region's default endpoint.
         endpoint: String,
+        /// The SDK's error chain.
         detail: String,
     },
+    /// AWS answered without a field the call needs.
     #[error("AWS answered {action} without {what}")]
     Incomplete {
+        /// The call.
         action: &'static str,
+        /// What was missing (`"credentials"`, `"the assumed role's ARN"`).
         what: &'static str,
     },
 }

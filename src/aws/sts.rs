@@ -7,8 +7,11 @@ use super::{classify, sdk_config, Endpoint, Error, Signer};
 
 /// Temporary credentials. The secret parts are `SecretString`s; no `Debug`.
 pub struct Session {
+    /// The temporary access key id (`ASIA…`).
     pub access_key_id: String,
+    /// Its secret access key.
     pub secret_access_key: SecretString,
+    /// The session token, sent with every call signed with this session.
     pub session_token: SecretString,
     /// Unix seconds.
     pub expiration: u64,
@@ -17,8 +20,11 @@ pub struct Session {
 /// Who a set of credentials is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The 12-digit AWS account id.
     pub account: String,
+    /// The caller's ARN (`arn:aws:iam::ACCOUNT:user/NAME` for an IAM user).
     pub arn: String,
+    /// The caller's unique id (`AIDA…` for an IAM user).
     pub user_id: String,
 }
 
@@ -62,6 +68,7 @@ fn session(c: aws_sdk_sts::types::Credentials) -> Session {
 /// What to ask AssumeRole for.
 #[derive(Debug, Clone, Copy)]
 pub struct AssumeRole<'a> {
+    /// The role to assume.
     pub role_arn: &'a str,
     /// 2-64 characters of `[\w+=,.@-]`: see [`role_session_name`].
     pub session_name: &'a str,
@@ -78,7 +85,9 @@ pub struct AssumeRole<'a> {
 /// Temporary credentials of a role, and the ARN they act as
 /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`). No `Debug`: the session is secret.
 pub struct RoleSession {
+    /// The role's temporary credentials.
     pub session: Session,
+    /// The assumed-role ARN (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`).
     pub assumed_role_arn: String,
 }
 

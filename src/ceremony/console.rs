@@ -20,6 +20,7 @@ const ISSUER: &str = "https://github.com/breakglass/breakglass#console";
 pub struct SigninUrl {
     /// The URL itself: a secret, valid once, for 15 minutes.
     pub url: Zeroizing<String>,
+    /// The role session's assumed-role ARN (`arn:aws:sts::…:assumed-role/NAME/SESSION`).
     pub assumed_role_arn: String,
     /// Unix seconds after which the link no longer signs in.
     pub link_expires: u64,
@@ -29,13 +30,17 @@ pub struct SigninUrl {
 
 /// Where a sign-in URL is made, and for what.
 pub struct SigninRequest<'a> {
+    /// The profile whose two-person session assumes the role.
     pub profile: &'a Profile,
+    /// Where the state and audit log live.
     pub paths: &'a Paths,
+    /// The role to sign in as.
     pub role_arn: &'a str,
     /// The federation endpoint (`https://signin.aws.amazon.com/federation`, the sandbox's).
     pub federation: &'a str,
     /// The console page to land on.
     pub destination: &'a str,
+    /// The clock (audit times, link expiry).
     pub clock: &'a dyn Clock,
 }
 

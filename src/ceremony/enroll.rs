@@ -1,7 +1,9 @@
-//! Enrolment (first version): program the token (MFA TOTP account and sealing credential, both
-//! touch-required), register the virtual MFA device with two consecutive codes, create or
-//! import the access key, prove it with GetCallerIdentity, seal the vault, record the profile.
-//! A failure removes what the ceremony put on the token and writes no vault.
+//! Enrolment: program the token (the MFA TOTP account and, for the OATH factor, the sealing
+//! credential; both touch-required), register the virtual MFA device with two consecutive
+//! codes, create or import the access key, prove it with GetCallerIdentity, seal the vault with
+//! the chosen factor (OATH, PIV or FIDO2), record the profile. A failure removes what the
+//! ceremony put on the token and writes no vault. [`add_token`] adds a key slot for another
+//! token to an existing vault.
 
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -26,19 +28,32 @@ pub const MIN_PASSPHRASE: usize = 12;
 pub enum KeySource {
     /// Read by the caller (stdin).
     Import {
+        /// The access key id (`AKIA…`).
         access_key_id: String,
+        /// Its secret access key.
         secret_access_key: SecretString,
     },
     /// IAM CreateAccessKey for this user, with the administrator's credentials.
-    Create { user: String },
+    Create {
+        /// The IAM user name.
+        user: String,
+    },
 }
 
 /// Where the MFA device comes from.
 pub enum MfaSource {
     /// An existing virtual MFA device: its serial and base32 seed.
-    Import { serial: String, seed: Seed },
+    Import {
+        /// The device's ARN.
+        serial: String,
+        /// Its TOTP seed.
+        seed: Seed,
+    },
     /// IAM CreateVirtualMFADevice + EnableMFADevice for `user`.
-    Create { user: String },
+    Create {
+        /// The IAM user name.
+        user: String,
+    },
 }
 
 /// The seal factor of the new key slot.
@@ -48,8 +63,11 @@ pub enum Factor<'a> {
     /// A P-256 key generated in this PIV slot, attested to one of `roots`; `replace` allows
     /// replacing a key already there (vaults sealed with that key stop opening with it).
     Piv {
+        /// The retired PIV slot (`82` to `95`).
         slot: u8,
+        /// The accepted attestation roots.
         roots: &'a [x509_cert::Certificate],
+        /// Replace a key already in the slot.
         replace: bool,
     },
     /// A FIDO2 hmac-secret credential on the token's FIDO2 key.
@@ -57,6 +75,7 @@ pub enum Factor<'a> {
 }
 
 impl Factor<'_> {
+    /// The vault factor kind this enrolment seals with.
     pub fn kind(&self) -> FactorKind {
         match self {
             Self::Oath => FactorKind::OathHmac,
@@ -66,16 +85,26 @@ impl Factor<'_> {
     }
 }
 
+/// What an enrolment needs: the profile, the token factor, where the key and MFA device come from.
 pub struct Request<'a> {
+    /// The profile being enrolled (its vault path, token accounts, region).
     pub profile: &'a Profile,
+    /// The token factor of the first key slot.
     pub factor: Factor<'a>,
+    /// Where the config, state and audit log live.
     pub paths: &'a Paths,
+    /// Argon2id parameters for the passphrase factor.
     pub kdf: KdfParams,
+    /// Where the access key comes from.
     pub key: KeySource,
+    /// Where the MFA device comes from.
     pub mfa: MfaSource,
     /// Administrator credentials for the IAM calls (`Create` sources).
     pub admin: Option<(&'a str, &'a SecretString)>,
+    /// The STS/IAM endpoints (the sandbox's in tests and the demo).
     pub endpoint: Endpoint,
+    /// Replace an existing vault file and an existing MFA account on the token (never the sealing
+    /// credential).
     pub force: bool,
     /// The clock (TOTP windows, audit times).
     pub now: &'a dyn Clock,
@@ -84,10 +113,16 @@ pub struct Request<'a> {
 /// What was enrolled (no secret).
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// The IAM user's ARN, from GetCallerIdentity.
     pub user_arn: String,
+    /// The access key id, masked (all but its last 4 characters).
     pub access_key_id_masked: String,
+    /// The MFA device's ARN.
     pub mfa_serial: String,
+    /// The vault file's path.
     pub vault: String,
+    /// True when the profile was added to the config (false when it was there already, or could not
+    /// be written: a warning said so).
     pub profile_added: bool,
 }
 

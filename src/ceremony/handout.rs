@@ -19,7 +19,9 @@ pub type OpenPrompt<'a> = &'a dyn Fn() -> Result<Box<dyn Prompt>, Error>;
 
 /// What a hand-out needs.
 pub struct Want<'a> {
+    /// The profile asked for (its role, vault, token accounts).
     pub profile: &'a Profile,
+    /// Where the config, state, runtime folder and audit log live.
     pub paths: &'a Paths,
     /// Given on the command line; otherwise asked at the prompt when leading.
     pub reason: Option<&'a str>,
@@ -32,6 +34,7 @@ pub struct Want<'a> {
     /// Hand out the two-person session even when the profile has a role (the console
     /// assumes its own role with it).
     pub base_only: bool,
+    /// The clock (TOTP windows, audit times).
     pub clock: &'a dyn Clock,
 }
 
@@ -143,7 +146,9 @@ fn refresh_role(
 /// What a role session is for (the audit record's `for`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
+    /// A role session handed out through the agent (`exec`, `env`, `credential-process`).
     Shell,
+    /// A role session for a console sign-in URL.
     Console,
 }
 
@@ -158,11 +163,17 @@ impl Purpose {
 
 /// An AssumeRole made with the two-person session.
 pub struct Assumption<'a> {
+    /// The profile whose two-person session assumes the role.
     pub profile: &'a Profile,
+    /// Where the state and audit log live.
     pub paths: &'a Paths,
+    /// The role to assume.
     pub role_arn: &'a str,
+    /// DurationSeconds, in seconds; `None` sends none (AWS's default, 1 h; what the console needs).
     pub duration_secs: Option<u64>,
+    /// What the session is for, in the audit record.
     pub purpose: Purpose,
+    /// The clock (audit times).
     pub clock: &'a dyn Clock,
 }
 

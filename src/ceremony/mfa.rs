@@ -9,6 +9,7 @@ use crate::clock::Clock;
 use crate::files;
 use crate::token::oath::{self, Session};
 
+/// The TOTP period of AWS virtual MFA devices, in seconds.
 pub const PERIOD: u64 = 30;
 
 /// Last time step sent, per MFA serial.
@@ -16,6 +17,7 @@ pub const PERIOD: u64 = 30;
 pub struct Windows(BTreeMap<String, u64>);
 
 impl Windows {
+    /// Reads the file; a missing or unreadable one reads as empty.
     pub fn load(path: &Path) -> Self {
         std::fs::read(path)
             .ok()
@@ -24,6 +26,7 @@ impl Windows {
             .unwrap_or_default()
     }
 
+    /// Writes the file atomically.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let write = |source| Error::Write {
             path: path.display().to_string(),
@@ -35,6 +38,7 @@ impl Windows {
         files::atomic_write(path, &text).map_err(write)
     }
 
+    /// The last time step sent for `serial`.
     pub fn last(&self, serial: &str) -> Option<u64> {
         self.0.get(serial).copied()
     }

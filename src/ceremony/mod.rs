@@ -17,11 +17,14 @@ use crate::{audit, aws, config, token, vault};
 /// Who is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// The holder who knows the vault passphrase (and the token's PINs and access code).
     PasswordHolder,
+    /// The holder who has the token and touches it.
     TokenHolder,
 }
 
 impl Role {
+    /// The role as prompts and errors name it (`"password holder"`, `"token holder"`).
     pub fn label(self) -> &'static str {
         match self {
             Self::PasswordHolder => "password holder",
@@ -167,36 +170,76 @@ fn try_factor(
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Both holders typed the same name (compared case-insensitively).
     #[error("both holders gave the name {name:?}: two different people must take part")]
-    SameHolder { name: String },
+    SameHolder {
+        /// The name given.
+        name: String,
+    },
+    /// A holder's name was empty.
     #[error("the {role} gave no name")]
-    EmptyName { role: &'static str },
+    EmptyName {
+        /// Whose: `"password holder"` or `"token holder"`.
+        role: &'static str,
+    },
+    /// An activation or role hand-out was asked without a reason.
     #[error("a reason is required and it is empty")]
     EmptyReason,
+    /// A prompt could not be answered (cancelled, no terminal, a script ran out).
     #[error("the answer was cancelled or no terminal is available: {0}")]
     NoAnswer(String),
+    /// The passphrase and its confirmation differ (enrolment).
     #[error("the two passphrases differ")]
     PassphraseMismatch,
+    /// The new passphrase is shorter than the minimum.
     #[error("the passphrase is too short ({len} characters; at least {min})")]
-    WeakPassphrase { len: usize, min: usize },
+    WeakPassphrase {
+        /// Its length, in characters.
+        len: usize,
+        /// The minimum, in characters.
+        min: usize,
+    },
+    /// STS refused the MFA code, and again with the next window's code: the token's clock or the
+    /// MFA device is wrong, not the timing.
     #[error("AWS refused the MFA code twice, with two fresh time windows ({message})")]
-    CodeRefusedTwice { message: String },
+    CodeRefusedTwice {
+        /// STS's last message.
+        message: String,
+    },
+    /// The profile's MFA account is already on the token (enrolment without `--force`).
     #[error("the token already has an account named {name:?}")]
-    TokenAccountExists { name: String },
+    TokenAccountExists {
+        /// The account name.
+        name: String,
+    },
+    /// Adding a token that already opens a slot of this vault.
     #[error("this token is already enrolled in the vault (slot {slot})")]
-    TokenAlreadyEnrolled { slot: u8 },
+    TokenAlreadyEnrolled {
+        /// The slot it opens.
+        slot: u8,
+    },
+    /// Enrolment would overwrite an existing vault file.
     #[error("a vault already exists at {path}")]
-    VaultExists { path: String },
+    VaultExists {
+        /// The vault's path.
+        path: String,
+    },
+    /// The unlock's audit record could not be written: the session was discarded unused.
     #[error("the activation succeeded but its audit record could not be written, so the session was discarded: {0}")]
     AuditFailed(audit::Error),
+    /// The vault failed (sealing, opening, PINs).
     #[error(transparent)]
     Vault(#[from] vault::Error),
+    /// The token failed.
     #[error(transparent)]
     Token(#[from] token::Error),
+    /// An AWS call failed.
     #[error(transparent)]
     Aws(#[from] aws::Error),
+    /// The audit log could not be read or written (any `?` on an [`audit::Error`]).
     #[error(transparent)]
     Audit(#[from] audit::Error),
+    /// The config could not be read or changed.
     #[error(transparent)]
     Config(#[from] config::Error),
     /// Creating IAM resources (`--create-key`, `--create-mfa`) needs administrator credentials.
@@ -204,11 +247,16 @@ pub enum Error {
     NoAdminCredentials,
     /// The token's seal account exists but is not an HMAC-SHA256 credential.
     #[error("the token's account {name:?} is not an HMAC-SHA256 sealing credential; set another seal_account in the profile")]
-    SealAccountUnfit { name: String },
+    SealAccountUnfit {
+        /// The seal account's name.
+        name: String,
+    },
     /// A file of the ceremony (config, MFA window state) could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
     /// A ceremony must be led here and there is no terminal to lead it on.
@@ -216,18 +264,31 @@ pub enum Error {
     NoTerminal,
     /// The agent holds no session and this process cannot lead a ceremony.
     #[error("{reason}, and there is no terminal here for the two-person ceremony")]
-    NoSession { profile: String, reason: String },
+    NoSession {
+        /// The profile asked for.
+        profile: String,
+        /// The agent's reason (locked, expired, never unlocked…).
+        reason: String,
+    },
+    /// The agent could not be reached or started, or refused.
     #[error(transparent)]
     Agent(#[from] crate::agent::client::Error),
     /// The profile's `role_session_name` pattern does not make a valid name.
     #[error("{reason}")]
-    RoleSessionName { reason: String },
+    RoleSessionName {
+        /// Why the name is invalid.
+        reason: String,
+    },
+    /// The role session was got but its audit record could not be written: it was discarded unused.
     #[error("the role session was discarded: its audit record could not be written: {0}")]
     RoleDiscarded(audit::Error),
+    /// The sign-in URL was made but its audit record could not be written: it was not shown.
     #[error("the sign-in URL was discarded: its audit record could not be written: {0}")]
     UrlDiscarded(audit::Error),
+    /// The console sign-in (federation endpoint) failed.
     #[error(transparent)]
     Signin(#[from] aws::console::Error),
+    /// The tokio runtime for the AWS calls could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -269,11 +330,13 @@ pub fn ask_holders(prompt: &mut dyn Prompt) -> Result<(String, String), Error> {
 /// A prompt that asks for the OATH access code once per ceremony, for ceremonies that open the
 /// OATH application twice (before and after the PIV step).
 pub struct AccessCodeOnce<'p> {
+    /// The prompt asked for everything else.
     pub inner: &'p mut dyn Prompt,
     code: Option<SecretString>,
 }
 
 impl<'p> AccessCodeOnce<'p> {
+    /// Wraps `inner`; no code is asked until the first [`Prompt::access_code`].
     pub fn new(inner: &'p mut dyn Prompt) -> Self {
         Self { inner, code: None }
     }

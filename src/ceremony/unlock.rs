@@ -14,18 +14,27 @@ use crate::vault::{self, OathFactor};
 
 /// A successful activation.
 pub struct Activation {
+    /// The STS session from GetSessionToken with the MFA code.
     pub session: sts::Session,
+    /// Who typed the passphrase.
     pub password_holder: String,
+    /// Who touched the token.
     pub token_holder: String,
+    /// The MFA device the code was for (the opening slot's).
     pub mfa_serial: String,
+    /// The IAM user's ARN, from the vault.
     pub user_arn: String,
 }
 
 /// What `unlock` needs besides people and a token.
 pub struct Request<'a> {
+    /// The profile to unlock (vault, token accounts, session duration).
     pub profile: &'a Profile,
+    /// Where the config, state and audit log live.
     pub paths: &'a Paths,
+    /// Why the access is needed, for the audit log (non-empty).
     pub reason: &'a str,
+    /// The STS endpoint.
     pub endpoint: Endpoint,
     /// The clock (TOTP windows, audit times).
     pub now: &'a dyn Clock,

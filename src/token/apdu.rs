@@ -17,18 +17,46 @@ pub const EXTENDED_MAX: usize = 65_535;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseError {
+    /// The response is shorter than the two status-word bytes.
     #[error("response shorter than a status word ({len} bytes)")]
-    ResponseTooShort { len: usize },
+    ResponseTooShort {
+        /// Its length, in bytes.
+        len: usize,
+    },
+    /// A command APDU that cannot be parsed (header cut short, Lc not matching the data), or a
+    /// response that chains past 64 KiB.
     #[error("command APDU is malformed: {reason}")]
-    BadCommand { reason: &'static str },
+    BadCommand {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A TLV element runs past the end of its buffer.
     #[error("TLV data is truncated at offset {offset}")]
-    TlvTruncated { offset: usize },
+    TlvTruncated {
+        /// Byte offset of the cut in the whole buffer.
+        offset: usize,
+    },
+    /// A length form other than one byte, `81 xx` or `82 xx xx` (`80` or `83` and up), or a tag
+    /// longer than 3 bytes.
     #[error("TLV length form is not supported at offset {offset}")]
-    TlvBadLength { offset: usize },
+    TlvBadLength {
+        /// Byte offset of the offending length or tag byte in the whole buffer.
+        offset: usize,
+    },
+    /// An element with another tag stands where one tag was required.
     #[error("expected TLV tag {expected:#04x}, found {found:#04x}")]
-    UnexpectedTag { expected: u32, found: u32 },
+    UnexpectedTag {
+        /// The tag required.
+        expected: u32,
+        /// The tag read.
+        found: u32,
+    },
+    /// A required element is absent from a TLV list.
     #[error("TLV tag {tag:#04x} is missing")]
-    MissingTag { tag: u32 },
+    MissingTag {
+        /// The tag looked for.
+        tag: u32,
+    },
 }
 
 /// An ISO 7816 status word (SW1 SW2).
@@ -36,32 +64,49 @@ pub enum ParseError {
 pub struct StatusWord(pub u16);
 
 impl StatusWord {
+    /// `9000`: success.
     pub const OK: Self = Self(0x9000);
+    /// `6581`: memory failure (the applet's write failed).
     pub const MEMORY_FAILURE: Self = Self(0x6581);
+    /// `6700`: wrong length (Lc or the data).
     pub const WRONG_LENGTH: Self = Self(0x6700);
+    /// `6982`: security status not satisfied; YKOATH uses it for "validate first" and "not touched
+    /// in time", PIV for "PIN not verified".
     pub const SECURITY_STATUS_NOT_SATISFIED: Self = Self(0x6982);
+    /// `6983`: authentication method blocked (a PIN or PUK with no tries left).
     pub const AUTH_METHOD_BLOCKED: Self = Self(0x6983);
     /// "Data invalid"; YKOATH uses it for "no such credential".
     pub const NO_SUCH_OBJECT: Self = Self(0x6984);
+    /// `6985`: conditions of use not satisfied.
     pub const CONDITIONS_NOT_SATISFIED: Self = Self(0x6985);
+    /// `6A80`: incorrect data in the command.
     pub const WRONG_DATA: Self = Self(0x6A80);
+    /// `6A82`: application or file not found (SELECT of an absent applet).
     pub const FILE_NOT_FOUND: Self = Self(0x6A82);
+    /// `6A84`: not enough memory for the object.
     pub const NO_SPACE: Self = Self(0x6A84);
     /// "Referenced data not found"; PIV uses it for an empty key slot.
     pub const REFERENCE_NOT_FOUND: Self = Self(0x6A88);
+    /// `6B00`: wrong parameters P1-P2.
     pub const WRONG_P1P2: Self = Self(0x6B00);
+    /// `6D00`: instruction not supported.
     pub const INS_NOT_SUPPORTED: Self = Self(0x6D00);
+    /// `6E00`: class not supported.
     pub const CLA_NOT_SUPPORTED: Self = Self(0x6E00);
+    /// `6F00`: command aborted (no precise diagnosis).
     pub const COMMAND_ABORTED: Self = Self(0x6F00);
 
+    /// The status word from SW1 and SW2.
     pub fn from_bytes(sw1: u8, sw2: u8) -> Self {
         Self(u16::from_be_bytes([sw1, sw2]))
     }
 
+    /// SW1 and SW2.
     pub fn to_bytes(self) -> [u8; 2] {
         self.0.to_be_bytes()
     }
 
+    /// `true` only for `9000`; `61xx` is not ok (more data waits).
     pub fn is_ok(self) -> bool {
         self == Self::OK
     }
@@ -112,10 +157,15 @@ impl fmt::Display for StatusWord {
 /// A command APDU. `Debug` shows the header and the data length, never the data.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Command {
+    /// Class byte (`00` for every command breakglass sends).
     pub cla: u8,
+    /// Instruction byte.
     pub ins: u8,
+    /// Parameter byte 1.
     pub p1: u8,
+    /// Parameter byte 2.
     pub p2: u8,
+    /// Command data (Lc is its length); empty when the command has none.
     pub data: Zeroizing<Vec<u8>>,
     /// Expected response length; `None` when absent from the APDU.
     pub le: Option<u32>,
@@ -137,6 +187,7 @@ impl fmt::Debug for Command {
 }
 
 impl Command {
+    /// A command with no data and no Le.
     pub fn new(cla: u8, ins: u8, p1: u8, p2: u8) -> Self {
         Self {
             cla,
@@ -148,11 +199,14 @@ impl Command {
         }
     }
 
+    /// Sets the command data.
     pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.data = Zeroizing::new(data.into());
         self
     }
 
+    /// Sets the expected response length Le (256 encodes as `00` in a short APDU, 65 536 as `0000`
+    /// in an extended one).
     pub fn with_le(mut self, le: u32) -> Self {
         self.le = Some(le);
         self
@@ -250,7 +304,9 @@ impl Command {
 /// A response APDU: data and status word.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Response {
+    /// Response data, without the status word.
     pub data: Zeroizing<Vec<u8>>,
+    /// The status word SW1 SW2.
     pub sw: StatusWord,
 }
 
@@ -261,6 +317,7 @@ impl fmt::Debug for Response {
 }
 
 impl Response {
+    /// A response with `data` and `sw`.
     pub fn new(data: impl Into<Vec<u8>>, sw: StatusWord) -> Self {
         Self {
             data: Zeroizing::new(data.into()),
@@ -268,10 +325,12 @@ impl Response {
         }
     }
 
+    /// A response with no data, only `sw`.
     pub fn status(sw: StatusWord) -> Self {
         Self::new(Vec::new(), sw)
     }
 
+    /// Splits raw response bytes into data and the last two bytes, the status word.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
         let n = bytes.len();
         if n < 2 {
@@ -283,6 +342,7 @@ impl Response {
         ))
     }
 
+    /// Data followed by SW1 SW2, as on the wire.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(self.data.len() + 2));
         out.extend_from_slice(&self.data);
@@ -294,7 +354,9 @@ impl Response {
 /// One BER-TLV element borrowed from a buffer.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Tlv<'a> {
+    /// The tag (1 to 3 bytes, as read, big-endian).
     pub tag: u32,
+    /// The value bytes.
     pub value: &'a [u8],
 }
 

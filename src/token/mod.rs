@@ -1,5 +1,6 @@
-//! Hardware tokens: APDU/TLV encoding, the PC/SC transport, the YKOATH client, OTP arithmetic,
-//! and the software token that speaks the same protocol.
+//! Hardware tokens: APDU/TLV encoding, the PC/SC transport, the YKOATH and PIV clients, OTP
+//! arithmetic, the FIDO2 authenticator over USB HID, and the software token that speaks the same
+//! protocols.
 
 pub mod apdu;
 pub mod fido2;
@@ -32,16 +33,24 @@ pub enum Error {
     NoReaders,
     /// Readers exist, none holds a token.
     #[error("no token is inserted (readers: {})", join(.readers))]
-    NoToken { readers: Vec<String> },
+    NoToken {
+        /// The readers pcscd lists, all empty.
+        readers: Vec<String>,
+    },
     /// `--reader` matched no reader.
     #[error("no reader matches {wanted:?} (readers: {})", join(.readers))]
     ReaderNotFound {
+        /// The string given to `--reader`.
         wanted: String,
+        /// The readers pcscd lists.
         readers: Vec<String>,
     },
     /// Several readers hold a token and none was chosen.
     #[error("several readers hold a token: {}", join(.readers))]
-    SeveralTokens { readers: Vec<String> },
+    SeveralTokens {
+        /// The readers that hold a token.
+        readers: Vec<String>,
+    },
     /// The card went away (pulled, or the virtual card stopped) during a command.
     #[error("the token was removed or stopped answering during the command")]
     TokenRemoved,
@@ -54,18 +63,25 @@ pub enum Error {
     /// The card answered something that is not a valid response.
     #[error("the token sent a malformed answer to {command}: {source}")]
     Malformed {
+        /// The command whose answer was malformed (`"CALCULATE"`, `"PUT"`…).
         command: &'static str,
+        /// What was wrong with the answer.
         source: ParseError,
     },
     /// The card refused a command with a status word no other variant covers.
     #[error("the token refused {command}: status {sw}")]
     Status {
+        /// The command the card refused.
         command: &'static str,
+        /// The status word it answered.
         sw: StatusWord,
     },
     /// SELECT of an applet answered "not found".
     #[error("this card has no {applet} application (is it a YubiKey?)")]
-    AppletMissing { applet: &'static str },
+    AppletMissing {
+        /// The applet's name (`"OATH"`, `"PIV"`).
+        applet: &'static str,
+    },
     /// The OATH application is protected and the session is not validated.
     #[error("the token's OATH application is protected by an access code")]
     AccessCodeRequired,
@@ -75,13 +91,22 @@ pub enum Error {
     /// The token's answer to our VALIDATE challenge did not match: not the token we talked to.
     #[error("the token failed to prove it knows the access code")]
     TokenAuthenticationFailed,
+    /// No OATH account has the name asked for (in the LIST answer, or CALCULATE / DELETE
+    /// answered `6984`).
     #[error("no account named {name:?} on the token (accounts: {})", join(.available))]
     AccountNotFound {
+        /// The account name asked for.
         name: String,
+        /// The account names the token lists.
         available: Vec<String>,
     },
+    /// PUT of a new OATH account whose name is already taken (refused before any write).
     #[error("an account named {name:?} already exists on the token")]
-    AccountExists { name: String },
+    AccountExists {
+        /// The account name.
+        name: String,
+    },
+    /// PUT answered `6A84` (not enough memory) or `6F00`: the OATH application is full.
     #[error("the token has no space left for another OATH account")]
     NoSpace,
     /// A touch-required credential was not touched in time (or touch was refused).
@@ -90,12 +115,19 @@ pub enum Error {
     /// The PIV application refused an operation (the `yubikey` crate's reason).
     #[error("the token's PIV application refused {command}: {reason}")]
     PivRefused {
+        /// The operation refused (`"GENERATE"`, `"ECDH"`, `"VERIFY PIN"`…).
         command: &'static str,
+        /// The `yubikey` crate's error, as text.
         reason: String,
     },
     /// An argument failed validation before any I/O.
     #[error("invalid {what}: {reason}")]
-    InvalidInput { what: &'static str, reason: String },
+    InvalidInput {
+        /// What was checked (`"reader name"`, `"PIV PIN"`…).
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 fn join(items: &[String]) -> String {

@@ -33,32 +33,57 @@ const CHALLENGE_LEN: usize = 8;
 
 /// TLV tags of YKOATH.
 pub mod tag {
+    /// Credential id (name with its period prefix), UTF-8.
     pub const NAME: u32 = 0x71;
+    /// One entry of a LIST answer: the type/algorithm byte, then the id.
     pub const NAME_LIST: u32 = 0x72;
+    /// Key: type/algorithm byte, digits, then the HMAC key (PUT); type/algorithm byte, then the
+    /// access key (SET CODE; empty to remove the code).
     pub const KEY: u32 = 0x73;
+    /// Challenge: the TOTP time step (CALCULATE, CALCULATE ALL), or a SELECT / VALIDATE / SET
+    /// CODE challenge.
     pub const CHALLENGE: u32 = 0x74;
+    /// Full response: an HMAC (CALCULATE with P2 `00`, VALIDATE).
     pub const RESPONSE: u32 = 0x75;
+    /// Truncated response: digits, then the 31-bit dynamic truncation.
     pub const TRUNCATED: u32 = 0x76;
+    /// In CALCULATE ALL: an HOTP credential, not computed (the digit count only).
     pub const HOTP: u32 = 0x77;
+    /// Credential property byte; sent as the bare pair `78 02`, without a length.
     pub const PROPERTY: u32 = 0x78;
+    /// Applet firmware version (SELECT).
     pub const VERSION: u32 = 0x79;
+    /// Initial moving factor: the HOTP counter, big-endian (PUT).
     pub const IMF: u32 = 0x7A;
+    /// Algorithm of the access key (SELECT answer).
     pub const ALGORITHM: u32 = 0x7B;
+    /// In CALCULATE ALL: a TOTP credential that needs a touch, not computed.
     pub const TOUCH: u32 = 0x7C;
 }
 
 /// Instruction bytes of YKOATH.
 pub mod ins {
+    /// PUT: store a credential.
     pub const PUT: u8 = 0x01;
+    /// DELETE a credential by id.
     pub const DELETE: u8 = 0x02;
+    /// SET CODE: set or remove the access code.
     pub const SET_CODE: u8 = 0x03;
+    /// RESET: wipes every credential and the access code.
     pub const RESET: u8 = 0x04;
+    /// RENAME a credential.
     pub const RENAME: u8 = 0x05;
+    /// ISO SELECT (with P1 `04`); same byte as CALCULATE ALL, told apart by P1.
     pub const SELECT: u8 = 0xA4;
+    /// LIST the credentials.
     pub const LIST: u8 = 0xA1;
+    /// CALCULATE one credential.
     pub const CALCULATE: u8 = 0xA2;
+    /// VALIDATE: mutual authentication with the access key.
     pub const VALIDATE: u8 = 0xA3;
+    /// CALCULATE ALL: every TOTP at one challenge (P1 `00`); same byte as SELECT.
     pub const CALCULATE_ALL: u8 = 0xA4;
+    /// SEND REMAINING: YKOATH's own response chaining (not ISO GET RESPONSE `C0`).
     pub const SEND_REMAINING: u8 = 0xA5;
 }
 
@@ -70,11 +95,14 @@ pub const PROP_INCREASING: u8 = 0x01;
 /// Credential type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// Counter-based (RFC 4226).
     Hotp,
+    /// Time-based (RFC 6238).
     Totp,
 }
 
 impl Kind {
+    /// The type nibble of the type/algorithm byte (`0x10` HOTP, `0x20` TOTP).
     pub fn code(self) -> u8 {
         match self {
             Self::Hotp => 0x10,
@@ -82,6 +110,7 @@ impl Kind {
         }
     }
 
+    /// The kind in the high nibble of a type/algorithm byte; `None` for another value.
     pub fn from_code(code: u8) -> Option<Self> {
         match code & 0xF0 {
             0x10 => Some(Self::Hotp),
@@ -90,6 +119,7 @@ impl Kind {
         }
     }
 
+    /// `"HOTP"` or `"TOTP"`, for messages.
     pub fn name(self) -> &'static str {
         match self {
             Self::Hotp => "HOTP",
@@ -134,6 +164,7 @@ impl AccessKey {
 pub struct Seed(SecretBox<Vec<u8>>);
 
 impl Seed {
+    /// Takes the bytes; the buffer moves into a `SecretBox`, no copy is left behind.
     pub fn new(mut bytes: Zeroizing<Vec<u8>>) -> Self {
         // Moves the heap buffer into the box; the emptied `Zeroizing` has nothing left to wipe.
         Self(SecretBox::new(Box::new(std::mem::take(&mut *bytes))))
@@ -170,18 +201,22 @@ impl Seed {
         Ok(Self::new(bytes))
     }
 
+    /// The seed as unpadded base32, as authenticator apps show it.
     pub fn to_base32(&self) -> Zeroizing<String> {
         Zeroizing::new(data_encoding::BASE32_NOPAD.encode(self.expose()))
     }
 
+    /// The raw seed bytes.
     pub fn expose(&self) -> &[u8] {
         self.0.expose_secret()
     }
 
+    /// Length of the seed, in bytes.
     pub fn len(&self) -> usize {
         self.expose().len()
     }
 
+    /// True for an empty seed (never valid on a token: see [`MIN_SEED_LEN`]).
     pub fn is_empty(&self) -> bool {
         self.expose().is_empty()
     }
@@ -197,6 +232,7 @@ pub struct Code {
 }
 
 impl Code {
+    /// The code's digits, zero-padded to the credential's length.
     pub fn expose(&self) -> &str {
         &self.value
     }
@@ -207,9 +243,11 @@ impl Code {
 pub struct Account {
     /// The id stored on the token (`"60/issuer:name"` for a 60 s TOTP).
     pub id: String,
+    /// HOTP or TOTP.
     pub kind: Kind,
     /// Known from LIST; `None` when only CALCULATE ALL was read.
     pub algorithm: Option<Algorithm>,
+    /// TOTP period in seconds, from the id's prefix (30 without one); 0 for HOTP.
     pub period: u32,
     /// Known from CALCULATE ALL for TOTP; `None` when the token does not say (HOTP, LIST).
     pub touch: Option<bool>,
@@ -275,14 +313,21 @@ pub fn find<'a>(accounts: &'a [Account], name: &str) -> Result<&'a Account, Erro
 
 /// A credential to store.
 pub struct NewAccount {
+    /// Name without the period prefix (`"issuer:name"`); the id adds `"60/"` for a 60 s TOTP.
     pub name: String,
+    /// HOTP or TOTP.
     pub kind: Kind,
+    /// HMAC algorithm.
     pub algorithm: Algorithm,
+    /// Code length, 6 to 8 ([`DIGITS_RANGE`]).
     pub digits: u8,
+    /// TOTP period in seconds ([`PERIOD_RANGE`]); ignored for HOTP.
     pub period: u32,
+    /// Codes need a touch (property `02`).
     pub touch: bool,
     /// Initial HOTP counter.
     pub counter: u32,
+    /// The shared secret, at least [`MIN_SEED_LEN`] bytes.
     pub seed: Seed,
 }
 
@@ -294,6 +339,7 @@ pub const DIGITS_RANGE: std::ops::RangeInclusive<u8> = 6..=8;
 pub const MIN_SEED_LEN: usize = 10;
 
 impl NewAccount {
+    /// The id it is stored under (see [`credential_id`]).
     pub fn id(&self) -> String {
         credential_id(&self.name, self.kind, self.period)
     }
@@ -348,9 +394,18 @@ impl NewAccount {
 
 /// What CALCULATE ALL says about one account.
 pub enum Entry {
+    /// A TOTP computed at the CALCULATE ALL challenge.
     Code(Code),
-    TouchRequired { digits: u8 },
-    Hotp { digits: u8 },
+    /// A TOTP credential that needs a touch: not computed, CALCULATE it alone.
+    TouchRequired {
+        /// Code length.
+        digits: u8,
+    },
+    /// An HOTP credential: not computed (that would move its counter).
+    Hotp {
+        /// Code length.
+        digits: u8,
+    },
 }
 
 /// An open session with the OATH application.
@@ -386,6 +441,7 @@ impl<'t> Session<'t> {
         })
     }
 
+    /// The applet's firmware version, from SELECT.
     pub fn version(&self) -> Version {
         self.version
     }

@@ -7,8 +7,11 @@ use zeroize::Zeroizing;
 /// The HMAC hash of an OATH credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
+    /// HMAC-SHA1, the RFC 4226 default and what authenticator apps assume.
     Sha1,
+    /// HMAC-SHA256.
     Sha256,
+    /// HMAC-SHA512.
     Sha512,
 }
 
@@ -22,6 +25,8 @@ impl Algorithm {
         }
     }
 
+    /// The algorithm of a YKOATH algorithm nibble (the low nibble of the type/algorithm byte);
+    /// `None` for another value.
     pub fn from_code(code: u8) -> Option<Self> {
         match code {
             0x01 => Some(Self::Sha1),
@@ -39,6 +44,7 @@ impl Algorithm {
         }
     }
 
+    /// HMAC output length, in bytes.
     pub fn output_len(self) -> usize {
         match self {
             Self::Sha1 => 20,
@@ -47,6 +53,7 @@ impl Algorithm {
         }
     }
 
+    /// The name as `otpauth://` URIs and ykman write it (`"SHA1"`, `"SHA256"`, `"SHA512"`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Sha1 => "SHA1",

@@ -18,8 +18,11 @@ const RECEIVE_BUFFER: usize = 65_538;
 /// A reader and whether a card sits in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderInfo {
+    /// The reader's name, as pcscd reports it.
     pub name: String,
+    /// A card is present and not mute.
     pub card_present: bool,
+    /// The card's answer to reset; empty without a card.
     pub atr: Vec<u8>,
 }
 
@@ -132,6 +135,7 @@ impl Card {
         })
     }
 
+    /// The name of the reader the card is in.
     pub fn reader(&self) -> &str {
         &self.reader
     }

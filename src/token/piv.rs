@@ -17,8 +17,10 @@ use super::{transceive, Error, Transport};
 pub const AID: [u8; 5] = [0xA0, 0x00, 0x00, 0x03, 0x08];
 /// Retired key-management slots: the ones a seal key may use (`82` to `95`).
 pub const RETIRED_SLOTS: std::ops::RangeInclusive<u8> = 0x82..=0x95;
-/// Yubico's policy values (GET METADATA, GENERATE, attestation extension).
+/// Yubico's PIN policy "always" (GET METADATA, GENERATE, attestation extension): every use of
+/// the key needs VERIFY PIN right before it.
 pub const PIN_POLICY_ALWAYS: u8 = 3;
+/// Yubico's touch policy "always" (same places): every use of the key needs a touch.
 pub const TOUCH_POLICY_ALWAYS: u8 = 2;
 /// Yubico's default management key (AES-192 from firmware 5.7, 3DES before).
 pub const DEFAULT_MGM_KEY: [u8; 24] = [
@@ -28,8 +30,14 @@ pub const DEFAULT_MGM_KEY: [u8; 24] = [
 /// The outcome of VERIFY PIN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinCheck {
+    /// The PIN is right; the PIN is verified for this session.
     Verified,
-    Wrong { tries_left: u8 },
+    /// The PIN is wrong (`63Cx`).
+    Wrong {
+        /// Tries left before the PIN blocks (at least 1).
+        tries_left: u8,
+    },
+    /// No PIN tries are left (`63C0` or `6983`); the PUK must unblock it.
     Blocked,
 }
 
@@ -38,7 +46,9 @@ pub enum PinCheck {
 pub struct SlotKey {
     /// PIV algorithm id (`0x11` = P-256).
     pub algorithm: u8,
+    /// Yubico PIN policy ([`PIN_POLICY_ALWAYS`] is 3).
     pub pin_policy: u8,
+    /// Yubico touch policy ([`TOUCH_POLICY_ALWAYS`] is 2).
     pub touch_policy: u8,
     /// Uncompressed SEC1 point (P-256: 65 bytes).
     pub public_key: Vec<u8>,
@@ -46,11 +56,14 @@ pub struct SlotKey {
 
 /// What the PIV factor asks of a token.
 pub trait PivCard {
+    /// The token's serial number (Yubico GET SERIAL `F8`).
     fn serial(&mut self) -> Result<u32, Error>;
     /// Firmware version (major, minor, patch).
     fn version(&mut self) -> Result<(u8, u8, u8), Error>;
     /// PIN tries left (VERIFY without data).
     fn pin_retries(&mut self) -> Result<u8, Error>;
+    /// VERIFY PIN (padded to 8 bytes with `FF`); a PIN of the wrong length is refused before the
+    /// card sees it, so it costs no try.
     fn verify_pin(&mut self, pin: &[u8]) -> Result<PinCheck, Error>;
     /// The key in `slot`, or `None` when the slot is empty.
     fn slot_key(&mut self, slot: u8) -> Result<Option<SlotKey>, Error>;

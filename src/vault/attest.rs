@@ -150,6 +150,7 @@ pub struct Expected {
 pub struct Attested {
     /// The serial in the attestation (YubiKeys before firmware 5 omit it).
     pub serial: Option<u32>,
+    /// Firmware version (major, minor, patch), from Yubico's firmware extension.
     pub firmware: (u8, u8, u8),
     /// 1 never, 2 once, 3 always.
     pub pin_policy: u8,

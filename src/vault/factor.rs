@@ -16,11 +16,13 @@ pub trait PinEntry {
     fn confirm_last_try(&mut self, what: &str) -> bool;
     /// The token needs a touch now (for `why`); `touch_end` follows when it answered.
     fn touch_start(&mut self, why: &str);
+    /// The token answered (or the wait ended) after a [`PinEntry::touch_start`].
     fn touch_end(&mut self);
 }
 
 /// A hardware factor for key slots.
 pub trait SealFactor {
+    /// The kind of slot this factor opens and makes.
     fn kind(&self) -> FactorKind;
     /// Makes the public parameters of a new slot and returns the slot's secret for them.
     fn enroll(&mut self, rng: &dyn Random) -> Result<(Vec<u8>, Key32), Error>;

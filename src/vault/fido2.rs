@@ -112,6 +112,7 @@ pub struct Fido2Factor<'a> {
 }
 
 impl<'a> Fido2Factor<'a> {
+    /// The factor over `auth`, asking PINs of `pins`; no PIN is asked until a slot needs one.
     pub fn new(auth: &'a mut dyn Authenticator, pins: &'a mut dyn PinEntry) -> Self {
         Self {
             auth,

@@ -6,27 +6,45 @@
 
 use super::{Error, FactorKind, KdfParams, SlotInfo};
 
+/// The first 8 bytes of every vault file.
 pub const MAGIC: [u8; 8] = *b"BRKGLASS";
+/// The format version this code writes and reads (2 bytes, big-endian, after the magic).
 pub const VERSION: u16 = 1;
+/// KDF id of Argon2id v1.3, the only one.
 pub const KDF_ARGON2ID_13: u8 = 1;
+/// Length of the random vault id, in bytes.
 pub const VAULT_ID_LEN: usize = 16;
+/// Length of the KDF salt and of each slot's HKDF salt, in bytes.
 pub const SALT_LEN: usize = 32;
+/// Length of an AES-256-GCM nonce, in bytes.
 pub const NONCE_LEN: usize = 12;
+/// Length of an AES-256-GCM tag, in bytes.
 pub const TAG_LEN: usize = 16;
+/// Length of a wrapped data key: the 32-byte key and its tag.
 pub const WRAPPED_KEY_LEN: usize = 32 + TAG_LEN;
+/// Length of the trailing SHA-256 of the file, in bytes.
 pub const CHECKSUM_LEN: usize = 32;
+/// Most key slots a vault holds.
 pub const MAX_SLOTS: usize = 8;
+/// Longest slot label, in bytes.
 pub const MAX_LABEL: usize = 32;
+/// Largest factor parameters of a slot, in bytes (a PIV slot holds two certificates).
 pub const MAX_PARAMS: usize = 4096;
+/// Longest MFA serial (an ARN) of a slot, in bytes.
 pub const MAX_SERIAL: usize = 2048;
+/// Largest sealed payload (with its tag), in bytes.
 pub const MAX_PAYLOAD: usize = 16 * 1024;
 
 /// One key slot as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SlotRecord {
+    /// The slot's public description.
     pub info: SlotInfo,
+    /// Salt of the slot's KEK derivation.
     pub hkdf_salt: [u8; SALT_LEN],
+    /// Nonce of the data key's wrap.
     pub wrap_nonce: [u8; NONCE_LEN],
+    /// The data key, wrapped under the slot's KEK (AES-256-GCM).
     pub wrapped_key: [u8; WRAPPED_KEY_LEN],
 }
 
@@ -64,14 +82,20 @@ impl SlotRecord {
 /// Everything but the payload: authenticated as associated data of the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Random id of the vault, bound into every KEK.
     pub vault_id: [u8; VAULT_ID_LEN],
+    /// When the vault was first sealed, Unix seconds.
     pub created: u64,
+    /// Argon2id parameters of the passphrase factor.
     pub kdf: KdfParams,
+    /// Argon2id salt of the passphrase factor.
     pub kdf_salt: [u8; SALT_LEN],
+    /// The key slots, 1 to [`MAX_SLOTS`].
     pub slots: Vec<SlotRecord>,
 }
 
 impl Header {
+    /// The header's bytes, from the magic to the last slot: the payload's associated data.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.slots.len() * 160);
         out.extend_from_slice(&MAGIC);
@@ -94,12 +118,17 @@ impl Header {
 /// A whole vault file: header, sealed payload, checksum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
+    /// The vault's public part.
     pub header: Header,
+    /// Nonce of the payload's seal.
     pub payload_nonce: [u8; NONCE_LEN],
+    /// The payload sealed under the data key (AES-256-GCM, tag included).
     pub payload: Vec<u8>,
 }
 
 impl Sealed {
+    /// The file's bytes: header, payload nonce, payload length (4 bytes), payload, SHA-256 of all
+    /// before.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.header.encode();
         out.extend_from_slice(&self.payload_nonce);
@@ -110,6 +139,8 @@ impl Sealed {
         out
     }
 
+    /// Strict decoding: [`Error::NotAVault`] without the magic, [`Error::Damaged`] for a wrong
+    /// checksum or any field out of range, [`Error::UnsupportedVersion`] for another version.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() < MAGIC.len() + 2 + CHECKSUM_LEN || bytes[..MAGIC.len()] != MAGIC {
             return Err(if bytes.starts_with(&MAGIC) || bytes.len() < MAGIC.len() {

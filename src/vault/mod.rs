@@ -26,52 +26,115 @@ use format::{Header, Sealed, SlotRecord, NONCE_LEN, SALT_LEN, WRAPPED_KEY_LEN};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The slot's key did not unwrap: a wrong passphrase, or a token answer that is not the
+    /// enrolled one. The two cannot be told apart, by design.
     #[error("passphrase or token did not open this vault")]
     NotOpened,
+    /// No slot of the factor's kind matches the token presented.
     #[error("this token is not enrolled in this vault (enrolled slots: {})", slots.join(", "))]
-    NotEnrolled { slots: Vec<String> },
+    NotEnrolled {
+        /// The vault's slots, as `id "label" (kind)`.
+        slots: Vec<String>,
+    },
+    /// Checksum, authentication tag or structure wrong: the file was cut short, changed, or a field
+    /// is out of range.
     #[error("the vault is damaged or was modified")]
     Damaged,
+    /// The file does not start with the `BRKGLASS` magic.
     #[error("this file is not a breakglass vault")]
     NotAVault,
+    /// A vault of a format version other than 1.
     #[error(
         "vault format version {version} is not supported by this breakglass (it reads version 1)"
     )]
-    UnsupportedVersion { version: u16 },
+    UnsupportedVersion {
+        /// The version in the file.
+        version: u16,
+    },
+    /// Argon2id parameters out of range (see [`KdfParams::check`]), or refused by the argon2 crate.
     #[error("invalid Argon2id parameters: {0}")]
     BadKdf(String),
+    /// Adding a slot to a vault that has [`format::MAX_SLOTS`] already.
     #[error("a vault has at most {max} key slots")]
-    TooManySlots { max: usize },
+    TooManySlots {
+        /// The limit, [`format::MAX_SLOTS`].
+        max: usize,
+    },
+    /// Removing a slot id the vault does not have.
     #[error("no key slot {id} in this vault")]
-    NoSuchSlot { id: u8 },
+    NoSuchSlot {
+        /// The slot id asked for.
+        id: u8,
+    },
+    /// Removing the only slot left (the vault would open no more).
     #[error("the last key slot cannot be removed")]
     LastSlot,
+    /// An argument or token answer failed validation before anything was sealed.
     #[error("invalid {what}: {reason}")]
-    InvalidInput { what: &'static str, reason: String },
+    InvalidInput {
+        /// What was checked (`"slot label"`, `"MFA serial"`, `"access key id"`…).
+        what: &'static str,
+        /// What is expected instead.
+        reason: String,
+    },
+    /// A token failed during enrolment or unlock.
     #[error("token: {0}")]
     Token(#[from] crate::token::Error),
+    /// The system random source failed.
     #[error(transparent)]
     Random(#[from] RandomFailed),
+    /// Reading or writing a vault or attestation file failed.
     #[error("{action} {path}: {source}")]
     Io {
+        /// What was being done (`"cannot read vault"`…).
         action: &'static str,
+        /// The file's path.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// A vault file that other users can write (mode `022` bits): refused before reading.
     #[error("{path} is writable by other users (mode {mode:o}); refusing to use it")]
-    UnsafePermissions { path: String, mode: u32 },
+    UnsafePermissions {
+        /// The file's path.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The holder's PIN was refused.
     #[error("the {what} PIN is wrong: {tries_left} {} left before it blocks", if *.tries_left == 1 { "try" } else { "tries" })]
-    WrongPin { what: &'static str, tries_left: u8 },
+    WrongPin {
+        /// Whose PIN (`"PIV"`, `"FIDO2"`).
+        what: &'static str,
+        /// Tries left before the PIN blocks.
+        tries_left: u8,
+    },
+    /// The PIN has no tries left: unblock it with the PUK (PIV) or reset the key (FIDO2).
     #[error("the token's {what} PIN is blocked (no tries left)")]
-    PinBlocked { what: &'static str },
+    PinBlocked {
+        /// Whose PIN (`"PIV"`, `"FIDO2"`).
+        what: &'static str,
+    },
+    /// The holder declined to spend the last PIN try; no try was spent.
     #[error("the PIN entry was stopped before the last {what} PIN try")]
-    LastTryDeclined { what: &'static str },
+    LastTryDeclined {
+        /// Whose PIN (`"PIV"`, `"FIDO2"`).
+        what: &'static str,
+    },
+    /// The PIV attestation chain does not verify or does not prove the key (wrong policies, serial,
+    /// public key, unknown root).
     #[error("the token's attestation does not prove its key: {0}")]
     Attestation(String),
+    /// Enrolment would overwrite a key on the token (a used PIV slot without `--replace`).
     #[error("{what} is already in use on the token")]
-    Occupied { what: String },
+    Occupied {
+        /// What is in use, e.g. `PIV slot 82 of token 12345678`.
+        what: String,
+    },
+    /// A PIN or confirmation could not be asked (no terminal, cancelled, a script ran out).
     #[error("the answer was cancelled or no terminal is available: {0}")]
     NoAnswer(String),
+    /// The FIDO2 key failed or refused (no PIN set, no user verification, credential not held…).
     #[error("FIDO2: {0}")]
     Fido2(String),
 }
@@ -90,8 +153,10 @@ pub enum FactorKind {
 }
 
 impl FactorKind {
+    /// Every kind, in byte order.
     pub const ALL: [Self; 3] = [Self::OathHmac, Self::PivEcdh, Self::Fido2HmacSecret];
 
+    /// The kind stored as byte `b`; `None` for an unknown byte.
     pub fn from_byte(b: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|k| *k as u8 == b)
     }
@@ -105,6 +170,7 @@ impl FactorKind {
         }
     }
 
+    /// The kind users call `name` (`"oath"`, `"piv"`, `"fido2"`).
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -113,8 +179,11 @@ impl FactorKind {
 /// Public description of a key slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotInfo {
+    /// Slot id, unique in the vault (the lowest free one at enrolment).
     pub id: u8,
+    /// The token factor's kind.
     pub kind: FactorKind,
+    /// The holder's label for the token (1 to 32 printable characters).
     pub label: String,
     /// The IAM MFA device whose TOTP account is on this slot's token (each token has its own).
     pub mfa_serial: String,
@@ -125,8 +194,11 @@ pub struct SlotInfo {
 /// Argon2id cost parameters, stored in the vault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
+    /// Memory, in KiB (at least 8 per lane, at most 4 GiB).
     pub m_kib: u32,
+    /// Passes, 1 to 64.
     pub t: u32,
+    /// Lanes (parallelism), 1 to 16.
     pub p: u32,
 }
 
@@ -144,6 +216,7 @@ impl KdfParams {
         p: 1,
     };
 
+    /// Checks the ranges of [`KdfParams::m_kib`], [`KdfParams::t`] and [`KdfParams::p`].
     pub fn check(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::BadKdf(m.to_owned()));
         if !(1..=16).contains(&self.p) {
@@ -244,12 +317,19 @@ fn slot_aad(vault_id: &[u8], record: &SlotRecord) -> Vec<u8> {
 
 /// What the vault protects.
 pub struct Payload {
+    /// The IAM user's access key id (`AKIA…`).
     pub access_key_id: String,
+    /// Its secret access key.
     pub secret_access_key: SecretString,
+    /// The MFA device of the first slot's token (each slot names its own; see
+    /// [`SlotInfo::mfa_serial`]).
     pub mfa_serial: String,
+    /// The IAM user's ARN.
     pub user_arn: String,
     /// Unix seconds.
     pub created: u64,
+    /// When the access key was last rotated, Unix seconds (the creation time until the first
+    /// rotation).
     pub rotated: u64,
 }
 
@@ -325,6 +405,7 @@ impl Payload {
         })
     }
 
+    /// Checks the access key id, the secret and the MFA serial's form before sealing.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |what, reason: &str| {
             Err(Error::InvalidInput {
@@ -367,30 +448,36 @@ pub struct Opened {
     vault: Vault,
     p: Key32,
     data_key: Key32,
+    /// The opened payload.
     pub payload: Payload,
     /// The slot that opened it.
     pub slot_id: u8,
 }
 
 impl Vault {
+    /// Decodes and checks a vault file's bytes (see [`format::Sealed::decode`]); opens nothing.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         Ok(Self {
             sealed: Sealed::decode(bytes)?,
         })
     }
 
+    /// The vault file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.sealed.encode()
     }
 
+    /// The key slots, in file order.
     pub fn slots(&self) -> impl Iterator<Item = &SlotInfo> {
         self.sealed.header.slots.iter().map(|s| &s.info)
     }
 
+    /// The Argon2id parameters of the passphrase factor.
     pub fn kdf(&self) -> KdfParams {
         self.sealed.header.kdf
     }
 
+    /// The random vault id, 32 lowercase hex digits.
     pub fn vault_id_hex(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.sealed.header.vault_id)
     }
@@ -568,6 +655,7 @@ impl Vault {
 }
 
 impl Opened {
+    /// The vault as it was opened (before any change).
     pub fn vault(&self) -> &Vault {
         &self.vault
     }

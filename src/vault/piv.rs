@@ -46,6 +46,8 @@ pub struct PivParams {
 }
 
 impl PivParams {
+    /// The parameter bytes stored in the slot: version, slot, serial (big-endian), both points,
+    /// then each certificate with a 2-byte length.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![PARAMS_VERSION, self.slot];
         out.extend_from_slice(&self.serial.to_be_bytes());

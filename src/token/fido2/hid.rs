@@ -177,6 +177,7 @@ impl HidAuthenticator {
         })
     }
 
+    /// The hidraw path of the device opened (`/dev/hidrawN`).
     pub fn path(&self) -> &str {
         &self.path
     }

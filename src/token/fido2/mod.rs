@@ -71,23 +71,39 @@ pub enum DeviceError {
     NoDevice,
     /// `--fido2-device PATH` names no plugged-in device; `found` lists those that are.
     #[error("{}", not_at(path, found))]
-    NotAt { path: String, found: Vec<String> },
+    NotAt {
+        /// The path asked for.
+        path: String,
+        /// The FIDO2 devices plugged in, as `PATH (product)`.
+        found: Vec<String>,
+    },
     /// Several devices are plugged in and none was chosen.
     #[error(
         "{} FIDO2 devices found: {}; pick one with --fido2-device PATH or {}=PATH, or unplug \
          the others",
         found.len(), found.join(", "), hid::DEVICE_ENV
     )]
-    Several { found: Vec<String> },
+    Several {
+        /// The devices, as `PATH (product)`.
+        found: Vec<String>,
+    },
     /// The HID layer could not list devices.
     #[error("cannot list HID devices: {0}")]
     List(String),
     /// The device was found but could not be opened.
     #[error("cannot open the FIDO2 device {device}: {reason} (is it in use, or not readable by this user?)")]
-    Open { device: String, reason: String },
+    Open {
+        /// The device, as `PATH (product)`.
+        device: String,
+        /// The HID layer's error.
+        reason: String,
+    },
     /// The token in use has no FIDO2 authenticator with it (`what` names the token).
     #[error("{what}")]
-    NotPresent { what: &'static str },
+    NotPresent {
+        /// What the token is, worded for the user.
+        what: &'static str,
+    },
     /// Anything else, worded for the user (device gone, touch timeout…).
     #[error("{0}")]
     Other(String),

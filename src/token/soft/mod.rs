@@ -71,12 +71,15 @@ pub use crate::token::TOUCH_TIMEOUT;
 /// A [`TouchSensor`] following a fixed [`TouchPolicy`]; counts the touches asked for.
 #[derive(Debug)]
 pub struct SimulatedTouch {
+    /// What every touch request gets.
     pub policy: TouchPolicy,
+    /// How long a [`TouchPolicy::Timeout`] request waits before it fails.
     pub timeout: Duration,
     asked: AtomicU64,
 }
 
 impl SimulatedTouch {
+    /// A sensor answering every request by `policy`.
     pub fn new(policy: TouchPolicy, timeout: Duration) -> Self {
         Self {
             policy,
@@ -149,6 +152,8 @@ impl SoftCard {
         Self::with_rng(touch, Box::new(SystemRandom::new()))
     }
 
+    /// A blank token drawing its randomness (OATH salt, PIV keys and certificates) from `rng`;
+    /// tests pass a fixed one.
     pub fn with_rng(touch: Box<dyn TouchSensor>, rng: Box<dyn SecureRandom + Send + Sync>) -> Self {
         let oath = oath::Applet::new(&*rng);
         // Only fixed, well-formed inputs go into the sandbox certificates.
@@ -174,18 +179,19 @@ impl SoftCard {
         self.piv.deselect();
     }
 
-    /// The serial number the PIV applet reports.
-    /// Adds a FIDO2 application with this PIN (reachable in process through
+    /// Adds the FIDO2 application `key` (reachable in process only, through
     /// [`crate::token::Token::fido2`]).
     pub fn with_fido2(mut self, key: crate::token::fido2::soft::SoftFido2) -> Self {
         self.fido2 = Some(key);
         self
     }
 
+    /// The FIDO2 application, when [`SoftCard::with_fido2`] added one.
     pub fn fido2_mut(&mut self) -> Option<&mut crate::token::fido2::soft::SoftFido2> {
         self.fido2.as_mut()
     }
 
+    /// The serial number the PIV applet reports (GET SERIAL).
     pub fn piv_serial(&self) -> u32 {
         self.piv.serial()
     }

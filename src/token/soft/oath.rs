@@ -59,6 +59,7 @@ fn random8(rng: &dyn SecureRandom) -> [u8; 8] {
 }
 
 impl Applet {
+    /// A blank applet: no credentials, no access code, a fresh random salt.
     pub fn new(rng: &dyn SecureRandom) -> Self {
         Self {
             salt: random8(rng),

@@ -42,7 +42,9 @@ pub const VERSION: [u8; 3] = [5, 7, 1];
 pub const DEFAULT_MGM_KEY: [u8; 24] = [
     1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
 ];
+/// The factory default PIN.
 pub const DEFAULT_PIN: &[u8] = b"123456";
+/// The factory default PUK.
 pub const DEFAULT_PUK: &[u8] = b"12345678";
 /// PIN and PUK tries.
 pub const MAX_TRIES: u8 = 3;
@@ -51,37 +53,61 @@ pub const OBJ_ATTESTATION: u32 = 0x5F_FF01;
 
 /// Instructions.
 pub mod ins {
+    /// VERIFY the PIN (no data: ask the tries left).
     pub const VERIFY: u8 = 0x20;
+    /// CHANGE REFERENCE DATA: change the PIN or PUK.
     pub const CHANGE_REFERENCE: u8 = 0x24;
+    /// RESET RETRY COUNTER: unblock the PIN with the PUK.
     pub const RESET_RETRY: u8 = 0x2C;
+    /// GENERATE ASYMMETRIC KEY PAIR.
     pub const GENERATE: u8 = 0x47;
+    /// GENERAL AUTHENTICATE: management-key challenge-response, or ECDH with a slot's key.
     pub const AUTHENTICATE: u8 = 0x87;
+    /// GET DATA of an object.
     pub const GET_DATA: u8 = 0xCB;
+    /// PUT DATA of an object.
     pub const PUT_DATA: u8 = 0xDB;
+    /// Yubico GET METADATA of a slot.
     pub const GET_METADATA: u8 = 0xF7;
+    /// Yubico GET SERIAL.
     pub const GET_SERIAL: u8 = 0xF8;
+    /// Yubico ATTEST: certificate of a generated key, signed by slot F9.
     pub const ATTEST: u8 = 0xF9;
+    /// Yubico GET VERSION.
     pub const GET_VERSION: u8 = 0xFD;
+    /// Yubico SET MANAGEMENT KEY.
     pub const SET_MGM_KEY: u8 = 0xFF;
 }
 
 /// Algorithm identifiers.
 pub mod alg {
+    /// AES-128 management key.
     pub const AES128: u8 = 0x08;
+    /// AES-192 management key (the default from firmware 5.7).
     pub const AES192: u8 = 0x0A;
+    /// AES-256 management key.
     pub const AES256: u8 = 0x0C;
+    /// ECC P-256 key.
     pub const ECC_P256: u8 = 0x11;
 }
 
 /// Key references.
 pub mod slot {
+    /// The PIN.
     pub const PIN: u8 = 0x80;
+    /// The PUK.
     pub const PUK: u8 = 0x81;
+    /// The management key.
     pub const MANAGEMENT: u8 = 0x9B;
+    /// 9A, PIV authentication.
     pub const AUTHENTICATION: u8 = 0x9A;
+    /// 9C, digital signature.
     pub const SIGNATURE: u8 = 0x9C;
+    /// 9D, key management.
     pub const KEY_MANAGEMENT: u8 = 0x9D;
+    /// 9E, card authentication.
     pub const CARD_AUTH: u8 = 0x9E;
+    /// F9, the attestation key.
     pub const ATTESTATION: u8 = 0xF9;
 
     /// Slots that can hold a generated key.
@@ -92,17 +118,25 @@ pub mod slot {
 
 /// PIN policy values (tag AA).
 pub mod pin_policy {
+    /// The slot's default: "always" for 9C, "never" for 9E, "once" elsewhere.
     pub const DEFAULT: u8 = 0;
+    /// Never asks for the PIN.
     pub const NEVER: u8 = 1;
+    /// PIN once per session.
     pub const ONCE: u8 = 2;
+    /// PIN before every use.
     pub const ALWAYS: u8 = 3;
 }
 
 /// Touch policy values (tag AB).
 pub mod touch_policy {
+    /// The slot's default: "never".
     pub const DEFAULT: u8 = 0;
+    /// Never asks for a touch.
     pub const NEVER: u8 = 1;
+    /// A touch for every use.
     pub const ALWAYS: u8 = 2;
+    /// A touch, cached for 15 s on a YubiKey; this soft token asks on every use.
     pub const CACHED: u8 = 3;
 }
 
