@@ -20,8 +20,11 @@ pub const VERSION: u8 = 1;
 /// are checked as UTF-8 only where a `SecretString` is made of them.
 #[derive(Clone, Copy)]
 pub struct WireCreds<'a> {
+    /// The temporary access key id (`ASIA…`): not a secret.
     pub access_key_id: &'a str,
+    /// The secret access key, as the bytes of its text.
     pub secret_access_key: &'a [u8],
+    /// The session token, as the bytes of its text.
     pub session_token: &'a [u8],
     /// Unix seconds.
     pub expiration: u64,
@@ -42,29 +45,45 @@ pub enum Request<'a> {
     /// The credentials of `profile` (its role's, with `role_arn`); `interactive` callers may
     /// be made to lead a ceremony.
     Get {
+        /// The breakglass profile (checked as a profile name by the agent).
         profile: &'a str,
+        /// The role to hand out instead of the two-person session (empty on the wire: none).
         role_arn: Option<&'a str>,
+        /// A person at a terminal can answer a ceremony here.
         interactive: bool,
     },
     /// A leader's result: the two-person session.
     PutBase {
+        /// The session GetSessionToken returned.
         creds: WireCreds<'a>,
+        /// The MFA device whose code made it.
         mfa_serial: &'a str,
+        /// The name the password holder typed.
         password_holder: &'a str,
+        /// The name the token holder typed.
         token_holder: &'a str,
         /// The user ARN the session belongs to.
         identity: &'a str,
     },
     /// A leader's result: the role session.
     PutRole {
+        /// The role that was assumed (the profile's `role_arn`).
         role_arn: &'a str,
+        /// The role session AssumeRole returned.
         creds: WireCreds<'a>,
+        /// The assumed-role ARN STS named (`arn:aws:sts::…:assumed-role/ROLE/NAME`).
         assumed_arn: &'a str,
     },
     /// A leader gives up; `reason` is told to the callers that wait.
-    Abort { reason: &'a str },
+    Abort {
+        /// Why the lead ended without a result (the ceremony's error message).
+        reason: &'a str,
+    },
     /// Wipe one profile's sessions, or all.
-    Lock { profile: Option<&'a str> },
+    Lock {
+        /// The profile to wipe; `None` (empty on the wire): every profile.
+        profile: Option<&'a str>,
+    },
     /// The agent's [`super::status::Status`].
     Status,
     /// Wipe everything and exit.
@@ -76,10 +95,13 @@ pub enum Request<'a> {
 pub enum Answer<'a> {
     /// The credentials asked for.
     Creds {
+        /// The session or the role session.
         creds: WireCreds<'a>,
         /// The user ARN (plain sessions) or the assumed-role ARN.
         identity: &'a str,
+        /// Who unlocked it: the password holder.
         password_holder: &'a str,
+        /// Who unlocked it: the token holder.
         token_holder: &'a str,
         /// When the two-person session ends (Unix seconds).
         base_expiration: u64,
@@ -90,20 +112,38 @@ pub enum Answer<'a> {
     LeadCeremony,
     /// Assume the role with `base` and answer with [`Request::PutRole`] or [`Request::Abort`].
     LeadRole {
+        /// The two-person session to assume the role with.
         base: WireCreds<'a>,
+        /// The holders who unlocked it, for RoleSessionName and SourceIdentity.
         password_holder: &'a str,
+        /// See `password_holder`.
         token_holder: &'a str,
     },
     /// Nothing unlocked, and the caller cannot lead.
-    NoSession { reason: &'a str },
-    /// The request failed; `reason` says why.
-    Failed { reason: &'a str },
+    NoSession {
+        /// "profile P is not unlocked".
+        reason: &'a str,
+    },
+    /// The request failed.
+    Failed {
+        /// What failed, worded for the user.
+        reason: &'a str,
+    },
     /// The request was refused (another user, a result that came too late).
-    Refused { reason: &'a str },
-    /// The status, as JSON.
-    Status { json: &'a str },
-    /// A request done; `text` says what was done.
-    Done { text: &'a str },
+    Refused {
+        /// Why, worded for the user.
+        reason: &'a str,
+    },
+    /// The status.
+    Status {
+        /// The [`super::status::Status`] as JSON.
+        json: &'a str,
+    },
+    /// A request done.
+    Done {
+        /// What was done ("profile prod locked", "agent stopped; 1 session(s) wiped").
+        text: &'a str,
+    },
 }
 
 fn text<'a>(m: &Message<'a>, i: usize) -> Result<&'a str, FrameError> {
