@@ -260,8 +260,28 @@ impl Profile {
     }
 }
 
+/// A value of the config file or of a flag that is not valid; the wording is what users read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadValue {
+    /// See [`check_profile_name`].
+    #[error("profile name {0:?} must be 1-64 characters without '/' or control characters")]
+    ProfileName(String),
+    /// See [`check_endpoint`].
+    #[error(
+        "endpoint {0:?} must be https:// (or http:// to 127.0.0.1, [::1] or localhost for tests)"
+    )]
+    Endpoint(String),
+    /// See [`check_role_arn`].
+    #[error("role_arn {0:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)")]
+    RoleArn(String),
+    /// See [`check_session_name_pattern`].
+    #[error("role_session_name {0:?} may only use {{password_holder}} and {{token_holder}}")]
+    SessionNamePattern(String),
+}
+
 /// A profile name: 1-64 characters, no `/` (it names the vault file), no control characters.
-pub fn check_profile_name(name: &str) -> Result<(), String> {
+pub fn check_profile_name(name: &str) -> Result<(), BadValue> {
     if name.is_empty()
         || name.chars().count() > 64
         || name.contains('/')
@@ -269,18 +289,14 @@ pub fn check_profile_name(name: &str) -> Result<(), String> {
         || name == "."
         || name == ".."
     {
-        return Err(format!(
-            "profile name {name:?} must be 1-64 characters without '/' or control characters"
-        ));
+        return Err(BadValue::ProfileName(name.to_owned()));
     }
     Ok(())
 }
 
 /// An STS endpoint: `https://…`, or `http://` to a loopback host (tests, the sandbox).
-pub fn check_endpoint(url: &str) -> Result<(), String> {
-    let bad = || {
-        Err(format!("endpoint {url:?} must be https:// (or http:// to 127.0.0.1, [::1] or localhost for tests)"))
-    };
+pub fn check_endpoint(url: &str) -> Result<(), BadValue> {
+    let bad = || Err(BadValue::Endpoint(url.to_owned()));
     let (scheme, rest) = match url.split_once("://") {
         Some(x) => x,
         None => return bad(),
@@ -331,7 +347,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
-pub fn check_role_arn(arn: &str) -> Result<(), String> {
+pub fn check_role_arn(arn: &str) -> Result<(), BadValue> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ok = parts.len() == 6
         && parts[0] == "arn"
@@ -346,21 +362,17 @@ pub fn check_role_arn(arn: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "role_arn {arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
-        ))
+        Err(BadValue::RoleArn(arn.to_owned()))
     }
 }
 
 /// A RoleSessionName pattern: only the two known placeholders.
-pub fn check_session_name_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_session_name_pattern(pattern: &str) -> Result<(), BadValue> {
     let rest = pattern
         .replace("{password_holder}", "")
         .replace("{token_holder}", "");
     if rest.contains('{') || rest.contains('}') {
-        return Err(format!(
-            "role_session_name {pattern:?} may only use {{password_holder}} and {{token_holder}}"
-        ));
+        return Err(BadValue::SessionNamePattern(pattern.to_owned()));
     }
     Ok(())
 }
@@ -420,7 +432,7 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         let at = raw.span().start;
         let raw = raw.into_inner();
         let mut p = Profile::defaults(&name, paths);
-        check_profile_name(&name).map_err(|m| invalid(at, m))?;
+        check_profile_name(&name).map_err(|m| invalid(at, m.to_string()))?;
         if let Some(v) = raw.vault {
             p.vault = v;
         }
@@ -437,7 +449,7 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
             p.session_duration_secs = *d.get_ref();
         }
         if let Some(e) = raw.sts_endpoint {
-            check_endpoint(e.get_ref()).map_err(|m| invalid(e.span().start, m))?;
+            check_endpoint(e.get_ref()).map_err(|m| invalid(e.span().start, m.to_string()))?;
             p.sts_endpoint = Some(e.into_inner());
         }
         p.mfa_account = raw.mfa_account.unwrap_or(p.mfa_account);
@@ -446,11 +458,12 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         p.region = raw.region.unwrap_or(p.region);
         p.reader = raw.reader;
         if let Some(r) = raw.role_arn {
-            check_role_arn(r.get_ref()).map_err(|m| invalid(r.span().start, m))?;
+            check_role_arn(r.get_ref()).map_err(|m| invalid(r.span().start, m.to_string()))?;
             p.role_arn = Some(r.into_inner());
         }
         if let Some(n) = raw.role_session_name {
-            check_session_name_pattern(n.get_ref()).map_err(|m| invalid(n.span().start, m))?;
+            check_session_name_pattern(n.get_ref())
+                .map_err(|m| invalid(n.span().start, m.to_string()))?;
             p.role_session_name = Some(n.into_inner());
         }
         out.insert(name, p);

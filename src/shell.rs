@@ -43,13 +43,43 @@ pub enum Shell {
 /// Returns `Err` naming the variable when a name is not `[A-Za-z_][A-Za-z0-9_]*` (names come
 /// from our own code, so that is a programming error), or when a value holds a NUL byte (no
 /// environment can carry one). Error messages never include a value.
-pub fn render(shell: Shell, vars: &[(&str, &str)]) -> Result<Zeroizing<String>, String> {
+pub fn render(shell: Shell, vars: &[(&str, &str)]) -> Result<Zeroizing<String>, Error> {
     let syntax = Syntax::of(shell);
     let mut buf = FixedBuffer::new(capacity_needed(&syntax, vars)?)?;
     for (name, value) in vars {
         write_statement(&mut buf, &syntax, name, value)?;
     }
     Ok(buf.into_inner())
+}
+
+/// Why the assignments could not be written. Never carries a value: values are secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A variable name outside `[A-Za-z_][A-Za-z0-9_]*` (names are ours: a bug).
+    #[error("invalid environment variable name {name:?}: it must match [A-Za-z_][A-Za-z0-9_]*")]
+    BadName {
+        /// The name.
+        name: String,
+    },
+    /// A value with a NUL byte, which no environment can carry.
+    #[error(
+        "the value of environment variable {name} contains a NUL byte, which an environment \
+         cannot hold"
+    )]
+    Nul {
+        /// The variable (never its value).
+        name: String,
+    },
+    /// The text would not fit in memory (its size overflows).
+    #[error("the environment text is too large to build")]
+    TooLarge,
+    /// The allocator refused the buffer.
+    #[error("cannot allocate the environment text: {0}")]
+    Alloc(std::collections::TryReserveError),
+    /// A push went past the precomputed size: a bug in the size computation.
+    #[error("internal error: the environment text outgrew its precomputed size")]
+    Outgrown,
 }
 
 /// What one shell's assignment statement looks like: `{before_name}NAME{open}VALUE{close}`.
@@ -130,8 +160,8 @@ fn escape_powershell(c: char) -> Option<&'static str> {
 
 /// The buffer size that holds the statements for `vars` whatever their values contain, after
 /// checking every name and value. Overflow is reported rather than wrapped.
-fn capacity_needed(syntax: &Syntax, vars: &[(&str, &str)]) -> Result<usize, String> {
-    let too_large = || "the environment text is too large to build".to_string();
+fn capacity_needed(syntax: &Syntax, vars: &[(&str, &str)]) -> Result<usize, Error> {
+    let too_large = || Error::TooLarge;
     let mut total: usize = 0;
     for (name, value) in vars {
         check_name(name)?;
@@ -150,7 +180,7 @@ fn capacity_needed(syntax: &Syntax, vars: &[(&str, &str)]) -> Result<usize, Stri
 
 /// Names are ours and go into the text unquoted, so they must be plain identifiers that every
 /// supported shell accepts as a variable name.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), Error> {
     let mut bytes = name.bytes();
     let first_ok = bytes
         .next()
@@ -158,20 +188,19 @@ fn check_name(name: &str) -> Result<(), String> {
     if first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         Ok(())
     } else {
-        Err(format!(
-            "invalid environment variable name {name:?}: it must match [A-Za-z_][A-Za-z0-9_]*"
-        ))
+        Err(Error::BadName {
+            name: name.to_owned(),
+        })
     }
 }
 
 /// An environment value cannot hold NUL, and shells drop or mangle it. The message names only
 /// the variable: the value is a secret.
-fn check_value(name: &str, value: &str) -> Result<(), String> {
+fn check_value(name: &str, value: &str) -> Result<(), Error> {
     if value.contains('\0') {
-        return Err(format!(
-            "the value of environment variable {name} contains a NUL byte, which an environment \
-             cannot hold"
-        ));
+        return Err(Error::Nul {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -182,7 +211,7 @@ fn write_statement(
     syntax: &Syntax,
     name: &str,
     value: &str,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     buf.push_str(syntax.before_name)?;
     buf.push_str(name)?;
     buf.push_str(syntax.open)?;
@@ -196,7 +225,7 @@ fn write_quoted_body(
     buf: &mut FixedBuffer,
     value: &str,
     escape: fn(char) -> Option<&'static str>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let mut run_start = 0;
     for (i, c) in value.char_indices() {
         if let Some(replacement) = escape(c) {
@@ -216,18 +245,15 @@ struct FixedBuffer(Zeroizing<String>);
 impl FixedBuffer {
     /// Allocates exactly `capacity` bytes; `try_reserve_exact` reports a size the allocator
     /// cannot give instead of aborting.
-    fn new(capacity: usize) -> Result<Self, String> {
+    fn new(capacity: usize) -> Result<Self, Error> {
         let mut s = String::new();
-        s.try_reserve_exact(capacity)
-            .map_err(|e| format!("cannot allocate the environment text: {e}"))?;
+        s.try_reserve_exact(capacity).map_err(Error::Alloc)?;
         Ok(Self(Zeroizing::new(s)))
     }
 
-    fn push_str(&mut self, s: &str) -> Result<(), String> {
+    fn push_str(&mut self, s: &str) -> Result<(), Error> {
         if s.len() > self.0.capacity() - self.0.len() {
-            return Err(
-                "internal error: the environment text outgrew its precomputed size".to_string(),
-            );
+            return Err(Error::Outgrown);
         }
         self.0.push_str(s);
         Ok(())
@@ -309,7 +335,9 @@ mod tests {
     fn bad_names_are_rejected_by_name() {
         for name in ["", "1A", "A-B", "A B", "A=B", "É", "A;rm", "$A"] {
             for shell in ALL {
-                let err = render(shell, &[("OK", "v"), (name, "v")]).expect_err(name);
+                let err = render(shell, &[("OK", "v"), (name, "v")])
+                    .expect_err(name)
+                    .to_string();
                 assert!(err.contains(&format!("{name:?}")), "{err}");
             }
         }
@@ -321,7 +349,9 @@ mod tests {
     #[test]
     fn nul_in_value_is_rejected_without_showing_the_value() {
         for shell in ALL {
-            let err = render(shell, &[("SECRET_KEY", "hunter2\0tail")]).expect_err("NUL");
+            let err = render(shell, &[("SECRET_KEY", "hunter2\0tail")])
+                .expect_err("NUL")
+                .to_string();
             assert!(err.contains("SECRET_KEY"), "{err}");
             assert!(!err.contains("hunter2") && !err.contains("tail"), "{err}");
         }

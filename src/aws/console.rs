@@ -110,15 +110,26 @@ pub fn console_home(partition: Partition, region: Option<&str>) -> String {
     }
 }
 
+/// A `--destination` that is not a page of the partition's console.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("destination {url:?} is not an https:// URL of the console ({domain} or a subdomain)")]
+pub struct BadDestination {
+    /// The URL given.
+    pub url: String,
+    /// The partition's console domain.
+    pub domain: &'static str,
+}
+
 /// A destination must be an https URL on the partition's console domain (or a subdomain of
 /// it, such as `us-east-1.console.aws.amazon.com`), so that the link cannot send the session
 /// anywhere else.
-pub fn check_destination(url: &str, partition: Partition) -> Result<(), String> {
+pub fn check_destination(url: &str, partition: Partition) -> Result<(), BadDestination> {
     let domain = partition.console_domain();
     let bad = || {
-        Err(format!(
-            "destination {url:?} is not an https:// URL of the console ({domain} or a subdomain)"
-        ))
+        Err(BadDestination {
+            url: url.to_owned(),
+            domain,
+        })
     };
     let Some(rest) = url.strip_prefix("https://") else {
         return bad();

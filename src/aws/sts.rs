@@ -149,7 +149,7 @@ enum Piece<'a> {
     TokenHolder,
 }
 
-fn parse_pattern(pattern: &str) -> Result<Vec<Piece<'_>>, String> {
+fn parse_pattern(pattern: &str) -> Result<Vec<Piece<'_>>, BadPattern> {
     let mut pieces = Vec::new();
     let mut rest = pattern;
     while let Some(open) = rest.find('{') {
@@ -158,18 +158,18 @@ fn parse_pattern(pattern: &str) -> Result<Vec<Piece<'_>>, String> {
         }
         let after = &rest[open + 1..];
         let Some(close) = after.find('}') else {
-            return Err(format!(
-                "unclosed '{{' in the role session name pattern {pattern:?}"
-            ));
+            return Err(BadPattern::Unclosed {
+                pattern: pattern.to_owned(),
+            });
         };
         pieces.push(match &after[..close] {
             "password_holder" => Piece::PasswordHolder,
             "token_holder" => Piece::TokenHolder,
             other => {
-                return Err(format!(
-                    "unknown placeholder {{{other}}} in the role session name pattern \
-                     {pattern:?}: use {{password_holder}} and {{token_holder}}"
-                ))
+                return Err(BadPattern::UnknownPlaceholder {
+                    placeholder: other.to_owned(),
+                    pattern: pattern.to_owned(),
+                })
             }
         });
         rest = &after[close + 1..];
@@ -238,6 +238,29 @@ fn render(pieces: &[Piece<'_>], password_holder: &str, token_holder: &str) -> St
     name
 }
 
+/// A `role_session_name` pattern that cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadPattern {
+    /// A `{` without its `}`.
+    #[error("unclosed '{{' in the role session name pattern {pattern:?}")]
+    Unclosed {
+        /// The pattern as configured.
+        pattern: String,
+    },
+    /// A placeholder other than `{password_holder}` and `{token_holder}`.
+    #[error(
+        "unknown placeholder {{{placeholder}}} in the role session name pattern {pattern:?}: use \
+         {{password_holder}} and {{token_holder}}"
+    )]
+    UnknownPlaceholder {
+        /// The name between the braces.
+        placeholder: String,
+        /// The pattern as configured.
+        pattern: String,
+    },
+}
+
 /// RoleSessionName from `pattern` (default [`DEFAULT_SESSION_NAME_PATTERN`]), whose
 /// placeholders `{password_holder}` and `{token_holder}` are replaced by the holders' names.
 /// Characters outside AWS's `[\w+=,.@-]` become `-`; the result has 2-64 characters (holders'
@@ -247,7 +270,7 @@ pub fn role_session_name(
     pattern: Option<&str>,
     password_holder: &str,
     token_holder: &str,
-) -> Result<String, String> {
+) -> Result<String, BadPattern> {
     let pieces = parse_pattern(pattern.unwrap_or(DEFAULT_SESSION_NAME_PATTERN))?;
     Ok(render(&pieces, password_holder, token_holder))
 }
@@ -321,7 +344,7 @@ mod tests {
             name("break glass/{token_holder}}").unwrap(),
             "break-glass-bob-"
         );
-        let e = name("{password_holder}+{reason}").unwrap_err();
+        let e = name("{password_holder}+{reason}").unwrap_err().to_string();
         assert!(e.contains("{reason}"), "{e}");
         assert!(
             e.contains("{password_holder}") && e.contains("{token_holder}"),
@@ -329,7 +352,7 @@ mod tests {
         );
         assert!(name("{Password_Holder}").is_err());
         assert!(name("{}").is_err());
-        let e = name("{password_holder").unwrap_err();
+        let e = name("{password_holder").unwrap_err().to_string();
         assert!(e.contains("unclosed"), "{e}");
     }
 

@@ -189,7 +189,7 @@ pub fn assume(
         password_holder,
         token_holder,
     )
-    .map_err(|reason| Error::RoleSessionName { reason })?;
+    .map_err(Error::RoleSessionName)?;
     let source_identity = sts::source_identity(password_holder, token_holder);
     let signer = Signer {
         access_key_id: &base.access_key_id,

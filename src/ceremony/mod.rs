@@ -274,11 +274,8 @@ pub enum Error {
     #[error(transparent)]
     Agent(#[from] crate::agent::client::Error),
     /// The profile's `role_session_name` pattern does not make a valid name.
-    #[error("{reason}")]
-    RoleSessionName {
-        /// Why the name is invalid.
-        reason: String,
-    },
+    #[error(transparent)]
+    RoleSessionName(aws::sts::BadPattern),
     /// The role session was got but its audit record could not be written: it was discarded unused.
     #[error("the role session was discarded: its audit record could not be written: {0}")]
     RoleDiscarded(audit::Error),

@@ -75,7 +75,7 @@ fn role_arn(
     };
     config::check_role_arn(&arn).map_err(|m| {
         CliError::usage(
-            m,
+            m.to_string(),
             "pass the role as arn:aws:iam::ACCOUNT:role/NAME, or --account ID --role NAME",
         )
     })?;
@@ -91,7 +91,7 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
         Some(d) => {
             console::check_destination(d, partition).map_err(|m| {
                 CliError::usage(
-                    m,
+                    m.to_string(),
                     format!(
                         "pass a console page such as {}",
                         console::console_home(partition, region)
@@ -106,7 +106,7 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
         Some(e) => {
             config::check_endpoint(e).map_err(|m| {
                 CliError::usage(
-                    m,
+                    m.to_string(),
                     "pass the federation endpoint, e.g. https://signin.aws.amazon.com/federation",
                 )
             })?;

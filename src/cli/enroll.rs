@@ -192,12 +192,16 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     };
     kdf.check()
         .map_err(|e| CliError::usage(e.to_string(), "see `breakglass enroll --help`"))?;
-    config::check_profile_name(&args.profile)
-        .map_err(|m| CliError::usage(m, "choose a profile name such as prod or prod-eu"))?;
+    config::check_profile_name(&args.profile).map_err(|m| {
+        CliError::usage(
+            m.to_string(),
+            "choose a profile name such as prod or prod-eu",
+        )
+    })?;
     if let Some(url) = &args.endpoint {
         config::check_endpoint(url).map_err(|m| {
             CliError::usage(
-                m,
+                m.to_string(),
                 "pass an https:// endpoint, or a loopback http:// one for tests",
             )
         })?;

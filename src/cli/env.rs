@@ -28,7 +28,7 @@ pub fn env_cmd(args: EnvArgs) -> Result<(), CliError> {
     let (h, _) = handout::obtain(&want, &TtyPrompt::boxed)?;
     let expiration = audit::rfc3339(h.session.expiration);
     let text = shell::render(args.shell, &handout::variables(&h, &profile, &expiration))
-        .map_err(CliError::unexpected)?;
+        .map_err(|e| CliError::unexpected(e.to_string()))?;
     eprintln!(
         "breakglass: the variables below are secrets valid until {expiration}: eval them, never paste them into chats, tickets or logs."
     );

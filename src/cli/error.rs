@@ -341,7 +341,7 @@ impl From<breakglass::ceremony::Error> for CliError {
                     exit::UNAVAILABLE,
                 )
             }
-            E::RoleSessionName { .. } => ("fix role_session_name in the config file", exit::USAGE),
+            E::RoleSessionName(_) => ("fix role_session_name in the config file", exit::USAGE),
             E::RoleDiscarded(_) | E::UrlDiscarded(_) => ("fix the audit log's directory, then run the command again", exit::FAILURE),
             E::NoAdminCredentials => (
                 "export an IAM administrator's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the ceremony, or import the key and MFA device (--import-key, --mfa-serial)",
