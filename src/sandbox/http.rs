@@ -525,35 +525,6 @@ impl hyper::body::Buf for Wiped {
     }
 }
 
-/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); `None` on a bad escape.
-pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
-}
-
 /// Decodes one `application/x-www-form-urlencoded` name or value: `+` is a space, `%XX` a
 /// byte. `None` on a malformed escape (which `percent-encoding` would pass through as text) or
 /// when the result is not UTF-8.
