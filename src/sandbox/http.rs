@@ -1,38 +1,62 @@
-//! A deliberately small HTTP/1.1 server for the sandbox emulators: loopback only, one thread per
-//! connection, one request per connection (every answer carries `Connection: close`).
+//! The sandbox emulators' HTTP/1.1 server: `hyper` (`http1`) on a tokio runtime of its own
+//! thread, loopback only, one request per connection (every answer carries `Connection: close`).
 //!
-//! It parses the request line, headers (names lower-cased) and a `Content-Length` body, and
-//! answers malformed input itself (400, 408, 413, 431, 501) without calling the handler. No
-//! input can panic it, and a bad client only ever costs its own connection thread.
+//! hyper parses the request (header names lower-cased) and reads the `Content-Length` body; the
+//! server adds the sandbox's limits and answers malformed input itself (400, 408, 413, 431,
+//! 501, 503) without calling the handler. No input can panic it, and a bad client only ever
+//! costs its own connection task.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderValue, CONNECTION, TRANSFER_ENCODING};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest request head (request line and headers); larger ones get 431.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header lines in a request; more get 431.
 const MAX_HEADERS: usize = 100;
-/// Idle time allowed between two reads of one request.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Total time allowed to receive one request.
+/// Time allowed to receive the request head, from the connection's start.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Total time allowed to receive one request, head and body, from the connection's start.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// Time allowed, after [`REQUEST_DEADLINE`], to write the answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server still reads what a client sends after the answer (see [`linger`]).
+const LINGER: Duration = Duration::from_millis(500);
 /// Connections served at once; more get 503.
 const MAX_CONNECTIONS: usize = 64;
-/// How often the accept loop looks at its stop flag.
-const ACCEPT_POLL: Duration = Duration::from_millis(10);
+/// Pause after a failed accept (EMFILE, ECONNABORTED) before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// One parsed request. Header names are lower-case, in arrival order, duplicates kept.
+/// One request, as the handler sees it. Header names are lower-case; the values of one name
+/// are in arrival order.
 pub struct Request {
+    /// The method, upper-case (`GET`, `POST`).
     pub method: String,
     /// The request target as sent: path and optional `?query`, still percent-encoded.
     pub target: String,
+    /// `(name, value)` pairs, values trimmed; a name given twice appears twice.
     pub headers: Vec<(String, String)>,
     /// May carry one-time codes: wiped on drop.
     pub body: Zeroizing<Vec<u8>>,
@@ -60,8 +84,11 @@ impl Request {
 
 /// A response. The body may carry credentials: wiped on drop.
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// Headers besides `Content-Length` and `Connection`, which the server adds.
     pub headers: Vec<(String, String)>,
+    /// The body, wiped once written.
     pub body: Zeroizing<Vec<u8>>,
 }
 
@@ -76,13 +103,9 @@ impl Response {
     }
 }
 
-/// Why a request could not be read; each maps to the status the client receives.
+/// Why a request was not handed to the handler; each maps to the status the client receives.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadError {
-    /// The peer closed the connection before sending anything: nothing to answer.
-    #[error("connection closed before a request")]
-    Closed,
+enum Refusal {
     #[error("malformed request: {0}")]
     Malformed(&'static str),
     #[error("request head larger than {MAX_HEAD_BYTES} bytes")]
@@ -93,32 +116,66 @@ pub enum ReadError {
     TransferEncoding,
     #[error("timed out reading the request")]
     Timeout,
-    #[error("i/o error reading the request: {0}")]
-    Io(#[source] io::Error),
+    #[error("too many connections")]
+    Busy,
 }
 
-impl ReadError {
-    fn response(&self) -> Option<Response> {
-        let status = match self {
-            Self::Closed | Self::Io(_) => return None,
+impl Refusal {
+    fn status(&self) -> u16 {
+        match self {
             Self::Malformed(_) => 400,
             Self::HeadTooLarge => 431,
             Self::BodyTooLarge(_) => 413,
             Self::TransferEncoding => 501,
             Self::Timeout => 408,
-        };
-        Some(Response::text(status, &self.to_string()))
+            Self::Busy => 503,
+        }
+    }
+
+    fn response(&self) -> Response {
+        Response::text(self.status(), &self.to_string())
+    }
+
+    /// What hyper's failure to read a request head means for the client; `None` when there
+    /// is no one to answer (the peer closed or reset the connection).
+    fn of_head_error(error: &hyper::Error) -> Option<Self> {
+        if error.is_timeout() {
+            Some(Self::Timeout)
+        } else if error.is_parse_too_large() {
+            Some(Self::HeadTooLarge)
+        } else if error.is_parse() || error.is_incomplete_message() {
+            Some(Self::Malformed("not an HTTP/1.1 request head"))
+        } else {
+            None
+        }
+    }
+
+    /// The refusal as bytes, for the answers written outside hyper (see [`Gated`]).
+    fn to_http(&self) -> Zeroizing<Vec<u8>> {
+        let Response { status, body, .. } = self.response();
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or_default();
+        let mut out = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        Zeroizing::new(out)
     }
 }
 
 /// The handler the server calls for each well-formed request.
 pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 
-/// A running server; stops accepting and joins its accept thread on drop. Connections in
-/// flight finish on their own threads (each within [`REQUEST_DEADLINE`] plus a write).
+/// A running server; stops accepting and joins its thread on drop. Connections still in flight
+/// are closed then.
 pub struct Server {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -131,23 +188,50 @@ impl Server {
                 format!("the sandbox listens on loopback addresses only, not {listen}"),
             ));
         }
-        let listener = TcpListener::bind(listen)?;
+        let listener = StdListener::bind(listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = oneshot::channel();
+        let (ready, started) = mpsc::channel();
+        // The runtime is made, and dropped, on its own thread: callers may be async themselves.
         let thread = std::thread::Builder::new()
             .name(format!("sandbox-http-{}", addr.port()))
-            .spawn({
-                let stop = Arc::clone(&stop);
-                move || accept_loop(&listener, &stop, &handler)
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build();
+                let runtime = match runtime {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            let _ = ready.send(Ok(()));
+                            accept_loop(listener, handler, stopped).await;
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                });
             })?;
-        Ok(Self {
+        let outcome = started
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the sandbox server thread ended at start")));
+        let server = Self {
             addr,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
-        })
+        };
+        outcome.map(|()| server)
     }
 
+    /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -155,294 +239,310 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn accept_loop(listener: &TcpListener, stop: &AtomicBool, handler: &Handler) {
-    let active = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => spawn_connection(stream, handler, &active),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(ACCEPT_POLL),
-            // Transient accept failures (EMFILE, ECONNABORTED): back off, keep serving.
-            Err(_) => std::thread::sleep(ACCEPT_POLL),
+async fn accept_loop(listener: TcpListener, handler: Handler, mut stop: oneshot::Receiver<()>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        let handler = Arc::clone(&handler);
+                        tokio::spawn(async move {
+                            serve(stream, handler).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => refuse_busy(&stream),
+                }
+            }
+            Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
         }
     }
 }
 
-fn spawn_connection(stream: TcpStream, handler: &Handler, active: &Arc<AtomicUsize>) {
-    if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-        active.fetch_sub(1, Ordering::SeqCst);
-        let mut stream = stream;
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-        let _ = write_response(&mut stream, &Response::text(503, "too many connections"));
-        return;
-    }
-    let handler = Arc::clone(handler);
-    let guard = Arc::clone(active);
-    let spawned = std::thread::Builder::new()
-        .name("sandbox-http-conn".into())
-        .spawn(move || {
-            serve_connection(stream, &handler);
-            guard.fetch_sub(1, Ordering::SeqCst);
-        });
-    if spawned.is_err() {
-        active.fetch_sub(1, Ordering::SeqCst);
-    }
+/// Answers 503 with one non-blocking write (it fits an empty socket buffer) and closes.
+fn refuse_busy(stream: &TcpStream) {
+    let _ = stream.try_write(&Refusal::Busy.to_http());
 }
 
-fn serve_connection(mut stream: TcpStream, handler: &Handler) {
-    if stream.set_nonblocking(false).is_err()
-        || stream.set_read_timeout(Some(READ_TIMEOUT)).is_err()
-        || stream.set_write_timeout(Some(READ_TIMEOUT)).is_err()
-    {
-        return;
-    }
-    let _ = stream.set_nodelay(true);
-    let response = match read_request(&mut stream) {
-        Ok(request) => Some(handler(&request)),
-        Err(e) => e.response(),
+/// Serves the one request of a connection, then closes it.
+async fn serve<T>(io: T, handler: Handler)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let handed_over = Arc::new(AtomicBool::new(false));
+    let service = service_fn({
+        let handed_over = Arc::clone(&handed_over);
+        move |request| {
+            handed_over.store(true, Ordering::SeqCst);
+            let handler = Arc::clone(&handler);
+            Box::pin(async move { Ok::<_, Infallible>(respond(request, &handler, deadline).await) })
+        }
+    });
+    let io = Gated {
+        io,
+        open: Arc::clone(&handed_over),
     };
-    if let Some(response) = response {
-        let _ = write_response(&mut stream, &response);
+    let mut connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(false)
+        // A client may half-close once it has sent its request, and still read the answer.
+        .half_close(true)
+        .title_case_headers(true)
+        .auto_date_header(false)
+        // Queue the body buffers instead of copying them into hyper's own (unwiped) buffer.
+        .writev(true)
+        .serve_connection(TokioIo::new(io), service);
+    let served = tokio::time::timeout_at(
+        deadline + WRITE_TIMEOUT,
+        poll_fn(|cx| connection.poll_without_shutdown(cx)),
+    )
+    .await;
+    let Ok(served) = served else { return };
+    let mut io = connection.into_parts().io.into_inner().io;
+    if let Err(error) = served {
+        if !handed_over.load(Ordering::SeqCst) {
+            if let Some(refusal) = Refusal::of_head_error(&error) {
+                let answer = refusal.to_http();
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, io.write_all(&answer)).await;
+            }
+        }
     }
-    lingering_close(stream);
+    linger(io).await;
 }
 
 /// Half-closes, then reads what the peer still sends (up to a limit) so that unread request
-/// bytes do not turn the close into a reset that could destroy the response in flight.
-fn lingering_close(mut stream: TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut sink = [0u8; 4096];
-    let mut drained = 0usize;
-    while drained < 4 * MAX_BODY_BYTES {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
+/// bytes do not turn the close into a reset that could destroy the answer in flight.
+async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
+    let _ = io.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 4 * MAX_BODY_BYTES {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
         }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// A connection whose writes are dropped until the request is handed to the handler: hyper's
+/// own answers to a malformed head carry no `Connection: close`, and it answers none to a
+/// head that times out, so [`serve`] writes those refusals itself once hyper is done.
+struct Gated<T> {
+    io: T,
+    open: Arc<AtomicBool>,
+}
+
+impl<T> Gated<T> {
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
     }
 }
 
-/// Reads one request: head, then exactly `Content-Length` body bytes.
-pub fn read_request(stream: &mut impl Read) -> Result<Request, ReadError> {
-    let started = Instant::now();
-    let mut buf = Zeroizing::new(Vec::with_capacity(4096));
-    let head_end = loop {
-        if let Some(end) = find_head_end(&buf) {
-            break end;
+impl<T: AsyncRead + Unpin> AsyncRead for Gated<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Gated<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if !self.is_open() {
+            return Poll::Ready(Ok(buf.len()));
         }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Err(ReadError::HeadTooLarge);
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if !self.is_open() {
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
-        if read_some(stream, &mut buf, started)? == 0 {
-            return Err(if buf.is_empty() {
-                ReadError::Closed
-            } else {
-                ReadError::Malformed("connection closed inside the request head")
-            });
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.is_open() {
+            return Poll::Ready(Ok(()));
         }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.is_open() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+async fn respond(
+    request: hyper::Request<Incoming>,
+    handler: &Handler,
+    deadline: Instant,
+) -> hyper::Response<Full<Wiped>> {
+    let response = match read_request(request, deadline).await {
+        Ok(request) => handler(&request),
+        Err(refusal) => refusal.response(),
     };
-    if head_end > MAX_HEAD_BYTES {
-        return Err(ReadError::HeadTooLarge);
-    }
-    let (method, target, headers) = parse_head(&buf[..head_end])?;
-    let length = body_length(&headers)?;
-    let mut body = Zeroizing::new(buf[head_end + 4..].to_vec());
-    while body.len() < length {
-        if read_some(stream, &mut body, started)? == 0 {
-            return Err(ReadError::Malformed("connection closed inside the body"));
-        }
-    }
-    body.truncate(length);
-    Ok(Request {
-        method,
-        target,
+    let Response {
+        status,
         headers,
         body,
+    } = response;
+    let mut builder = hyper::Response::builder().status(status);
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .header(CONNECTION, "close")
+        .body(Full::new(Wiped {
+            bytes: body,
+            sent: 0,
+        }))
+        .unwrap_or_else(|_| {
+            let mut broken = hyper::Response::new(Full::new(Wiped {
+                bytes: Zeroizing::new(Vec::new()),
+                sent: 0,
+            }));
+            *broken.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            broken
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            broken
+        })
+}
+
+/// The sandbox's checks on what hyper parsed, then the body, read by `deadline`.
+async fn read_request(
+    request: hyper::Request<Incoming>,
+    deadline: Instant,
+) -> Result<Request, Refusal> {
+    let (head, mut body) = request.into_parts();
+    if head.headers.contains_key(TRANSFER_ENCODING) {
+        return Err(Refusal::TransferEncoding);
+    }
+    let method = head.method.as_str();
+    if !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Refusal::Malformed("bad method"));
+    }
+    let target = head
+        .uri
+        .path_and_query()
+        .map(|t| t.as_str())
+        .filter(|t| head.uri.scheme().is_none() && t.starts_with('/'))
+        .ok_or(Refusal::Malformed(
+            "request target must be an absolute path",
+        ))?;
+    let mut headers = Vec::with_capacity(head.headers.len());
+    for (name, value) in &head.headers {
+        let value = value
+            .to_str()
+            .map_err(|_| Refusal::Malformed("non-ASCII bytes in the request head"))?;
+        headers.push((
+            name.as_str().to_owned(),
+            value.trim_matches([' ', '\t']).to_owned(),
+        ));
+    }
+    let length = body.size_hint().exact().unwrap_or_default();
+    if length > MAX_BODY_BYTES as u64 {
+        return Err(Refusal::BodyTooLarge(length));
+    }
+    // Sized once (≤ MAX_BODY_BYTES): growing would leave unwiped copies behind.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_BODY_BYTES.min(length as usize)));
+    while let Some(frame) = tokio::time::timeout_at(deadline, body.frame())
+        .await
+        .map_err(|_| Refusal::Timeout)?
+    {
+        let frame = frame.map_err(|_| Refusal::Malformed("connection closed inside the body"))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(Refusal::BodyTooLarge((bytes.len() + data.len()) as u64));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(Request {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        headers,
+        body: bytes,
     })
 }
 
-fn read_some(
-    stream: &mut impl Read,
-    buf: &mut Vec<u8>,
-    started: Instant,
-) -> Result<usize, ReadError> {
-    if started.elapsed() > REQUEST_DEADLINE {
-        return Err(ReadError::Timeout);
+/// A response body that hyper writes from (vectored, without a copy) and that is wiped when
+/// hyper drops it.
+struct Wiped {
+    bytes: Zeroizing<Vec<u8>>,
+    sent: usize,
+}
+
+impl hyper::body::Buf for Wiped {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.sent
     }
-    let mut chunk = Zeroizing::new([0u8; 4096]);
-    match stream.read(&mut chunk[..]) {
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(n)
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(ReadError::Timeout)
-        }
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => read_some(stream, buf, started),
-        Err(e) => Err(ReadError::Io(e)),
+
+    fn chunk(&self) -> &[u8] {
+        &self.bytes[self.sent..]
+    }
+
+    fn advance(&mut self, count: usize) {
+        self.sent = self.sent.saturating_add(count).min(self.bytes.len());
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
-}
-
-type Head = (String, String, Vec<(String, String)>);
-
-fn parse_head(head: &[u8]) -> Result<Head, ReadError> {
-    let head = std::str::from_utf8(head)
-        .ok()
-        .filter(|h| h.is_ascii())
-        .ok_or(ReadError::Malformed("non-ASCII bytes in the request head"))?;
-    let mut lines = head.split("\r\n");
-    let (method, target) = parse_request_line(lines.next().unwrap_or_default())?;
-    let mut headers = Vec::new();
-    for line in lines {
-        if headers.len() >= MAX_HEADERS {
-            return Err(ReadError::HeadTooLarge);
-        }
-        headers.push(parse_header_line(line)?);
+/// Decodes one `application/x-www-form-urlencoded` name or value: `+` is a space, `%XX` a
+/// byte. `None` on a malformed escape (which `percent-encoding` would pass through as text) or
+/// when the result is not UTF-8.
+fn form_decode(raw: &str) -> Option<String> {
+    let escapes_ok = raw.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return None;
     }
-    Ok((method, target, headers))
-}
-
-fn parse_request_line(line: &str) -> Result<(String, String), ReadError> {
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ReadError::Malformed(
-            "request line is not METHOD TARGET VERSION",
-        ));
-    };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ReadError::Malformed("bad method"));
-    }
-    if !target.starts_with('/') || target.bytes().any(|b| b.is_ascii_control()) {
-        return Err(ReadError::Malformed(
-            "request target must be an absolute path",
-        ));
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err(ReadError::Malformed("unsupported HTTP version"));
-    }
-    Ok((method.to_owned(), target.to_owned()))
-}
-
-fn parse_header_line(line: &str) -> Result<(String, String), ReadError> {
-    let (name, value) = line
-        .split_once(':')
-        .ok_or(ReadError::Malformed("header line without a colon"))?;
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(ReadError::Malformed("bad header name"));
-    }
-    let value = value.trim_matches([' ', '\t']);
-    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-        return Err(ReadError::Malformed("control character in a header value"));
-    }
-    Ok((name.to_ascii_lowercase(), value.to_owned()))
-}
-
-fn body_length(headers: &[(String, String)]) -> Result<usize, ReadError> {
-    if headers.iter().any(|(n, _)| n == "transfer-encoding") {
-        return Err(ReadError::TransferEncoding);
-    }
-    let mut length: Option<u64> = None;
-    for (_, value) in headers.iter().filter(|(n, _)| n == "content-length") {
-        if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ReadError::Malformed("bad Content-Length"));
-        }
-        let parsed: u64 = value
-            .parse()
-            .map_err(|_| ReadError::Malformed("bad Content-Length"))?;
-        if length.is_some_and(|l| l != parsed) {
-            return Err(ReadError::Malformed("conflicting Content-Length headers"));
-        }
-        length = Some(parsed);
-    }
-    let length = length.unwrap_or(0);
-    if length > MAX_BODY_BYTES as u64 {
-        return Err(ReadError::BodyTooLarge(length));
-    }
-    usize::try_from(length).map_err(|_| ReadError::BodyTooLarge(length))
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        302 => "Found",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-/// Writes `response` with `Content-Length` and `Connection: close`.
-pub fn write_response(stream: &mut impl Write, response: &Response) -> io::Result<()> {
-    let mut out = Zeroizing::new(Vec::with_capacity(response.body.len() + 256));
-    let status = response.status;
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
-    for (name, value) in &response.headers {
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    let length = response.body.len();
-    out.extend_from_slice(
-        format!("Content-Length: {length}\r\nConnection: close\r\n\r\n").as_bytes(),
-    );
-    out.extend_from_slice(&response.body);
-    stream.write_all(&out)?;
-    stream.flush()
-}
-
-/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); `None` on a bad escape.
-pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
+    let spaced = Zeroizing::new(raw.replace('+', " "));
+    // Sized once: growing would leave unwiped copies behind.
+    let mut bytes = Vec::with_capacity(spaced.len());
+    bytes.extend(percent_encoding::percent_decode_str(&spaced));
+    String::from_utf8(bytes).ok()
 }
 
 /// Parses an `application/x-www-form-urlencoded` string into UTF-8 pairs, in order.
@@ -451,9 +551,7 @@ pub fn parse_form(s: &str) -> Option<Vec<(String, String)>> {
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let k = String::from_utf8(percent_decode(k, true)?).ok()?;
-            let v = String::from_utf8(percent_decode(v, true)?).ok()?;
-            Some((k, v))
+            Some((form_decode(k)?, form_decode(v)?))
         })
         .collect()
 }
@@ -461,49 +559,92 @@ pub fn parse_form(s: &str) -> Option<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
-    fn read(raw: &[u8]) -> Result<Request, ReadError> {
-        read_request(&mut io::Cursor::new(raw.to_vec()))
+    /// What the handler saw: method, path, query, header `x-y`, body.
+    type Seen = (String, String, String, Option<String>, Vec<u8>);
+
+    /// Sends `raw` on a fresh connection, half-closes, returns the answer and what the handler saw.
+    async fn exchange(raw: &[u8]) -> (String, Option<Seen>) {
+        let seen = Arc::new(Mutex::new(None));
+        let handler: Handler = Arc::new({
+            let seen = Arc::clone(&seen);
+            move |r: &Request| {
+                *seen.lock().unwrap() = Some((
+                    r.method.clone(),
+                    r.path().to_owned(),
+                    r.query().to_owned(),
+                    r.header("x-y").map(str::to_owned),
+                    r.body.to_vec(),
+                ));
+                Response::text(200, "ok")
+            }
+        });
+        let (mut client, server) = tokio::io::duplex(4 * MAX_BODY_BYTES);
+        let served = tokio::spawn(serve(server, handler));
+        client.write_all(raw).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        served.await.unwrap();
+        let seen = seen.lock().unwrap().take();
+        (String::from_utf8_lossy(&answer).into_owned(), seen)
     }
 
-    #[test]
-    fn reads_a_request_with_body_and_lowercases_headers() {
-        let r =
-            read(b"POST /?a=b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-Y:  z \r\n\r\nabcdef")
-                .unwrap();
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.path(), "/");
-        assert_eq!(r.query(), "a=b");
-        assert_eq!(r.header("x-y"), Some("z"));
-        assert_eq!(&r.body[..], b"abc");
+    async fn status(raw: &[u8]) -> String {
+        let (answer, seen) = exchange(raw).await;
+        assert!(seen.is_none(), "the handler was called for {raw:?}");
+        assert!(answer.contains("Connection: close"), "{answer}");
+        answer.get(..12).unwrap_or_default().to_owned()
     }
 
-    #[test]
-    fn rejects_malformed_and_oversized_requests() {
-        assert!(matches!(
-            read(b"GARBAGE\r\n\r\n"),
-            Err(ReadError::Malformed(_))
-        ));
-        assert!(matches!(read(b""), Err(ReadError::Closed)));
-        assert!(matches!(
-            read(b"GET / HTTP/1.1\r\nHost"),
-            Err(ReadError::Malformed(_))
-        ));
-        assert!(matches!(
-            read(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),
-            Err(ReadError::BodyTooLarge(99_999_999))
-        ));
-        assert!(matches!(
-            read(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
-            Err(ReadError::Malformed(_))
-        ));
-        assert!(matches!(
-            read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(ReadError::TransferEncoding)
-        ));
+    #[tokio::test]
+    async fn reads_a_request_with_body_and_lowercases_headers() {
+        let (answer, seen) = exchange(
+            b"POST /?a=b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-Y:  z \r\n\r\nabcdef",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(answer.contains("Connection: close"), "{answer}");
+        let (method, path, query, x_y, body) = seen.unwrap();
+        assert_eq!(method, "POST");
+        assert_eq!(path, "/");
+        assert_eq!(query, "a=b");
+        assert_eq!(x_y.as_deref(), Some("z"));
+        assert_eq!(body, b"abc");
+    }
+
+    #[tokio::test]
+    async fn rejects_malformed_and_oversized_requests() {
+        assert_eq!(status(b"GARBAGE\r\n\r\n").await, "HTTP/1.1 400");
+        assert_eq!(exchange(b"").await, (String::new(), None));
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost").await, "HTTP/1.1 400");
+        let (answer, _) = exchange(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        assert!(
+            answer.contains("request body of 99999999 bytes"),
+            "{answer}"
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").await,
+            "HTTP/1.1 400"
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").await,
+            "HTTP/1.1 501"
+        );
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
         huge.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES + 10));
-        assert!(matches!(read(&huge), Err(ReadError::HeadTooLarge)));
+        assert_eq!(status(&huge).await, "HTTP/1.1 431");
+        assert_eq!(status(b"get / HTTP/1.1\r\n\r\n").await, "HTTP/1.1 400");
+        assert_eq!(
+            status(b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n").await,
+            "HTTP/1.1 400"
+        );
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n").await,
+            "HTTP/1.1 400"
+        );
     }
 
     #[test]
@@ -516,5 +657,6 @@ mod tests {
         assert!(parse_form("a=%f").is_none());
         assert!(parse_form("a=%+1").is_none());
         assert!(parse_form("a=%ff").is_none(), "not UTF-8");
+        assert_eq!(parse_form("a=%2B+").unwrap()[0].1, "+ ");
     }
 }

@@ -49,7 +49,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use super::auth::assumed_role_arn;
 use super::http::{self, Request, Response};
 use super::model::{http_date, iso8601, Account, Principal, Session, ACCOUNT_ID};
-use super::wire::{escape, Params};
+use super::wire::Params;
 
 pub const FEDERATION_PATH: &str = "/federation";
 pub const CONSOLE_PATH: &str = "/console";
@@ -426,6 +426,23 @@ fn html(status: u16, title: &str, body: &str) -> Response {
         ],
         body: Zeroizing::new(page.into_bytes()),
     }
+}
+
+/// Escapes text for HTML element content and quoted attribute values (`&#39;` for the
+/// apostrophe: valid in HTML 4 too, unlike `&apos;`).
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

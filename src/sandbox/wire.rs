@@ -1,6 +1,8 @@
 //! The AWS Query protocol's wire format for the emulator: form parameters in, XML result and
-//! `ErrorResponse` documents out, and the AWS error codes with their HTTP statuses.
+//! `ErrorResponse` documents out (written with `aws-smithy-xml`), and the AWS error codes with
+//! their HTTP statuses.
 
+use aws_smithy_xml::encode::{ScopeWriter, XmlWriter};
 use zeroize::{Zeroize, Zeroizing};
 
 /// The two Query services the emulator answers on one endpoint.
@@ -227,52 +229,71 @@ pub fn check_name(field: &str, value: &str, len: (usize, usize), extra: &str) ->
     Ok(())
 }
 
-/// Escapes text for XML or HTML element content and quoted attribute values (`&#39;` for the
-/// apostrophe: valid in both, unlike `&apos;` in HTML 4).
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// Room reserved for a response document at once: growing a buffer that holds credentials
+/// would leave unwiped copies of them behind. Documents are well under 2 KiB.
+const DOCUMENT_CAPACITY: usize = 4096;
+
+/// One step of an [`Xml`] fragment.
+enum Part {
+    Open(&'static str),
+    Text(&'static str, Zeroizing<String>),
+    Close,
 }
 
-/// An XML fragment under construction; may hold credentials, so it is wiped on drop.
+/// An XML fragment under construction, written out by [`success`]; the texts may be
+/// credentials, so they are wiped on drop.
 #[derive(Default)]
-pub struct Xml(Zeroizing<String>);
+pub struct Xml(Vec<Part>);
 
 impl Xml {
+    /// An empty fragment.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// `<name>text</name>`, with `text` escaped.
-    pub fn el(&mut self, name: &str, text: &str) -> &mut Self {
+    pub fn el(&mut self, name: &'static str, text: &str) -> &mut Self {
         self.0
-            .push_str(&format!("<{name}>{}</{name}>", escape(text)));
+            .push(Part::Text(name, Zeroizing::new(text.to_owned())));
         self
     }
 
     /// `<name>`, to be closed with [`Xml::close`].
-    pub fn open(&mut self, name: &str) -> &mut Self {
-        self.0.push_str(&format!("<{name}>"));
+    pub fn open(&mut self, name: &'static str) -> &mut Self {
+        self.0.push(Part::Open(name));
         self
     }
 
-    pub fn close(&mut self, name: &str) -> &mut Self {
-        self.0.push_str(&format!("</{name}>"));
+    /// Closes the element last opened with [`Xml::open`], named `name`.
+    pub fn close(&mut self, name: &'static str) -> &mut Self {
+        debug_assert!(self.open_element() == Some(name), "closing <{name}>");
+        self.0.push(Part::Close);
         self
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The element last opened and not yet closed, if any.
+    fn open_element(&self) -> Option<&'static str> {
+        let mut depth = 0usize;
+        for part in self.0.iter().rev() {
+            match part {
+                Part::Close => depth += 1,
+                Part::Open(name) if depth == 0 => return Some(name),
+                Part::Open(_) => depth -= 1,
+                Part::Text(..) => {}
+            }
+        }
+        None
+    }
+
+    /// Writes the fragment inside `scope`, nesting as opened and closed.
+    fn write<'p>(scope: &mut ScopeWriter<'_, '_>, parts: &mut impl Iterator<Item = &'p Part>) {
+        while let Some(part) = parts.next() {
+            match part {
+                Part::Text(name, text) => scope.start_el(name).finish().data(text),
+                Part::Open(name) => Self::write(&mut scope.start_el(name).finish(), parts),
+                Part::Close => return,
+            }
+        }
     }
 }
 
@@ -284,32 +305,42 @@ pub fn success(
     result: Option<&Xml>,
     request_id: &str,
 ) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(format!(
-        "<{action}Response xmlns=\"{}\">",
-        service.namespace()
-    ));
+    let mut doc = Zeroizing::new(String::with_capacity(DOCUMENT_CAPACITY));
+    let (response_tag, result_tag) = (format!("{action}Response"), format!("{action}Result"));
+    let mut writer = XmlWriter::new(&mut doc);
+    let mut response = writer
+        .start_el(&response_tag)
+        .write_ns(service.namespace(), None)
+        .finish();
     if let Some(result) = result {
-        out.push_str(&format!(
-            "<{action}Result>{}</{action}Result>",
-            result.as_str()
-        ));
+        Xml::write(
+            &mut response.start_el(&result_tag).finish(),
+            &mut result.0.iter(),
+        );
     }
-    out.push_str(&format!(
-        "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>\
-         </{action}Response>"
-    ));
-    out
+    let mut metadata = response.start_el("ResponseMetadata").finish();
+    metadata.start_el("RequestId").finish().data(request_id);
+    metadata.finish();
+    response.finish();
+    doc
 }
 
 /// The `ErrorResponse` document for `fault`.
 pub fn error(service: Service, fault: &Fault, request_id: &str) -> String {
-    format!(
-        "<ErrorResponse xmlns=\"{}\"><Error><Type>Sender</Type><Code>{}</Code>\
-         <Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
-        service.namespace(),
-        fault.code(),
-        escape(&fault.to_string()),
-    )
+    let mut doc = String::new();
+    let mut writer = XmlWriter::new(&mut doc);
+    let mut response = writer
+        .start_el("ErrorResponse")
+        .write_ns(service.namespace(), None)
+        .finish();
+    let mut error = response.start_el("Error").finish();
+    error.start_el("Type").finish().data("Sender");
+    error.start_el("Code").finish().data(fault.code());
+    error.start_el("Message").finish().data(&fault.to_string());
+    error.finish();
+    response.start_el("RequestId").finish().data(request_id);
+    response.finish();
+    doc
 }
 
 #[cfg(test)]
