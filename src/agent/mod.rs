@@ -33,7 +33,7 @@ pub mod kind {
     pub const ABORT: u8 = 4;
     /// Wipe one profile's sessions (its name) or all (empty).
     pub const LOCK: u8 = 5;
-    /// Ask for the agent's [`status::Status`].
+    /// Ask for the agent's [`super::status::Status`].
     pub const STATUS: u8 = 6;
     /// Wipe everything and stop the agent.
     pub const STOP: u8 = 7;

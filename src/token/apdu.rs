@@ -71,7 +71,7 @@ impl StatusWord {
     /// `6700`: wrong length (Lc or the data).
     pub const WRONG_LENGTH: Self = Self(0x6700);
     /// `6982`: security status not satisfied; YKOATH uses it for "validate first" and "not touched
-    /// in time", PIV for "PIN not verified".
+    /// in time", PIV for a missing PIN, management key or touch.
     pub const SECURITY_STATUS_NOT_SATISFIED: Self = Self(0x6982);
     /// `6983`: authentication method blocked (a PIN or PUK with no tries left).
     pub const AUTH_METHOD_BLOCKED: Self = Self(0x6983);

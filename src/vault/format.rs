@@ -139,8 +139,9 @@ impl Sealed {
         out
     }
 
-    /// Strict decoding: [`Error::NotAVault`] without the magic, [`Error::Damaged`] for a wrong
-    /// checksum or any field out of range, [`Error::UnsupportedVersion`] for another version.
+    /// Strict decoding: [`Error::NotAVault`] for 8 bytes or more without the magic,
+    /// [`Error::Damaged`] for a shorter file, a wrong checksum or any field out of range,
+    /// [`Error::UnsupportedVersion`] for another version (checked after the checksum).
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() < MAGIC.len() + 2 + CHECKSUM_LEN || bytes[..MAGIC.len()] != MAGIC {
             return Err(if bytes.starts_with(&MAGIC) || bytes.len() < MAGIC.len() {

@@ -40,7 +40,7 @@ pub enum Error {
     /// is out of range.
     #[error("the vault is damaged or was modified")]
     Damaged,
-    /// The file does not start with the `BRKGLASS` magic.
+    /// The file (8 bytes or more) does not start with the `BRKGLASS` magic.
     #[error("this file is not a breakglass vault")]
     NotAVault,
     /// A vault of a format version other than 1.
@@ -69,7 +69,7 @@ pub enum Error {
     /// Removing the only slot left (the vault would open no more).
     #[error("the last key slot cannot be removed")]
     LastSlot,
-    /// An argument or token answer failed validation before anything was sealed.
+    /// An argument, file or token answer failed validation (before any seal or write).
     #[error("invalid {what}: {reason}")]
     InvalidInput {
         /// What was checked (`"slot label"`, `"MFA serial"`, `"access key id"`…).
@@ -183,7 +183,7 @@ pub struct SlotInfo {
     pub id: u8,
     /// The token factor's kind.
     pub kind: FactorKind,
-    /// The holder's label for the token (1 to 32 printable characters).
+    /// The holder's label for the token (1 to 32 bytes, no control characters).
     pub label: String,
     /// The IAM MFA device whose TOTP account is on this slot's token (each token has its own).
     pub mfa_serial: String,

@@ -5,7 +5,7 @@
 //! tested against `token::fido2::soft`, and this file only translates. `tests/it/fido2_factor.rs`
 //! has a hardware test gated on `BREAKGLASS_FIDO2_DEVICE`.
 //!
-//! Every library call runs under [`guard`]: the library reports CTAP status codes as text, which
+//! Every library call runs under `guard`: the library reports CTAP status codes as text, which
 //! is mapped back to [`DeviceError`] here, and it indexes device answers without bounds checks,
 //! so a panic on a malformed answer is caught and reported as an error instead of ending the
 //! ceremony.
