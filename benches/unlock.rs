@@ -107,6 +107,7 @@ fn main() {
             reason: "benchmark",
             endpoint: endpoint.clone(),
             now: &clock,
+            rng: &SystemRandom::new(),
         };
         let t = Instant::now();
         rt.block_on(unlock::unlock(&req, &mut card, &mut answers()))

@@ -157,14 +157,14 @@ pub async fn enroll(
     // leaves the token untouched.
     {
         let mut t = token.oath()?;
-        let mut session = open_oath(&mut *t, &mut prompt)?;
+        let mut session = open_oath(&mut *t, &mut prompt, rng)?;
         check_token_accounts(&req, &session.list()?)?;
     }
     let prepared = prepare(&req, token, &mut prompt, rng);
     let result = match prepared {
         Ok(mut prepared) => {
             let mut t = token.oath()?;
-            let mut session = open_oath(&mut *t, &mut prompt)?;
+            let mut session = open_oath(&mut *t, &mut prompt, rng)?;
             let existing = session.list()?;
             let sealed = program_and_seal(
                 &req,
@@ -552,12 +552,13 @@ async fn open_with(
     token: &mut dyn Token,
     seal_account: &str,
     prompt: &mut dyn Prompt,
+    rng: &dyn Random,
 ) -> Result<vault::Opened, Error> {
     if let Some(opened) = super::open_before_oath(vault, passphrase, token, prompt)? {
         return Ok(opened);
     }
     let mut t = token.oath()?;
-    let mut session = open_oath(&mut *t, prompt)?;
+    let mut session = open_oath(&mut *t, prompt, rng)?;
     let mut factor = OathFactor::new(&mut session, seal_account);
     prompt.touch_start("opening the vault with the enrolled token");
     let r = vault.open(passphrase, &mut factor);
@@ -571,6 +572,7 @@ fn check_not_enrolled(
     token: &mut dyn Token,
     req: &Request<'_>,
     prompt: &mut dyn Prompt,
+    rng: &dyn Random,
 ) -> Result<(), Error> {
     // A FIDO2 key is found by its credential (a silent probe): the new token's key must not
     // already hold one of the vault's (for instance the same key named twice). One factor for
@@ -602,7 +604,7 @@ fn check_not_enrolled(
             },
             FactorKind::OathHmac => {
                 let mut t = token.oath()?;
-                let mut session = open_oath(&mut *t, prompt)?;
+                let mut session = open_oath(&mut *t, prompt, rng)?;
                 let mut probe = OathFactor::new(&mut session, &req.profile.seal_account);
                 probe.matches(slot)?
             }
@@ -636,14 +638,15 @@ pub async fn add_token(
         old,
         &req.profile.seal_account,
         &mut prompt,
+        rng,
     )
     .await?;
     // The new token's access code is its own.
     let mut prompt = AccessCodeOnce::new(prompt.inner);
-    check_not_enrolled(&vault, new, &req, &mut prompt)?;
+    check_not_enrolled(&vault, new, &req, &mut prompt, rng)?;
     {
         let mut t = new.oath()?;
-        let mut session = open_oath(&mut *t, &mut prompt)?;
+        let mut session = open_oath(&mut *t, &mut prompt, rng)?;
         check_token_accounts(&req, &session.list()?)?;
     }
     let device_name = match &req.mfa {
@@ -654,7 +657,7 @@ pub async fn add_token(
         Err(e) => Err(e),
         Ok(mut prepared) => {
             let mut t = new.oath()?;
-            let mut session = open_oath(&mut *t, &mut prompt)?;
+            let mut session = open_oath(&mut *t, &mut prompt, rng)?;
             let existing = session.list()?;
             let r = async {
                 let serial =

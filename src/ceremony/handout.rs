@@ -9,6 +9,7 @@ use crate::audit;
 use crate::aws::{sts, Endpoint, Signer};
 use crate::clock::Clock;
 use crate::config::{Paths, Profile};
+use crate::secure::SystemRandom;
 use crate::token::Device;
 
 use super::{runtime, unlock, Error, Prompt};
@@ -109,6 +110,7 @@ fn ceremony(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<unlock::Activat
         reason: &reason,
         endpoint: Endpoint::of(w.profile),
         now: w.clock,
+        rng: &SystemRandom::new(),
     };
     let a = runtime()?.block_on(unlock::unlock(&req, &mut token, &mut *prompt))?;
     prompt.note(&format!(

@@ -379,14 +379,12 @@ impl Prompt for AccessCodeOnce<'_> {
 pub fn open_oath<'t>(
     transport: &'t mut dyn crate::token::Transport,
     prompt: &mut dyn Prompt,
+    rng: &dyn crate::secure::Random,
 ) -> Result<crate::token::oath::Session<'t>, Error> {
     let mut session = crate::token::oath::Session::select(transport)?;
     if session.is_locked() {
         let code = prompt.access_code()?;
-        session.unlock(
-            secrecy::ExposeSecret::expose_secret(&code).as_bytes(),
-            &ring::rand::SystemRandom::new(),
-        )?;
+        session.unlock(secrecy::ExposeSecret::expose_secret(&code).as_bytes(), rng)?;
     }
     Ok(session)
 }

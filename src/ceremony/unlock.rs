@@ -38,6 +38,8 @@ pub struct Request<'a> {
     pub endpoint: Endpoint,
     /// The clock (TOTP windows, audit times).
     pub now: &'a dyn Clock,
+    /// The random source (the OATH access code's challenge).
+    pub rng: &'a dyn crate::secure::Random,
 }
 
 /// Runs the activation; every attempt that got as far as the names is audited.
@@ -120,7 +122,7 @@ async fn activate(
     // PIV and FIDO2 first (their own connections), then OATH for the seal or the MFA code.
     let by_piv = super::open_before_oath(vault, &passphrase, token, prompt)?;
     let mut transport = token.oath()?;
-    let mut session = super::open_oath(&mut *transport, prompt)?;
+    let mut session = super::open_oath(&mut *transport, prompt, req.rng)?;
     let opened = match by_piv {
         Some(opened) => opened,
         None => {

@@ -228,6 +228,7 @@ impl<'a> Demo<'a> {
             reason: "IdP outage drill",
             endpoint: self.endpoint.clone(),
             now: &self.clock,
+            rng: &SystemRandom::new(),
         };
         self.rt
             .block_on(unlock::unlock(&req, &mut self.card, prompt))

@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use breakglass::secure::SystemRandom;
 use clap::{Args, Subcommand, ValueEnum};
-use ring::rand::SystemRandom;
 use zeroize::Zeroizing;
 
 use breakglass::token::oath::{self, Account, Kind, NewAccount, Seed, Session};

@@ -11,7 +11,6 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
-use ring::rand::SecureRandom;
 use secrecy::{ExposeSecret, SecretBox};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -192,7 +191,7 @@ impl Seed {
     }
 
     /// `n` random bytes.
-    pub fn generate(n: usize, rng: &dyn SecureRandom) -> Result<Self, Error> {
+    pub fn generate(n: usize, rng: &dyn crate::secure::Random) -> Result<Self, Error> {
         let mut bytes = Zeroizing::new(vec![0u8; n]);
         rng.fill(&mut bytes).map_err(|_| Error::InvalidInput {
             what: "random generator",
@@ -488,7 +487,11 @@ impl<'t> Session<'t> {
 
     /// Mutual authentication with the access key: we answer the card's challenge, the card
     /// answers ours, and we check its answer (a token that cannot is not the one we think).
-    pub fn validate(&mut self, key: &AccessKey, rng: &dyn SecureRandom) -> Result<(), Error> {
+    pub fn validate(
+        &mut self,
+        key: &AccessKey,
+        rng: &dyn crate::secure::Random,
+    ) -> Result<(), Error> {
         let Some(card_challenge) = self.challenge.clone() else {
             return Ok(());
         };
@@ -528,7 +531,11 @@ impl<'t> Session<'t> {
     }
 
     /// Derives the access key for this token from an access code and validates with it.
-    pub fn unlock(&mut self, access_code: &[u8], rng: &dyn SecureRandom) -> Result<(), Error> {
+    pub fn unlock(
+        &mut self,
+        access_code: &[u8],
+        rng: &dyn crate::secure::Random,
+    ) -> Result<(), Error> {
         let key = AccessKey::derive(access_code, &self.salt);
         self.validate(&key, rng)
     }
@@ -537,7 +544,7 @@ impl<'t> Session<'t> {
     pub fn set_access_code(
         &mut self,
         access_code: &[u8],
-        rng: &dyn SecureRandom,
+        rng: &dyn crate::secure::Random,
     ) -> Result<(), Error> {
         let key = AccessKey::derive(access_code, &self.salt);
         let ours = random_challenge(rng)?;
@@ -844,7 +851,7 @@ fn malformed(command: &'static str, reason: &'static str) -> Error {
     }
 }
 
-fn random_challenge(rng: &dyn SecureRandom) -> Result<[u8; CHALLENGE_LEN], Error> {
+fn random_challenge(rng: &dyn crate::secure::Random) -> Result<[u8; CHALLENGE_LEN], Error> {
     let mut c = [0u8; CHALLENGE_LEN];
     rng.fill(&mut c).map_err(|_| Error::InvalidInput {
         what: "random generator",

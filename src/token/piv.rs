@@ -308,7 +308,7 @@ impl PivCard for ApduPiv<'_> {
         let mut witness: [u8; 16] = w[..].try_into().map_err(|_| Self::malformed(name))?;
         Self::aes192(&mut witness, false);
         let mut challenge = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut challenge)
+        crate::secure::Random::fill(&crate::secure::SystemRandom::new(), &mut challenge)
             .map_err(|_| Self::malformed(name))?;
         let step2 = Self::dynamic_auth(&[(0x80, &witness), (0x81, &challenge)]);
         let (d, sw) = self.run(name, ins::AUTHENTICATE, ALG_AES192, SLOT_MANAGEMENT, &step2)?;

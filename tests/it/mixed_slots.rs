@@ -162,6 +162,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         reason: "mixed slots",
         endpoint: endpoint.clone(),
         now: &now,
+        rng: &rng,
     };
     for (i, t) in [
         &mut piv_token,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ring::rand::SystemRandom;
+use breakglass::secure::SystemRandom;
 use zeroize::Zeroizing;
 
 use breakglass::token::apdu::{Command, Response, StatusWord};

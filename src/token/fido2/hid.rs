@@ -20,7 +20,6 @@ use ctap_hid_fido2::fidokey::{
 };
 use ctap_hid_fido2::public_key_credential_user_entity::PublicKeyCredentialUserEntity;
 use ctap_hid_fido2::{FidoKeyHid, HidParam, LibCfg};
-use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -99,8 +98,7 @@ fn classify(msg: &str) -> DeviceError {
 fn challenge() -> Result<[u8; 32], DeviceError> {
     // The client data hash: breakglass checks no signature, so it only has to be fresh.
     let mut c = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut c)
+    crate::secure::Random::fill(&crate::secure::SystemRandom::new(), &mut c)
         .map_err(|_| DeviceError::Other("the system random source failed".into()))?;
     Ok(c)
 }
