@@ -274,11 +274,25 @@ impl From<breakglass::vault::Error> for CliError {
                 "choose a free slot with --piv-slot (see `breakglass token list`), or pass --replace-piv-key to replace that key (vaults sealed with it stop opening with this token)",
                 exit::USAGE,
             ),
-            E::Fido2(_) => ("do what the message says; `breakglass token list` shows the FIDO2 keys plugged in, and --fido2-device or BREAKGLASS_FIDO2_DEVICE picks one", exit::UNAVAILABLE),
+            E::Fido2(p) => (fido2_next(&p), exit::UNAVAILABLE),
             E::NoAnswer(_) => ("run the command in an interactive terminal", exit::USAGE),
             _ => ("correct the input and run the command again", exit::USAGE),
         };
         Self::new(what, next, code)
+    }
+}
+
+/// What to do about a FIDO2 key's problem.
+fn fido2_next(p: &breakglass::vault::fido2::Fido2Problem) -> &'static str {
+    use breakglass::vault::fido2::Fido2Problem as P;
+    match p {
+        P::NoPinSet => "set a FIDO2 PIN with `ykman fido access change-pin` (YubiKey) or the key vendor's tool, then try again (breakglass always verifies the FIDO2 PIN)",
+        P::NoPinSupport => "use a FIDO2 key that has PIN support, or another factor (--factor piv or oath)",
+        P::NoHmacSecret => "use a key that supports hmac-secret (YubiKey 5, Nitrokey 3, SoloKey…), or another factor (--factor piv or oath)",
+        P::PowerCycle { .. } | P::PinTriesPaused => "unplug the key and plug it in again, then try again with the right PIN",
+        P::PinRefused => "run the command again with the right FIDO2 PIN",
+        P::NotHeld { .. } | P::NoCredential => "unlock with another enrolled token, then enrol this key again (`breakglass enroll PROFILE --add-token --factor fido2`)",
+        _ => "`breakglass token list` shows the FIDO2 keys plugged in, and --fido2-device or BREAKGLASS_FIDO2_DEVICE picks one",
     }
 }
 
@@ -412,5 +426,45 @@ impl From<breakglass::aws::console::Error> for CliError {
             _ => "check --signin-endpoint: it must be the federation endpoint (…/federation)",
         };
         Self::new(e.to_string(), next, exit::UNAVAILABLE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass::vault::fido2::Fido2Problem;
+    use breakglass::vault::Error as VaultError;
+
+    fn next(e: VaultError) -> String {
+        CliError::from(e).next.unwrap_or_default()
+    }
+
+    #[test]
+    fn fido2_problems_name_their_fix() {
+        assert!(next(VaultError::Fido2(Fido2Problem::NoPinSet))
+            .contains("ykman fido access change-pin"));
+        assert!(next(VaultError::Fido2(Fido2Problem::NoHmacSecret)).contains("another factor"));
+        assert!(next(VaultError::Fido2(Fido2Problem::PowerCycle {
+            tries_left: 5
+        }))
+        .contains("plug it in again"));
+        let held = Fido2Problem::NotHeld {
+            slot: 1,
+            label: "backup".into(),
+        };
+        let e = CliError::from(VaultError::Fido2(held));
+        assert!(e.what.contains("slot 1 \"backup\""), "{}", e.what);
+        assert!(e.next.unwrap_or_default().contains("enrol this key again"));
+    }
+
+    #[test]
+    fn unexpected_errors_say_where_to_report_and_what_to_include() {
+        let e = CliError::unexpected("boom");
+        let next = e.next.clone().unwrap_or_default();
+        assert!(
+            next.contains("breakglass --version") && next.contains("issues"),
+            "{next}"
+        );
+        assert_eq!(e.exit_code(), exit::FAILURE);
     }
 }

@@ -6,13 +6,11 @@
 //! stderr, and the token holder would never see "Touch the token".
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use secrecy::SecretString;
 use zeroize::{Zeroize, Zeroizing};

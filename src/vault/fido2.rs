@@ -123,68 +123,77 @@ impl<'a> Fido2Factor<'a> {
     }
 }
 
-fn no_pin_set() -> Error {
-    Error::Fido2(
-        "this key has no FIDO2 PIN: set one with `ykman fido access change-pin` (YubiKey) or the \
-         key vendor's tool, then try again (breakglass always verifies the FIDO2 PIN)"
-            .into(),
-    )
-}
-
-fn no_uv() -> Error {
-    Error::Fido2(
-        "this key cannot verify its user with a PIN (it has no FIDO2 PIN support): use a FIDO2 \
-         key that has one, or another factor"
-            .into(),
-    )
-}
-
-fn no_hmac_secret() -> Error {
-    Error::Fido2(
-        "this key does not support the FIDO2 hmac-secret extension: use a key that does \
-         (YubiKey 5, Nitrokey 3, SoloKey…), or another factor"
-            .into(),
-    )
-}
-
-fn power_cycle(tries_left: u8) -> Error {
-    Error::Fido2(format!(
+/// What went wrong with a FIDO2 key, in the key's terms. The message says what happened; the
+/// binary says what to do next (`src/cli/error.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Fido2Problem {
+    /// The key supports a PIN but has none set (breakglass always verifies the FIDO2 PIN).
+    #[error("this key has no FIDO2 PIN")]
+    NoPinSet,
+    /// The key has no `clientPin` at all.
+    #[error("this key cannot verify its user with a PIN (it has no FIDO2 PIN support)")]
+    NoPinSupport,
+    /// The key lacks the `hmac-secret` extension.
+    #[error("this key does not support the FIDO2 hmac-secret extension")]
+    NoHmacSecret,
+    /// Three wrong PINs in a row: no more tries until the key is plugged in again.
+    #[error(
         "after {PIN_TRIES_PER_POWER_CYCLE} wrong PINs in a row the key takes no more PIN tries \
          until it is unplugged and plugged in again ({tries_left} {} left before the PIN blocks)",
-        if tries_left == 1 { "try" } else { "tries" }
-    ))
+        if *tries_left == 1 { "try" } else { "tries" }
+    )]
+    PowerCycle {
+        /// PIN tries left in total.
+        tries_left: u8,
+    },
+    /// The key takes no PIN tries until it is plugged in again (it was already in that state).
+    #[error("the key takes no more PIN tries until it is unplugged and plugged in again")]
+    PinTriesPaused,
+    /// The key refused the PIN outside the PIN loop.
+    #[error("the key refused the PIN")]
+    PinRefused,
+    /// The key does not hold the credential of a slot it was matched with.
+    #[error(
+        "this key does not hold the FIDO2 credential of slot {slot} \"{label}\": it is another \
+         key, or this key was reset (a FIDO2 reset erases every credential)"
+    )]
+    NotHeld {
+        /// The slot's id.
+        slot: u8,
+        /// The slot's label.
+        label: String,
+    },
+    /// The key does not hold the credential asked for.
+    #[error("this key does not hold the credential (was it reset?)")]
+    NoCredential,
+    /// The device could not be found, opened or used.
+    #[error(transparent)]
+    Device(DeviceError),
 }
 
-fn not_held(slot: &SlotInfo) -> String {
-    format!(
-        "this key does not hold the FIDO2 credential of slot {} \"{}\": it is another key, or \
-         this key was reset (a FIDO2 reset erases every credential); unlock with another \
-         enrolled token, then enrol this key again",
-        slot.id, slot.label
-    )
+fn fido2(p: Fido2Problem) -> Error {
+    Error::Fido2(p)
+}
+
+fn not_held(slot: &SlotInfo) -> Error {
+    fido2(Fido2Problem::NotHeld {
+        slot: slot.id,
+        label: slot.label.clone(),
+    })
 }
 
 /// The [`Error`] for a device failure outside the PIN loop.
 fn device(e: DeviceError) -> Error {
     match e {
-        DeviceError::PinInvalid => Error::Fido2("the key refused the PIN".into()),
-        DeviceError::PinAuthBlocked => Error::Fido2(
-            "the key takes no more PIN tries until it is unplugged and plugged in again".into(),
-        ),
+        DeviceError::PinInvalid => fido2(Fido2Problem::PinRefused),
+        DeviceError::PinAuthBlocked => fido2(Fido2Problem::PinTriesPaused),
         DeviceError::PinBlocked => Error::PinBlocked { what: WHAT },
-        DeviceError::PinNotSet => no_pin_set(),
-        DeviceError::UvUnsupported => no_uv(),
-        DeviceError::HmacSecretUnsupported => no_hmac_secret(),
-        DeviceError::NoCredential => {
-            Error::Fido2("this key does not hold the credential (was it reset?)".into())
-        }
-        DeviceError::Other(s) => Error::Fido2(s),
-        e @ (DeviceError::NoDevice
-        | DeviceError::NotAt { .. }
-        | DeviceError::Several { .. }
-        | DeviceError::List(_)
-        | DeviceError::Open { .. }
-        | DeviceError::NotPresent { .. }) => Error::Fido2(e.to_string()),
+        DeviceError::PinNotSet => fido2(Fido2Problem::NoPinSet),
+        DeviceError::UvUnsupported => fido2(Fido2Problem::NoPinSupport),
+        DeviceError::HmacSecretUnsupported => fido2(Fido2Problem::NoHmacSecret),
+        DeviceError::NoCredential => fido2(Fido2Problem::NoCredential),
+        e => fido2(Fido2Problem::Device(e)),
     }
 }
 
@@ -198,8 +207,8 @@ impl From<DeviceError> for Error {
 fn require_pin(info: &Info) -> Result<(), Error> {
     match info.client_pin {
         Some(true) => Ok(()),
-        Some(false) => Err(no_pin_set()),
-        None => Err(no_uv()),
+        Some(false) => Err(fido2(Fido2Problem::NoPinSet)),
+        None => Err(fido2(Fido2Problem::NoPinSupport)),
     }
 }
 
@@ -264,7 +273,7 @@ fn with_pin<T>(
                         tries_left: now,
                     }
                 } else {
-                    power_cycle(now)
+                    fido2(Fido2Problem::PowerCycle { tries_left: now })
                 });
             }
             Err(e) => return Err(device(e)),
@@ -283,7 +292,7 @@ impl SealFactor for Fido2Factor<'_> {
     fn enroll(&mut self, rng: &dyn Random) -> Result<(Vec<u8>, Key32), Error> {
         let info = self.auth.info().map_err(device)?;
         if !info.hmac_secret {
-            return Err(no_hmac_secret());
+            return Err(fido2(Fido2Problem::NoHmacSecret));
         }
         require_pin(&info)?;
         let user_id: [u8; USER_ID_LEN] = random_bytes(rng)?;
@@ -371,7 +380,7 @@ impl SealFactor for Fido2Factor<'_> {
             .probe_credential(&params.rp_id, &params.credential_id)
             .map_err(device)?;
         if presence == Presence::NotHeld {
-            return Err(Error::Fido2(not_held(slot)));
+            return Err(not_held(slot));
         }
         require_pin(&self.auth.info().map_err(device)?)?;
         let t = with_pin(
@@ -386,13 +395,13 @@ impl SealFactor for Fido2Factor<'_> {
                     &params.salt,
                     Some(pin),
                 )
-                .map_err(|e| match e {
-                    // A key that cannot be asked silently tells here.
-                    DeviceError::NoCredential => DeviceError::Other(not_held(slot)),
-                    e => e,
-                })
             },
-        )?;
+        )
+        .map_err(|e| match e {
+            // A key that cannot be asked silently tells here.
+            Error::Fido2(Fido2Problem::NoCredential) => not_held(slot),
+            e => e,
+        })?;
         Ok(Key32::new(*t))
     }
 }

@@ -136,7 +136,7 @@ pub enum Error {
     NoAnswer(String),
     /// The FIDO2 key failed or refused (no PIN set, no user verification, credential not held…).
     #[error("FIDO2: {0}")]
-    Fido2(String),
+    Fido2(fido2::Fido2Problem),
 }
 
 /// The kind of token factor of a slot.
