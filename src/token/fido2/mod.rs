@@ -38,7 +38,7 @@ pub struct Info {
 }
 
 /// Failures at the device boundary, in CTAP's terms. The factor turns them into
-/// [`crate::vault::Error`]s that say what to do.
+/// errors of the vault (`vault::Error`) that say what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
