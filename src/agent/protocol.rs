@@ -146,10 +146,6 @@ pub enum Answer<'a> {
     },
 }
 
-fn text<'a>(m: &Message<'a>, i: usize) -> Result<&'a str, FrameError> {
-    m.text(i)
-}
-
 fn optional<'a>(m: &Message<'a>, i: usize) -> Result<Option<&'a str>, FrameError> {
     Ok(Some(m.text(i)?).filter(|s| !s.is_empty()))
 }
@@ -164,8 +160,7 @@ fn creds<'a>(m: &Message<'a>, at: usize) -> Result<WireCreds<'a>, FrameError> {
     })
 }
 
-fn unknown(k: u8) -> FrameError {
-    let _ = k;
+fn unknown() -> FrameError {
     FrameError::Malformed(
         "unknown message kind (this agent speaks breakglass agent protocol 1; restart the agent \
          with `breakglass agent --stop` after an upgrade)",
@@ -180,7 +175,7 @@ impl<'a> Request<'a> {
             kind::GET => {
                 m.expect(3)?;
                 Self::Get {
-                    profile: text(&m, 0)?,
+                    profile: m.text(0)?,
                     role_arn: optional(&m, 1)?,
                     interactive: m.bytes(2)? == [1],
                 }
@@ -194,25 +189,23 @@ impl<'a> Request<'a> {
                         session_token: m.bytes(2)?,
                         expiration: m.number(4)?,
                     },
-                    mfa_serial: text(&m, 3)?,
-                    password_holder: text(&m, 5)?,
-                    token_holder: text(&m, 6)?,
-                    identity: text(&m, 7)?,
+                    mfa_serial: m.text(3)?,
+                    password_holder: m.text(5)?,
+                    token_holder: m.text(6)?,
+                    identity: m.text(7)?,
                 }
             }
             kind::PUT_ROLE => {
                 m.expect(6)?;
                 Self::PutRole {
-                    role_arn: text(&m, 0)?,
+                    role_arn: m.text(0)?,
                     creds: creds(&m, 1)?,
-                    assumed_arn: text(&m, 5)?,
+                    assumed_arn: m.text(5)?,
                 }
             }
             kind::ABORT => {
                 m.expect(1)?;
-                Self::Abort {
-                    reason: text(&m, 0)?,
-                }
+                Self::Abort { reason: m.text(0)? }
             }
             kind::LOCK => {
                 m.expect(1)?;
@@ -228,7 +221,7 @@ impl<'a> Request<'a> {
                 m.expect(0)?;
                 Self::Stop
             }
-            k => return Err(unknown(k)),
+            _ => return Err(unknown()),
         })
     }
 
@@ -302,11 +295,11 @@ impl<'a> Answer<'a> {
                 m.expect(9)?;
                 Self::Creds {
                     creds: creds(&m, 0)?,
-                    identity: text(&m, 4)?,
-                    password_holder: text(&m, 5)?,
-                    token_holder: text(&m, 6)?,
+                    identity: m.text(4)?,
+                    password_holder: m.text(5)?,
+                    token_holder: m.text(6)?,
                     base_expiration: m.number(7)?,
-                    what: text(&m, 8)?,
+                    what: m.text(8)?,
                 }
             }
             kind::LEAD_CEREMONY => {
@@ -317,8 +310,8 @@ impl<'a> Answer<'a> {
                 m.expect(6)?;
                 Self::LeadRole {
                     base: creds(&m, 0)?,
-                    password_holder: text(&m, 4)?,
-                    token_holder: text(&m, 5)?,
+                    password_holder: m.text(4)?,
+                    token_holder: m.text(5)?,
                 }
             }
             kind::NO_SESSION => Self::NoSession { reason: one(&m)? },
@@ -326,7 +319,7 @@ impl<'a> Answer<'a> {
             kind::REFUSED => Self::Refused { reason: one(&m)? },
             kind::STATUS_REPLY => Self::Status { json: one(&m)? },
             kind::DONE => Self::Done { text: one(&m)? },
-            k => return Err(unknown(k)),
+            _ => return Err(unknown()),
         })
     }
 
@@ -380,21 +373,21 @@ impl<'a> Answer<'a> {
 
     /// Encodes and writes the answer as one frame.
     pub fn send(&self, w: &mut impl std::io::Write) -> Result<(), FrameError> {
-        let frame = self.encode()?;
-        w.write_all(&frame)?;
-        w.flush()?;
-        Ok(())
+        write(w, &self.encode()?)
     }
 }
 
 impl Request<'_> {
     /// Encodes and writes the request as one frame.
     pub fn send(&self, w: &mut impl std::io::Write) -> Result<(), FrameError> {
-        let frame = self.encode()?;
-        w.write_all(&frame)?;
-        w.flush()?;
-        Ok(())
+        write(w, &self.encode()?)
     }
+}
+
+fn write(w: &mut impl std::io::Write, frame: &[u8]) -> Result<(), FrameError> {
+    w.write_all(frame)?;
+    w.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
