@@ -104,7 +104,8 @@ fn main() {
         let req = unlock::Request {
             profile: &profile,
             paths: &paths,
-            reason: "benchmark",
+            reason: Some("benchmark"),
+            requested_by: "benchmark",
             endpoint: endpoint.clone(),
             now: &clock,
             rng: &SystemRandom::new(),

@@ -139,8 +139,27 @@ pub enum Record {
         /// The MFA device of the new slot; `None` on failure.
         mfa_serial: Option<String>,
     },
-    /// A two-person unlock (on success: the session and the MFA device that made it).
+    /// A two-person unlock began: written before anyone is asked anything. Its outcome is the
+    /// `activation` record with the same `attempt` id; a start without one is a ceremony that
+    /// was killed or crashed (`audit verify` lists them).
+    ActivationStarted {
+        /// The attempt's id (random, 16 hex digits), repeated in its outcome record.
+        attempt: String,
+        /// The command that asked (`"breakglass credential-process"`…).
+        command: String,
+        /// This process's id.
+        pid: u32,
+        /// Its parent's process id (the AWS CLI behind `credential-process`, a shell…).
+        parent_pid: u32,
+        /// The parent's executable (`/proc/PID/exe`; empty when it cannot be read).
+        parent_exe: String,
+    },
+    /// How a two-person unlock ended (on success: the session and the MFA device that made
+    /// it). A holder's name is empty when the attempt ended before it was asked.
     Activation {
+        /// The id of the `activation started` record this ends; empty in logs written
+        /// before attempts had ids.
+        attempt: String,
         /// Who typed the passphrase.
         password_holder: String,
         /// Who touched the token.
@@ -236,6 +255,7 @@ impl Record {
         match self {
             Self::Enrolment { .. } => "enrolment",
             Self::TokenAdded { .. } => "token added",
+            Self::ActivationStarted { .. } => "activation started",
             Self::Activation { .. } => "activation",
             Self::RoleAssumed { .. } => "role assumed",
             Self::ConsoleUrl { .. } => "console sign-in URL",
@@ -274,12 +294,27 @@ impl Record {
                     put("mfa_serial", text(s));
                 }
             }
+            Self::ActivationStarted {
+                attempt,
+                command,
+                pid,
+                parent_pid,
+                parent_exe,
+            } => {
+                put("attempt", text(attempt));
+                put("command", text(command));
+                put("pid", Value::from(*pid));
+                put("parent_pid", Value::from(*parent_pid));
+                put("parent_exe", text(parent_exe));
+            }
             Self::Activation {
+                attempt,
                 password_holder,
                 token_holder,
                 reason,
                 session,
             } => {
+                put("attempt", text(attempt));
                 put("password_holder", text(password_holder));
                 put("token_holder", text(token_holder));
                 put("reason", text(reason));
@@ -507,6 +542,7 @@ mod tests {
             time: 1_700_000_000 + n,
             profile: "prod",
             record: Record::Activation {
+                attempt: "0123456789abcdef".into(),
                 password_holder: "alice".into(),
                 token_holder: "bob".into(),
                 reason: format!("drill {n}"),
@@ -548,6 +584,7 @@ mod tests {
             time: 1_700_000_000,
             profile: "prod",
             record: Record::Activation {
+                attempt: "0123456789abcdef".into(),
                 password_holder: "alice".into(),
                 token_holder: "bob".into(),
                 reason: "IdP down".into(),
@@ -564,7 +601,7 @@ mod tests {
         assert_eq!(
             Value::Object(e.to_json()).to_string(),
             "{\"time\":\"2023-11-14T22:13:20Z\",\"event\":\"activation\",\"profile\":\"prod\",\
-             \"password_holder\":\"alice\",\"token_holder\":\"bob\",\"reason\":\"IdP down\",\
+             \"attempt\":\"0123456789abcdef\",\"password_holder\":\"alice\",\"token_holder\":\"bob\",\"reason\":\"IdP down\",\
              \"temporary_access_key_id\":\"ASIAEXAMPLE\",\"mfa_serial\":\"arn:aws:iam::123456789012:mfa/bg\",\
              \"expiration\":\"2023-11-14T23:13:20Z\",\"outcome\":\"failure: x\"}"
         );

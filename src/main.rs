@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         [_, cmd, profile]
             if cmd == "credential-process" && !profile.to_string_lossy().starts_with('-') =>
         {
-            (cli::credential_process(&profile.to_string_lossy()), true)
+            (
+                cli::credential_process(&profile.to_string_lossy(), None),
+                true,
+            )
         }
         _ => (cli::Cli::parse().run(), false),
     };

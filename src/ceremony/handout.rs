@@ -10,7 +10,7 @@ use crate::aws::{sts, Endpoint, Signer};
 use crate::clock::Clock;
 use crate::config::{Paths, Profile};
 use crate::secure::SystemRandom;
-use crate::token::Device;
+use crate::token::{self, Device};
 
 use super::{runtime, unlock, Error, Prompt};
 
@@ -96,18 +96,15 @@ fn ceremony(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<unlock::Activat
         "breakglass: profile {:?} is locked; two-person unlock ({}).",
         w.profile.name, w.requested_by
     ));
-    let reason = match w.reason {
-        Some(r) => r.to_owned(),
-        None => prompt.line("Why is the glass broken? (goes to the audit log): ")?,
+    let mut token = Plugged {
+        reader: w.reader.or(w.profile.reader.as_deref()),
+        device: None,
     };
-    if reason.trim().is_empty() {
-        return Err(Error::EmptyReason);
-    }
-    let mut token = Device::open(w.reader.or(w.profile.reader.as_deref()), None)?;
     let req = unlock::Request {
         profile: w.profile,
         paths: w.paths,
-        reason: &reason,
+        reason: w.reason,
+        requested_by: w.requested_by,
         endpoint: Endpoint::of(w.profile),
         now: w.clock,
         rng: &SystemRandom::new(),
@@ -121,6 +118,57 @@ fn ceremony(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<unlock::Activat
         audit::rfc3339(a.session.expiration),
     ));
     Ok(a)
+}
+
+/// The token in the profile's (or the command line's) reader, opened when the ceremony asks.
+/// With no reader named and several tokens present, the one enrolled in the vault is chosen
+/// by its identity (OATH device id, PIV serial), whatever reader it is in today.
+struct Plugged<'a> {
+    reader: Option<&'a str>,
+    device: Option<Device>,
+}
+
+impl unlock::Plug for Plugged<'_> {
+    fn plug(&mut self, vault: &crate::vault::Vault) -> Result<&mut dyn crate::token::Token, Error> {
+        Ok(match self.device {
+            Some(ref mut device) => device,
+            None => {
+                let device = match Device::open(self.reader, None) {
+                    Ok(device) => device,
+                    Err(token::Error::SeveralTokens { readers }) if self.reader.is_none() => {
+                        enrolled_one(vault, readers)?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                self.device.insert(device)
+            }
+        })
+    }
+}
+
+/// The one token among `readers` that a slot of `vault` recognises (see
+/// [`super::slot_serial`]). None or several: the readers' names go back to the holders.
+fn enrolled_one(vault: &crate::vault::Vault, readers: Vec<String>) -> Result<Device, Error> {
+    let mut enrolled: Vec<Device> = readers
+        .iter()
+        .filter_map(|r| Device::open(Some(r), None).ok())
+        .filter_map(|mut d| super::slot_serial(vault, &mut d).map(|_| d))
+        .collect();
+    match enrolled.len() {
+        1 => Ok(enrolled.remove(0)),
+        0 if vault
+            .slots()
+            .any(|s| s.kind == crate::vault::FactorKind::Fido2HmacSecret) =>
+        {
+            // A FIDO2 slot cannot be told without its PIN: the holders choose.
+            Err(token::Error::SeveralTokens { readers }.into())
+        }
+        0 => Err(Error::NoEnrolledToken { readers }),
+        _ => Err(token::Error::SeveralTokens {
+            readers: enrolled.iter().map(|d| d.reader().to_owned()).collect(),
+        }
+        .into()),
+    }
 }
 
 /// AssumeRole into the profile's role with the two-person session, for a shell: never longer

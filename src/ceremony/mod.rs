@@ -142,6 +142,44 @@ pub fn open_before_oath(
     Ok(None)
 }
 
+/// The MFA device of the slot this token opens, found without a touch, a PIN or the access
+/// code (the OATH device id, the PIV serial and key); `None` when no slot can be told that way
+/// (a FIDO2 slot is not probed here: that may need its PIN).
+pub fn slot_serial(vault: &vault::Vault, token: &mut dyn crate::token::Token) -> Option<String> {
+    use vault::{FactorKind, SealFactor};
+    struct NoPins;
+    impl vault::PinEntry for NoPins {
+        fn pin(&mut self, _: &str, _: u8) -> Result<SecretString, vault::Error> {
+            Err(vault::Error::NoAnswer(
+                "no PIN is asked to find the slot".into(),
+            ))
+        }
+        fn confirm_last_try(&mut self, _: &str) -> bool {
+            false
+        }
+        fn touch_start(&mut self, _: &str) {}
+        fn touch_end(&mut self) {}
+    }
+    for slot in vault.slots() {
+        let found = match slot.kind {
+            FactorKind::OathHmac => token.oath().ok().and_then(|mut t| {
+                let mut session = crate::token::oath::Session::select(&mut *t).ok()?;
+                vault::OathFactor::new(&mut session, "").matches(slot).ok()
+            }),
+            FactorKind::PivEcdh => token.piv().ok().and_then(|mut card| {
+                vault::piv::PivFactor::new(&mut *card, &mut NoPins)
+                    .matches(slot)
+                    .ok()
+            }),
+            _ => None,
+        };
+        if found == Some(true) {
+            return Some(slot.mfa_serial.clone());
+        }
+    }
+    None
+}
+
 fn has_kind(vault: &vault::Vault, kind: vault::FactorKind) -> bool {
     vault.slots().any(|s| s.kind == kind)
 }
@@ -171,10 +209,12 @@ fn try_factor(
 #[non_exhaustive]
 pub enum Error {
     /// Both holders typed the same name (compared case-insensitively).
-    #[error("both holders gave the name {name:?}: two different people must take part")]
+    #[error("both holders gave the same name ({password_holder:?} and {token_holder:?}): two different people must take part")]
     SameHolder {
-        /// The name given.
-        name: String,
+        /// The name the password holder typed.
+        password_holder: String,
+        /// The name the token holder typed.
+        token_holder: String,
     },
     /// A holder's name was empty.
     #[error("the {role} gave no name")]
@@ -259,6 +299,12 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Several tokens are plugged in and none is enrolled in the profile's vault.
+    #[error("none of the tokens plugged in is enrolled in this vault (readers: {})", readers.join(", "))]
+    NoEnrolledToken {
+        /// The readers that hold a token.
+        readers: Vec<String>,
+    },
     /// A ceremony must be led here and there is no terminal to lead it on.
     #[error("the ceremony needs a terminal: both holders answer prompts there")]
     NoTerminal,
@@ -319,7 +365,10 @@ pub fn ask_holders(prompt: &mut dyn Prompt) -> Result<(String, String), Error> {
         });
     }
     if p.to_lowercase() == t.to_lowercase() {
-        return Err(Error::SameHolder { name: t });
+        return Err(Error::SameHolder {
+            password_holder: p,
+            token_holder: t,
+        });
     }
     Ok((p, t))
 }
@@ -345,6 +394,9 @@ impl Prompt for AccessCodeOnce<'_> {
     }
     fn passphrase(&mut self, confirm: bool) -> Result<SecretString, Error> {
         self.inner.passphrase(confirm)
+    }
+    fn line(&mut self, question: &str) -> Result<String, Error> {
+        self.inner.line(question)
     }
     fn access_code(&mut self) -> Result<SecretString, Error> {
         if let Some(c) = &self.code {

@@ -1,14 +1,19 @@
 //! The activation (design §2): two holders, passphrase + token → vault → MFA code →
 //! GetSessionToken → audit record. The long-term key is dropped right after the call.
+//!
+//! The order protects people's effort and the token: the attempt is recorded first, then the
+//! vault, the token and STS are checked before anyone is asked anything; the token is held
+//! (a PC/SC transaction, a PIV or FIDO2 connection) only while the vault is opened and the
+//! MFA code read, never across a countdown or a network call; and the long-term key is
+//! decrypted only once the MFA window is ready.
 
 use super::mfa::{self, Windows};
-use super::{ask_holders, Error, Prompt};
+use super::{ask_holders, AccessCodeOnce, Error, Prompt};
 use crate::audit;
 use crate::aws::{self, sts, Endpoint, Signer};
 use crate::clock::Clock;
 use crate::config::{Paths, Profile};
 use crate::secure::mask_key_id;
-use crate::token::oath::Session;
 use crate::token::Token;
 use crate::vault::{self, OathFactor};
 
@@ -32,50 +37,72 @@ pub struct Request<'a> {
     pub profile: &'a Profile,
     /// Where the config, state and audit log live.
     pub paths: &'a Paths,
-    /// Why the access is needed, for the audit log (non-empty).
-    pub reason: &'a str,
+    /// Why the access is needed, for the audit log; `None`: asked at the prompt once the
+    /// checks have passed.
+    pub reason: Option<&'a str>,
+    /// The command that asked (`"breakglass unlock"`), for the attempt's record.
+    pub requested_by: &'a str,
     /// The STS endpoint.
     pub endpoint: Endpoint,
     /// The clock (TOTP windows, audit times).
     pub now: &'a dyn Clock,
-    /// The random source (the OATH access code's challenge).
+    /// The random source (the OATH access code's challenge, the attempt's id).
     pub rng: &'a dyn crate::secure::Random,
 }
 
-/// Runs the activation; every attempt that got as far as the names is audited.
-pub async fn unlock(
+/// The token of a ceremony, opened when the ceremony is ready for it: after the attempt is
+/// recorded, before anyone is asked anything (so that "no token", "several tokens" end the
+/// attempt before people make an effort, with a record).
+pub trait Plug {
+    /// The token, opened on the first call; `vault` tells an enrolled token from others.
+    fn plug(&mut self, vault: &vault::Vault) -> Result<&mut dyn Token, Error>;
+}
+
+impl<T: Token> Plug for T {
+    fn plug(&mut self, _: &vault::Vault) -> Result<&mut dyn Token, Error> {
+        Ok(self)
+    }
+}
+
+/// What the attempt learnt on its way, for its outcome record.
+#[derive(Default)]
+struct Progress {
+    reason: String,
+    holders: Option<(String, String)>,
+}
+
+/// Runs the activation. Every attempt leaves an `activation started` record before anything
+/// else and exactly one `activation` record when it ends, whatever the outcome.
+pub async fn unlock<P: Plug + ?Sized>(
     req: &Request<'_>,
-    token: &mut dyn Token,
+    token: &mut P,
     prompt: &mut dyn Prompt,
 ) -> Result<Activation, Error> {
-    if req.reason.trim().is_empty() {
+    if req.reason.is_some_and(|r| r.trim().is_empty()) {
         return Err(Error::EmptyReason);
     }
-    let vault = vault::file::read(&req.profile.vault)?;
-    let (password_holder, token_holder) = match ask_holders(prompt) {
-        Ok(names) => names,
-        Err(e @ Error::SameHolder { .. }) => {
-            if let Error::SameHolder { name } = &e {
-                let rec = audit::Record::Activation {
-                    password_holder: name.clone(),
-                    token_holder: name.clone(),
-                    reason: req.reason.trim().to_owned(),
-                    session: None,
-                };
-                let outcome = audit::Outcome::Failure {
-                    reason: e.to_string(),
-                };
-                record(req, rec, outcome).map_err(Error::AuditFailed)?;
-            }
-            return Err(e);
-        }
-        Err(e) => return Err(e),
+    let attempt = start(req)?;
+    let mut progress = Progress {
+        reason: req.reason.unwrap_or_default().trim().to_owned(),
+        holders: None,
     };
-    let result = activate(req, &vault, token, prompt).await;
+    let result = run(req, token, prompt, &mut progress).await;
+    let (password_holder, token_holder) = match (&result, progress.holders) {
+        (_, Some(names)) => names,
+        (
+            Err(Error::SameHolder {
+                password_holder,
+                token_holder,
+            }),
+            None,
+        ) => (password_holder.clone(), token_holder.clone()),
+        _ => Default::default(),
+    };
     let rec = audit::Record::Activation {
+        attempt,
         password_holder: password_holder.clone(),
         token_holder: token_holder.clone(),
-        reason: req.reason.trim().to_owned(),
+        reason: progress.reason,
         session: result.as_ref().ok().map(|(s, serial, _)| {
             (
                 audit::Issued {
@@ -98,6 +125,25 @@ pub async fn unlock(
     })
 }
 
+/// Writes the `activation started` record; returns the attempt's id. An attempt that cannot
+/// be recorded does not start.
+fn start(req: &Request<'_>) -> Result<String, Error> {
+    let id: [u8; 8] = crate::secure::random_bytes(req.rng).map_err(vault::Error::from)?;
+    let attempt = data_encoding::HEXLOWER.encode(&id);
+    let parent_pid = std::os::unix::process::parent_id();
+    let rec = audit::Record::ActivationStarted {
+        attempt: attempt.clone(),
+        command: req.requested_by.to_owned(),
+        pid: std::process::id(),
+        parent_pid,
+        parent_exe: std::fs::read_link(format!("/proc/{parent_pid}/exe"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    };
+    record(req, rec, audit::Outcome::Success)?;
+    Ok(attempt)
+}
+
 fn record(
     req: &Request<'_>,
     record: audit::Record,
@@ -112,6 +158,28 @@ fn record(
     audit::append(&req.paths.audit_log(), &entry)
 }
 
+async fn run<P: Plug + ?Sized>(
+    req: &Request<'_>,
+    token: &mut P,
+    prompt: &mut dyn Prompt,
+    progress: &mut Progress,
+) -> Result<(sts::Session, String, String), Error> {
+    // Checks before people make an effort: the vault reads, one token is there.
+    let vault = vault::file::read(&req.profile.vault)?;
+    let token = token.plug(&vault)?;
+    if req.reason.is_none() {
+        progress.reason = prompt
+            .line("Why is the glass broken? (goes to the audit log): ")?
+            .trim()
+            .to_owned();
+        if progress.reason.is_empty() {
+            return Err(Error::EmptyReason);
+        }
+    }
+    progress.holders = Some(ask_holders(prompt)?);
+    activate(req, &vault, token, prompt).await
+}
+
 async fn activate(
     req: &Request<'_>,
     vault: &vault::Vault,
@@ -119,20 +187,50 @@ async fn activate(
     prompt: &mut dyn Prompt,
 ) -> Result<(sts::Session, String, String), Error> {
     let passphrase = prompt.passphrase(false)?;
-    // PIV and FIDO2 first (their own connections), then OATH for the seal or the MFA code.
-    let by_piv = super::open_before_oath(vault, &passphrase, token, prompt)?;
-    let mut transport = token.oath()?;
-    let mut session = super::open_oath(&mut *transport, prompt, req.rng)?;
-    let opened = match by_piv {
-        Some(opened) => opened,
-        None => {
-            prompt.note("Opening the vault (passphrase key derivation, then the token's seal).");
-            let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
-            prompt.touch_start("opening the vault");
-            let r = vault.open(&passphrase, &mut factor);
-            prompt.touch_end();
-            r?
-        }
+    // The OATH application may be opened twice (a second code after a refusal): its access
+    // code is asked once.
+    let mut prompt = AccessCodeOnce::new(prompt);
+    let prompt: &mut dyn Prompt = &mut prompt;
+    let state_path = req.paths.mfa_state();
+    let mut windows = Windows::load(&state_path);
+
+    // The countdown first, with nothing decrypted and the token free.
+    let known = super::slot_serial(vault, token);
+    let candidates: Vec<&str> = match &known {
+        Some(serial) => vec![serial.as_str()],
+        None => vault.slots().map(|s| s.mfa_serial.as_str()).collect(),
+    };
+    let last = candidates.iter().filter_map(|s| windows.last(s)).max();
+    if mfa::choose_step(req.now.now(), last).is_none() {
+        mfa::wait_past(last.unwrap_or(0), req.now, prompt);
+    }
+
+    // The token is held for the vault's seal and the code, then released.
+    let (opened, first) = {
+        let by_piv = super::open_before_oath(vault, &passphrase, token, prompt)?;
+        let mut transport = token.oath()?;
+        let mut session = super::open_oath(&mut *transport, prompt, req.rng)?;
+        let opened = match by_piv {
+            Some(opened) => opened,
+            None => {
+                prompt
+                    .note("Opening the vault (passphrase key derivation, then the token's seal).");
+                let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
+                prompt.touch_start("opening the vault");
+                let r = vault.open(&passphrase, &mut factor);
+                prompt.touch_end();
+                r?
+            }
+        };
+        let serial = opened.mfa_serial().to_owned();
+        let first = match mfa::choose_step(req.now.now(), windows.last(&serial)) {
+            Some(step) => Some((
+                step,
+                mfa::code_for_step(&mut session, &req.profile.mfa_account, step, prompt)?,
+            )),
+            None => None,
+        };
+        (opened, first)
     };
     drop(passphrase);
     let payload = &opened.payload;
@@ -142,69 +240,90 @@ async fn activate(
         opened.slot_id,
         mask_key_id(&payload.access_key_id),
     ));
+    let (mut step, mut code) = match first {
+        Some(first) => first,
+        // Only when the slot could not be told before opening: wait now, with the token free.
+        None => {
+            mfa::wait_past(windows.last(&serial).unwrap_or(0), req.now, prompt);
+            fresh_code(req, token, prompt, &windows, &serial)?
+        }
+    };
     let signer = Signer {
         access_key_id: &payload.access_key_id,
         secret_access_key: &payload.secret_access_key,
         session_token: None,
     };
-    let s = get_session(req, &mut session, &signer, &serial, prompt).await?;
-    let user = payload.user_arn.clone();
-    // The long-term key leaves memory here (SecretString wipes on drop).
-    drop(opened);
-    Ok((s, serial, user))
-}
-
-/// GetSessionToken with a never-used window; one retry with a fresh window if AWS refuses.
-async fn get_session(
-    req: &Request<'_>,
-    session: &mut Session<'_>,
-    signer: &Signer<'_>,
-    serial: &str,
-    prompt: &mut dyn Prompt,
-) -> Result<sts::Session, Error> {
-    let state_path = req.paths.mfa_state();
-    let mut windows = Windows::load(&state_path);
     let mut refused: Option<String> = None;
-    for attempt in 0..2 {
-        let step = loop {
-            if let Some(step) = mfa::choose_step(req.now.now(), windows.last(serial)) {
-                break step;
-            }
-            mfa::wait_past(windows.last(serial).unwrap_or(0), req.now, prompt);
-        };
-        let code = mfa::code_for_step(session, &req.profile.mfa_account, step, prompt)?;
-        windows.record(serial, step);
+    for attempt in 1..=2 {
+        // Marked before the request leaves, so that a crash during the call cannot lead to
+        // the same code being sent again; unmarked when the request provably never left.
+        let before = windows.clone();
+        windows.record(&serial, step);
         windows.save(&state_path)?;
-        prompt.note(&format!(
-            "Calling STS GetSessionToken (attempt {}).",
-            attempt + 1
-        ));
+        prompt.note(&format!("Calling STS GetSessionToken (attempt {attempt})."));
         let result = sts::get_session_token(
             &req.endpoint,
-            signer,
-            serial,
+            &signer,
+            &serial,
             &code,
             req.profile.session_duration_secs,
         )
         .await;
         match result {
-            Ok(s) => return Ok(s),
-            Err(aws::Error::BadCode { message }) if attempt == 0 => {
+            Ok(s) => {
+                let user = payload.user_arn.clone();
+                // The long-term key leaves memory here (SecretString wipes on drop).
+                drop(opened);
+                return Ok((s, serial, user));
+            }
+            Err(aws::Error::BadCode { message }) if attempt == 1 => {
                 prompt.note("AWS refused the MFA code; trying once more with a fresh time window.");
                 refused = Some(message);
                 mfa::wait_past(step, req.now, prompt);
+                (step, code) = fresh_code(req, token, prompt, &windows, &serial)?;
             }
             Err(aws::Error::BadCode { message }) => {
                 return Err(Error::CodeRefusedTwice {
                     message: format!("{}; then: {message}", refused.unwrap_or_default()),
                 })
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if !may_have_arrived(&e) {
+                    windows = before;
+                    windows.save(&state_path)?;
+                }
+                return Err(e.into());
+            }
         }
     }
     Err(Error::CodeRefusedTwice {
         message: refused.unwrap_or_default(),
     })
+}
+
+/// Whether a failed call's request may have reached STS (and its code may count as used).
+fn may_have_arrived(_e: &aws::Error) -> bool {
+    true
+}
+
+/// A code for a window not yet used for `serial`, read in a transaction of its own.
+fn fresh_code(
+    req: &Request<'_>,
+    token: &mut dyn Token,
+    prompt: &mut dyn Prompt,
+    windows: &Windows,
+    serial: &str,
+) -> Result<(u64, zeroize::Zeroizing<String>), Error> {
+    let step = loop {
+        if let Some(step) = mfa::choose_step(req.now.now(), windows.last(serial)) {
+            break step;
+        }
+        mfa::wait_past(windows.last(serial).unwrap_or(0), req.now, prompt);
+    };
+    let mut transport = token.oath()?;
+    let mut session = super::open_oath(&mut *transport, prompt, req.rng)?;
+    let code = mfa::code_for_step(&mut session, &req.profile.mfa_account, step, prompt)?;
+    Ok((step, code))
 }
 
 /// The session as AWS `credential_process` JSON (Version 1), written straight into a wiped

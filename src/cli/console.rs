@@ -50,6 +50,10 @@ pub struct ConsoleArgs {
     /// The federation endpoint (tests, the sandbox's sign-in emulator).
     #[arg(long, value_name = "URL")]
     signin_endpoint: Option<String>,
+    /// Use the token in the reader whose name contains this text (overrides the profile's
+    /// `reader`; without either, the token enrolled in the vault is found among those present).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
 }
 
 fn role_arn(
@@ -120,7 +124,12 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
     breakglass::agent::harden::no_dumps();
     let want = Want {
         base_only: true,
-        ..want(&profile, &paths, "breakglass console")
+        ..want(
+            &profile,
+            &paths,
+            args.reader.as_deref(),
+            "breakglass console",
+        )
     };
     let (h, _) = handout::obtain(&want, &TtyPrompt::boxed)?;
     let req = SigninRequest {

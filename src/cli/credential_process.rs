@@ -13,21 +13,25 @@ use super::{load, want};
 pub struct CredentialProcessArgs {
     /// The breakglass profile (config file), as in `credential_process = breakglass credential-process PROFILE`.
     profile: String,
+    /// Use the token in the reader whose name contains this text (overrides the profile's
+    /// `reader`; without either, the token enrolled in the vault is found among those present).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
 }
 
 /// For the AWS CLI and SDKs: prints the credential_process JSON on stdout; prompts (if a
 /// ceremony is needed) go to `/dev/tty`, never to stdout.
 pub fn credential_process_cmd(args: CredentialProcessArgs) -> Result<(), CliError> {
-    credential_process(&args.profile)
+    credential_process(&args.profile, args.reader.as_deref())
 }
 
 /// `credential-process PROFILE` (also reached without clap, from `main`).
-pub fn credential_process(profile: &str) -> Result<(), CliError> {
+pub fn credential_process(profile: &str, reader: Option<&str>) -> Result<(), CliError> {
     let (paths, profile) = load(profile)?;
     // Stays dumpable (unlike `unlock`), so that the agent can read its executable for the
     // audit record: it holds nothing but the credentials it prints for its caller.
     let by = requested_by();
-    let (h, _) = handout::obtain(&want(&profile, &paths, &by), &TtyPrompt::boxed)?;
+    let (h, _) = handout::obtain(&want(&profile, &paths, reader, &by), &TtyPrompt::boxed)?;
     println!("{}", &*unlock::credential_process_json(&h.session));
     Ok(())
 }

@@ -225,7 +225,8 @@ impl<'a> Demo<'a> {
         let req = unlock::Request {
             profile: &self.profile,
             paths: self.paths,
-            reason: "IdP outage drill",
+            reason: Some("IdP outage drill"),
+            requested_by: "breakglass unlock",
             endpoint: self.endpoint.clone(),
             now: &self.clock,
             rng: &SystemRandom::new(),

@@ -15,6 +15,10 @@ use super::{load, want};
 pub struct EnvArgs {
     /// The profile.
     profile: String,
+    /// Use the token in the reader whose name contains this text (overrides the profile's
+    /// `reader`; without either, the token enrolled in the vault is found among those present).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
     /// The shell whose syntax to print.
     #[arg(long, value_enum, default_value = "bash")]
     shell: Shell,
@@ -24,7 +28,7 @@ pub struct EnvArgs {
 pub fn env_cmd(args: EnvArgs) -> Result<(), CliError> {
     let (paths, profile) = load(&args.profile)?;
     harden::no_dumps();
-    let want = want(&profile, &paths, "breakglass env");
+    let want = want(&profile, &paths, args.reader.as_deref(), "breakglass env");
     let (h, _) = handout::obtain(&want, &TtyPrompt::boxed)?;
     let expiration = audit::rfc3339(h.session.expiration);
     let text = shell::render(args.shell, &handout::variables(&h, &profile, &expiration))

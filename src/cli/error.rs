@@ -331,6 +331,10 @@ impl From<breakglass::ceremony::Error> for CliError {
             E::Token(t) => return Self::from(t),
             E::Aws(a) => return Self::from(a),
             E::Config(c) => return Self::from(c),
+            E::NoEnrolledToken { .. } => (
+                "insert the token from the safe (the one enrolled for this profile), or name its reader with --reader",
+                exit::UNAVAILABLE,
+            ),
             E::SameHolder { .. } => ("the password holder and the token holder each type their own name", exit::REFUSED),
             E::EmptyName { .. } => ("type your name at the prompt", exit::USAGE),
             E::EmptyReason => ("say why the glass is broken: --reason \"…\"", exit::USAGE),

@@ -16,6 +16,10 @@ use super::{load, want};
 pub struct ExecArgs {
     /// The profile.
     profile: String,
+    /// Use the token in the reader whose name contains this text (overrides the profile's
+    /// `reader`; without either, the token enrolled in the vault is found among those present).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -44,7 +48,10 @@ pub fn exec_cmd(args: ExecArgs) -> Result<(), CliError> {
     };
     let (paths, profile) = load(&args.profile)?;
     let by = format!("breakglass exec {program}");
-    let (h, _) = handout::obtain(&want(&profile, &paths, &by), &TtyPrompt::boxed)?;
+    let (h, _) = handout::obtain(
+        &want(&profile, &paths, args.reader.as_deref(), &by),
+        &TtyPrompt::boxed,
+    )?;
     let expiration = audit::rfc3339(h.session.expiration);
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);

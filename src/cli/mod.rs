@@ -145,12 +145,17 @@ fn load(profile: &str) -> Result<(Paths, Profile), CliError> {
 
 /// A hand-out for a command that may lead the ceremony when a person is at the terminal (the
 /// reason is then asked there).
-fn want<'a>(profile: &'a Profile, paths: &'a Paths, requested_by: &'a str) -> Want<'a> {
+fn want<'a>(
+    profile: &'a Profile,
+    paths: &'a Paths,
+    reader: Option<&'a str>,
+    requested_by: &'a str,
+) -> Want<'a> {
     Want {
         profile,
         paths,
         reason: None,
-        reader: None,
+        reader,
         interactive: term::has_tty(),
         requested_by,
         base_only: false,

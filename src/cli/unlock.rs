@@ -37,9 +37,13 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
     drop(TtyPrompt::open()?);
     let want = Want {
         reason: Some(args.reason.trim()),
-        reader: args.reader.as_deref(),
         interactive: true,
-        ..want(&profile, &paths, "breakglass unlock")
+        ..want(
+            &profile,
+            &paths,
+            args.reader.as_deref(),
+            "breakglass unlock",
+        )
     };
     let (h, led) = handout::obtain(&want, &TtyPrompt::boxed)?;
     let mut tty = TtyPrompt::open()?;

@@ -159,7 +159,8 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
     let req = unlock::Request {
         profile: &profile,
         paths: &paths,
-        reason: "mixed slots",
+        reason: Some("mixed slots"),
+        requested_by: "mixed slots test",
         endpoint: endpoint.clone(),
         now: &now,
         rng: &rng,
