@@ -20,5 +20,6 @@ mod shell_env;
 mod soft_oath;
 mod soft_piv;
 mod token_cli;
+mod unlock_faults;
 mod vault;
 mod ykman_interop;

@@ -1,0 +1,252 @@
+//! The activation when something is wrong around it, through the real binary, pcscd and the
+//! soft token: an STS that never answers does not hold the token; a second token does not
+//! break the hand-off; every attempt, whatever ends it, leaves a start and one outcome.
+
+use crate::common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::sync::mpsc;
+
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use breakglass::sandbox::sts::Sts;
+use common::home::*;
+use common::*;
+
+/// Enrols `prod` on the token in `reader` with an access key and an MFA device made at the
+/// emulator (no TOTP window used: the unlock need not wait).
+fn enrol(home: &Home, sts: &Sts, reader: &str) {
+    sts.create_user("breakglass");
+    let (key_id, key_secret) = sts.create_access_key("breakglass");
+    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
+    enroll_imported(
+        home,
+        "prod",
+        &sts.endpoint(),
+        reader,
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
+    );
+}
+
+/// The profile's STS endpoint, replaced.
+fn point_sts_at(home: &Home, from: &str, to: &str) {
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    assert!(config.contains(from), "{config}");
+    std::fs::write(home.config_file(), config.replace(from, to)).unwrap();
+}
+
+/// The audit log's records.
+fn records(home: &Home) -> Vec<Value> {
+    home.audit()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The activation records (starts and outcomes) in the log, in order.
+fn attempts(home: &Home) -> Vec<Value> {
+    records(home)
+        .into_iter()
+        .filter(|r| {
+            let e = r["event"].as_str().unwrap_or_default();
+            e == "activation" || e == "activation started"
+        })
+        .collect()
+}
+
+/// Asserts that `log` is pairs of a start and its outcome (same attempt id), and returns the
+/// outcomes.
+fn paired(log: &[Value]) -> Vec<Value> {
+    assert!(log.len() % 2 == 0, "a start without an outcome: {log:#?}");
+    log.chunks(2)
+        .map(|pair| {
+            assert_eq!(pair[0]["event"], "activation started", "{pair:#?}");
+            assert_eq!(pair[1]["event"], "activation", "{pair:#?}");
+            let id = pair[0]["attempt"].as_str().unwrap();
+            assert_eq!(id.len(), 16, "{pair:#?}");
+            assert_eq!(pair[1]["attempt"], id, "{pair:#?}");
+            assert_eq!(pair[0]["pid"], pair[0]["pid"].as_u64().unwrap());
+            pair[1].clone()
+        })
+        .collect()
+}
+
+#[test]
+fn every_attempt_leaves_a_start_and_one_outcome_with_what_was_typed() {
+    let test = "every_attempt_leaves_a_start_and_one_outcome_with_what_was_typed";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let mut token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, &r);
+
+    // The same person twice, typed differently: both spellings are on the record.
+    let out = unlock(&home, "prod", &r, ("Alice", "alice"), PASSPHRASE);
+    assert!(out.contains("two different people must take part"), "{out}");
+    // A wrong passphrase.
+    let out = unlock(&home, "prod", &r, ("Alice", "Bob"), "not the passphrase");
+    assert!(out.contains("did not open this vault"), "{out}");
+
+    // No token: the attempt ends before anyone is asked anything, and is recorded.
+    token.pull();
+    let mut p = pty(
+        home.command(&[
+            "unlock",
+            "prod",
+            "--reason",
+            "token in the safe",
+            "--reader",
+            &r,
+        ]),
+        30_000,
+    );
+    let out = p.exp_eof().unwrap();
+    assert!(
+        out.contains("no token is inserted") && out.contains("next: "),
+        "{out}"
+    );
+    assert!(!out.contains("type your name"), "{out}");
+
+    let outcomes = paired(&attempts(&home));
+    assert_eq!(outcomes.len(), 3, "{outcomes:#?}");
+    assert_eq!(outcomes[0]["password_holder"], "Alice");
+    assert_eq!(outcomes[0]["token_holder"], "alice");
+    assert!(outcomes[0]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("two different people"));
+    assert_eq!(outcomes[1]["password_holder"], "Alice");
+    assert_eq!(outcomes[1]["token_holder"], "Bob");
+    assert!(outcomes[1]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("did not open this vault"));
+    assert_eq!(outcomes[2]["password_holder"], "");
+    assert_eq!(outcomes[2]["reason"], "token in the safe");
+    assert!(
+        outcomes[2]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failure: no token is inserted"),
+        "{outcomes:#?}"
+    );
+    assert_eq!(sts.counts().get_session_token, 0);
+}
+
+#[test]
+fn a_second_token_does_not_break_the_hand_off() {
+    let test = "a_second_token_does_not_break_the_hand_off";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let enrolled = SoftToken::approve(0);
+    let other = SoftToken::approve(1);
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, &enrolled.reader());
+
+    // Both readers hold a token; the profile names none, the command line neither: the one
+    // the vault knows is used, from `exec` as from any command.
+    let mut cmd = home.command(&["exec", "prod", "--", "sh", "-c"]);
+    cmd.arg("printf '%s' \"$AWS_ACCESS_KEY_ID\"");
+    let mut p = pty(cmd, 30_000);
+    p.exp_string("Why is the glass broken? ").unwrap();
+    p.send_line("a second token is plugged in").unwrap();
+    p.exp_string("Password holder, type your name: ").unwrap();
+    p.send_line("Alice").unwrap();
+    p.exp_string("Token holder, type your name: ").unwrap();
+    p.send_line("Bob").unwrap();
+    p.exp_string("Password holder, type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    let out = p.exp_eof().unwrap();
+    assert!(out.contains("ASIA"), "{out}");
+    assert!(!out.contains("several readers"), "{out}");
+    assert_eq!(sts.counts().get_session_token, 1);
+
+    // Every command that opens a token takes --reader.
+    for command in ["credential-process", "exec", "env", "console", "unlock"] {
+        let o = bg(&[command, "--help"], None);
+        assert!(stdout(&o).contains("--reader"), "{command}: {}", stdout(&o));
+    }
+    ok(bg(&["lock", "prod"], None));
+    drop(other);
+}
+
+#[test]
+fn an_sts_that_never_answers_does_not_hold_the_token() {
+    let test = "an_sts_that_never_answers_does_not_hold_the_token";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, &r);
+
+    // An endpoint that accepts the connection, reads, and never answers.
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    let (arrived, request_seen) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut conn in hung.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            if conn.read(&mut buf).unwrap_or(0) > 0 {
+                let _ = arrived.send(());
+            }
+            held.push(conn);
+        }
+    });
+    point_sts_at(&home, &sts.endpoint(), &hung_url);
+
+    let mut p = pty(
+        home.command(&["unlock", "prod", "--reason", "STS hangs", "--reader", &r]),
+        30_000,
+    );
+    p.exp_string("Password holder, type your name: ").unwrap();
+    p.send_line("Alice").unwrap();
+    p.exp_string("Token holder, type your name: ").unwrap();
+    p.send_line("Bob").unwrap();
+    p.exp_string("Password holder, type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    p.exp_string("Calling STS GetSessionToken").unwrap();
+    request_seen
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the request reached the hung endpoint");
+
+    // While the ceremony waits on the network, the token answers others: `token list` (a
+    // PC/SC transaction of its own) ends, within `timeout`'s bound, with the accounts.
+    let mut list = Command::new("timeout");
+    list.args(["10", BIN, "token", "list", "--reader", &r]);
+    home.env(&mut list);
+    let o = run_with_input(list, None);
+    assert!(
+        o.status.success(),
+        "token list did not answer while STS hung (status {:?}): {}",
+        o.status,
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("Reader {r:?}: token with OATH")),
+        "{}",
+        stdout(&o)
+    );
+    p.process_mut()
+        .kill(rexpect::process::Signal::SIGKILL)
+        .unwrap();
+
+    // Killed mid-call: a start without an outcome.
+    let log = attempts(&home);
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0]["event"], "activation started");
+}
