@@ -125,7 +125,8 @@ fn main() {
                 &endpoint, &signer, &serial, &code, 43_200,
             ))
             .unwrap();
-        let Reply::LeadCeremony(lead) = client.get(&format!("p{i}"), None, true).unwrap() else {
+        let Reply::LeadCeremony(lead) = client.get(&format!("p{i}"), None, true, false).unwrap()
+        else {
             panic!("expected to lead");
         };
         let identity = format!("arn:aws:iam::123456789012:user/{user}");

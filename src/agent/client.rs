@@ -228,18 +228,21 @@ impl Client {
     }
 
     /// Asks for `profile`'s credentials (the role's, when `role_arn` is given). With
-    /// `interactive`, the caller may be asked to lead the ceremony.
+    /// `interactive`, the caller may be asked to lead the ceremony; `fresh`, a person asked
+    /// for one (`unlock`), and a ceremony that failed a moment ago does not answer them.
     pub fn get(
         &self,
         profile: &str,
         role_arn: Option<&str>,
         interactive: bool,
+        fresh: bool,
     ) -> Result<Reply, Error> {
         let mut s = self.stream()?;
         Request::Get {
             profile,
             role_arn,
             interactive,
+            fresh,
         }
         .send(&mut s)?;
         read_reply(s)

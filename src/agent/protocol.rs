@@ -51,6 +51,10 @@ pub enum Request<'a> {
         role_arn: Option<&'a str>,
         /// A person at a terminal can answer a ceremony here.
         interactive: bool,
+        /// A person asked for a ceremony (`unlock`): a ceremony that failed a moment ago is
+        /// no answer for them, as it is for programs (see `session::FAILURE_GRACE_SECS`).
+        /// Shares the interactive byte on the wire: 0, 1, or 3 (interactive and fresh).
+        fresh: bool,
     },
     /// A leader's result: the two-person session.
     PutBase {
@@ -174,10 +178,17 @@ impl<'a> Request<'a> {
         Ok(match m.kind {
             kind::GET => {
                 m.expect(3)?;
+                let (interactive, fresh) = match m.bytes(2)? {
+                    [0] => (false, false),
+                    [1] => (true, false),
+                    [3] => (true, true),
+                    _ => return Err(FrameError::Malformed("the Get request's caller byte")),
+                };
                 Self::Get {
                     profile: m.text(0)?,
                     role_arn: optional(&m, 1)?,
-                    interactive: m.bytes(2)? == [1],
+                    interactive,
+                    fresh,
                 }
             }
             kind::PUT_BASE => {
@@ -232,12 +243,13 @@ impl<'a> Request<'a> {
                 profile,
                 role_arn,
                 interactive,
+                fresh,
             } => encode(
                 kind::GET,
                 &[
                     profile.as_bytes(),
                     role_arn.unwrap_or("").as_bytes(),
-                    &[u8::from(interactive)],
+                    &[u8::from(interactive) | if fresh && interactive { 3 } else { 0 }],
                 ],
             ),
             Self::PutBase {
@@ -413,11 +425,19 @@ mod tests {
                 profile: "prod",
                 role_arn: Some("arn:aws:iam::1:role/R"),
                 interactive: true,
+                fresh: false,
+            },
+            Request::Get {
+                profile: "prod",
+                role_arn: None,
+                interactive: true,
+                fresh: true,
             },
             Request::Get {
                 profile: "prod",
                 role_arn: None,
                 interactive: false,
+                fresh: false,
             },
             Request::PutBase {
                 creds: CREDS,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::arena::Arena;
 use super::harden::{self, Peer, SocketFile};
 use super::protocol::{Answer, Request};
-use super::session::{now, Lead, Outcome, State};
+use super::session::{now, Ask, Failure, Lead, Outcome, State};
 use super::status::{ProfileStatus, RoleStatus, Running, SessionStatus, Status};
 use super::wire::{self, FrameError};
 use super::CEREMONY_TIMEOUT_SECS;
@@ -171,13 +171,6 @@ fn lock_file(paths: &Paths) -> Result<File, Error> {
     }
 }
 
-/// What a `Get` asks for.
-struct Ask<'a> {
-    profile: &'a str,
-    role_arn: Option<&'a str>,
-    interactive: bool,
-}
-
 impl Agent {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another connection's thread must not take every session down with it.
@@ -259,6 +252,7 @@ impl Agent {
                 profile,
                 role_arn,
                 interactive,
+                fresh,
             } => {
                 config::check_profile_name(profile)
                     .map_err(|_| FrameError::Malformed("bad profile name"))?;
@@ -266,6 +260,7 @@ impl Agent {
                     profile,
                     role_arn,
                     interactive,
+                    fresh,
                 };
                 self.get(stream, peer, (exe, parent_exe), &ask)
             }
@@ -308,11 +303,7 @@ impl Agent {
         (exe, parent_exe): (&str, &str),
         ask: &Ask<'_>,
     ) -> Result<(), FrameError> {
-        let Ask {
-            profile,
-            role_arn,
-            interactive,
-        } = *ask;
+        let profile = ask.profile;
         let deadline = now() + CEREMONY_TIMEOUT_SECS;
         let mut waited_for: Option<u64> = None;
         let mut st = self.lock();
@@ -323,7 +314,7 @@ impl Agent {
                 self.record_wipes(expired, peer);
                 st = self.lock();
             }
-            let outcome = st.decide(profile, role_arn, interactive, waited_for, peer)?;
+            let outcome = st.decide(ask, waited_for, peer)?;
             match outcome {
                 None => {
                     // Someone else leads: wait for their result.
@@ -449,10 +440,11 @@ impl Agent {
                 Some(generation)
             }
             Ok(Some(reason)) => {
-                entry.failure = Some((
+                entry.failure = Some(Failure {
                     generation,
-                    format!("the ceremony in process {} failed: {reason}", peer.pid),
-                ));
+                    why: format!("the ceremony in process {} failed: {reason}", peer.pid),
+                    at: now(),
+                });
                 None
             }
             Err(why) => {
@@ -463,7 +455,11 @@ impl Agent {
                     ),
                     false => why,
                 };
-                entry.failure = Some((generation, why.clone()));
+                entry.failure = Some(Failure {
+                    generation,
+                    why: why.clone(),
+                    at: now(),
+                });
                 refused = Some(why);
                 None
             }

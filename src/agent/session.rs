@@ -12,6 +12,20 @@ use super::wire::FrameError;
 use super::ROLE_REFRESH_MARGIN_SECS;
 use crate::clock::{Clock, SystemClock};
 
+/// How long after a ceremony failed a caller that did not wait for it still gets its error
+/// instead of starting another: the stragglers of a burst (twenty AWS CLI calls at once) are
+/// told why the ceremony ended, and do not start a second one behind the first one's error.
+/// A person asking anew (`unlock`, [`Ask::fresh`]) starts one at once.
+pub(super) const FAILURE_GRACE_SECS: u64 = 5;
+
+/// What a `Get` asks for.
+pub(super) struct Ask<'a> {
+    pub(super) profile: &'a str,
+    pub(super) role_arn: Option<&'a str>,
+    pub(super) interactive: bool,
+    pub(super) fresh: bool,
+}
+
 /// The agent's time: the system clock, in Unix seconds.
 pub(super) fn now() -> u64 {
     SystemClock.now()
@@ -54,9 +68,16 @@ pub(super) struct Entry {
     pub(super) lead: Option<LeadInfo>,
     /// Incremented by every wipe: a lead's result that arrives after a `lock` is discarded.
     pub(super) epoch: u64,
-    /// How the lead of a generation ended without a result.
-    pub(super) failure: Option<(u64, String)>,
+    /// How the lead of a generation ended without a result, and when.
+    pub(super) failure: Option<Failure>,
     pub(super) last_used: u64,
+}
+
+/// A lead that ended without a result.
+pub(super) struct Failure {
+    pub(super) generation: u64,
+    pub(super) why: String,
+    pub(super) at: u64,
 }
 
 pub(super) struct State {
@@ -137,25 +158,41 @@ impl State {
     /// What a `Get` gets now; `None` means "wait for the running lead".
     pub(super) fn decide(
         &mut self,
-        profile: &str,
-        role_arn: Option<&str>,
-        interactive: bool,
+        ask: &Ask<'_>,
         waited_for: Option<u64>,
         peer: Peer,
     ) -> Result<Option<Outcome>, FrameError> {
+        let Ask {
+            profile,
+            role_arn,
+            interactive,
+            fresh,
+        } = *ask;
         let t = now();
         let next = self.next_generation;
         let e = self.profiles.entry(profile.to_owned()).or_default();
         // The lead this caller waited for failed: say why, even if a new lead has started.
-        if let (Some(w), Some((g, why))) = (waited_for, &e.failure) {
-            if w == *g {
-                return Ok(Some(Outcome::Failed(why.clone())));
+        if let (Some(w), Some(f)) = (waited_for, &e.failure) {
+            if w == f.generation {
+                return Ok(Some(Outcome::Failed(f.why.clone())));
             }
         }
         if e.lead.is_some() {
             return Ok(None);
         }
         let Some(base) = &e.base else {
+            // A moment after a failure, a program's call is part of the same burst.
+            if let Some(f) = e
+                .failure
+                .as_ref()
+                .filter(|f| !fresh && t < f.at + FAILURE_GRACE_SECS)
+            {
+                return Ok(Some(Outcome::Failed(format!(
+                    "{} ({} s ago; `breakglass unlock {profile}` starts a new ceremony)",
+                    f.why,
+                    t.saturating_sub(f.at)
+                ))));
+            }
             if !interactive {
                 return Ok(Some(Outcome::NoSession(format!(
                     "profile {profile} is not unlocked"
@@ -326,6 +363,15 @@ fn creds_frame(
 mod tests {
     use super::*;
 
+    fn ask<'a>(profile: &'a str, role_arn: Option<&'a str>, interactive: bool) -> Ask<'a> {
+        Ask {
+            profile,
+            role_arn,
+            interactive,
+            fresh: false,
+        }
+    }
+
     fn state_with(profile: &str, base_exp: u64, role_exp: Option<u64>, last_used: u64) -> State {
         let mut st = State {
             arena: Arena::new(),
@@ -397,29 +443,57 @@ mod tests {
             last_activity: 0,
         };
         let peer = Peer { pid: 1, uid: 0 };
-        let o = st.decide("prod", None, false, None, peer).unwrap();
+        let o = st.decide(&ask("prod", None, false), None, peer).unwrap();
         assert!(matches!(o, Some(Outcome::NoSession(_))));
-        let o = st.decide("prod", None, true, None, peer).unwrap();
+        let o = st.decide(&ask("prod", None, true), None, peer).unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Ceremony(1)))));
         // While the lead runs, everyone else waits, interactive or not.
-        assert!(st.decide("prod", None, true, None, peer).unwrap().is_none());
         assert!(st
-            .decide("prod", None, false, None, peer)
+            .decide(&ask("prod", None, true), None, peer)
+            .unwrap()
+            .is_none());
+        assert!(st
+            .decide(&ask("prod", None, false), None, peer)
             .unwrap()
             .is_none());
         // Another profile is independent.
         assert!(st
-            .decide("stage", None, true, None, peer)
+            .decide(&ask("stage", None, true), None, peer)
             .unwrap()
             .is_some());
         // A failed lead is reported to those who waited for it, not to newcomers.
         let e = st.profiles.get_mut("prod").unwrap();
         e.lead = None;
-        e.failure = Some((1, "wrong passphrase".into()));
-        let o = st.decide("prod", None, true, Some(1), peer).unwrap();
+        e.failure = Some(Failure {
+            generation: 1,
+            why: "wrong passphrase".into(),
+            at: now(),
+        });
+        let o = st.decide(&ask("prod", None, true), Some(1), peer).unwrap();
         assert!(matches!(o, Some(Outcome::Failed(ref m)) if m == "wrong passphrase"));
-        let o = st.decide("prod", None, true, None, peer).unwrap();
+        // A newcomer a moment later is a straggler of the same burst: it gets the error too,
+        // interactive or not; a person asking anew (`unlock`) leads a new ceremony.
+        for interactive in [true, false] {
+            let o = st
+                .decide(&ask("prod", None, interactive), None, peer)
+                .unwrap();
+            assert!(
+                matches!(o, Some(Outcome::Failed(ref m)) if m.starts_with("wrong passphrase (0 s ago; `breakglass unlock prod`")),
+                "interactive {interactive}"
+            );
+        }
+        let fresh = Ask {
+            fresh: true,
+            ..ask("prod", None, true)
+        };
+        let o = st.decide(&fresh, None, peer).unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Ceremony(3)))));
+        // After the grace period, a program's call may lead again.
+        let e = st.profiles.get_mut("prod").unwrap();
+        e.lead = None;
+        e.failure.as_mut().unwrap().at = now() - FAILURE_GRACE_SECS;
+        let o = st.decide(&ask("prod", None, true), None, peer).unwrap();
+        assert!(matches!(o, Some(Outcome::Lead(Lead::Ceremony(4)))));
     }
 
     #[test]
@@ -428,21 +502,25 @@ mod tests {
         let peer = Peer { pid: 1, uid: 0 };
         let arn = "arn:aws:iam::123456789012:role/R";
         let mut st = state_with("prod", t + 7200, Some(t + ROLE_REFRESH_MARGIN_SECS + 60), t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
+        let o = st
+            .decide(&ask("prod", Some(arn), false), None, peer)
+            .unwrap();
         assert!(matches!(o, Some(Outcome::Handout(ref h)) if h.kind == "role"));
         let mut st = state_with("prod", t + 7200, Some(t + ROLE_REFRESH_MARGIN_SECS - 60), t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
+        let o = st
+            .decide(&ask("prod", Some(arn), false), None, peer)
+            .unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
         // A role session that lasts as long as the base is never renewed (nothing to gain).
         let mut st = state_with("prod", t + 600, Some(t + 600), t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
+        let o = st
+            .decide(&ask("prod", Some(arn), false), None, peer)
+            .unwrap();
         assert!(matches!(o, Some(Outcome::Handout(_))));
         // Another role in the config: a new role session.
         let o = st
             .decide(
-                "prod",
-                Some("arn:aws:iam::123456789012:role/Other"),
-                false,
+                &ask("prod", Some("arn:aws:iam::123456789012:role/Other"), false),
                 None,
                 peer,
             )
@@ -460,7 +538,9 @@ mod tests {
         let peer = Peer { pid: 1, uid: 0 };
         let arn = "arn:aws:iam::123456789012:role/R";
         let mut st = state_with("prod", t + 7200, None, t);
-        let o = st.decide("prod", Some(arn), false, None, peer).unwrap();
+        let o = st
+            .decide(&ask("prod", Some(arn), false), None, peer)
+            .unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
         // `lock prod` while the client runs AssumeRole.
         assert!(st.wipe("prod"));

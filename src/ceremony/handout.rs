@@ -30,6 +30,9 @@ pub struct Want<'a> {
     pub reader: Option<&'a str>,
     /// A person can answer a ceremony here (there is a terminal).
     pub interactive: bool,
+    /// A person asked for a ceremony (`unlock`): one that failed a moment ago does not
+    /// answer them (programs get its error for a few seconds instead of starting another).
+    pub fresh: bool,
     /// Who asked, for the ceremony's first line.
     pub requested_by: &'a str,
     /// Hand out the two-person session even when the profile has a role (the console
@@ -44,7 +47,7 @@ pub struct Want<'a> {
 pub fn obtain(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<(Handout, bool), Error> {
     let client = Client::start(w.paths)?;
     let role = w.profile.role_arn.as_deref().filter(|_| !w.base_only);
-    let mut reply = client.get(&w.profile.name, role, w.interactive)?;
+    let mut reply = client.get(&w.profile.name, role, w.interactive, w.fresh)?;
     let mut led = false;
     loop {
         reply = match reply {

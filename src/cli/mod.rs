@@ -157,6 +157,7 @@ fn want<'a>(
         reason: None,
         reader,
         interactive: term::has_tty(),
+        fresh: false,
         requested_by,
         base_only: false,
         clock: &SystemClock,

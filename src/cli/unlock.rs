@@ -38,6 +38,7 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
     let want = Want {
         reason: Some(args.reason.trim()),
         interactive: true,
+        fresh: true,
         ..want(
             &profile,
             &paths,
