@@ -185,6 +185,7 @@ async fn get_session(
             serial,
             &code,
             req.profile.session_duration_secs,
+            req.now.now(),
         )
         .await;
         match result {
