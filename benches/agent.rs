@@ -100,10 +100,7 @@ fn main() {
 
     // Ten sessions from the emulator, one per profile, each with its own MFA device.
     let emulator = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let endpoint = Endpoint {
-        region: "us-east-1".into(),
-        url: Some(emulator.endpoint()),
-    };
+    let endpoint = Endpoint::new("us-east-1", Some(emulator.endpoint()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,7 +119,7 @@ fn main() {
         };
         let s = rt
             .block_on(sts::get_session_token(
-                &endpoint, &signer, &serial, &code, 43_200,
+                &endpoint, &signer, &serial, &code, 43_200, now,
             ))
             .unwrap();
         let Reply::LeadCeremony(lead) = client.get(&format!("p{i}"), None, true, false).unwrap()

@@ -61,10 +61,7 @@ fn main() {
     let (admin_id, admin_secret) = sts.admin_key();
     let mut profile = Profile::defaults("bench", &paths);
     profile.sts_endpoint = Some(sts.endpoint());
-    let endpoint = Endpoint {
-        region: profile.region.clone(),
-        url: profile.sts_endpoint.clone(),
-    };
+    let endpoint = Endpoint::of(&profile);
     let mut card = SoftCard::new(Box::new(|| true));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

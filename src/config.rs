@@ -13,6 +13,8 @@
 //! reader = "Yubico"                           # part of the reader name
 //! role_arn = "arn:aws:iam::210987654321:role/BreakGlass"  # hand out this role's sessions
 //! role_session_name = "{password_holder}+{token_holder}"    # RoleSessionName pattern
+//! connect_timeout_secs = 3                    # per connection to AWS, 1..=60
+//! call_timeout_secs = 10                      # per AWS call, retries included, 1..=300
 //!
 //! [agent]
 //! idle_timeout = 60                           # minutes without a hand-out before a wipe
@@ -36,6 +38,15 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_IDLE_TIMEOUT_MINUTES: u64 = 60;
 /// Allowed `[agent] idle_timeout`, in minutes (1 minute to 24 hours).
 pub const IDLE_TIMEOUT_MINUTES: std::ops::RangeInclusive<u64> = 1..=1440;
+/// Time to establish one connection to AWS when the profile sets none, in seconds.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 3;
+/// Allowed `connect_timeout_secs`, in seconds.
+pub const CONNECT_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=60;
+/// Time for a whole AWS call (every attempt and the waits between them) when the profile sets
+/// none, in seconds.
+pub const DEFAULT_CALL_TIMEOUT_SECS: u64 = 10;
+/// Allowed `call_timeout_secs`, in seconds; never shorter than `connect_timeout_secs`.
+pub const CALL_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
 
 /// Errors of reading the config.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +196,8 @@ struct RawProfile {
     reader: Option<String>,
     role_arn: Option<Spanned<String>>,
     role_session_name: Option<Spanned<String>>,
+    connect_timeout_secs: Option<Spanned<u64>>,
+    call_timeout_secs: Option<Spanned<u64>>,
 }
 
 /// One profile with its defaults applied.
@@ -212,6 +225,12 @@ pub struct Profile {
     pub role_arn: Option<String>,
     /// RoleSessionName pattern with `{password_holder}` and `{token_holder}`.
     pub role_session_name: Option<String>,
+    /// Time to establish one connection to AWS (STS, IAM, the sign-in endpoint), seconds,
+    /// within [`CONNECT_TIMEOUT_SECS`].
+    pub connect_timeout_secs: u64,
+    /// Time for a whole AWS call, every attempt and the waits between them included, seconds,
+    /// within [`CALL_TIMEOUT_SECS`] and at least `connect_timeout_secs`.
+    pub call_timeout_secs: u64,
 }
 
 impl Profile {
@@ -229,6 +248,8 @@ impl Profile {
             reader: None,
             role_arn: None,
             role_session_name: None,
+            connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
+            call_timeout_secs: DEFAULT_CALL_TIMEOUT_SECS,
         }
     }
 
@@ -255,6 +276,12 @@ impl Profile {
         }
         if let Some(r) = &self.role_session_name {
             s += &format!("role_session_name = {}\n", q(r));
+        }
+        if self.connect_timeout_secs != DEFAULT_CONNECT_TIMEOUT_SECS {
+            s += &format!("connect_timeout_secs = {}\n", self.connect_timeout_secs);
+        }
+        if self.call_timeout_secs != DEFAULT_CALL_TIMEOUT_SECS {
+            s += &format!("call_timeout_secs = {}\n", self.call_timeout_secs);
         }
         s
     }
@@ -466,6 +493,48 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
                 .map_err(|m| invalid(n.span().start, m.to_string()))?;
             p.role_session_name = Some(n.into_inner());
         }
+        let timeout = |t: Option<Spanned<u64>>,
+                       key: &str,
+                       range: &std::ops::RangeInclusive<u64>,
+                       default: u64|
+         -> Result<(u64, usize), Error> {
+            match t {
+                None => Ok((default, at)),
+                Some(t) if range.contains(t.get_ref()) => Ok((*t.get_ref(), t.span().start)),
+                Some(t) => Err(invalid(
+                    t.span().start,
+                    format!(
+                        "{key} {} is out of range: use {} to {} seconds",
+                        t.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                )),
+            }
+        };
+        let (connect, _) = timeout(
+            raw.connect_timeout_secs,
+            "connect_timeout_secs",
+            &CONNECT_TIMEOUT_SECS,
+            DEFAULT_CONNECT_TIMEOUT_SECS,
+        )?;
+        let (call, call_at) = timeout(
+            raw.call_timeout_secs,
+            "call_timeout_secs",
+            &CALL_TIMEOUT_SECS,
+            DEFAULT_CALL_TIMEOUT_SECS,
+        )?;
+        if call < connect {
+            return Err(invalid(
+                call_at,
+                format!(
+                    "call_timeout_secs {call} is shorter than connect_timeout_secs {connect}: a \
+                     call needs at least one connection"
+                ),
+            ));
+        }
+        p.connect_timeout_secs = connect;
+        p.call_timeout_secs = call;
         out.insert(name, p);
     }
     Ok(out)
@@ -554,6 +623,49 @@ mod tests {
         prof.role_session_name = Some("bg-{password_holder}-{token_holder}".into());
         let parsed = parse(&prof.to_toml(), Path::new("c.toml"), &p).unwrap();
         assert_eq!(parsed["prod"], prof);
+        prof.connect_timeout_secs = 1;
+        prof.call_timeout_secs = 2;
+        let parsed = parse(&prof.to_toml(), Path::new("c.toml"), &p).unwrap();
+        assert_eq!(parsed["prod"], prof);
+    }
+
+    #[test]
+    fn network_timeouts_have_defaults_and_bounds() {
+        let p = paths();
+        let parsed = parse("[profiles.prod]\n", Path::new("/c.toml"), &p).unwrap();
+        assert_eq!(
+            (
+                parsed["prod"].connect_timeout_secs,
+                parsed["prod"].call_timeout_secs
+            ),
+            (3, 10)
+        );
+        let e = |text: &str| {
+            parse(text, Path::new("/c.toml"), &p)
+                .unwrap_err()
+                .to_string()
+        };
+        let msg = e("[profiles.prod]\nconnect_timeout_secs = 0\n");
+        assert!(
+            msg.starts_with("/c.toml:2: connect_timeout_secs 0 is out of range"),
+            "{msg}"
+        );
+        let msg = e("[profiles.prod]\ncall_timeout_secs = 301\n");
+        assert!(
+            msg.starts_with("/c.toml:2: call_timeout_secs 301 is out of range"),
+            "{msg}"
+        );
+        let msg = e("[profiles.prod]\nconnect_timeout_secs = 20\n\ncall_timeout_secs = 5\n");
+        assert!(
+            msg.starts_with("/c.toml:4: call_timeout_secs 5 is shorter"),
+            "{msg}"
+        );
+        assert!(parse(
+            "[profiles.prod]\nconnect_timeout_secs = -1\n",
+            Path::new("/c.toml"),
+            &p
+        )
+        .is_err());
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! `SessionDuration` for role sessions made with temporary credentials, which ours always are,
 //! so none is sent: the console session ends when the role session does (at most 1 h).
 
+use std::time::{Duration, Instant};
+
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::sts::Session;
+use super::{net, Deadlines, Failure};
 
 /// A sign-in token, and so the URL, is valid this long (AWS: 15 minutes).
 pub const SIGNIN_TOKEN_LIFETIME_SECS: u64 = 15 * 60;
@@ -18,13 +21,16 @@ pub const SIGNIN_TOKEN_LIFETIME_SECS: u64 = 15 * 60;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No answer from the federation endpoint, or the answer's body could not be read.
-    #[error("the sign-in endpoint {endpoint} could not be reached: {detail}")]
+    /// No answer from the federation endpoint within the deadlines, or the answer's body could
+    /// not be read.
+    #[error("the sign-in endpoint {endpoint} could not be reached: {failure} (after {})", net::secs(*elapsed))]
     Unreachable {
         /// The federation endpoint's URL.
         endpoint: String,
-        /// The HTTP client's error.
-        detail: String,
+        /// What went wrong.
+        failure: Failure,
+        /// From the start of the request to the failure.
+        elapsed: Duration,
     },
     /// The endpoint answered with an HTTP status other than 200.
     #[error("the sign-in endpoint {endpoint} refused the role session (HTTP {status}): {detail}")]
@@ -228,22 +234,51 @@ pub fn login_url(
     )
 }
 
-/// Asks the federation endpoint for a sign-in token for role credentials.
-pub fn get_signin_token(endpoint: &str, s: &Session) -> Result<Zeroizing<String>, Error> {
+/// What went wrong in a ureq request.
+fn failure_of(e: &ureq::Error, deadlines: &Deadlines) -> Failure {
+    use ureq::Timeout as T;
+    match e {
+        ureq::Error::Timeout(T::Connect | T::Resolve) => Failure::ConnectTimeout {
+            limit: deadlines.connect,
+        },
+        ureq::Error::Timeout(_) => Failure::CallTimeout {
+            limit: deadlines.call,
+        },
+        ureq::Error::HostNotFound => Failure::Dns,
+        ureq::Error::ConnectionFailed => Failure::Refused,
+        ureq::Error::Io(io) => net::failure_of(io, deadlines),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Failure::Tls {
+            detail: net::one_line(&e.to_string()),
+        },
+        ureq::Error::Protocol(_) => Failure::NotHttp,
+        _ => Failure::Io {
+            detail: net::one_line(&e.to_string()),
+        },
+    }
+}
+
+/// Asks the federation endpoint for a sign-in token for role credentials, within `deadlines`
+/// (the connection within `connect`, the whole exchange within `call`; not retried).
+pub fn get_signin_token(
+    endpoint: &str,
+    s: &Session,
+    deadlines: &Deadlines,
+) -> Result<Zeroizing<String>, Error> {
+    let started = Instant::now();
     let url = token_request_url(endpoint, s);
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .timeout_connect(Some(deadlines.connect))
+            .timeout_global(Some(deadlines.call))
             .build(),
     );
-    let mut response = agent
-        .get(url.as_str())
-        .call()
-        .map_err(|e| Error::Unreachable {
-            endpoint: endpoint.to_owned(),
-            detail: e.to_string(),
-        })?;
+    let unreachable = |e: ureq::Error| Error::Unreachable {
+        endpoint: endpoint.to_owned(),
+        failure: failure_of(&e, deadlines),
+        elapsed: started.elapsed(),
+    };
+    let mut response = agent.get(url.as_str()).call().map_err(unreachable)?;
     drop(url);
     let status = response.status().as_u16();
     let content_type = response
@@ -258,10 +293,7 @@ pub fn get_signin_token(endpoint: &str, s: &Session) -> Result<Zeroizing<String>
             .with_config()
             .limit(64 * 1024)
             .read_to_vec()
-            .map_err(|e| Error::Unreachable {
-                endpoint: endpoint.to_owned(),
-                detail: e.to_string(),
-            })?,
+            .map_err(unreachable)?,
     );
     if status != 200 {
         return Err(Error::Refused {

@@ -4,10 +4,13 @@
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::{classify, sdk_config, Endpoint, Error, Signer};
+use super::{sdk_config, Call, Endpoint, Error, Signer};
 
-async fn client(endpoint: &Endpoint, signer: &Signer<'_>) -> aws_sdk_iam::Client {
-    aws_sdk_iam::Client::new(&sdk_config(endpoint, signer).await)
+async fn client(endpoint: &Endpoint, signer: &Signer<'_>, call: &Call<'_>) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::config::Builder::from(&sdk_config(endpoint, signer).await)
+        .interceptor(call.tracker())
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
 }
 
 /// CreateAccessKey for `user`: the key id and its secret.
@@ -16,13 +19,14 @@ pub async fn create_access_key(
     signer: &Signer<'_>,
     user: &str,
 ) -> Result<(String, SecretString), Error> {
-    let out = client(endpoint, signer)
+    let call = Call::start("AWS IAM", "CreateAccessKey", endpoint);
+    let out = client(endpoint, signer, &call)
         .await
         .create_access_key()
         .user_name(user)
         .send()
         .await
-        .map_err(|e| classify("CreateAccessKey", endpoint, e))?;
+        .map_err(|e| call.error(e))?;
     let key = out.access_key.ok_or(Error::Incomplete {
         action: "CreateAccessKey",
         what: "an access key",
@@ -36,13 +40,14 @@ pub async fn create_virtual_mfa(
     signer: &Signer<'_>,
     name: &str,
 ) -> Result<(String, Zeroizing<String>), Error> {
-    let out = client(endpoint, signer)
+    let call = Call::start("AWS IAM", "CreateVirtualMFADevice", endpoint);
+    let out = client(endpoint, signer, &call)
         .await
         .create_virtual_mfa_device()
         .virtual_mfa_device_name(name)
         .send()
         .await
-        .map_err(|e| classify("CreateVirtualMFADevice", endpoint, e))?;
+        .map_err(|e| call.error(e))?;
     let dev = out.virtual_mfa_device.ok_or(Error::Incomplete {
         action: "CreateVirtualMFADevice",
         what: "a device",
@@ -70,7 +75,8 @@ pub async fn enable_mfa(
     code1: &str,
     code2: &str,
 ) -> Result<(), Error> {
-    client(endpoint, signer)
+    let call = Call::start("AWS IAM", "EnableMFADevice", endpoint);
+    client(endpoint, signer, &call)
         .await
         .enable_mfa_device()
         .user_name(user)
@@ -79,6 +85,6 @@ pub async fn enable_mfa(
         .authentication_code2(code2)
         .send()
         .await
-        .map_err(|e| classify("EnableMFADevice", endpoint, e))?;
+        .map_err(|e| call.error(e))?;
     Ok(())
 }

@@ -4,10 +4,16 @@
 pub mod config_file;
 pub mod console;
 pub mod iam;
+mod net;
+pub mod probe;
 pub mod sts;
+
+use std::time::{Duration, Instant};
 
 use aws_credential_types::Credentials;
 use secrecy::{ExposeSecret, SecretString};
+
+pub use net::{Deadlines, Failure, Retries, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS};
 
 /// Where and how to call AWS.
 #[derive(Debug, Clone)]
@@ -17,14 +23,29 @@ pub struct Endpoint {
     /// Explicit endpoint (profile `sts_endpoint`, the sandbox); else the SDK's own resolution,
     /// which honours `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL`.
     pub url: Option<String>,
+    /// The connect and call deadlines of every call (and of [`probe::probe`]).
+    pub deadlines: Deadlines,
+    /// How often an STS or IAM call is tried.
+    pub retries: Retries,
 }
 
 impl Endpoint {
-    /// The profile's region and `sts_endpoint`.
+    /// `region` and `url` with the default deadlines and retries.
+    pub fn new(region: impl Into<String>, url: Option<String>) -> Self {
+        Self {
+            region: region.into(),
+            url,
+            deadlines: Deadlines::default(),
+            retries: Retries::default(),
+        }
+    }
+
+    /// The profile's region, `sts_endpoint` and deadlines (`connect_timeout_secs`,
+    /// `call_timeout_secs`), and the default retries.
     pub fn of(profile: &crate::config::Profile) -> Self {
         Self {
-            region: profile.region.clone(),
-            url: profile.sts_endpoint.clone(),
+            deadlines: Deadlines::of(profile),
+            ..Self::new(profile.region.clone(), profile.sts_endpoint.clone())
         }
     }
 }
@@ -51,16 +72,192 @@ impl Signer<'_> {
     }
 }
 
-/// Loads the shared SDK configuration for a call (region, endpoint, static credentials).
+/// Loads the shared SDK configuration for a call (region, endpoint, static credentials,
+/// deadlines, retries).
 pub(crate) async fn sdk_config(endpoint: &Endpoint, signer: &Signer<'_>) -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(endpoint.deadlines.connect)
+        .operation_timeout(endpoint.deadlines.call)
+        .build();
+    let retries = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(endpoint.retries.max_attempts.max(1))
+        .with_initial_backoff(endpoint.retries.initial_backoff);
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(endpoint.region.clone()))
-        .credentials_provider(signer.credentials());
+        .credentials_provider(signer.credentials())
+        .timeout_config(timeouts)
+        .retry_config(retries);
     if let Some(url) = &endpoint.url {
         loader = loader.endpoint_url(url.clone());
     }
     loader.load().await
 }
+
+/// One STS or IAM call under way: when it started and what its attempts did, to sort its
+/// failure.
+pub(crate) struct Call<'a> {
+    service: &'static str,
+    action: &'static str,
+    endpoint: &'a Endpoint,
+    started: Instant,
+    tracker: net::Tracker,
+}
+
+impl<'a> Call<'a> {
+    /// A call of `action` to `service` (`"AWS STS"`, `"AWS IAM"`), starting now.
+    pub(crate) fn start(
+        service: &'static str,
+        action: &'static str,
+        endpoint: &'a Endpoint,
+    ) -> Self {
+        Self {
+            service,
+            action,
+            endpoint,
+            started: Instant::now(),
+            tracker: net::Tracker::default(),
+        }
+    }
+
+    /// The interceptor to register on the client, which sees each attempt.
+    pub(crate) fn tracker(&self) -> net::Tracker {
+        self.tracker.clone()
+    }
+
+    /// The host the call went to (else the one the SDK resolves by default).
+    fn host(&self) -> String {
+        self.tracker.host().unwrap_or_else(|| {
+            net::authority(&probe::url(self.endpoint, self.service == "AWS IAM"))
+        })
+    }
+
+    fn unreachable(&self, failure: Failure) -> Error {
+        Error::Unreachable {
+            service: self.service,
+            action: self.action,
+            host: self.host(),
+            may_have_arrived: self.tracker.may_have_arrived(),
+            failure,
+            elapsed: self.started.elapsed(),
+            attempts: self.tracker.attempts(),
+        }
+    }
+
+    /// Sorts an SDK failure.
+    pub(crate) fn error<E>(&self, err: aws_sdk_sts::error::SdkError<E>) -> Error
+    where
+        E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        use aws_sdk_sts::error::SdkError;
+        let deadlines = &self.endpoint.deadlines;
+        let se = match &err {
+            SdkError::ServiceError(se) => se,
+            SdkError::TimeoutError(_) => {
+                return self.unreachable(Failure::CallTimeout {
+                    limit: deadlines.call,
+                })
+            }
+            SdkError::DispatchFailure(d) => {
+                let failure = match d.as_connector_error() {
+                    Some(c) if c.is_timeout() => Failure::ConnectTimeout {
+                        limit: deadlines.connect,
+                    },
+                    Some(c) => net::failure_of(c, deadlines),
+                    None => net::failure_of(&err, deadlines),
+                };
+                return self.unreachable(failure);
+            }
+            _ => return self.unreachable(net::failure_of(&err, deadlines)),
+        };
+        let status = se.raw().status().as_u16();
+        let code = se.err().code().unwrap_or("Unknown").to_owned();
+        let message = se.err().message().unwrap_or("no message").to_owned();
+        if THROTTLING_CODES.contains(&code.as_str()) {
+            return Error::Throttled {
+                action: self.action,
+                code,
+                message: net::one_line(&message),
+                attempts: self.tracker.attempts(),
+            };
+        }
+        if (200..300).contains(&status) {
+            return Error::BadAnswer {
+                action: self.action,
+                problem: AnswerProblem::Unreadable,
+            };
+        }
+        if status >= 500 {
+            return self.unreachable(Failure::ServerError { status });
+        }
+        classify_code(self.action, code, message)
+    }
+}
+
+/// AWS's throttling error codes (the SDK's list, in part): retried, then
+/// [`Error::Throttled`].
+pub const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+];
+
+/// What is wrong with an answer of STS that was refused ([`Error::BadAnswer`]). The secret
+/// fields are never quoted, and the access key id only by its length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerProblem {
+    /// A 2xx answer that is not the call's XML.
+    #[error("an answer that cannot be read (not the call's XML)")]
+    Unreadable,
+    /// No `Credentials` element.
+    #[error("no credentials")]
+    NoCredentials,
+    /// No (or an empty) `AccessKeyId`.
+    #[error("no access key id")]
+    NoAccessKeyId,
+    /// An `AccessKeyId` that is not `ASIA`/`AKIA` and 12-124 more of `[A-Z0-9]`.
+    #[error("an access key id that is not ASIA/AKIA followed by A-Z and 0-9 ({len} characters{})", if *control { ", with control characters" } else { "" })]
+    BadAccessKeyId {
+        /// Its length in characters.
+        len: usize,
+        /// It holds control or non-printable characters.
+        control: bool,
+    },
+    /// An empty `SecretAccessKey`.
+    #[error("an empty secret access key")]
+    EmptySecret,
+    /// An empty `SessionToken`.
+    #[error("an empty session token")]
+    EmptyToken,
+    /// No `Expiration`, or the epoch (the SDK reads a missing one as 0).
+    #[error("no expiration")]
+    NoExpiration,
+    /// An expiration not after this machine's time.
+    #[error("an expiration in the past ({}, now {})", crate::audit::rfc3339(*expiration), crate::audit::rfc3339(*now))]
+    Expired {
+        /// The expiration given, Unix seconds.
+        expiration: u64,
+        /// This machine's time, Unix seconds.
+        now: u64,
+    },
+    /// An expiration later than the duration asked for allows (plus
+    /// [`EXPIRATION_SKEW_SECS`] of clock skew).
+    #[error("an expiration later than asked for ({}, at most {})", crate::audit::rfc3339(*expiration), crate::audit::rfc3339(*limit))]
+    TooLate {
+        /// The expiration given, Unix seconds.
+        expiration: u64,
+        /// The latest acceptable, Unix seconds.
+        limit: u64,
+    },
+}
+
+/// The clock skew allowed between AWS's expiration and this machine's clock, seconds.
+pub const EXPIRATION_SKEW_SECS: u64 = 300;
 
 /// AWS failures, sorted into what the operator can act on.
 #[derive(Debug, thiserror::Error)]
@@ -112,15 +309,51 @@ pub enum Error {
         /// AWS's message.
         message: String,
     },
-    /// No answer from AWS: network, DNS, TLS, timeout.
-    #[error("cannot reach AWS ({action}) at {endpoint}: {detail}")]
+    /// No usable answer from AWS: DNS, connection, TLS, deadline, a cut or garbled answer, or
+    /// a server error on every attempt. One line; [`Failure`] says which.
+    #[error("cannot reach {service} at {host}: {failure} ({})", if *attempts > 1 { format!("{attempts} attempts, {}", net::secs(*elapsed)) } else { format!("after {}", net::secs(*elapsed)) })]
     Unreachable {
+        /// `"AWS STS"`, `"AWS IAM"`.
+        service: &'static str,
+        /// The call (`"GetSessionToken"`…), or `"probe"` for [`probe::probe`].
+        action: &'static str,
+        /// `host[:port]` the call went to.
+        host: String,
+        /// What went wrong (on the last attempt).
+        failure: Failure,
+        /// From the start of the call to the failure.
+        elapsed: Duration,
+        /// Attempts handed to the HTTP client (0: none got that far).
+        attempts: u32,
+        /// False only when the request provably never reached the server: no attempt ever
+        /// got a connection (each failed in DNS, TCP connect, the connect deadline or the TLS
+        /// handshake, or the call deadline struck while it was still connecting). Then an MFA
+        /// code sent with it is unused and its window may be used again. True whenever an
+        /// attempt had a connection: AWS may have acted on it (a lost answer, a reset, a
+        /// 5xx, a hung endpoint).
+        may_have_arrived: bool,
+    },
+    /// AWS throttled the call on its last attempt (`Throttling`, `ThrottlingException`,
+    /// `RequestLimitExceeded`…), after the retries.
+    #[error("AWS throttled {action} ({code}, {attempts} attempts): {message}")]
+    Throttled {
         /// The call.
         action: &'static str,
-        /// The endpoint URL, or the region's default endpoint.
-        endpoint: String,
-        /// The SDK's error chain.
-        detail: String,
+        /// AWS's error code.
+        code: String,
+        /// AWS's message, one line.
+        message: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// AWS (or something posing as it) answered with success, but the answer is unusable or
+    /// implausible: it was discarded, never stored or printed.
+    #[error("AWS answered {action} with {problem}; the answer was discarded")]
+    BadAnswer {
+        /// The call.
+        action: &'static str,
+        /// What is wrong with it.
+        problem: AnswerProblem,
     },
     /// AWS answered without a field the call needs.
     #[error("AWS answered {action} without {what}")]
@@ -132,29 +365,8 @@ pub enum Error {
     },
 }
 
-/// Sorts an SDK failure.
-pub(crate) fn classify<E, R>(
-    action: &'static str,
-    endpoint: &Endpoint,
-    err: aws_sdk_sts::error::SdkError<E, R>,
-) -> Error
-where
-    E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    use aws_sdk_sts::error::SdkError;
-    let SdkError::ServiceError(se) = &err else {
-        return Error::Unreachable {
-            action,
-            endpoint: endpoint
-                .url
-                .clone()
-                .unwrap_or_else(|| format!("the {} endpoint", endpoint.region)),
-            detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
-        };
-    };
-    let code = se.err().code().unwrap_or("Unknown").to_owned();
-    let message = se.err().message().unwrap_or("no message").to_owned();
+/// Sorts an error code AWS answered.
+fn classify_code(action: &'static str, code: String, message: String) -> Error {
     match code.as_str() {
         "AccessDenied" if message.contains("MultiFactorAuthentication") => {
             Error::BadCode { message }

@@ -3,7 +3,7 @@
 
 use secrecy::SecretString;
 
-use super::{classify, sdk_config, Endpoint, Error, Signer};
+use super::{sdk_config, AnswerProblem, Call, Endpoint, Error, Signer, EXPIRATION_SKEW_SECS};
 
 /// Temporary credentials. The secret parts are `SecretString`s; no `Debug`.
 pub struct Session {
@@ -28,19 +28,30 @@ pub struct Identity {
     pub user_id: String,
 }
 
-async fn client(endpoint: &Endpoint, signer: &Signer<'_>) -> aws_sdk_sts::Client {
-    aws_sdk_sts::Client::new(&sdk_config(endpoint, signer).await)
+/// AWS's default duration of a role session (AssumeRole without DurationSeconds), seconds.
+const ROLE_DEFAULT_DURATION_SECS: u64 = 3600;
+
+async fn client(endpoint: &Endpoint, signer: &Signer<'_>, call: &Call<'_>) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::config::Builder::from(&sdk_config(endpoint, signer).await)
+        .interceptor(call.tracker())
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
 }
 
-/// GetSessionToken with the MFA device's serial and a code.
+/// GetSessionToken with the MFA device's serial and a code. `now` (Unix seconds, this
+/// machine's clock) checks the answer: see [`session`]; an unusable answer is
+/// [`Error::BadAnswer`]. A network failure is [`Error::Unreachable`], whose
+/// `may_have_arrived` says whether the code may have been spent.
 pub async fn get_session_token(
     endpoint: &Endpoint,
     signer: &Signer<'_>,
     serial: &str,
     code: &str,
     duration_secs: u64,
+    now: u64,
 ) -> Result<Session, Error> {
-    let out = client(endpoint, signer)
+    let call = Call::start("AWS STS", "GetSessionToken", endpoint);
+    let out = client(endpoint, signer, &call)
         .await
         .get_session_token()
         .serial_number(serial)
@@ -48,21 +59,78 @@ pub async fn get_session_token(
         .duration_seconds(i32::try_from(duration_secs).unwrap_or(i32::MAX))
         .send()
         .await
-        .map_err(|e| classify("GetSessionToken", endpoint, e))?;
-    let c = out.credentials.ok_or(Error::Incomplete {
-        action: "GetSessionToken",
-        what: "credentials",
-    })?;
-    Ok(session(c))
+        .map_err(|e| call.error(e))?;
+    session("GetSessionToken", out.credentials, now, duration_secs)
 }
 
-fn session(c: aws_sdk_sts::types::Credentials) -> Session {
-    Session {
+/// Whether `id` looks like an AWS access key id: `ASIA` or `AKIA`, then `[A-Z0-9]`, 16-128
+/// characters in all.
+fn check_key_id(id: &str) -> Result<(), AnswerProblem> {
+    if id.is_empty() {
+        return Err(AnswerProblem::NoAccessKeyId);
+    }
+    let well_formed = (16..=128).contains(&id.len())
+        && (id.starts_with("ASIA") || id.starts_with("AKIA"))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if well_formed {
+        return Ok(());
+    }
+    Err(AnswerProblem::BadAccessKeyId {
+        len: id.chars().count(),
+        control: id
+            .chars()
+            .any(|c| c.is_control() || !(c.is_ascii_graphic() || c == ' ')),
+    })
+}
+
+/// Checks the credentials of an STS answer before anything keeps them: all fields present
+/// (the SDK reads missing ones as empty, and a missing expiration as the epoch), a well-formed
+/// access key id, an expiration after `now` and no later than `now + duration_secs` (plus
+/// [`EXPIRATION_SKEW_SECS`]). A refused answer is [`Error::BadAnswer`] naming the problem
+/// without the secret values; the credentials are dropped (and so wiped).
+fn session(
+    action: &'static str,
+    c: Option<aws_sdk_sts::types::Credentials>,
+    now: u64,
+    duration_secs: u64,
+) -> Result<Session, Error> {
+    let bad = |problem| Error::BadAnswer { action, problem };
+    let c = c.ok_or(bad(AnswerProblem::NoCredentials))?;
+    let s = Session {
         access_key_id: c.access_key_id,
         secret_access_key: SecretString::from(c.secret_access_key),
         session_token: SecretString::from(c.session_token),
         expiration: u64::try_from(c.expiration.secs()).unwrap_or(0),
+    };
+    check_key_id(&s.access_key_id).map_err(bad)?;
+    use secrecy::ExposeSecret;
+    if s.secret_access_key.expose_secret().is_empty() {
+        return Err(bad(AnswerProblem::EmptySecret));
     }
+    if s.session_token.expose_secret().is_empty() {
+        return Err(bad(AnswerProblem::EmptyToken));
+    }
+    if s.expiration == 0 {
+        return Err(bad(AnswerProblem::NoExpiration));
+    }
+    if s.expiration <= now {
+        return Err(bad(AnswerProblem::Expired {
+            expiration: s.expiration,
+            now,
+        }));
+    }
+    let limit = now
+        .saturating_add(duration_secs)
+        .saturating_add(EXPIRATION_SKEW_SECS);
+    if s.expiration > limit {
+        return Err(bad(AnswerProblem::TooLate {
+            expiration: s.expiration,
+            limit,
+        }));
+    }
+    Ok(s)
 }
 
 /// What to ask AssumeRole for.
@@ -94,13 +162,16 @@ pub struct RoleSession {
 /// AssumeRole, signed with `signer`: for break-glass use, the MFA session from
 /// [`get_session_token`] (its session token included), so that a role whose trust policy
 /// requires MFA admits it. A refusal of the role (unknown role, trust policy, MFA) is
-/// [`Error::RoleDenied`]; an expired base session is [`Error::Expired`].
+/// [`Error::RoleDenied`]; an expired base session is [`Error::Expired`]. `now` checks the
+/// answer as for [`get_session_token`].
 pub async fn assume_role(
     endpoint: &Endpoint,
     signer: &Signer<'_>,
     req: &AssumeRole<'_>,
+    now: u64,
 ) -> Result<RoleSession, Error> {
-    let mut call = client(endpoint, signer)
+    let tracked = Call::start("AWS STS", "AssumeRole", endpoint);
+    let mut call = client(endpoint, signer, &tracked)
         .await
         .assume_role()
         .role_arn(req.role_arn)
@@ -112,26 +183,21 @@ pub async fn assume_role(
     if !req.source_identity.is_empty() {
         call = call.source_identity(req.source_identity);
     }
-    let out = call
-        .send()
-        .await
-        .map_err(|e| match classify("AssumeRole", endpoint, e) {
-            Error::Denied { code, message, .. } if code == "AccessDenied" => Error::RoleDenied {
-                role_arn: req.role_arn.to_owned(),
-                message,
-            },
-            other => other,
-        })?;
-    let c = out.credentials.ok_or(Error::Incomplete {
-        action: "AssumeRole",
-        what: "credentials",
+    let out = call.send().await.map_err(|e| match tracked.error(e) {
+        Error::Denied { code, message, .. } if code == "AccessDenied" => Error::RoleDenied {
+            role_arn: req.role_arn.to_owned(),
+            message,
+        },
+        other => other,
     })?;
+    let duration = req.duration_secs.unwrap_or(ROLE_DEFAULT_DURATION_SECS);
+    let session = session("AssumeRole", out.credentials, now, duration)?;
     let user = out.assumed_role_user.ok_or(Error::Incomplete {
         action: "AssumeRole",
         what: "the assumed role's ARN",
     })?;
     Ok(RoleSession {
-        session: session(c),
+        session,
         assumed_role_arn: user.arn,
     })
 }
@@ -288,12 +354,13 @@ pub async fn get_caller_identity(
     endpoint: &Endpoint,
     signer: &Signer<'_>,
 ) -> Result<Identity, Error> {
-    let out = client(endpoint, signer)
+    let call = Call::start("AWS STS", "GetCallerIdentity", endpoint);
+    let out = client(endpoint, signer, &call)
         .await
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| classify("GetCallerIdentity", endpoint, e))?;
+        .map_err(|e| call.error(e))?;
     Ok(Identity {
         account: out.account.unwrap_or_default(),
         arn: out.arn.unwrap_or_default(),
@@ -304,6 +371,99 @@ pub async fn get_caller_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn creds(
+        id: &str,
+        secret: &str,
+        token: &str,
+        expiration: i64,
+    ) -> Option<aws_sdk_sts::types::Credentials> {
+        Some(
+            aws_sdk_sts::types::Credentials::builder()
+                .access_key_id(id)
+                .secret_access_key(secret)
+                .session_token(token)
+                .expiration(aws_smithy_types::DateTime::from_secs(expiration))
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn problem(c: Option<aws_sdk_sts::types::Credentials>) -> AnswerProblem {
+        match session("GetSessionToken", c, NOW, 3600) {
+            Err(Error::BadAnswer { problem, .. }) => problem,
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn sts_answers_are_checked_before_use() {
+        let id = "ASIAQWERTYUIOPASDFGH";
+        let t = NOW as i64;
+        assert!(session("GetSessionToken", creds(id, "s", "t", t + 3600), NOW, 3600).is_ok());
+        // Clock skew of up to 5 minutes is allowed.
+        assert!(session("GetSessionToken", creds(id, "s", "t", t + 3900), NOW, 3600).is_ok());
+        assert_eq!(problem(None), AnswerProblem::NoCredentials);
+        assert_eq!(problem(creds(id, "s", "t", 0)), AnswerProblem::NoExpiration);
+        assert!(matches!(
+            problem(creds(id, "s", "t", t)),
+            AnswerProblem::Expired { .. }
+        ));
+        assert!(matches!(
+            problem(creds(id, "s", "t", t + 3901)),
+            AnswerProblem::TooLate { .. }
+        ));
+        assert_eq!(
+            problem(creds(id, "", "t", t + 60)),
+            AnswerProblem::EmptySecret
+        );
+        assert_eq!(
+            problem(creds(id, "s", "", t + 60)),
+            AnswerProblem::EmptyToken
+        );
+        assert_eq!(
+            problem(creds("", "s", "t", t + 60)),
+            AnswerProblem::NoAccessKeyId
+        );
+        let p = problem(creds("ASIAQWERTY\u{1b}[2JUIOPASD", "s", "t", t + 60));
+        assert_eq!(
+            p,
+            AnswerProblem::BadAccessKeyId {
+                len: 21,
+                control: true
+            }
+        );
+        assert!(!p.to_string().contains('\u{1b}'), "{p}");
+        for bad in ["ASIA123", "XXXXQWERTYUIOPASDFGH", "ASIAqwertyuiopasdfgh"] {
+            assert!(
+                matches!(
+                    problem(creds(bad, "s", "t", t + 60)),
+                    AnswerProblem::BadAccessKeyId { control: false, .. }
+                ),
+                "{bad}"
+            );
+        }
+        assert!(check_key_id("AKIAIOSFODNN7EXAMPLE").is_ok());
+        assert!(check_key_id(&format!("ASIA{}", "A".repeat(124))).is_ok());
+        assert!(check_key_id(&format!("ASIA{}", "A".repeat(125))).is_err());
+        // The secret values never appear in the error.
+        let e = session(
+            "GetSessionToken",
+            creds("bad", "SECRETVALUE", "TOKENVALUE", 0),
+            NOW,
+            3600,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            !e.contains("SECRETVALUE") && !e.contains("TOKENVALUE"),
+            "{e}"
+        );
+    }
 
     /// AWS's constraints on RoleSessionName and SourceIdentity.
     fn assert_aws_name(name: &str) {

@@ -67,7 +67,8 @@ pub fn make_url(
         holders,
     )?;
     let now = req.clock.now();
-    let token = console::get_signin_token(req.federation, &role.session)?;
+    let deadlines = crate::aws::Deadlines::of(req.profile);
+    let token = console::get_signin_token(req.federation, &role.session, &deadlines)?;
     let url = console::login_url(req.federation, ISSUER, req.destination, &token);
     drop(token);
     let signed = SigninUrl {

@@ -255,7 +255,12 @@ pub fn assume(
         source_identity: &source_identity,
         duration_secs: a.duration_secs,
     };
-    let r = runtime()?.block_on(sts::assume_role(&Endpoint::of(a.profile), &signer, &req));
+    let r = runtime()?.block_on(sts::assume_role(
+        &Endpoint::of(a.profile),
+        &signer,
+        &req,
+        a.clock.now(),
+    ));
     let entry = audit::Entry {
         time: a.clock.now(),
         profile: &a.profile.name,

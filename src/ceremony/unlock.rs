@@ -267,6 +267,7 @@ async fn activate(
             &serial,
             &code,
             req.profile.session_duration_secs,
+            req.now.now(),
         )
         .await;
         match result {

@@ -388,6 +388,7 @@ impl<'a> Demo<'a> {
             opened.mfa_serial(),
             &code,
             900,
+            self.clock.now(),
         )) {
             Err(aws::Error::BadCode { message }) => Ok(message),
             Err(e) => Err(e.into()),

@@ -312,13 +312,35 @@ impl From<breakglass::aws::Error> for CliError {
             E::ClockSkew { .. } => ("set the clock right (`sudo timedatectl set-ntp true`) and try again", exit::UNAVAILABLE),
             E::Denied { .. } => ("check the break-glass user's IAM policies with the security team", exit::REFUSED),
             E::RoleDenied { .. } => ("check the profile's role_arn and that the role's trust policy admits the break-glass user with MFA (aws:MultiFactorAuthPresent) and sts:SetSourceIdentity", exit::REFUSED),
-            E::Unreachable { .. } => (
-                "check the network and the endpoint (profile sts_endpoint, AWS_ENDPOINT_URL); try again",
+            E::Unreachable { failure, .. } => (unreachable_next(failure), exit::UNAVAILABLE),
+            E::Throttled { .. } => (
+                "AWS is rate-limiting this account's calls (a script or tool may be looping on it): wait a minute and try again; if it persists, ask the security team to find the caller in CloudTrail",
                 exit::UNAVAILABLE,
+            ),
+            E::BadAnswer { .. } => (
+                "something other than AWS STS may have answered (a proxy, a wrong endpoint): check the profile's sts_endpoint and AWS_ENDPOINT_URL, then try again; nothing was kept",
+                exit::FAILURE,
             ),
             _ => ("try again; if it persists, report this message", exit::FAILURE),
         };
         Self::new(e.to_string(), next, code)
+    }
+}
+
+/// What to do about a network failure on the way to AWS.
+fn unreachable_next(f: &breakglass::aws::Failure) -> &'static str {
+    use breakglass::aws::Failure as F;
+    match f {
+        F::Dns => "check the host name (profile sts_endpoint, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL) and this machine's DNS (`getent hosts HOST`), then try again",
+        F::Refused => "nothing listens there: check the host and port of the profile's sts_endpoint (or AWS_ENDPOINT_URL), and whether this network needs a proxy",
+        F::NoRoute => "check the network connection (cable, Wi-Fi, VPN) and its routes to AWS, then try again",
+        F::ConnectTimeout { .. } => "a firewall may be dropping the connection: check the network, the proxy and the profile's sts_endpoint; on a slow link raise connect_timeout_secs in the profile",
+        F::Tls { .. } => "a TLS-inspecting proxy or a plain-HTTP port may be in the way: check the proxy, this machine's CA certificates and that sts_endpoint is the https:// endpoint of AWS",
+        F::Reset => "the connection was cut (an unstable link or a proxy): try again; if it persists, check the proxy",
+        F::CallTimeout { .. } => "the endpoint took the connection but did not answer in time: check the proxy and the profile's sts_endpoint; on a slow link raise call_timeout_secs in the profile",
+        F::NotHttp => "something other than an HTTP server answered: check the port and scheme (https://) of the profile's sts_endpoint, and the proxy",
+        F::ServerError { .. } => "AWS is failing: check https://health.aws.amazon.com and try again in a few minutes",
+        _ => "check the network and the endpoint (profile sts_endpoint, AWS_ENDPOINT_URL); try again",
     }
 }
 
@@ -421,6 +443,18 @@ impl From<breakglass::aws::console::Error> for CliError {
     fn from(e: breakglass::aws::console::Error) -> Self {
         use breakglass::aws::console::Error as E;
         let next = match &e {
+            E::Unreachable {
+                failure: breakglass::aws::Failure::CallTimeout { .. },
+                ..
+            } => {
+                "the sign-in endpoint did not answer in time: check the network and --signin-endpoint; on a slow link raise call_timeout_secs in the profile"
+            }
+            E::Unreachable {
+                failure: breakglass::aws::Failure::ConnectTimeout { .. },
+                ..
+            } => {
+                "no connection to the sign-in endpoint (HTTPS on port 443): check the network, the proxy and --signin-endpoint; on a slow link raise connect_timeout_secs in the profile"
+            }
             E::Unreachable { .. } => {
                 "check the network (the sign-in endpoint is HTTPS on port 443) and --signin-endpoint"
             }
@@ -459,6 +493,48 @@ mod tests {
         let e = CliError::from(VaultError::Fido2(held));
         assert!(e.what.contains("slot 1 \"backup\""), "{}", e.what);
         assert!(e.next.unwrap_or_default().contains("enrol this key again"));
+    }
+
+    #[test]
+    fn network_failures_name_their_fix() {
+        use breakglass::aws::{Error as AwsError, Failure};
+        use std::time::Duration;
+        let e = |failure| {
+            CliError::from(AwsError::Unreachable {
+                service: "AWS STS",
+                action: "GetSessionToken",
+                host: "127.0.0.1:4566".into(),
+                failure,
+                elapsed: Duration::from_millis(20),
+                attempts: 1,
+                may_have_arrived: false,
+            })
+        };
+        let refused = e(Failure::Refused);
+        assert_eq!(
+            refused.what,
+            "cannot reach AWS STS at 127.0.0.1:4566: connection refused (after 0.0 s)"
+        );
+        assert_eq!(refused.exit_code(), exit::UNAVAILABLE);
+        let next = |f| e(f).next.unwrap_or_default();
+        assert!(next(Failure::CallTimeout {
+            limit: Duration::from_secs(10)
+        })
+        .contains("call_timeout_secs"));
+        assert!(next(Failure::ConnectTimeout {
+            limit: Duration::from_secs(3)
+        })
+        .contains("connect_timeout_secs"));
+        assert!(next(Failure::Dns).contains("DNS"));
+        assert!(next(Failure::Refused).contains("sts_endpoint"));
+        assert!(next(Failure::ServerError { status: 503 }).contains("health.aws.amazon.com"));
+        let throttled = CliError::from(AwsError::Throttled {
+            action: "GetSessionToken",
+            code: "Throttling".into(),
+            message: "Rate exceeded".into(),
+            attempts: 3,
+        });
+        assert!(throttled.next.unwrap_or_default().contains("wait a minute"));
     }
 
     #[test]

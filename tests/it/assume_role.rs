@@ -21,7 +21,7 @@ async fn mfa_session_assumes_role_named_after_both_holders() {
         source_identity: &source,
         duration_secs: Some(900),
     };
-    let assumed = sts::assume_role(&rig.endpoint, &signer(&base), &req)
+    let assumed = sts::assume_role(&rig.endpoint, &signer(&base), &req, unix_now())
         .await
         .unwrap();
     let arn = "arn:aws:sts::123456789012:assumed-role/breakglass-admin/alice+bob";
@@ -60,7 +60,7 @@ async fn empty_source_identity_sets_none() {
         source_identity: "",
         duration_secs: Some(900),
     };
-    let assumed = sts::assume_role(&rig.endpoint, &signer(&base), &req)
+    let assumed = sts::assume_role(&rig.endpoint, &signer(&base), &req, unix_now())
         .await
         .unwrap();
     assert_eq!(
@@ -107,19 +107,19 @@ async fn refused_roles_are_role_denied_naming_the_role() {
         duration_secs: Some(900),
     };
     // A trust policy that admits no one, even an MFA session.
-    let e = sts::assume_role(&rig.endpoint, &signer(&base), &req(&locked))
+    let e = sts::assume_role(&rig.endpoint, &signer(&base), &req(&locked), unix_now())
         .await
         .err()
         .unwrap();
     assert_role_denied(&e, &locked);
     // A role that does not exist.
-    let e = sts::assume_role(&rig.endpoint, &signer(&base), &req(unknown))
+    let e = sts::assume_role(&rig.endpoint, &signer(&base), &req(unknown), unix_now())
         .await
         .err()
         .unwrap();
     assert_role_denied(&e, unknown);
     // A role that requires MFA, asked with the long-term key (no MFA).
-    let e = sts::assume_role(&rig.endpoint, &rig.key(), &req(&needs_mfa))
+    let e = sts::assume_role(&rig.endpoint, &rig.key(), &req(&needs_mfa), unix_now())
         .await
         .err()
         .unwrap();
@@ -141,7 +141,7 @@ async fn expired_base_session_is_expired() {
         source_identity: "alice+bob",
         duration_secs: Some(900),
     };
-    let e = sts::assume_role(&rig.endpoint, &signer(&base), &req)
+    let e = sts::assume_role(&rig.endpoint, &signer(&base), &req, unix_now())
         .await
         .err()
         .unwrap();
@@ -164,6 +164,7 @@ async fn invalid_parameters_are_reported_not_hidden() {
             source_identity: "",
             duration_secs: Some(900),
         },
+        unix_now(),
     )
     .await
     .unwrap();
@@ -176,6 +177,7 @@ async fn invalid_parameters_are_reported_not_hidden() {
             source_identity: "",
             duration_secs: Some(7200),
         },
+        unix_now(),
     )
     .await
     .err()

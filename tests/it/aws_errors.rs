@@ -7,6 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use breakglass::aws::{sts, Endpoint, Error, Signer};
 use breakglass::sandbox::sts::Sts;
 
+use crate::common::emulator::unix_now;
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -18,10 +20,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn failures_are_sorted_into_actionable_errors() {
     let emulator = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let (id, secret) = emulator.create_access_key("breakglass");
-    let endpoint = Endpoint {
-        region: "us-east-1".into(),
-        url: Some(emulator.endpoint()),
-    };
+    let endpoint = Endpoint::new("us-east-1", Some(emulator.endpoint()));
     let rt = rt();
     // The user has no MFA device: an MFA serial and code are refused as a bad code.
     let signer = Signer {
@@ -36,6 +35,7 @@ fn failures_are_sorted_into_actionable_errors() {
             "arn:aws:iam::123456789012:mfa/none",
             "123456",
             900,
+            unix_now(),
         ))
         .err()
         .unwrap();
@@ -73,10 +73,7 @@ fn failures_are_sorted_into_actionable_errors() {
         .local_addr()
         .unwrap()
         .port();
-    let dead = Endpoint {
-        region: "us-east-1".into(),
-        url: Some(format!("http://127.0.0.1:{port}")),
-    };
+    let dead = Endpoint::new("us-east-1", Some(format!("http://127.0.0.1:{port}")));
     let e = rt
         .block_on(sts::get_caller_identity(&dead, &signer))
         .err()

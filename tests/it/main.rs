@@ -10,6 +10,7 @@ mod aws_errors;
 mod ceremony_pty;
 mod console;
 mod demo;
+mod faults;
 mod fido2_factor;
 mod mixed_slots;
 mod piv_attestation;

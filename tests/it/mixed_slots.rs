@@ -45,10 +45,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
     let (key_id, key_secret) = sts.create_access_key("breakglass");
     let mut profile = Profile::defaults("prod", &paths);
     profile.sts_endpoint = Some(sts.endpoint());
-    let endpoint = Endpoint {
-        region: profile.region.clone(),
-        url: profile.sts_endpoint.clone(),
-    };
+    let endpoint = Endpoint::of(&profile);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

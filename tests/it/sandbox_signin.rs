@@ -91,7 +91,7 @@ impl Rig {
             source_identity: "",
             duration_secs: secs,
         };
-        let assumed = sts::assume_role(&self.endpoint, signer, &req)
+        let assumed = sts::assume_role(&self.endpoint, signer, &req, emulator::unix_now())
             .await
             .unwrap();
         Creds::from(&assumed.session)

@@ -45,10 +45,7 @@ impl Rig {
         let (key_id, secret) = sts.create_access_key("breakglass");
         let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
         let seed = data_encoding::BASE32_NOPAD.decode(seed.as_bytes()).unwrap();
-        let endpoint = Endpoint {
-            region: "us-east-1".into(),
-            url: Some(sts.endpoint()),
-        };
+        let endpoint = Endpoint::new("us-east-1", Some(sts.endpoint()));
         Self {
             sts,
             endpoint,
@@ -78,6 +75,7 @@ impl Rig {
             &self.serial,
             &code,
             duration_secs,
+            t,
         )
         .await
         .unwrap()

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod faults;
 pub mod home;
 
 use std::fs::File;
