@@ -164,9 +164,11 @@ async fn run<P: Plug + ?Sized>(
     prompt: &mut dyn Prompt,
     progress: &mut Progress,
 ) -> Result<(sts::Session, String, String), Error> {
-    // Checks before people make an effort: the vault reads, one token is there.
+    // Checks before people make an effort: the vault reads, one token is there, STS answers
+    // a connection (no request is sent).
     let vault = vault::file::read(&req.profile.vault)?;
     let token = token.plug(&vault)?;
+    aws::probe::probe(&req.endpoint).await?;
     if req.reason.is_none() {
         progress.reason = prompt
             .line("Why is the glass broken? (goes to the audit log): ")?
@@ -302,9 +304,16 @@ async fn activate(
     })
 }
 
-/// Whether a failed call's request may have reached STS (and its code may count as used).
-fn may_have_arrived(_e: &aws::Error) -> bool {
-    true
+/// Whether a failed call's request may have reached STS (and its code may count as used):
+/// only a call that never got a connection (refused, DNS, connect timeout, TLS) did not.
+fn may_have_arrived(e: &aws::Error) -> bool {
+    !matches!(
+        e,
+        aws::Error::Unreachable {
+            may_have_arrived: false,
+            ..
+        }
+    )
 }
 
 /// A code for a window not yet used for `serial`, read in a transaction of its own.

@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use breakglass::sandbox::sts::Sts;
+use common::faults;
 use common::home::*;
 use common::*;
 
@@ -39,6 +40,66 @@ fn point_sts_at(home: &Home, from: &str, to: &str) {
     std::fs::write(home.config_file(), config.replace(from, to)).unwrap();
 }
 
+/// Appends settings to the profile (the last table of the config).
+fn set(home: &Home, lines: &str) {
+    let mut config = std::fs::read_to_string(home.config_file()).unwrap();
+    config += lines;
+    std::fs::write(home.config_file(), config).unwrap();
+}
+
+/// The MFA windows marked as used, as the state file holds them (empty when there is none).
+fn windows(home: &Home) -> String {
+    home.files()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("mfa-windows.json"))
+        .map(|(_, b)| String::from_utf8(b).unwrap())
+        .unwrap_or_default()
+}
+
+/// `unlock` on a pty, the holders answering every prompt it asks; what it printed.
+fn unlock_answering(home: &Home, reader: &str) -> String {
+    unlock_answering_after(home, reader, || {})
+}
+
+/// [`unlock_answering`], running `first` when the first prompt appears, before it is answered.
+fn unlock_answering_after(home: &Home, reader: &str, first: impl FnOnce()) -> String {
+    let mut first = Some(first);
+    let mut p = pty(
+        home.command(&[
+            "unlock",
+            "prod",
+            "--reason",
+            "fault drill",
+            "--reader",
+            reader,
+        ]),
+        30_000,
+    );
+    let mut out = String::new();
+    for (prompt, answer) in [
+        ("Password holder, type your name: ", "Alice"),
+        ("Token holder, type your name: ", "Bob"),
+        (
+            "Password holder, type the vault passphrase (not shown): ",
+            PASSPHRASE,
+        ),
+    ] {
+        match p.exp_string(prompt) {
+            Ok(before) => {
+                if let Some(f) = first.take() {
+                    f();
+                }
+                out += &before;
+                out += prompt;
+                p.send_line(answer).unwrap();
+            }
+            Err(rexpect::error::Error::EOF { got, .. }) => return out + &got,
+            Err(e) => panic!("{e}\n{out}"),
+        }
+    }
+    out + &p.exp_eof().unwrap()
+}
+
 /// The audit log's records.
 fn records(home: &Home) -> Vec<Value> {
     home.audit()
@@ -61,7 +122,10 @@ fn attempts(home: &Home) -> Vec<Value> {
 /// Asserts that `log` is pairs of a start and its outcome (same attempt id), and returns the
 /// outcomes.
 fn paired(log: &[Value]) -> Vec<Value> {
-    assert!(log.len().is_multiple_of(2), "a start without an outcome: {log:#?}");
+    assert!(
+        log.len().is_multiple_of(2),
+        "a start without an outcome: {log:#?}"
+    );
     log.chunks(2)
         .map(|pair| {
             assert_eq!(pair[0]["event"], "activation started", "{pair:#?}");
@@ -207,6 +271,8 @@ fn an_sts_that_never_answers_does_not_hold_the_token() {
         }
     });
     point_sts_at(&home, &sts.endpoint(), &hung_url);
+    // The deadline far away: the ceremony is killed while it waits, before it gives up.
+    set(&home, "call_timeout_secs = 300\n");
 
     let mut p = pty(
         home.command(&["unlock", "prod", "--reason", "STS hangs", "--reader", &r]),
@@ -249,4 +315,82 @@ fn an_sts_that_never_answers_does_not_hold_the_token() {
     let log = attempts(&home);
     assert_eq!(log.len(), 1, "{log:#?}");
     assert_eq!(log[0]["event"], "activation started");
+}
+
+#[test]
+fn a_refused_sts_ends_the_attempt_before_anyone_is_asked() {
+    let test = "a_refused_sts_ends_the_attempt_before_anyone_is_asked";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, &r);
+    point_sts_at(&home, &sts.endpoint(), &faults::closed_port());
+
+    let out = unlock_answering(&home, &r);
+    assert!(!out.contains("type your name"), "{out}");
+    assert!(
+        out.contains("cannot reach AWS STS at 127.0.0.1:") && out.contains("connection refused"),
+        "{out}"
+    );
+    assert!(out.contains("next: "), "{out}");
+    assert!(
+        !out.contains("DispatchFailure") && !out.contains("ConnectorError"),
+        "{out}"
+    );
+    let outcomes = paired(&attempts(&home));
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("connection refused"));
+    assert_eq!(windows(&home), "", "no window may be marked");
+}
+
+#[test]
+fn a_window_is_spent_only_when_the_request_may_have_reached_sts() {
+    let test = "a_window_is_spent_only_when_the_request_may_have_reached_sts";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, &r);
+    set(&home, "connect_timeout_secs = 1\ncall_timeout_secs = 1\n");
+
+    // The probe's connection is taken, then the port closes (before the holders answer, so
+    // no later connection can wait in its queue): the call itself is refused, so its code
+    // never left and its window stays free.
+    let once = TcpListener::bind("127.0.0.1:0").unwrap();
+    let once_url = format!("http://{}", once.local_addr().unwrap());
+    let taker = std::thread::spawn(move || drop(once.accept()));
+    point_sts_at(&home, &sts.endpoint(), &once_url);
+    let out = unlock_answering_after(&home, &r, || taker.join().unwrap());
+    assert!(out.contains("connection refused"), "{out}");
+    assert!(out.contains("Vault opened"), "the vault was opened: {out}");
+    assert!(!windows(&home).contains("arn:"), "{}", windows(&home));
+
+    // An STS that takes the request and never answers: the call ends at its deadline, in
+    // one line, and the window counts as used (the request may have arrived).
+    let hung = faults::Proxy::start(None, faults::Fault::Hang);
+    point_sts_at(&home, &once_url, &hung.url());
+    let out = unlock_answering(&home, &r);
+    assert!(out.contains("cannot reach AWS STS"), "{out}");
+    assert!(out.contains("next: "), "{out}");
+    assert!(!out.contains("DispatchFailure"), "{out}");
+    assert!(hung.requests() >= 1);
+    assert!(
+        windows(&home).contains("arn:aws:iam::"),
+        "{}",
+        windows(&home)
+    );
+
+    let outcomes = paired(&attempts(&home));
+    assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
+    assert_eq!(sts.counts().get_session_token, 0);
 }
