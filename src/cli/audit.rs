@@ -12,6 +12,6 @@ pub fn verify_cmd() -> Result<(), CliError> {
             exit::FAILURE,
         )
     })?;
-    println!("{}: {n} records, hash chain intact", path.display());
+    outln!("{}: {n} records, hash chain intact", path.display())?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod agent;
 mod assume_role;
 mod aws_errors;
 mod ceremony_pty;
+mod closed_pipe;
 mod console;
 mod demo;
 mod fido2_factor;
