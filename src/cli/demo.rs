@@ -351,7 +351,9 @@ impl<'a> Demo<'a> {
     fn audit_log(&self) -> Result<(), CliError> {
         step(7, "The audit log")?;
         let log_path = self.paths.audit_log();
-        let n = breakglass::audit::verify(&log_path).map_err(|e| fail(e.to_string()))?;
+        let n = breakglass::audit::verify(&log_path)
+            .map_err(|e| fail(e.to_string()))?
+            .records;
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         for line in log.lines() {
             outln!("  {line}")?;

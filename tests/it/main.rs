@@ -6,6 +6,7 @@ mod common;
 
 mod agent;
 mod assume_role;
+mod audit_log;
 mod aws_errors;
 mod ceremony_pty;
 mod closed_pipe;
