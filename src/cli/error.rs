@@ -413,6 +413,11 @@ impl From<breakglass::agent::client::Error> for CliError {
                 "read the agent's log, or run `breakglass agent --foreground` to see why",
                 exit::UNAVAILABLE,
             ),
+            AgentError::AuditFailed(_) => CliError::new(
+                what,
+                "fix the audit log (its mode must be 0600 and its folder 0700, the disk must have space; `breakglass audit verify` checks it), then run the command again: no credentials leave the agent without their record",
+                exit::FAILURE,
+            ),
             AgentError::Failed(_) => CliError::new(
                 what,
                 "run the command again in a terminal to start a new ceremony",
