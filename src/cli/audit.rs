@@ -32,7 +32,7 @@ fn verify_error(e: Error) -> CliError {
         Error::Torn { .. } => {
             "nothing to edit by hand: the next record written (any unlock, hand-out or agent event) moves that line to a torn- file beside the log and chains on from the last whole record; run `breakglass audit verify` again then"
         }
-        Error::Read { .. } => "fix the log's permissions (`chmod 600` the files, `chmod 700` the folder), then verify again",
+        Error::Read { .. } | Error::Write { .. } => "fix the log's permissions (`chmod 600` the files, `chmod 700` the folder), then verify again",
         _ => "treat the log as tampered: keep a copy, compare with your off-machine copies, tell the security team",
     };
     CliError::new(e.to_string(), next, exit::FAILURE)
