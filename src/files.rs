@@ -52,7 +52,16 @@ fn effective_uid() -> Option<u32> {
 
 /// Errors unless `path` is a regular file that no other user can write.
 pub fn check_private_file(path: &Path) -> io::Result<()> {
-    let meta = fs::metadata(path)?;
+    check_private_meta(&fs::metadata(path)?, path)
+}
+
+/// [`check_private_file`] on a file already open (`fstat`: the file checked is the file used,
+/// whatever is renamed over `path` meanwhile); `path` names it in the error.
+pub fn check_private_open(file: &File, path: &Path) -> io::Result<()> {
+    check_private_meta(&file.metadata()?, path)
+}
+
+fn check_private_meta(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
     if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -86,6 +95,11 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{nonce:08x}"))
 }
 
+/// Makes the entries of `dir` durable (a file created, renamed or removed in it).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// Replaces `path` with `bytes` atomically, mode 0600, in a private directory.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
@@ -105,7 +119,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is_quiet() => ExitCode::from(err.exit_code()),
         Err(err) => {
             if one_line {
                 err.print_one_line();

@@ -39,6 +39,10 @@ pub enum Error {
     /// The agent refused the request (`REFUSED`).
     #[error("the agent refused the request: {0}")]
     Refused(String),
+    /// The agent handed nothing out because it could not write the hand-out's audit record
+    /// (`AUDIT_FAILED`): the audit log's error.
+    #[error("the agent handed out nothing: it cannot write the hand-out's audit record ({0})")]
+    AuditFailed(String),
     /// The request failed in the agent, or its leader gave up (`FAILED`): the agent's message.
     #[error("{0}")]
     Failed(String),
@@ -334,11 +338,12 @@ impl Lead {
     }
 }
 
-/// A `Failed` or `Refused` answer as the error it is; any other answer as it is.
+/// A `Failed`, `Refused` or `AuditFailed` answer as the error it is; any other answer as it is.
 fn refusal(answer: Answer<'_>) -> Result<Answer<'_>, Error> {
     match answer {
         Answer::Refused { reason } => Err(Error::Refused(reason.to_owned())),
         Answer::Failed { reason } => Err(Error::Failed(reason.to_owned())),
+        Answer::AuditFailed { reason } => Err(Error::AuditFailed(reason.to_owned())),
         a => Ok(a),
     }
 }

@@ -56,6 +56,8 @@ pub mod kind {
     pub const STATUS_REPLY: u8 = 70;
     /// `LOCK` or `STOP` done: what was wiped, as text.
     pub const DONE: u8 = 71;
+    /// A hand-out refused because its audit record could not be written: the audit error.
+    pub const AUDIT_FAILED: u8 = 72;
 }
 
 /// A role session is renewed from the base session when less than this is left, so that SDKs

@@ -138,6 +138,11 @@ pub enum Answer<'a> {
         /// Why, worded for the user.
         reason: &'a str,
     },
+    /// Nothing was handed out: the hand-out's audit record could not be written.
+    AuditFailed {
+        /// The audit log's error.
+        reason: &'a str,
+    },
     /// The status.
     Status {
         /// The [`super::status::Status`] as JSON.
@@ -329,6 +334,7 @@ impl<'a> Answer<'a> {
             kind::NO_SESSION => Self::NoSession { reason: one(&m)? },
             kind::FAILED => Self::Failed { reason: one(&m)? },
             kind::REFUSED => Self::Refused { reason: one(&m)? },
+            kind::AUDIT_FAILED => Self::AuditFailed { reason: one(&m)? },
             kind::STATUS_REPLY => Self::Status { json: one(&m)? },
             kind::DONE => Self::Done { text: one(&m)? },
             _ => return Err(unknown()),
@@ -378,6 +384,7 @@ impl<'a> Answer<'a> {
             Self::NoSession { reason } => encode(kind::NO_SESSION, &[reason.as_bytes()]),
             Self::Failed { reason } => encode(kind::FAILED, &[reason.as_bytes()]),
             Self::Refused { reason } => encode(kind::REFUSED, &[reason.as_bytes()]),
+            Self::AuditFailed { reason } => encode(kind::AUDIT_FAILED, &[reason.as_bytes()]),
             Self::Status { json } => encode(kind::STATUS_REPLY, &[json.as_bytes()]),
             Self::Done { text } => encode(kind::DONE, &[text.as_bytes()]),
         }
@@ -488,6 +495,7 @@ mod tests {
             Answer::NoSession { reason: "locked" },
             Answer::Failed { reason: "x" },
             Answer::Refused { reason: "y" },
+            Answer::AuditFailed { reason: "z" },
             Answer::Status { json: "{}" },
             Answer::Done { text: "ok" },
         ];

@@ -177,16 +177,39 @@ impl Agent {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Appends a record of the agent's own (start, stop, wipes, refusals); a failure shows in
+    /// `agent.log` and stops nothing.
     fn record(&self, profile: &str, record: audit::Record) {
+        let _ = self.audit(profile, record);
+    }
+
+    /// Appends a record; a failure is also written to `agent.log`.
+    fn audit(&self, profile: &str, record: audit::Record) -> Result<(), audit::Error> {
         let e = audit::Entry {
             time: now(),
             profile,
             record,
             outcome: audit::Outcome::Success,
         };
-        if let Err(err) = audit::append(&self.paths.audit_log(), &e) {
+        audit::append(&self.paths.audit_log(), &e).inspect_err(|err| {
             eprintln!("breakglass agent: cannot write the audit log: {err}");
-        }
+        })
+    }
+
+    /// Appends the record of a hand-out, before anything is sent: a hand-out the log cannot
+    /// show does not happen. On failure the caller has been told why (`AuditFailed`), and
+    /// `Err` carries the reason; nothing else must be sent then.
+    fn audit_handout(
+        &self,
+        stream: &mut UnixStream,
+        profile: &str,
+        record: audit::Record,
+    ) -> Result<(), String> {
+        self.audit(profile, record).map_err(|e| {
+            let reason = e.to_string();
+            let _ = Answer::AuditFailed { reason: &reason }.send(stream);
+            reason
+        })
     }
 
     fn serve(&self, mut stream: UnixStream) {
@@ -347,26 +370,33 @@ impl Agent {
                 }
                 Some(Outcome::Handout(h)) => {
                     drop(st);
-                    stream.write_all(&h.frame)?;
-                    drop(h.frame);
                     let given = audit::Given::Credentials {
                         issued: audit::Issued {
-                            temporary_access_key_id: h.access_key_id,
+                            temporary_access_key_id: h.access_key_id.clone(),
                             expiration: h.expiration,
                         },
                         kind: h.kind,
                     };
                     let caller = caller(peer, (exe, parent_exe));
-                    self.record(profile, audit::Record::Handout { caller, given });
-                    return Ok(());
+                    let record = audit::Record::Handout { caller, given };
+                    return match self.audit_handout(stream, profile, record) {
+                        Ok(()) => stream.write_all(&h.frame).map_err(FrameError::from),
+                        // Told already: no second answer.
+                        Err(_) => Ok(()),
+                    };
                 }
                 Some(Outcome::Lead(lead)) => {
                     drop(st);
-                    if matches!(lead, Lead::Role(..)) {
+                    if let Lead::Role(generation, _) = &lead {
                         // The two-person session itself goes out, to renew the role session.
                         let caller = caller(peer, (exe, parent_exe));
                         let given = audit::Given::SessionForRole;
-                        self.record(profile, audit::Record::Handout { caller, given });
+                        let record = audit::Record::Handout { caller, given };
+                        if let Err(why) = self.audit_handout(stream, profile, record) {
+                            // Told already; the callers waiting for this lead are told too.
+                            self.end_lead(profile, *generation, why);
+                            return Ok(());
+                        }
                     }
                     let generation = self.lead(stream, peer, profile, lead)?;
                     let Some(_) = generation else {
@@ -471,6 +501,20 @@ impl Agent {
             let _ = Answer::Failed { reason: &why }.send(stream);
         }
         Ok(outcome)
+    }
+
+    /// Ends the lead `generation` of `profile` without a result: its waiting callers get `why`.
+    fn end_lead(&self, profile: &str, generation: u64, why: String) {
+        let mut st = self.lock();
+        let entry = st.profiles.entry(profile.to_owned()).or_default();
+        entry.lead = None;
+        entry.failure = Some(Failure {
+            generation,
+            why,
+            at: now(),
+        });
+        drop(st);
+        self.changed.notify_all();
     }
 
     fn lock_profiles(&self, profile: Option<&str>, peer: Peer) -> String {

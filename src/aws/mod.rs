@@ -115,7 +115,7 @@ impl<'a> Call<'a> {
             action,
             endpoint,
             started: Instant::now(),
-            tracker: net::Tracker::default(),
+            tracker: net::Tracker::new(endpoint.deadlines),
         }
     }
 
@@ -153,9 +153,15 @@ impl<'a> Call<'a> {
         let se = match &err {
             SdkError::ServiceError(se) => se,
             SdkError::TimeoutError(_) => {
-                return self.unreachable(Failure::CallTimeout {
-                    limit: deadlines.call,
-                })
+                // The deadline may have cut the wait before a retry of attempts that never got
+                // a connection: how they failed is the news, not the deadline.
+                let failure = match self.tracker.last_failure() {
+                    Some(f) if !self.tracker.may_have_arrived() => f,
+                    _ => Failure::CallTimeout {
+                        limit: deadlines.call,
+                    },
+                };
+                return self.unreachable(failure);
             }
             SdkError::DispatchFailure(d) => {
                 let failure = match d.as_connector_error() {

@@ -6,7 +6,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_sts::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_sts::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_sdk_sts::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::client::connection::CaptureSmithyConnection;
 
@@ -261,9 +263,26 @@ struct Seen {
     attempts: Vec<Option<CaptureSmithyConnection>>,
     /// `host[:port]` of the last request.
     host: Option<String>,
+    /// How the last attempt that failed in the HTTP client failed (with the call's deadlines).
+    last_failure: Option<Failure>,
+    deadlines: Deadlines,
 }
 
 impl Tracker {
+    /// A tracker for a call with these deadlines (they name the limits in its failures).
+    pub(crate) fn new(deadlines: Deadlines) -> Self {
+        Self(Arc::new(Mutex::new(Seen {
+            deadlines,
+            ..Seen::default()
+        })))
+    }
+
+    /// How the last attempt that failed in the HTTP client failed: what a call deadline that
+    /// cut the wait before the next attempt (backoff) interrupted.
+    pub(crate) fn last_failure(&self) -> Option<Failure> {
+        self.seen().last_failure.clone()
+    }
+
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.0
             .lock()
@@ -320,6 +339,28 @@ impl Intercept for Tracker {
         let mut seen = self.seen();
         seen.attempts.push(capture);
         seen.host = Some(host);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn StdError + Send + Sync>> {
+        if let Some(Err(e)) = context.output_or_error() {
+            if let Some(c) = e.as_connector_error() {
+                let mut seen = self.seen();
+                let failure = if c.is_timeout() {
+                    Failure::ConnectTimeout {
+                        limit: seen.deadlines.connect,
+                    }
+                } else {
+                    failure_of(c, &seen.deadlines)
+                };
+                seen.last_failure = Some(failure);
+            }
+        }
         Ok(())
     }
 }

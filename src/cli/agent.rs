@@ -27,11 +27,11 @@ pub fn agent_cmd(args: AgentArgs) -> Result<(), CliError> {
     if args.stop {
         return match Client::running(&paths) {
             Ok(c) => {
-                println!("{}", c.stop()?);
+                outln!("{}", c.stop()?)?;
                 Ok(())
             }
             Err(AgentError::NotRunning) => {
-                println!("The agent is not running.");
+                outln!("The agent is not running.")?;
                 Ok(())
             }
             Err(e) => Err(e.into()),

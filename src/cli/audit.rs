@@ -1,17 +1,39 @@
-//! `breakglass audit verify`: check the audit log's hash chain.
+//! `breakglass audit verify`: check the audit log's hash chain, across its segments.
+
+use breakglass::audit::{self, Error};
 
 use super::error::{exit, CliError};
 
 pub fn verify_cmd() -> Result<(), CliError> {
     let paths = breakglass::config::Paths::from_env()?;
     let path = paths.audit_log();
-    let n = breakglass::audit::verify(&path).map_err(|e| {
-        CliError::new(
-            e.to_string(),
-            "treat the log as tampered: keep a copy, compare with your off-machine copies, tell the security team",
-            exit::FAILURE,
-        )
-    })?;
-    println!("{}: {n} records, hash chain intact", path.display());
+    let v = audit::verify(&path).map_err(verify_error)?;
+    let n = v.records;
+    match v.segments {
+        0 => outln!("{}: {n} records, hash chain intact", path.display())?,
+        k => outln!(
+            "{}: {n} records, hash chain intact across {k} segment(s) ({}.1 to {}.{k}) and the live log",
+            path.display(),
+            path.display(),
+            path.display(),
+        )?,
+    }
+    for torn in &v.torn {
+        eprintln!(
+            "breakglass: warning: {} holds a line that a crash cut off, set aside by the append after it; it is outside the chain (not verified): read it, keep it with the log",
+            torn.display()
+        );
+    }
     Ok(())
+}
+
+fn verify_error(e: Error) -> CliError {
+    let next = match &e {
+        Error::Torn { .. } => {
+            "nothing to edit by hand: the next record written (any unlock, hand-out or agent event) moves that line to a torn- file beside the log and chains on from the last whole record; run `breakglass audit verify` again then"
+        }
+        Error::Read { .. } | Error::Write { .. } => "fix the log's permissions (`chmod 600` the files, `chmod 700` the folder), then verify again",
+        _ => "treat the log as tampered: keep a copy, compare with your off-machine copies, tell the security team",
+    };
+    CliError::new(e.to_string(), next, exit::FAILURE)
 }

@@ -152,7 +152,7 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
         audit::rfc3339(h.session.expiration),
     );
     if args.print {
-        println!("{}", signed.url.as_str());
+        outln!("{}", signed.url.as_str())?;
         return Ok(());
     }
     open_browser(args.browser.as_deref(), &signed.url, &profile.name)

@@ -32,7 +32,7 @@ pub fn credential_process(profile: &str, reader: Option<&str>) -> Result<(), Cli
     // audit record: it holds nothing but the credentials it prints for its caller.
     let by = requested_by();
     let (h, _) = handout::obtain(&want(&profile, &paths, reader, &by), &TtyPrompt::boxed)?;
-    println!("{}", &*unlock::credential_process_json(&h.session));
+    outln!("{}", &*unlock::credential_process_json(&h.session))?;
     Ok(())
 }
 

@@ -43,8 +43,8 @@ const PIN: &str = "123456";
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
-fn step(n: u32, text: &str) {
-    println!("\n{n}. {text}");
+fn step(n: u32, text: &str) -> Result<(), CliError> {
+    outln!("\n{n}. {text}")
 }
 
 fn fail(what: String) -> CliError {
@@ -66,13 +66,16 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     };
     let emulator = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|e| fail(format!("cannot start the STS emulator: {e}")))?;
-    introduce(&home, &emulator, args.factor);
+    introduce(&home, &emulator, args.factor)?;
     let mut demo = Demo::new(&paths, &emulator)?;
     // Enrolment, then the activation with a typo first: the token counts the try.
     let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
         .passphrases(&[PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"])
         .pins(&[PIN, "123465", PIN])
-        .narrated(|line| println!("  {line}"));
+        // The narration's sink cannot fail; a closed stdout stops the demo at its next line.
+        .narrated(|line| {
+            let _ = outln!("  {line}");
+        });
     let mut tty;
     let prompt: &mut dyn Prompt = if args.interactive {
         tty = TtyPrompt::open()?;
@@ -88,35 +91,35 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     demo.console(&activation, args.browser.as_deref())?;
     demo.audit_log()?;
     let counts = emulator.counts();
-    println!(
+    outln!(
         "\nDone. The emulator saw {} GetSessionToken calls and refused {} MFA codes. The temporary home is removed.",
         counts.get_session_token, counts.rejected_mfa
-    );
+    )?;
     Ok(())
 }
 
 /// What runs where, before the first step.
-fn introduce(home: &tempfile::TempDir, emulator: &Sts, factor: FactorArg) {
-    println!(
+fn introduce(home: &tempfile::TempDir, emulator: &Sts, factor: FactorArg) -> Result<(), CliError> {
+    outln!(
         "breakglass demo: everything below runs on this machine, in {}",
         home.path().display()
-    );
-    println!(
+    )?;
+    outln!(
         "  STS/IAM emulator (strict: checks signatures and MFA codes, refuses reused codes): {}",
         emulator.endpoint()
-    );
+    )?;
     let factor_name = match factor {
         FactorArg::Piv => "its PIV application seals the vault (a P-256 key generated on it, PIN and touch for every use, attested)",
         FactorArg::Fido2 => "its FIDO2 application seals the vault (hmac-secret with PIN and touch)",
         FactorArg::Oath => "its OATH challenge-response credential seals the vault (touch)",
     };
-    println!("  soft token: an in-process software YubiKey; {factor_name}; its OATH application gives the MFA codes; PIN {PIN}");
-    println!(
+    outln!("  soft token: an in-process software YubiKey; {factor_name}; its OATH application gives the MFA codes; PIN {PIN}")?;
+    outln!(
         "  Argon2id uses LIGHT demo parameters (m={} KiB, t={}, p={}) so this takes seconds; real vaults use 64 MiB, t=3, p=4.",
         KdfParams::LIGHT.m_kib,
         KdfParams::LIGHT.t,
         KdfParams::LIGHT.p
-    );
+    )
 }
 
 /// Enrolment sent the codes of the current and the next window; a new code must wait for the
@@ -185,7 +188,7 @@ impl<'a> Demo<'a> {
             &format!(
                 "Enrolment ceremony for IAM user {user_arn} (the security team, with both holders)"
             ),
-        );
+        )?;
         let req = enroll::Request {
             profile: &self.profile,
             factor,
@@ -208,15 +211,17 @@ impl<'a> Demo<'a> {
             prompt,
             &SystemRandom::new(),
         ))?;
-        println!(
+        outln!(
             "  Enrolled: key {}, MFA device {}, vault {}",
-            report.access_key_id_masked, report.mfa_serial, report.vault
-        );
+            report.access_key_id_masked,
+            report.mfa_serial,
+            report.vault
+        )?;
         self.emulator.set_clock_offset(SKIP_SECS as i64);
         self.clock = SkewedClock {
             ahead_secs: SKIP_SECS,
         };
-        println!("\n   (enrolment used the current and next MFA windows; the demo skips its clock a minute ahead instead of waiting)");
+        outln!("\n   (enrolment used the current and next MFA windows; the demo skips its clock a minute ahead instead of waiting)")?;
         Ok(())
     }
 
@@ -240,23 +245,23 @@ impl<'a> Demo<'a> {
         step(
             2,
             "Activation: breakglass unlock demo --reason \"IdP outage drill\"",
-        );
+        )?;
         let activation = self.unlock(prompt)?;
         let s = &activation.session;
-        println!(
+        outln!(
             "  Session for {} granted to {} and {}: temporary key {}, expires {}",
             activation.user_arn,
             activation.password_holder,
             activation.token_holder,
             s.access_key_id,
             breakglass::audit::rfc3339(s.expiration)
-        );
+        )?;
         Ok(activation)
     }
 
     /// Step 3: the session works.
     fn use_session(&self, s: &sts::Session) -> Result<(), CliError> {
-        step(3, "Using the session: sts get-caller-identity");
+        step(3, "Using the session: sts get-caller-identity")?;
         let signer = Signer {
             access_key_id: &s.access_key_id,
             secret_access_key: &s.secret_access_key,
@@ -266,15 +271,15 @@ impl<'a> Demo<'a> {
             .rt
             .block_on(sts::get_caller_identity(&self.endpoint, &signer))
             .map_err(CliError::from)?;
-        println!("  Account {}, Arn {}", id.account, id.arn);
+        outln!("  Account {}, Arn {}", id.account, id.arn)?;
         Ok(())
     }
 
     /// Step 4: the scripted holders mistype the passphrase.
     fn wrong_passphrase(&mut self, prompt: &mut dyn Prompt) -> Result<(), CliError> {
-        step(4, "A wrong passphrase fails cleanly (and is audited)");
+        step(4, "A wrong passphrase fails cleanly (and is audited)")?;
         match self.unlock(prompt) {
-            Err(e) => println!("  refused: {e}"),
+            Err(e) => outln!("  refused: {e}")?,
             Ok(_) => return Err(fail("the wrong passphrase opened the vault".into())),
         }
         Ok(())
@@ -282,9 +287,9 @@ impl<'a> Demo<'a> {
 
     /// Step 5: the code of a window already used, sent again.
     fn reused_code(&mut self, prompt: &mut dyn Prompt) -> Result<(), CliError> {
-        step(5, "A reused MFA code is refused by STS, as AWS does");
+        step(5, "A reused MFA code is refused by STS, as AWS does")?;
         let reused = self.reuse_attempt(prompt)?;
-        println!("  refused: {reused}");
+        outln!("  refused: {reused}")?;
         Ok(())
     }
 
@@ -297,7 +302,7 @@ impl<'a> Demo<'a> {
         step(
             6,
             "The console: breakglass console demo (AssumeRole naming both holders, then the sign-in emulator)",
-        );
+        )?;
         let role_arn = self.emulator.create_role("BreakGlass", true);
         let federation = self.emulator.federation_endpoint();
         let destination =
@@ -315,28 +320,28 @@ impl<'a> Demo<'a> {
             activation.token_holder.as_str(),
         );
         let signed = make_url(&req, &activation.session, holders)?;
-        println!(
+        outln!(
             "  Sign-in URL made for {} (single use, valid until {}; not printed: it is a secret).",
             signed.assumed_role_arn,
             breakglass::audit::rfc3339(signed.link_expires)
-        );
+        )?;
         match browser {
             Some(cmd) => {
                 open_browser(Some(cmd), &signed.url, "demo")?;
-                println!("  Opened with {cmd}; the page shows the role and both holders' names.");
+                outln!("  Opened with {cmd}; the page shows the role and both holders' names.")?;
             }
             None => {
                 let page = open_like_a_browser(&signed.url).map_err(fail)?;
-                println!(
+                outln!(
                     "  Opened it as a browser would (login, then the redirect); the console page says:"
-                );
+                )?;
                 for (label, id) in [
                     ("account", "account"),
                     ("role", "role-arn"),
                     ("source identity", "source-identity"),
                     ("console session ends", "expires"),
                 ] {
-                    println!("    {label:<21} {}", element_text(&page, id).unwrap_or("?"));
+                    outln!("    {label:<21} {}", element_text(&page, id).unwrap_or("?"))?;
                 }
             }
         }
@@ -345,14 +350,16 @@ impl<'a> Demo<'a> {
 
     /// Step 7: the audit log, printed and verified.
     fn audit_log(&self) -> Result<(), CliError> {
-        step(7, "The audit log");
+        step(7, "The audit log")?;
         let log_path = self.paths.audit_log();
-        let n = breakglass::audit::verify(&log_path).map_err(|e| fail(e.to_string()))?;
+        let n = breakglass::audit::verify(&log_path)
+            .map_err(|e| fail(e.to_string()))?
+            .records;
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         for line in log.lines() {
-            println!("  {line}");
+            outln!("  {line}")?;
         }
-        println!("  {n} records, hash chain intact; no secret in them.");
+        outln!("  {n} records, hash chain intact; no secret in them.")?;
         Ok(())
     }
 
@@ -376,7 +383,7 @@ impl<'a> Demo<'a> {
             .ok_or_else(|| fail("no MFA window recorded".into()))?;
         let mut quiet = Scripted::new("Alice", "Bob", PASSPHRASE);
         let code = mfa::code_for_step(&mut session, &profile.mfa_account, used, &mut quiet)?;
-        println!("  (re-sending the code of window {used}, which the activation already used; now is window {})", self.clock.now() / 30);
+        outln!("  (re-sending the code of window {used}, which the activation already used; now is window {})", self.clock.now() / 30)?;
         let signer = Signer {
             access_key_id: &opened.payload.access_key_id,
             secret_access_key: &opened.payload.secret_access_key,

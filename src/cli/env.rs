@@ -36,6 +36,6 @@ pub fn env_cmd(args: EnvArgs) -> Result<(), CliError> {
     eprintln!(
         "breakglass: the variables below are secrets valid until {expiration}: eval them, never paste them into chats, tickets or logs."
     );
-    print!("{}", &*text);
+    out!("{}", &*text)?;
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct CliError {
     pub what: String,
     pub next: Option<String>,
     pub code: u8,
+    /// Nothing to print: standard output's reader went away ([`CliError::stdout_closed`]).
+    quiet: bool,
 }
 
 impl CliError {
@@ -30,7 +32,24 @@ impl CliError {
             what: what.into(),
             next: Some(next.into()),
             code,
+            quiet: false,
         }
+    }
+
+    /// Standard output's reader went away (`breakglass status | head -1`): the command stops
+    /// with status 0 and prints nothing, as ripgrep does (see `out.rs`).
+    pub fn stdout_closed() -> Self {
+        Self {
+            what: "standard output was closed by its reader".into(),
+            next: None,
+            code: 0,
+            quiet: true,
+        }
+    }
+
+    /// True for [`CliError::stdout_closed`]: nothing to print.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 
     pub fn usage(what: impl Into<String>, next: impl Into<String>) -> Self {
@@ -204,11 +223,7 @@ impl From<token::Error> for CliError {
                 exit::FAILURE,
             ),
         };
-        Self {
-            what,
-            next: Some(next),
-            code,
-        }
+        Self::new(what, next, code)
     }
 }
 
@@ -423,6 +438,11 @@ impl From<breakglass::agent::client::Error> for CliError {
                 what,
                 "read the agent's log, or run `breakglass agent --foreground` to see why",
                 exit::UNAVAILABLE,
+            ),
+            AgentError::AuditFailed(_) => CliError::new(
+                what,
+                "fix the audit log (its mode must be 0600 and its folder 0700, the disk must have space; `breakglass audit verify` checks it), then run the command again: no credentials leave the agent without their record",
+                exit::FAILURE,
             ),
             AgentError::Failed(_) => CliError::new(
                 what,

@@ -17,11 +17,11 @@ pub fn lock_cmd(args: LockArgs) -> Result<(), CliError> {
     let paths = paths()?;
     match Client::running(&paths) {
         Ok(c) => {
-            println!("{}", c.lock(args.profile.as_deref())?);
+            outln!("{}", c.lock(args.profile.as_deref())?)?;
             Ok(())
         }
         Err(AgentError::NotRunning) => {
-            println!("The agent is not running: nothing is unlocked.");
+            outln!("The agent is not running: nothing is unlocked.")?;
             Ok(())
         }
         Err(e) => Err(e.into()),

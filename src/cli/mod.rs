@@ -3,6 +3,10 @@
 //! (`error`) are shared; no command file imports another. Prompts and terminal output live here
 //! and nowhere below.
 
+// First: the `outln!` and `out!` macros are used by every command below.
+#[macro_use]
+mod out;
+
 mod agent;
 mod audit;
 mod console;
@@ -111,13 +115,10 @@ impl Cli {
             #[cfg(feature = "sandbox")]
             Command::Sandbox(cmd) => cmd.run(),
             Command::Completions { shell } => {
-                clap_complete::generate(
-                    shell,
-                    &mut Cli::command(),
-                    "breakglass",
-                    &mut std::io::stdout(),
-                );
-                Ok(())
+                // Made in memory: clap_complete panics when its writer fails (a closed pipe).
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "breakglass", &mut script);
+                out!("{}", String::from_utf8_lossy(&script))
             }
         }
     }

@@ -85,13 +85,13 @@ fn sts(args: StsArgs) -> Result<(), CliError> {
     let user = emulator.create_user("breakglass");
     let (id, secret) = emulator.admin_key();
     let role = emulator.create_role("BreakGlass", true);
-    println!("endpoint {}", emulator.endpoint());
-    println!("signin-endpoint {}", emulator.federation_endpoint());
-    println!("user {user}");
-    println!("role {role}  (needs MFA: role_arn for profiles, --role-arn for console)");
-    println!("# throw-away sandbox administrator key, valid only for this emulator:");
-    println!("export AWS_ACCESS_KEY_ID={id}");
-    println!("export AWS_SECRET_ACCESS_KEY={}", secret.expose_secret());
+    outln!("endpoint {}", emulator.endpoint())?;
+    outln!("signin-endpoint {}", emulator.federation_endpoint())?;
+    outln!("user {user}")?;
+    outln!("role {role}  (needs MFA: role_arn for profiles, --role-arn for console)")?;
+    outln!("# throw-away sandbox administrator key, valid only for this emulator:")?;
+    outln!("export AWS_ACCESS_KEY_ID={id}")?;
+    outln!("export AWS_SECRET_ACCESS_KEY={}", secret.expose_secret())?;
     eprintln!("STS/IAM emulator running; stop it with Ctrl-C.");
     loop {
         std::thread::park();

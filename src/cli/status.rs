@@ -48,16 +48,16 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
     let paths = paths()?;
     if !args.json {
         for line in aws_profiles(&paths) {
-            println!("{line}");
+            outln!("{line}")?;
         }
     }
     let status = match Client::running(&paths) {
         Ok(c) => c.status()?,
         Err(AgentError::NotRunning) => {
             if args.json {
-                println!("{{\"running\":false,\"profiles\":[]}}");
+                outln!("{{\"running\":false,\"profiles\":[]}}")?;
             } else {
-                println!("The agent is not running: nothing is unlocked.");
+                outln!("The agent is not running: nothing is unlocked.")?;
             }
             return Ok(());
         }
@@ -66,10 +66,10 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
     if args.json {
         let text =
             serde_json::to_string(&status).map_err(|e| CliError::unexpected(e.to_string()))?;
-        println!("{text}");
+        outln!("{text}")?;
         return Ok(());
     }
-    println!(
+    outln!(
         "agent: pid {}, socket {}, memory {}",
         status.pid,
         status.socket,
@@ -77,25 +77,25 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
             None if status.memory_locked => "locked (never swapped)".to_owned(),
             e => format!("NOT locked: {}", e.as_deref().unwrap_or("?")),
         }
-    );
+    )?;
     if status.profiles.is_empty() {
-        println!("no profile is unlocked");
+        outln!("no profile is unlocked")?;
     }
     for p in &status.profiles {
         let name = &p.profile;
         if let Some(r) = &p.running {
-            println!("{name}: {} running in pid {}", r.what, r.pid);
+            outln!("{name}: {} running in pid {}", r.what, r.pid)?;
         }
         let Some(b) = &p.session else {
             continue;
         };
-        println!(
+        outln!(
             "{name}: unlocked by {} (password) and {} (token) at {}; session until {}; wiped if idle at {}",
             b.password_holder, b.token_holder, b.activated, b.expires, b.idle_wipe,
-        );
-        println!("    identity {}", b.identity);
+        )?;
+        outln!("    identity {}", b.identity)?;
         if let Some(r) = &p.role {
-            println!("    role {} until {}", r.assumed_role_arn, r.expires);
+            outln!("    role {} until {}", r.assumed_role_arn, r.expires)?;
         }
     }
     Ok(())

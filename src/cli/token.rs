@@ -223,62 +223,63 @@ fn list(args: ListArgs) -> Result<(), CliError> {
     let mut stdin = SecretStdin::new();
     for reader in shown {
         if !reader.card_present {
-            println!("Reader {:?}: no token", reader.name);
+            outln!("Reader {:?}: no token", reader.name)?;
             continue;
         }
-        match list_one(&reader.name, &mut access, &mut stdin) {
+        let mut lines = Vec::new();
+        let listed = list_one(&reader.name, &mut access, &mut stdin, &mut lines);
+        for line in &lines {
+            outln!("{line}")?;
+        }
+        match listed {
             Ok(()) => {}
-            Err(Error::AppletMissing { .. }) => {
-                println!(
-                    "Reader {:?}: a card without an OATH application",
-                    reader.name
-                )
-            }
-            Err(Error::AccessCodeRequired) => println!(
+            Err(Error::AppletMissing { .. }) => outln!(
+                "Reader {:?}: a card without an OATH application",
+                reader.name
+            )?,
+            Err(Error::AccessCodeRequired) => outln!(
                 "  accounts hidden: the access code is required (run in a terminal, or use \
                  --password-stdin)"
-            ),
+            )?,
             Err(e) => return Err(e.into()),
         }
-        list_piv(&reader.name);
+        list_piv(&reader.name)?;
     }
-    list_fido2();
-    Ok(())
+    list_fido2()
 }
 
 /// The PIV application: serial, firmware, PIN tries, and the keys in the retired slots (where
 /// PIV seal keys live). Best effort: a card without PIV says so.
-fn list_piv(reader: &str) {
+fn list_piv(reader: &str) -> Result<(), CliError> {
     use breakglass::token::piv::{PivCard, RETIRED_SLOTS};
     let mut piv = match breakglass::token::piv_yubikey::YubikeyPiv::open(reader) {
         Ok(p) => p,
         Err(e) => {
-            println!("  PIV: not available ({e})");
-            return;
+            return outln!("  PIV: not available ({e})");
         }
     };
     let (Ok(serial), Ok((a, b, c))) = (piv.serial(), piv.version()) else {
-        println!("  PIV: serial or version unreadable");
-        return;
+        return outln!("  PIV: serial or version unreadable");
     };
     let tries = piv
         .pin_retries()
         .map_or_else(|e| format!("unknown ({e})"), |t| t.to_string());
-    println!("  PIV: serial {serial}, firmware {a}.{b}.{c}, PIN tries left {tries}");
+    outln!("  PIV: serial {serial}, firmware {a}.{b}.{c}, PIN tries left {tries}")?;
     let mut any = false;
     for slot in RETIRED_SLOTS {
         let key = match piv.slot_key(slot) {
             Ok(k) => k,
             Err(e) => {
-                println!("    key metadata unreadable ({e}); the PIV factor needs firmware 5.3+");
-                return;
+                return outln!(
+                    "    key metadata unreadable ({e}); the PIV factor needs firmware 5.3+"
+                );
             }
         };
         if let Some(k) = key {
             any = true;
             let policy =
                 |v: u8, names: &[&'static str]| names.get(usize::from(v)).copied().unwrap_or("?");
-            println!(
+            outln!(
                 "    slot {slot:02x}: {}, PIN {}, touch {}",
                 if k.algorithm == 0x11 {
                     "P-256"
@@ -287,32 +288,41 @@ fn list_piv(reader: &str) {
                 },
                 policy(k.pin_policy, &["default", "never", "once", "always"]),
                 policy(k.touch_policy, &["default", "never", "always", "cached"]),
-            );
+            )?;
         }
     }
     if !any {
-        println!("    no keys in the retired slots 82-95");
+        outln!("    no keys in the retired slots 82-95")?;
     }
+    Ok(())
 }
 
 /// FIDO2 keys on USB (HID), for the FIDO2 seal factor.
-fn list_fido2() {
+fn list_fido2() -> Result<(), CliError> {
     match breakglass::token::fido2::hid::list() {
-        Ok(devices) if devices.is_empty() => println!("FIDO2 (USB HID): no key found"),
+        Ok(devices) if devices.is_empty() => outln!("FIDO2 (USB HID): no key found"),
         Ok(devices) => {
             for d in devices {
-                println!("FIDO2 (USB HID): {d}");
+                outln!("FIDO2 (USB HID): {d}")?;
             }
+            Ok(())
         }
-        Err(e) => println!("FIDO2 (USB HID): cannot list keys ({e})"),
+        Err(e) => outln!("FIDO2 (USB HID): cannot list keys ({e})"),
     }
 }
 
-fn list_one(reader: &str, access: &mut AccessCode, stdin: &mut SecretStdin) -> Result<(), Error> {
+/// The OATH listing of one reader's token, into `lines` (printed by the caller, also when
+/// the listing stops at the access code).
+fn list_one(
+    reader: &str,
+    access: &mut AccessCode,
+    stdin: &mut SecretStdin,
+    lines: &mut Vec<String>,
+) -> Result<(), Error> {
     let mut card = Card::open_exact(reader)?;
     let mut tx = card.transaction()?;
     let mut session = Session::select(&mut tx)?;
-    println!(
+    lines.push(format!(
         "Reader {reader:?}: token with OATH {}, access code {}",
         session.version(),
         if session.has_access_code() {
@@ -320,14 +330,14 @@ fn list_one(reader: &str, access: &mut AccessCode, stdin: &mut SecretStdin) -> R
         } else {
             "not set"
         }
-    );
+    ));
     if session.is_locked() {
         let code = access.get(stdin).map_err(|_| Error::AccessCodeRequired)?;
         session.unlock(code.as_bytes(), &SystemRandom::new())?;
     }
     let accounts = session.accounts(now())?;
     if accounts.is_empty() {
-        println!("  no OATH accounts");
+        lines.push("  no OATH accounts".into());
         return Ok(());
     }
     let width = accounts
@@ -336,7 +346,10 @@ fn list_one(reader: &str, access: &mut AccessCode, stdin: &mut SecretStdin) -> R
         .max()
         .unwrap_or(4)
         .max(4);
-    println!("  {:width$}  TYPE  ALGORITHM  PERIOD  TOUCH", "NAME");
+    lines.push(format!(
+        "  {:width$}  TYPE  ALGORITHM  PERIOD  TOUCH",
+        "NAME"
+    ));
     for a in &accounts {
         let period = match a.kind {
             Kind::Totp => format!("{} s", a.period),
@@ -347,13 +360,13 @@ fn list_one(reader: &str, access: &mut AccessCode, stdin: &mut SecretStdin) -> R
             Some(false) => "no",
             None => "unknown",
         };
-        println!(
+        lines.push(format!(
             "  {:width$}  {:4}  {:9}  {:>6}  {touch}",
             a.name(),
             a.kind.name(),
             a.algorithm.map_or("?", Algorithm::name),
             period
-        );
+        ));
     }
     Ok(())
 }
@@ -398,7 +411,7 @@ fn code(args: CodeArgs) -> Result<(), CliError> {
             .then(|| TouchPrompt::start(account.name(), TOUCH_TIMEOUT));
         Ok((session.code(&account, at)?, account))
     })?;
-    println!("{}", code.expose());
+    outln!("{}", code.expose())?;
     if std::io::stderr().is_terminal() && account.kind == Kind::Totp {
         let left = code.valid_to.saturating_sub(now());
         eprintln!("(valid for {left} s more)");
@@ -468,7 +481,7 @@ fn add(args: AddArgs) -> Result<(), CliError> {
             "The secret below is shown once. Register it with the service now, then clear the \
              screen; it is not stored anywhere else."
         );
-        println!("{}", &*account.seed.to_base32());
+        outln!("{}", &*account.seed.to_base32())?;
     }
     Ok(())
 }

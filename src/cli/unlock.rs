@@ -72,7 +72,7 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
         paths.audit_log().display()
     ));
     if args.print_json {
-        println!("{}", &*unlock::credential_process_json(&h.session));
+        outln!("{}", &*unlock::credential_process_json(&h.session))?;
     }
     Ok(())
 }

@@ -657,3 +657,63 @@ fn the_aws_cli_through_credential_process_against_moto() {
         "{out}"
     );
 }
+
+#[test]
+fn a_hand_out_whose_record_cannot_be_written_is_refused() {
+    let test = "a_hand_out_whose_record_cannot_be_written_is_refused";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(SLOT);
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let (key_id, key_secret) = sts.create_access_key("breakglass");
+    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
+    enroll_imported(
+        &home,
+        "prod",
+        &sts.endpoint(),
+        &token.reader(),
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
+    );
+    let out = unlock(&home, "prod", &token.reader(), ("Alice", "Bob"), PASSPHRASE);
+    session_json(&out);
+    let handouts = |home: &Home| home.audit().matches("\"event\":\"hand-out\"").count();
+    // The record is written before the credentials leave: it is there when they arrive.
+    assert_eq!(handouts(&home), 1);
+    let o = run(detached(&home, BIN, &["credential-process", "prod"]));
+    let v: Value = serde_json::from_str(ok(o).trim()).unwrap();
+    assert!(v["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    assert_eq!(handouts(&home), 2);
+
+    // A log other users could write is refused by the agent's append (whoever runs it, root
+    // included): nothing is handed out, and the caller is told why.
+    let log = home.dir.path().join("state/breakglass/audit.log");
+    let before = std::fs::read(&log).unwrap();
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = run(detached(&home, BIN, &["credential-process", "prod"]));
+    assert!(stdout(&o).is_empty(), "credentials left: {}", stdout(&o));
+    let err = fails(o, 1, &["handed out nothing", "audit", "chmod 600"]);
+    assert!(
+        err.lines().count() == 1,
+        "credential_process errors are one line: {err}"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before, "nothing appended");
+
+    // The log replaced by a folder: the same.
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let aside = log.with_file_name("audit.log.aside");
+    std::fs::rename(&log, &aside).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    let o = run(home.command(&["env", "prod"]));
+    assert!(stdout(&o).is_empty(), "credentials left: {}", stdout(&o));
+    fails(o, 1, &["handed out nothing", "audit.log"]);
+
+    // Fixed: hand-outs resume, each with its record, and the chain is whole.
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::rename(&aside, &log).unwrap();
+    ok(run(detached(&home, BIN, &["credential-process", "prod"])));
+    assert_eq!(handouts(&home), 3);
+    ok(run(home.command(&["audit", "verify"])));
+}

@@ -9,7 +9,7 @@ use breakglass::aws::{probe, AnswerProblem, Deadlines, Endpoint, Error, Failure,
 use breakglass::token::otp::{self, Algorithm};
 
 use crate::common::emulator::{steady_now, unix_now, Rig};
-use crate::common::faults::{addr_of, closed_port, session_xml, BlackHole, Fault, Proxy};
+use crate::common::faults::{addr_of, session_xml, BlackHole, ClosedPort, Fault, Proxy};
 
 /// The deadlines of these tests: 0.5 s to connect, 1 s per call, 3 attempts 10 ms apart.
 fn endpoint(url: String) -> Endpoint {
@@ -69,9 +69,35 @@ fn unreachable(e: &Error) -> (Failure, bool, u32) {
 }
 
 #[tokio::test]
+async fn a_deadline_that_cuts_the_backoff_after_refusals_reports_the_refusal() {
+    let rig = Rig::new();
+    let port = ClosedPort::new();
+    // The first attempt is refused at once; the wait before the next one (up to 20 s with
+    // jitter) outlasts the 1 s call deadline, or the next attempt is refused too.
+    let e = get_session(
+        &rig,
+        &Endpoint {
+            retries: Retries {
+                max_attempts: 3,
+                initial_backoff: Duration::from_secs(20),
+            },
+            ..endpoint(port.url())
+        },
+    )
+    .await
+    .err()
+    .unwrap();
+    let (failure, arrived, _) = unreachable(&e);
+    assert_eq!(failure, Failure::Refused, "{e}");
+    assert!(!arrived);
+    assert!(e.to_string().contains("connection refused"), "{e}");
+}
+
+#[tokio::test]
 async fn refused_sts_is_unreachable_and_nothing_was_sent() {
     let rig = Rig::new();
-    let url = closed_port();
+    let port = ClosedPort::new();
+    let url = port.url();
     let e = get_session(&rig, &endpoint(url.clone()))
         .await
         .err()
@@ -364,7 +390,10 @@ async fn probe_tells_reachable_from_not_without_sending_a_request() {
     probe::probe(&endpoint(hung.url())).await.unwrap();
     hung.wait_for_connections(1);
     assert_eq!(hung.requests(), 0);
-    let e = probe::probe(&endpoint(closed_port())).await.err().unwrap();
+    let e = probe::probe(&endpoint(ClosedPort::new().url()))
+        .await
+        .err()
+        .unwrap();
     let (failure, arrived, _) = unreachable(&e);
     assert_eq!(failure, Failure::Refused);
     assert!(!arrived);

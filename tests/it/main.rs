@@ -6,8 +6,10 @@ mod common;
 
 mod agent;
 mod assume_role;
+mod audit_log;
 mod aws_errors;
 mod ceremony_pty;
+mod closed_pipe;
 mod console;
 mod demo;
 mod faults;

@@ -587,3 +587,24 @@ fn a_refusal_before_reading_stdin_is_judged_by_its_message() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("unexpected argument '--no-such-flag'"));
 }
+
+#[test]
+fn token_list_into_a_closed_pipe_ends_quietly() {
+    // `breakglass token list | head -2` used to panic ("failed printing to stdout: Broken
+    // pipe", status 101).
+    if !pcsc_ready("token_list_into_a_closed_pipe_ends_quietly") {
+        return;
+    }
+    let token = SoftToken::approve(SLOT);
+    let r = token.reader();
+    ok(bg(
+        &["token", "add", "aws-mfa", "--secret-stdin", "--reader", &r],
+        Some(RFC_SEED_B32),
+    ));
+    let mut cmd = Command::new(BIN);
+    cmd.args(["token", "list", "--reader", &r]);
+    ends_quietly(&with_stdout_closed(cmd), "token list");
+    // The same listing into a live pipe is whole.
+    let list = ok(bg(&["token", "list", "--reader", &r], None));
+    assert!(list.contains("aws-mfa") && list.contains("PIV"), "{list}");
+}

@@ -328,7 +328,8 @@ fn a_refused_sts_ends_the_attempt_before_anyone_is_asked() {
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let home = Home::new();
     enrol(&home, &sts, &r);
-    point_sts_at(&home, &sts.endpoint(), &faults::closed_port());
+    let refused = faults::ClosedPort::new();
+    point_sts_at(&home, &sts.endpoint(), &refused.url());
 
     let out = unlock_answering(&home, &r);
     assert!(!out.contains("type your name"), "{out}");
@@ -366,11 +367,10 @@ fn a_window_is_spent_only_when_the_request_may_have_reached_sts() {
     // The probe's connection is taken, then the port closes (before the holders answer, so
     // no later connection can wait in its queue): the call itself is refused, so its code
     // never left and its window stays free.
-    let once = TcpListener::bind("127.0.0.1:0").unwrap();
-    let once_url = format!("http://{}", once.local_addr().unwrap());
-    let taker = std::thread::spawn(move || drop(once.accept()));
+    let mut once = faults::OneConnection::new();
+    let once_url = once.url();
     point_sts_at(&home, &sts.endpoint(), &once_url);
-    let out = unlock_answering_after(&home, &r, || taker.join().unwrap());
+    let out = unlock_answering_after(&home, &r, || once.accept_then_close());
     assert!(out.contains("connection refused"), "{out}");
     assert!(out.contains("Vault opened"), "the vault was opened: {out}");
     assert!(!windows(&home).contains("arn:"), "{}", windows(&home));

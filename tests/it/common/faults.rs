@@ -137,14 +137,71 @@ impl Drop for Proxy {
     }
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound, then closed): connections are refused.
-pub fn closed_port() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}")
+/// A port on 127.0.0.1 where nothing listens: connections are refused. The port stays bound
+/// (by a socket that never listens) while this lives, so that no other test's listener can
+/// take it in the meantime (a closed port number is soon handed out again by `bind(0)`).
+pub struct ClosedPort {
+    _bound: socket2::Socket,
+    addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        Self { _bound: s, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A port that takes the first connection and refuses every later one: a listener and a
+/// non-listening socket share the port (`SO_REUSEPORT`); [`OneConnection::accept_then_close`]
+/// takes the first connection and closes the listener, the other socket keeps the port.
+pub struct OneConnection {
+    listener: Option<socket2::Socket>,
+    _keeper: socket2::Socket,
+    addr: SocketAddr,
+}
+
+impl OneConnection {
+    pub fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = || {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.set_reuse_port(true).unwrap();
+            s
+        };
+        let listener = socket();
+        listener
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let keeper = socket();
+        keeper.bind(&addr.into()).unwrap();
+        listener.listen(8).unwrap();
+        Self {
+            listener: Some(listener),
+            _keeper: keeper,
+            addr,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits for the first connection, closes it and the listener.
+    pub fn accept_then_close(&mut self) {
+        if let Some(l) = self.listener.take() {
+            drop(l.accept().unwrap());
+        }
+    }
 }
 
 /// A listener that never accepts, with its accept queue filled: the kernel drops further

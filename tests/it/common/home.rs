@@ -74,9 +74,10 @@ impl Home {
             .unwrap_or_default()
     }
 
-    /// The audit log once it holds `needle`. The agent writes a hand-out record after the
-    /// credentials have left (so the `aws` call does not wait for its fsyncs): a test that
-    /// reads the log as soon as the client exits may be a few milliseconds early.
+    /// The audit log once it holds `needle`, for the records the agent writes after it has
+    /// answered (a refused connection's): a test that reads the log as soon as the client
+    /// exits may be a few milliseconds early. Hand-out records are written before the
+    /// credentials leave: read those with [`Home::audit`].
     pub fn audit_with(&self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {

@@ -192,6 +192,33 @@ pub fn run_with_input(mut cmd: Command, input: Option<&str>) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// Runs `cmd` with its standard output a pipe whose reader is closed before the command
+/// starts (as `| head -1` closes it after a line): every write to it fails with EPIPE.
+pub fn with_stdout_closed(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
+
+/// Asserts that a command whose standard output was closed ([`with_stdout_closed`]) ended as
+/// ripgrep does: status 0, nothing on stderr (no panic, no "Broken pipe").
+pub fn ends_quietly(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe") && err.is_empty(),
+        "{what}: stderr {err:?}"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{what}: {:?}, stderr {err:?}",
+        o.status
+    );
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

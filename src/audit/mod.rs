@@ -2,19 +2,21 @@
 //! before it (`prev`), so that edits, removals and reordering break the chain. Never a secret:
 //! names, reason, times, masked or temporary key ids, outcomes.
 //!
-//! Every append rewrites the file atomically (temp file, fsync, rename) under an exclusive lock
-//! on `audit.log.lock`, so concurrent ceremonies never lose a record, and a crash leaves the
-//! old log or the new one. Audit logs are small (one line per ceremony), so this costs nothing.
+//! This module turns records into lines ([`Record`], [`Entry`]); [`log`] keeps them on disk:
+//! each append is one `O_APPEND` write of a whole line and an fsync, under an exclusive lock on
+//! `audit.log.lock`, so concurrent ceremonies and the agent never lose a record. A live log
+//! past [`SEGMENT_BYTES`] becomes a numbered segment (`audit.log.1`, `.2`, …) and the chain
+//! goes on in a new live log; [`verify`] checks every segment, in order, then the live log.
 //!
 //! The chain shows edits, removals inside the log and reordering. Cutting lines off the *end*
 //! leaves a valid shorter chain: ship the log off the machine (or note its last hash) to catch
 //! that.
 
-use std::path::Path;
-
 use serde_json::{Map, Value};
 
-use crate::files;
+pub mod log;
+
+pub use log::{append, verify, Log, Verified, SEGMENT_BYTES};
 
 /// The `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -39,15 +41,47 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// [`verify`] found a line that is not JSON or whose `prev` is not the hash of the line before.
+    /// [`verify`] found a line that is not JSON, that is cut off (no newline), or whose `prev`
+    /// is not the hash of the line before.
     #[error("audit log {path} line {line}: {problem}")]
     Broken {
-        /// The log's path.
+        /// The log's (or the segment's) path.
         path: String,
         /// The broken line, 1-based.
         line: usize,
         /// What is wrong with it.
         problem: String,
+    },
+    /// [`verify`] found the live log's last line cut off (no newline) or no JSON: a write
+    /// interrupted by a crash. The next append sets it aside (see [`log`]).
+    #[error("audit log {path} line {line}: the last line is {what}, as a write interrupted by a crash leaves it")]
+    Torn {
+        /// The live log's path.
+        path: String,
+        /// The torn line, 1-based.
+        line: usize,
+        /// `"cut off (no newline)"` or `"not a JSON object"`.
+        what: &'static str,
+    },
+    /// [`verify`] found the segments numbered with a gap (or not from 1): this one is missing.
+    #[error(
+        "audit log segment {path} is missing: the records in it are gone (removed or moved away)"
+    )]
+    MissingSegment {
+        /// The missing segment's path.
+        path: String,
+    },
+    /// An append found more damage than one torn last line: it does not repair that, and
+    /// appends nothing.
+    #[error(
+        "audit log {path}: the line that starts at byte {offset} is not a record, nor is the \
+         torn line after it; more than a write cut off by a crash is damaged, so nothing was appended"
+    )]
+    Damaged {
+        /// The log's (or the segment's) path.
+        path: String,
+        /// Where the damaged line starts.
+        offset: u64,
     },
 }
 
@@ -438,91 +472,20 @@ impl Entry<'_> {
         obj.insert("outcome".into(), Value::String(self.outcome.text()));
         obj
     }
-}
 
-fn sha256_hex(line: &str) -> String {
-    data_encoding::HEXLOWER
-        .encode(ring::digest::digest(&ring::digest::SHA256, line.as_bytes()).as_ref())
-}
-
-fn read_existing(path: &Path) -> Result<String, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => {
-            files::check_private_file(path).map_err(|source| Error::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            Ok(t)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(Error::Read {
-            path: path.display().to_string(),
-            source,
-        }),
+    /// The line on disk, chained to `prev`, with its newline.
+    fn line(&self, prev: &str) -> String {
+        let mut obj = self.to_json();
+        obj.insert("prev".into(), Value::String(prev.to_owned()));
+        let mut line = Value::Object(obj).to_string();
+        line.push('\n');
+        line
     }
 }
 
-fn lock(path: &Path) -> Result<std::fs::File, Error> {
-    let write_err = |source| Error::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        files::ensure_private_dir(dir).map_err(write_err)?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path.with_extension("log.lock"))
-        .map_err(write_err)?;
-    f.lock().map_err(write_err)?;
-    Ok(f)
-}
-
-/// Appends `entry`, chained to the last line.
-pub fn append(path: &Path, entry: &Entry<'_>) -> Result<(), Error> {
-    let _guard = lock(path)?;
-    let mut text = read_existing(path)?;
-    let prev = text
-        .lines()
-        .last()
-        .map_or_else(|| GENESIS.to_owned(), sha256_hex);
-    let mut obj = entry.to_json();
-    obj.insert("prev".into(), Value::String(prev));
-    let line = Value::Object(obj).to_string();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&line);
-    text.push('\n');
-    files::atomic_write(path, text.as_bytes()).map_err(|source| Error::Write {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// Checks the whole chain; returns the number of records.
-pub fn verify(path: &Path) -> Result<usize, Error> {
-    let text = read_existing(path)?;
-    let mut prev = GENESIS.to_owned();
-    let mut n = 0;
-    for (i, line) in text.lines().enumerate() {
-        let broken = |problem: &str| Error::Broken {
-            path: path.display().to_string(),
-            line: i + 1,
-            problem: problem.to_owned(),
-        };
-        let v: Value = serde_json::from_str(line).map_err(|_| broken("not a JSON object"))?;
-        if v.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
-            return Err(broken(
-                "its hash link does not match the line before (edited, removed or reordered)",
-            ));
-        }
-        prev = sha256_hex(line);
-        n += 1;
-    }
-    Ok(n)
+/// The hash of a line (without its newline), as the next line's `prev`.
+fn sha256_hex(line: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, line).as_ref())
 }
 
 /// `unix_seconds` as RFC 3339 (seconds, UTC: `2023-11-14T22:13:20Z`); empty if out of range.
@@ -559,7 +522,7 @@ mod tests {
         for n in 0..3 {
             append(&path, &event(n)).unwrap();
         }
-        assert_eq!(verify(&path).unwrap(), 3);
+        assert_eq!(verify(&path).unwrap().records, 3);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.lines().next().unwrap().contains(GENESIS));
         assert!(
