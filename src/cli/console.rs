@@ -9,7 +9,6 @@ use breakglass::audit;
 use breakglass::aws::console::{self, Partition};
 use breakglass::ceremony::console::{make_url, SigninRequest};
 use breakglass::ceremony::handout::{self, Want};
-use breakglass::clock::SystemClock;
 use breakglass::config::{self, Profile};
 
 use super::error::{exit, CliError};
@@ -138,7 +137,7 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
         role_arn: &role_arn,
         federation: &federation,
         destination: &destination,
-        clock: &SystemClock,
+        clock: super::clock(),
     };
     let signed = make_url(&req, &h.session, (&h.password_holder, &h.token_holder))?;
     eprintln!(

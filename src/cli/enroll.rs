@@ -7,7 +7,6 @@ use secrecy::SecretString;
 
 use breakglass::aws::Endpoint;
 use breakglass::ceremony::{enroll, runtime};
-use breakglass::clock::SystemClock;
 use breakglass::config::{self, Paths, Profile};
 use breakglass::secure::SystemRandom;
 use breakglass::token::oath::Seed;
@@ -253,7 +252,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
         endpoint: Endpoint::of(&profile),
         force: args.force,
-        now: &SystemClock,
+        now: super::clock(),
     };
     let report = runtime()?.block_on(enroll::enroll(
         req,
@@ -316,7 +315,7 @@ fn add_token_cmd(
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
         endpoint: Endpoint::of(profile),
         force: args.force,
-        now: &SystemClock,
+        now: super::clock(),
     };
     let report = runtime()?.block_on(enroll::add_token(
         req,

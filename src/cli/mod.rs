@@ -28,7 +28,7 @@ mod unlock;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use breakglass::ceremony::handout::Want;
-use breakglass::clock::SystemClock;
+use breakglass::clock::Clock;
 use breakglass::config::{self, Paths, Profile};
 
 pub use credential_process::credential_process;
@@ -161,8 +161,35 @@ fn want<'a>(
         fresh: false,
         requested_by,
         base_only: false,
-        clock: &SystemClock,
+        clock: clock(),
     }
+}
+
+/// The environment variable that moves every command's clock ahead (see [`clock`]).
+#[cfg(feature = "sandbox")]
+pub const CLOCK_AHEAD_VAR: &str = "BREAKGLASS_CLOCK_AHEAD_SECS";
+
+/// The clock of every command: the system clock; in builds with the sandbox, moved ahead by
+/// [`CLOCK_AHEAD_VAR`] seconds when it is set. A test skips to a fresh MFA window by moving
+/// this clock and the sandbox emulator's (`Sts::set_clock_offset`) together, instead of
+/// waiting for the window. Against AWS a clock that is ahead only gets codes refused (AWS
+/// takes the adjacent 30 s windows, no further), so the variable can make an activation fail
+/// and nothing else.
+#[cfg(feature = "sandbox")]
+fn clock() -> &'static dyn Clock {
+    static CLOCK: std::sync::OnceLock<breakglass::clock::SkewedClock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(|| breakglass::clock::SkewedClock {
+        ahead_secs: std::env::var(CLOCK_AHEAD_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// The clock of every command: the system clock.
+#[cfg(not(feature = "sandbox"))]
+fn clock() -> &'static dyn Clock {
+    &breakglass::clock::SystemClock
 }
 
 #[cfg(test)]
