@@ -68,6 +68,21 @@ pub struct Verified {
     /// Torn lines set aside by appends (`audit.log.torn-…`): writes a crash cut off, outside
     /// the chain.
     pub torn: Vec<PathBuf>,
+    /// Activations that started and have no outcome record: killed, crashed, or still running.
+    pub dangling: Vec<Dangling>,
+}
+
+/// An `activation started` record without its `activation` outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dangling {
+    /// The attempt's id.
+    pub attempt: String,
+    /// When it started, as logged (RFC 3339).
+    pub time: String,
+    /// The profile.
+    pub profile: String,
+    /// The process that ran it.
+    pub pid: u64,
 }
 
 /// Appends `entry` to the log at `path`, chained to its last line (see [`Log::append`]).
@@ -148,6 +163,7 @@ impl Log {
                 records: 0,
                 segments: 0,
                 torn: Vec::new(),
+                dangling: Vec::new(),
             });
         }
         let (chain, segments, torn) = {
@@ -169,16 +185,18 @@ impl Log {
         };
         let mut prev = GENESIS.to_owned();
         let mut records = 0;
+        let mut started = Vec::new();
         let live = chain.len() - 1;
         for (i, (path, file)) in chain.into_iter().enumerate() {
             if let Some(file) = file {
-                records += check_file(&path, file, &mut prev, i == live)?;
+                records += check_file(&path, file, &mut prev, i == live, &mut started)?;
             }
         }
         Ok(Verified {
             records,
             segments,
             torn,
+            dangling: started,
         })
     }
 
@@ -403,6 +421,7 @@ fn check_file(
     file: io::Take<File>,
     prev: &mut String,
     live: bool,
+    started: &mut Vec<Dangling>,
 ) -> Result<usize, Error> {
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
@@ -446,6 +465,26 @@ fn check_file(
         }
         *prev = sha256_hex(text);
         n += 1;
+        pair_attempts(&v, started);
+    }
+}
+
+/// Keeps the `activation started` records whose outcome has not been seen yet.
+fn pair_attempts(v: &Value, started: &mut Vec<Dangling>) {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    let attempt = text("attempt");
+    if attempt.is_empty() {
+        return;
+    }
+    match text("event") {
+        "activation started" => started.push(Dangling {
+            attempt: attempt.to_owned(),
+            time: text("time").to_owned(),
+            profile: text("profile").to_owned(),
+            pid: v.get("pid").and_then(Value::as_u64).unwrap_or(0),
+        }),
+        "activation" => started.retain(|d| d.attempt != attempt),
+        _ => {}
     }
 }
 
@@ -566,6 +605,47 @@ mod tests {
             },
             outcome: Outcome::Success,
         }
+    }
+
+    #[test]
+    fn a_started_activation_without_its_outcome_is_dangling() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::new(&dir.path().join("audit.log"));
+        let started = |attempt: &str, pid| Entry {
+            record: Record::ActivationStarted {
+                attempt: attempt.into(),
+                command: "breakglass unlock".into(),
+                pid,
+                parent_pid: 1,
+                parent_exe: "/bin/sh".into(),
+            },
+            ..event(0)
+        };
+        let ended = |attempt: &str| Entry {
+            record: Record::Activation {
+                attempt: attempt.into(),
+                password_holder: "alice".into(),
+                token_holder: "bob".into(),
+                reason: "drill".into(),
+                session: None,
+            },
+            outcome: Outcome::Failure {
+                reason: "wrong passphrase".into(),
+            },
+            ..event(1)
+        };
+        log.append(&started("00000000000000aa", 10)).unwrap();
+        log.append(&started("00000000000000bb", 11)).unwrap();
+        log.append(&ended("00000000000000aa")).unwrap();
+        log.append(&event(2)).unwrap();
+        let v = log.verify().unwrap();
+        assert_eq!(v.records, 4);
+        assert_eq!(v.dangling.len(), 1, "{:?}", v.dangling);
+        assert_eq!(v.dangling[0].attempt, "00000000000000bb");
+        assert_eq!(v.dangling[0].pid, 11);
+        assert_eq!(v.dangling[0].profile, "prod");
+        log.append(&ended("00000000000000bb")).unwrap();
+        assert!(log.verify().unwrap().dangling.is_empty());
     }
 
     fn lines(path: &Path) -> Vec<String> {

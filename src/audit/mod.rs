@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 pub mod log;
 
-pub use log::{append, verify, Log, Verified, SEGMENT_BYTES};
+pub use log::{append, verify, Dangling, Log, Verified, SEGMENT_BYTES};
 
 /// The `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

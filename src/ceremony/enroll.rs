@@ -554,14 +554,15 @@ async fn open_with(
     prompt: &mut dyn Prompt,
     rng: &dyn Random,
 ) -> Result<vault::Opened, Error> {
-    if let Some(opened) = super::open_before_oath(vault, passphrase, token, prompt)? {
+    let passphrase = vault.derive(passphrase)?;
+    if let Some(opened) = super::open_before_oath(vault, &passphrase, token, prompt)? {
         return Ok(opened);
     }
     let mut t = token.oath()?;
     let mut session = open_oath(&mut *t, prompt, rng)?;
     let mut factor = OathFactor::new(&mut session, seal_account);
     prompt.touch_start("opening the vault with the enrolled token");
-    let r = vault.open(passphrase, &mut factor);
+    let r = vault.open_derived(&passphrase, &mut factor);
     prompt.touch_end();
     Ok(r?)
 }

@@ -107,7 +107,7 @@ impl vault::PinEntry for PinPrompt<'_> {
 /// (see [`crate::token::Token`]).
 pub fn open_before_oath(
     vault: &vault::Vault,
-    passphrase: &SecretString,
+    passphrase: &vault::PassphraseKey,
     token: &mut dyn crate::token::Token,
     prompt: &mut dyn Prompt,
 ) -> Result<Option<vault::Opened>, Error> {
@@ -193,11 +193,11 @@ fn only_kind(vault: &vault::Vault, kind: vault::FactorKind) -> bool {
 /// kind, when the error, which names the enrolled slots, is the answer.
 fn try_factor(
     vault: &vault::Vault,
-    passphrase: &SecretString,
+    passphrase: &vault::PassphraseKey,
     factor: &mut dyn vault::SealFactor,
     kind: vault::FactorKind,
 ) -> Result<Option<vault::Opened>, Error> {
-    match vault.open(passphrase, factor) {
+    match vault.open_derived(passphrase, factor) {
         Ok(opened) => Ok(Some(opened)),
         Err(vault::Error::NotEnrolled { .. }) if !only_kind(vault, kind) => Ok(None),
         Err(e) => Err(e.into()),

@@ -207,6 +207,10 @@ async fn activate(
         mfa::wait_past(last.unwrap_or(0), req.now, prompt);
     }
 
+    // The passphrase's key before the token is opened: the token is not held while it runs.
+    prompt.note("Deriving the passphrase key (Argon2id).");
+    let passphrase = vault.derive(&passphrase)?;
+
     // The token is held for the vault's seal and the code, then released.
     let (opened, first) = {
         let by_piv = super::open_before_oath(vault, &passphrase, token, prompt)?;
@@ -215,11 +219,10 @@ async fn activate(
         let opened = match by_piv {
             Some(opened) => opened,
             None => {
-                prompt
-                    .note("Opening the vault (passphrase key derivation, then the token's seal).");
+                prompt.note("Opening the vault with the token's seal.");
                 let mut factor = OathFactor::new(&mut session, &req.profile.seal_account);
                 prompt.touch_start("opening the vault");
-                let r = vault.open(&passphrase, &mut factor);
+                let r = vault.open_derived(&passphrase, &mut factor);
                 prompt.touch_end();
                 r?
             }

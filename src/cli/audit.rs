@@ -18,6 +18,12 @@ pub fn verify_cmd() -> Result<(), CliError> {
             path.display(),
         )?,
     }
+    for d in &v.dangling {
+        eprintln!(
+            "breakglass: warning: the activation of profile {} started at {} (attempt {}, process {}) has no outcome record: it was killed or crashed, or it is still running",
+            d.profile, d.time, d.attempt, d.pid
+        );
+    }
     for torn in &v.torn {
         eprintln!(
             "breakglass: warning: {} holds a line that a crash cut off, set aside by the append after it; it is outside the chain (not verified): read it, keep it with the log",

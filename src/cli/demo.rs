@@ -368,14 +368,14 @@ impl<'a> Demo<'a> {
         let fail = |what: String| CliError::unexpected(what);
         let (card, profile, paths) = (&mut self.card, &self.profile, self.paths);
         let vault = breakglass::vault::file::read(&profile.vault)?;
-        let passphrase = SecretString::from(PASSPHRASE.to_owned());
+        let passphrase = vault.derive(&SecretString::from(PASSPHRASE.to_owned()))?;
         let by_piv_or_fido2 = ceremony::open_before_oath(&vault, &passphrase, card, prompt)?;
         let mut session = Session::select(card)?;
         let opened = match by_piv_or_fido2 {
             Some(o) => o,
             None => {
                 let mut f = breakglass::vault::OathFactor::new(&mut session, &profile.seal_account);
-                vault.open(&passphrase, &mut f)?
+                vault.open_derived(&passphrase, &mut f)?
             }
         };
         let used = mfa::Windows::load(&paths.mfa_state())

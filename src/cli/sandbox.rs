@@ -110,7 +110,7 @@ fn card(args: CardArgs) -> Result<(), CliError> {
             "use 127.0.0.1:35963 (slot 00) or 127.0.0.1:35964 (slot 01)",
         ));
     }
-    let touch = SimulatedTouch::new(args.touch, Duration::from_secs(args.touch_timeout));
+    let touch = SimulatedTouch::new(args.touch.clone(), Duration::from_secs(args.touch_timeout));
     let mut card = SoftCard::new(Box::new(touch));
     if let Some(path) = &args.piv_root_out {
         std::fs::write(path, card.piv_attestation_root()).map_err(|e| {

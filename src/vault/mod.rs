@@ -443,6 +443,9 @@ pub struct Vault {
     sealed: Sealed,
 }
 
+/// The passphrase's key for one vault ([`Vault::derive`]); wiped on drop. No `Debug`.
+pub struct PassphraseKey(Key32);
+
 /// A vault opened with both factors: the payload, and what is needed to re-seal it.
 pub struct Opened {
     vault: Vault,
@@ -601,6 +604,36 @@ impl Vault {
         passphrase: &SecretString,
         factor: &mut dyn SealFactor,
     ) -> Result<Opened, Error> {
+        self.open_with(None, passphrase, factor)
+    }
+
+    /// The passphrase's key for this vault (Argon2id with the vault's salt and parameters,
+    /// about a second at the defaults), to derive before a token is opened so that the token
+    /// is not held while it runs: see [`Vault::open_derived`].
+    pub fn derive(&self, passphrase: &SecretString) -> Result<PassphraseKey, Error> {
+        let header = &self.sealed.header;
+        Ok(PassphraseKey(passphrase_factor(
+            passphrase,
+            &header.kdf_salt,
+            &header.kdf,
+        )?))
+    }
+
+    /// [`Vault::open`] with the passphrase's key derived beforehand ([`Vault::derive`]).
+    pub fn open_derived(
+        &self,
+        key: &PassphraseKey,
+        factor: &mut dyn SealFactor,
+    ) -> Result<Opened, Error> {
+        self.open_with(Some(key), &SecretString::from(String::new()), factor)
+    }
+
+    fn open_with(
+        &self,
+        derived: Option<&PassphraseKey>,
+        passphrase: &SecretString,
+        factor: &mut dyn SealFactor,
+    ) -> Result<Opened, Error> {
         let header = &self.sealed.header;
         let mut slot = None;
         for s in &header.slots {
@@ -626,7 +659,10 @@ impl Vault {
             });
         };
         // The KDF first (about a second), then the touch: the token holder acts last.
-        let p = passphrase_factor(passphrase, &header.kdf_salt, &header.kdf)?;
+        let p = match derived {
+            Some(key) => Key32::new(*key.0.expose()),
+            None => passphrase_factor(passphrase, &header.kdf_salt, &header.kdf)?,
+        };
         let t = factor.respond(&slot.info)?;
         let kek = kek(&p, &t, &slot.hkdf_salt, &header.vault_id, slot.info.id);
         let data_key = open(

@@ -158,7 +158,7 @@ fn calculate_all_reports_touch_hotp_and_recomputes_other_periods() {
 #[test]
 fn touch_denied_or_timed_out_is_touch_not_given() {
     for policy in [TouchPolicy::Deny, TouchPolicy::Timeout] {
-        let (mut card, touch) = card(policy);
+        let (mut card, touch) = card(policy.clone());
         let mut s = Session::select(&mut card).unwrap();
         let mut t = account("touchy", RFC_SEED);
         t.touch = true;

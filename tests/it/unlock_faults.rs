@@ -18,8 +18,8 @@ use common::home::*;
 use common::*;
 
 /// Enrols `prod` on the token in `reader` with an access key and an MFA device made at the
-/// emulator (no TOTP window used: the unlock need not wait).
-fn enrol(home: &Home, sts: &Sts, reader: &str) {
+/// emulator (no TOTP window used: the unlock need not wait); returns the key's secret.
+fn enrol(home: &Home, sts: &Sts, reader: &str) -> String {
     sts.create_user("breakglass");
     let (key_id, key_secret) = sts.create_access_key("breakglass");
     let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
@@ -31,6 +31,7 @@ fn enrol(home: &Home, sts: &Sts, reader: &str) {
         &serial,
         (&key_id, key_secret.expose_secret(), &seed),
     );
+    key_secret.expose_secret().to_owned()
 }
 
 /// The profile's STS endpoint, replaced.
@@ -202,6 +203,9 @@ fn every_attempt_leaves_a_start_and_one_outcome_with_what_was_typed() {
         "{outcomes:#?}"
     );
     assert_eq!(sts.counts().get_session_token, 0);
+    let v = home.command(&["audit", "verify"]).output().unwrap();
+    assert!(v.status.success(), "{}", stderr(&v));
+    assert!(!stderr(&v).contains("no outcome record"), "{}", stderr(&v));
 }
 
 #[test]
@@ -315,6 +319,16 @@ fn an_sts_that_never_answers_does_not_hold_the_token() {
     let log = attempts(&home);
     assert_eq!(log.len(), 1, "{log:#?}");
     assert_eq!(log[0]["event"], "activation started");
+    // `audit verify` names it (the chain itself is intact).
+    let v = home.command(&["audit", "verify"]).output().unwrap();
+    assert!(v.status.success(), "{}", stderr(&v));
+    let warning = stderr(&v);
+    assert!(
+        warning.contains("the activation of profile prod started at")
+            && warning.contains(log[0]["attempt"].as_str().unwrap())
+            && warning.contains("has no outcome record"),
+        "{warning}"
+    );
 }
 
 #[test]
@@ -393,4 +407,95 @@ fn a_window_is_spent_only_when_the_request_may_have_reached_sts() {
     let outcomes = paired(&attempts(&home));
     assert_eq!(outcomes.len(), 2, "{outcomes:#?}");
     assert_eq!(sts.counts().get_session_token, 0);
+}
+
+/// `unlock` on a pty, answered up to the moment the token blinks to open the vault.
+fn unlock_until_the_seal_touch(home: &Home, reader: &str) -> rexpect::session::PtySession {
+    let mut p = pty(
+        home.command(&[
+            "unlock",
+            "prod",
+            "--reason",
+            "touch drill",
+            "--reader",
+            reader,
+        ]),
+        30_000,
+    );
+    p.exp_string("Password holder, type your name: ").unwrap();
+    p.send_line("Alice").unwrap();
+    p.exp_string("Token holder, type your name: ").unwrap();
+    p.send_line("Bob").unwrap();
+    p.exp_string("Password holder, type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    p.exp_string("touch the token now (opening the vault)")
+        .unwrap();
+    p
+}
+
+#[test]
+fn a_ceremony_killed_or_a_token_pulled_while_it_blinks_leaves_everything_as_it_was() {
+    let test = "a_ceremony_killed_or_a_token_pulled_while_it_blinks_leaves_everything_as_it_was";
+    if !pcsc_ready(test) {
+        return;
+    }
+    // The soft token touches while this file exists: the test's finger.
+    let finger = tempfile::tempdir().unwrap();
+    let touch = finger.path().join("touch");
+    std::fs::write(&touch, b"").unwrap();
+    let policy = format!("when-exists:{}", touch.display());
+    let mut token = SoftToken::start(Slot::claim(0), &policy, 20);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let secret = enrol(&home, &sts, &r);
+    let vault = std::fs::read(home.vault("prod")).unwrap();
+    let config = std::fs::read(home.config_file()).unwrap();
+    std::fs::remove_file(&touch).unwrap();
+
+    // kill -9 while the token blinks: a start without an outcome; once the blinking ends (a
+    // card finishes the command it was given, whoever asked: here the holder touches), the
+    // token answers others.
+    let mut p = unlock_until_the_seal_touch(&home, &r);
+    p.process_mut()
+        .kill(rexpect::process::Signal::SIGKILL)
+        .unwrap();
+    let log = attempts(&home);
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0]["event"], "activation started");
+    std::fs::write(&touch, b"").unwrap();
+    let mut list = Command::new("timeout");
+    list.args(["10", BIN, "token", "list", "--reader", &r]);
+    home.env(&mut list);
+    let o = run_with_input(list, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(&touch).unwrap();
+
+    // Pulled while it blinks: one line with its next step, and one outcome record.
+    let mut p = unlock_until_the_seal_touch(&home, &r);
+    token.pull();
+    let out = p.exp_eof().unwrap();
+    assert!(
+        out.contains("breakglass: error: the token was removed"),
+        "{out}"
+    );
+    assert!(out.contains("next: "), "{out}");
+    let log = attempts(&home);
+    assert_eq!(log.len(), 3, "{log:#?}");
+    let outcomes = paired(&log[1..]);
+    assert!(
+        outcomes[0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("the token was removed"),
+        "{outcomes:#?}"
+    );
+    assert_eq!(outcomes[0]["password_holder"], "Alice");
+
+    // Nothing changed on disk, no secret anywhere, nothing reached STS.
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), vault);
+    assert_eq!(std::fs::read(home.config_file()).unwrap(), config);
+    assert_eq!(sts.counts().get_session_token, 0);
+    home.assert_no_secret(&[("secret access key", &secret), ("passphrase", PASSPHRASE)]);
 }

@@ -42,7 +42,7 @@ impl<F: Fn() -> bool + Send + Sync> TouchSensor for F {
 }
 
 /// What the simulated holder does when the token blinks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TouchPolicy {
     /// Touches at once.
     Approve,
@@ -50,6 +50,9 @@ pub enum TouchPolicy {
     Deny,
     /// Never touches: the card waits its timeout, then answers "not touched".
     Timeout,
+    /// Touches once this file exists (looked at every 20 ms), within the timeout: a test's
+    /// finger, so that the test can act while the token blinks (pull it, kill the ceremony).
+    WhenFileExists(std::path::PathBuf),
 }
 
 impl std::str::FromStr for TouchPolicy {
@@ -59,9 +62,12 @@ impl std::str::FromStr for TouchPolicy {
             "approve" => Ok(Self::Approve),
             "deny" => Ok(Self::Deny),
             "timeout" => Ok(Self::Timeout),
-            _ => Err(format!(
-                "unknown touch policy {s:?}: use approve, deny or timeout"
-            )),
+            _ => match s.strip_prefix("when-exists:") {
+                Some(path) if !path.is_empty() => Ok(Self::WhenFileExists(path.into())),
+                _ => Err(format!(
+                    "unknown touch policy {s:?}: use approve, deny, timeout or when-exists:PATH"
+                )),
+            },
         }
     }
 }
@@ -97,11 +103,21 @@ impl SimulatedTouch {
 impl TouchSensor for SimulatedTouch {
     fn wait_for_touch(&self) -> bool {
         self.asked.fetch_add(1, Ordering::Relaxed);
-        match self.policy {
+        match &self.policy {
             TouchPolicy::Approve => true,
             TouchPolicy::Deny => false,
             TouchPolicy::Timeout => {
                 std::thread::sleep(self.timeout);
+                false
+            }
+            TouchPolicy::WhenFileExists(path) => {
+                let end = std::time::Instant::now() + self.timeout;
+                while std::time::Instant::now() < end {
+                    if path.exists() {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 false
             }
         }
