@@ -114,6 +114,12 @@ pub async fn unlock<P: Plug + ?Sized>(
         }),
     };
     let logged = record(req, rec, audit::Outcome::of(&result));
+    if let (Err(_), Err(e)) = (&result, &logged) {
+        // The failure itself is the answer; that its record is missing must not go unsaid.
+        prompt.note(&format!(
+            "The outcome of this attempt could not be written to the audit log: {e}"
+        ));
+    }
     let (session, mfa_serial, user_arn) = result?;
     logged.map_err(Error::AuditFailed)?;
     Ok(Activation {

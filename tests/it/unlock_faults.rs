@@ -499,3 +499,110 @@ fn a_ceremony_killed_or_a_token_pulled_while_it_blinks_leaves_everything_as_it_w
     assert_eq!(sts.counts().get_session_token, 0);
     home.assert_no_secret(&[("secret access key", &secret), ("passphrase", PASSPHRASE)]);
 }
+
+/// A small tmpfs mounted at a path (root only), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` (with SKIPPED) when this process cannot mount; under `BREAKGLASS_REQUIRE_PCSC=1`
+    /// (CI, which runs as root) that is a failure.
+    fn mount(test: &str, at: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output();
+        match o {
+            Ok(o) if o.status.success() => Some(Self(at.to_owned())),
+            other => {
+                assert!(
+                    std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+                    "BREAKGLASS_REQUIRE_PCSC=1 but a tmpfs cannot be mounted (run as root): {other:?}"
+                );
+                eprintln!("SKIPPED {test}: cannot mount a tmpfs here (needs root)");
+                None
+            }
+        }
+    }
+
+    /// Fills it up: a file as large as what is free.
+    fn fill(&self) {
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_for_the_audit_log_stops_the_attempt_before_anyone_is_asked() {
+    let test = "a_full_disk_for_the_audit_log_stops_the_attempt_before_anyone_is_asked";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let Some(disk) = Tmpfs::mount(test, &home.dir.path().join("state"), "1m") else {
+        return;
+    };
+    let secret = enrol(&home, &sts, &r);
+    let vault = std::fs::read(home.vault("prod")).unwrap();
+    disk.fill();
+    // The log's last page may still take a few lines: attempts that end at once (a reader
+    // that does not exist) use it up, until a start record no longer fits.
+    let mut full = false;
+    for _ in 0..40 {
+        let mut p = pty(
+            home.command(&[
+                "unlock",
+                "prod",
+                "--reason",
+                "x",
+                "--reader",
+                "No Such Reader",
+            ]),
+            30_000,
+        );
+        let out = p.exp_eof().unwrap();
+        assert!(out.contains("next: "), "{out}");
+        if out.contains("cannot write the audit log") {
+            full = true;
+            break;
+        }
+        assert!(out.contains("no reader matches"), "{out}");
+    }
+    assert!(full, "the audit log never filled up");
+    let audit = home.audit();
+
+    let out = unlock_answering(&home, &r);
+    assert!(!out.contains("type your name"), "{out}");
+    assert!(
+        out.contains("cannot write the audit log") && out.contains("No space left on device"),
+        "{out}"
+    );
+    assert!(
+        out.contains("next: ") && out.contains("disk space"),
+        "{out}"
+    );
+    // Nothing was sent, nothing changed, and the log is as it was (no half line).
+    assert_eq!(sts.counts().get_session_token, 0);
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), vault);
+    assert_eq!(home.audit(), audit);
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let v = home.command(&["audit", "verify"]).output().unwrap();
+    assert!(v.status.success(), "{}", stderr(&v));
+    home.assert_no_secret(&[("secret access key", &secret), ("passphrase", PASSPHRASE)]);
+}
