@@ -411,17 +411,20 @@ fn a_window_is_spent_only_when_the_request_may_have_reached_sts() {
 
 /// `unlock` on a pty, answered up to the moment the token blinks to open the vault.
 fn unlock_until_the_seal_touch(home: &Home, reader: &str) -> rexpect::session::PtySession {
-    let mut p = pty(
-        home.command(&[
-            "unlock",
-            "prod",
-            "--reason",
-            "touch drill",
-            "--reader",
-            reader,
-        ]),
-        30_000,
-    );
+    let cmd = home.command(&[
+        "unlock",
+        "prod",
+        "--reason",
+        "touch drill",
+        "--reader",
+        reader,
+    ]);
+    answer_until_the_seal_touch(cmd)
+}
+
+/// `cmd` (an unlock) on a pty, answered up to the moment the token blinks to open the vault.
+fn answer_until_the_seal_touch(cmd: Command) -> rexpect::session::PtySession {
+    let mut p = pty(cmd, 30_000);
     p.exp_string("Password holder, type your name: ").unwrap();
     p.send_line("Alice").unwrap();
     p.exp_string("Token holder, type your name: ").unwrap();
@@ -604,5 +607,50 @@ fn a_full_disk_for_the_audit_log_stops_the_attempt_before_anyone_is_asked() {
     std::fs::remove_file(disk.0.join("filler")).unwrap();
     let v = home.command(&["audit", "verify"]).output().unwrap();
     assert!(v.status.success(), "{}", stderr(&v));
+    home.assert_no_secret(&[("secret access key", &secret), ("passphrase", PASSPHRASE)]);
+}
+
+#[test]
+fn pcscd_stopping_mid_ceremony_ends_it_in_one_line_with_a_record() {
+    let test = "pcscd_stopping_mid_ceremony_ends_it_in_one_line_with_a_record";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let finger = tempfile::tempdir().unwrap();
+    let touch = finger.path().join("touch");
+    std::fs::write(&touch, b"").unwrap();
+    let policy = format!("when-exists:{}", touch.display());
+    let token = SoftToken::start(Slot::claim(0), &policy, 20);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let secret = enrol(&home, &sts, &r);
+    let vault = std::fs::read(home.vault("prod")).unwrap();
+    std::fs::remove_file(&touch).unwrap();
+
+    // The ceremony reaches pcscd through a socket that stops while the token blinks.
+    let pcscd = faults::PcscdProxy::start();
+    let mut cmd = home.command(&["unlock", "prod", "--reason", "pcscd drill", "--reader", &r]);
+    cmd.env("PCSCLITE_CSOCK_NAME", pcscd.path());
+    let mut p = answer_until_the_seal_touch(cmd);
+    pcscd.stop();
+    let out = p.exp_eof().unwrap();
+    std::fs::write(&touch, b"").unwrap();
+    assert!(
+        out.contains("breakglass: error: the smart card service (pcscd) is not running"),
+        "{out}"
+    );
+    assert!(out.contains("next: start it with"), "{out}");
+    let outcomes = paired(&attempts(&home));
+    assert_eq!(outcomes.len(), 1, "{outcomes:#?}");
+    assert!(
+        outcomes[0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("pcscd) is not running"),
+        "{outcomes:#?}"
+    );
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), vault);
+    assert_eq!(sts.counts().get_session_token, 0);
     home.assert_no_secret(&[("secret access key", &secret), ("passphrase", PASSPHRASE)]);
 }

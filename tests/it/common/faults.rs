@@ -389,3 +389,70 @@ pub fn addr_of(url: &str) -> SocketAddr {
         .parse()
         .unwrap()
 }
+
+/// A stand-in for pcscd's socket: a Unix socket that forwards every connection to the real
+/// pcscd, until [`PcscdProxy::stop`] cuts them all and refuses new ones: pcscd stopping, as
+/// the one process pointed at it (`PCSCLITE_CSOCK_NAME`, which libpcsclite reads) sees it,
+/// while the real pcscd goes on serving the other tests.
+pub struct PcscdProxy {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    conns: Arc<Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl PcscdProxy {
+    /// The real pcscd's socket.
+    const PCSCD: &'static str = "/run/pcscd/pcscd.comm";
+
+    pub fn start() -> Self {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pcscd.comm");
+        let listener = UnixListener::bind(&path).unwrap();
+        let conns: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (conns.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(upstream) = UnixStream::connect(Self::PCSCD) else {
+                    continue;
+                };
+                let pipe = |mut from: UnixStream, mut to: UnixStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                };
+                let mut held = c.lock().unwrap();
+                held.push(client.try_clone().unwrap());
+                held.push(upstream.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                pipe(upstream, client);
+            }
+        });
+        Self {
+            _dir: dir,
+            path,
+            conns,
+            stop,
+        }
+    }
+
+    /// The value for `PCSCLITE_CSOCK_NAME`.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// pcscd "stops": every connection is cut, the socket goes away.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::fs::remove_file(&self.path);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
