@@ -457,16 +457,49 @@ fn a_ceremony_killed_or_a_token_pulled_while_it_blinks_leaves_everything_as_it_w
     let config = std::fs::read(home.config_file()).unwrap();
     std::fs::remove_file(&touch).unwrap();
 
-    // kill -9 while the token blinks: a start without an outcome; once the blinking ends (a
-    // card finishes the command it was given, whoever asked: here the holder touches), the
-    // token answers others.
+    // kill -9 at each prompt: a start without an outcome each time.
+    for (n, prompt) in [
+        "Password holder, type your name: ",
+        "Password holder, type the vault passphrase (not shown): ",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut p = pty(
+            home.command(&["unlock", "prod", "--reason", "kill drill", "--reader", &r]),
+            30_000,
+        );
+        for (ask, answer) in [
+            ("Password holder, type your name: ", "Alice"),
+            ("Token holder, type your name: ", "Bob"),
+            (
+                "Password holder, type the vault passphrase (not shown): ",
+                "",
+            ),
+        ] {
+            p.exp_string(ask).unwrap();
+            if ask == prompt {
+                p.process_mut()
+                    .kill(rexpect::process::Signal::SIGKILL)
+                    .unwrap();
+                break;
+            }
+            p.send_line(answer).unwrap();
+        }
+        let log = attempts(&home);
+        assert_eq!(log.len(), n + 1, "{log:#?}");
+        assert!(log.iter().all(|r| r["event"] == "activation started"));
+    }
+
+    // kill -9 while the token blinks: the same; once the blinking ends (a card finishes the
+    // command it was given, whoever asked: here the holder touches), the token answers others.
     let mut p = unlock_until_the_seal_touch(&home, &r);
     p.process_mut()
         .kill(rexpect::process::Signal::SIGKILL)
         .unwrap();
     let log = attempts(&home);
-    assert_eq!(log.len(), 1, "{log:#?}");
-    assert_eq!(log[0]["event"], "activation started");
+    assert_eq!(log.len(), 3, "{log:#?}");
+    assert!(log.iter().all(|r| r["event"] == "activation started"));
     std::fs::write(&touch, b"").unwrap();
     let mut list = Command::new("timeout");
     list.args(["10", BIN, "token", "list", "--reader", &r]);
@@ -485,8 +518,8 @@ fn a_ceremony_killed_or_a_token_pulled_while_it_blinks_leaves_everything_as_it_w
     );
     assert!(out.contains("next: "), "{out}");
     let log = attempts(&home);
-    assert_eq!(log.len(), 3, "{log:#?}");
-    let outcomes = paired(&log[1..]);
+    assert_eq!(log.len(), 5, "{log:#?}");
+    let outcomes = paired(&log[3..]);
     assert!(
         outcomes[0]["outcome"]
             .as_str()
