@@ -249,6 +249,21 @@ impl Client {
             fresh,
         }
         .send(&mut s)?;
+        // `Seen` first: the agent has read our executable. Nothing secret has reached this
+        // process yet (the next frame is still in the socket); from here on it is
+        // non-dumpable, so that no process of the same user can read what arrives, nor what a
+        // ceremony it leads will hold.
+        let body = wire::read_frame(&mut s)?;
+        match refusal(Answer::decode(&body)?)? {
+            Answer::Seen => {
+                harden::no_dumps();
+            }
+            _ => {
+                return Err(Error::Protocol(
+                    "the agent answered before it saw the caller (an agent of another breakglass version?)",
+                ))
+            }
+        }
         read_reply(s)
     }
 

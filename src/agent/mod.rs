@@ -10,7 +10,9 @@
 //! Protocol (frames: [`wire`]): a client sends one request. `Get` is answered with the
 //! credentials, with "no session" (non-interactive callers), or with a lead: the client must
 //! run the ceremony (or AssumeRole) and send the result (`PutBase`/`PutRole`) or `Abort` on
-//! the same connection; the agent then answers the `Get` as if it had just arrived.
+//! the same connection; the agent then answers the `Get` as if it had just arrived. Every
+//! answer to a `Get` is preceded by `Seen` ([`kind::SEEN`]), after which the client is
+//! non-dumpable: no process of the same user can read a secret from its memory.
 
 pub mod arena;
 pub mod client;
@@ -58,6 +60,11 @@ pub mod kind {
     pub const DONE: u8 = 71;
     /// A hand-out refused because its audit record could not be written: the audit error.
     pub const AUDIT_FAILED: u8 = 72;
+    /// The first answer to a `GET`, before any other: the agent has read what it records about
+    /// the caller (its executable and its parent's, which it cannot read once the caller is
+    /// non-dumpable). The caller makes itself non-dumpable now, before any secret reaches it
+    /// (a credential, or the passphrase of a ceremony it is made to lead).
+    pub const SEEN: u8 = 73;
 }
 
 /// A role session is renewed from the base session when less than this is left, so that SDKs

@@ -138,6 +138,8 @@ pub enum Answer<'a> {
         /// Why, worded for the user.
         reason: &'a str,
     },
+    /// The caller has been looked at (see [`super::kind::SEEN`]); the answer follows.
+    Seen,
     /// Nothing was handed out: the hand-out's audit record could not be written.
     AuditFailed {
         /// The audit log's error.
@@ -335,6 +337,10 @@ impl<'a> Answer<'a> {
             kind::FAILED => Self::Failed { reason: one(&m)? },
             kind::REFUSED => Self::Refused { reason: one(&m)? },
             kind::AUDIT_FAILED => Self::AuditFailed { reason: one(&m)? },
+            kind::SEEN => {
+                m.expect(0)?;
+                Self::Seen
+            }
             kind::STATUS_REPLY => Self::Status { json: one(&m)? },
             kind::DONE => Self::Done { text: one(&m)? },
             _ => return Err(unknown()),
@@ -385,6 +391,7 @@ impl<'a> Answer<'a> {
             Self::Failed { reason } => encode(kind::FAILED, &[reason.as_bytes()]),
             Self::Refused { reason } => encode(kind::REFUSED, &[reason.as_bytes()]),
             Self::AuditFailed { reason } => encode(kind::AUDIT_FAILED, &[reason.as_bytes()]),
+            Self::Seen => encode(kind::SEEN, &[]),
             Self::Status { json } => encode(kind::STATUS_REPLY, &[json.as_bytes()]),
             Self::Done { text } => encode(kind::DONE, &[text.as_bytes()]),
         }
@@ -496,6 +503,7 @@ mod tests {
             Answer::Failed { reason: "x" },
             Answer::Refused { reason: "y" },
             Answer::AuditFailed { reason: "z" },
+            Answer::Seen,
             Answer::Status { json: "{}" },
             Answer::Done { text: "ok" },
         ];

@@ -285,6 +285,8 @@ impl Agent {
                     interactive,
                     fresh,
                 };
+                // The caller's executable is read (in `serve`): it may go non-dumpable now.
+                Answer::Seen.send(stream)?;
                 self.get(stream, peer, (exe, parent_exe), &ask)
             }
             Request::Lock { profile } => {

@@ -120,7 +120,7 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
     if let Some(cmd) = &args.browser {
         check_browser(cmd, &profile.name)?;
     }
-    breakglass::agent::harden::no_dumps();
+    // Non-dumpable from the agent's `Seen` on, before any secret (agent::client::Client::get).
     let want = Want {
         base_only: true,
         ..want(

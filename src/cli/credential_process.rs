@@ -28,8 +28,8 @@ pub fn credential_process_cmd(args: CredentialProcessArgs) -> Result<(), CliErro
 /// `credential-process PROFILE` (also reached without clap, from `main`).
 pub fn credential_process(profile: &str, reader: Option<&str>) -> Result<(), CliError> {
     let (paths, profile) = load(profile)?;
-    // Stays dumpable (unlike `unlock`), so that the agent can read its executable for the
-    // audit record: it holds nothing but the credentials it prints for its caller.
+    // Dumpable until the agent has read its executable for the audit record (`Seen`), then
+    // not, before any secret arrives or a ceremony led here starts (agent::client::Client::get).
     let by = requested_by();
     let (h, _) = handout::obtain(&want(&profile, &paths, reader, &by), &TtyPrompt::boxed)?;
     outln!("{}", &*unlock::credential_process_json(&h.session))?;

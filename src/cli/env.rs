@@ -2,7 +2,6 @@
 
 use clap::Args;
 
-use breakglass::agent::harden;
 use breakglass::audit;
 use breakglass::ceremony::handout;
 use breakglass::shell::{self, Shell};
@@ -27,7 +26,7 @@ pub struct EnvArgs {
 /// Prints the variables for `eval`; warns on stderr that they are secrets.
 pub fn env_cmd(args: EnvArgs) -> Result<(), CliError> {
     let (paths, profile) = load(&args.profile)?;
-    harden::no_dumps();
+    // Non-dumpable from the agent's `Seen` on, before any secret (agent::client::Client::get).
     let want = want(&profile, &paths, args.reader.as_deref(), "breakglass env");
     let (h, _) = handout::obtain(&want, &TtyPrompt::boxed)?;
     let expiration = audit::rfc3339(h.session.expiration);

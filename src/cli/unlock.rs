@@ -3,7 +3,6 @@
 
 use clap::Args;
 
-use breakglass::agent::harden;
 use breakglass::audit;
 use breakglass::ceremony::handout::{self, Want};
 use breakglass::ceremony::{unlock, Error as CError};
@@ -32,7 +31,7 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
         return Err(CError::EmptyReason.into());
     }
     let (paths, profile) = load(&args.profile)?;
-    harden::no_dumps();
+    // Non-dumpable from the agent's `Seen` on, before any secret (agent::client::Client::get).
     // The ceremony needs a terminal; say so before anything starts.
     drop(TtyPrompt::open()?);
     let want = Want {

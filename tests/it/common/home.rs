@@ -18,6 +18,8 @@ pub struct Home {
     pub dir: tempfile::TempDir,
     /// Seconds every command's clock runs ahead (`BREAKGLASS_CLOCK_AHEAD_SECS`).
     ahead: std::sync::atomic::AtomicU64,
+    /// The uid (and gid) every command runs as (`setpriv`); `None`: this process's.
+    user: Option<u32>,
 }
 
 impl Home {
@@ -27,7 +29,44 @@ impl Home {
         Self {
             dir,
             ahead: Default::default(),
+            user: None,
         }
+    }
+
+    /// A home owned by `uid`, whose commands all run as `uid` (root only: `setpriv`).
+    pub fn of_user(uid: u32) -> Self {
+        let mut home = Self::new();
+        let status = Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(home.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown the home to {uid}");
+        home.user = Some(uid);
+        home
+    }
+
+    /// `program ARGS` in this home, as its user.
+    pub fn run_as(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = match self.user {
+            // The terminal (a pty the test made, as root) is handed to the user first, as a
+            // login would: prompts reopen it.
+            Some(uid) => {
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    &format!(
+                        "chown {uid} \"$(tty)\" 2>/dev/null; exec setpriv --reuid={uid} --regid={uid} --clear-groups -- \"$0\" \"$@\""
+                    ),
+                    program,
+                ]);
+                c
+            }
+            None => Command::new(program),
+        };
+        cmd.args(args);
+        self.env(&mut cmd);
+        cmd
     }
 
     /// Moves the clock of every later command ahead by `secs`, and the emulator's with it:
@@ -51,10 +90,7 @@ impl Home {
 
     /// `breakglass ARGS` in this home.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args);
-        self.env(&mut cmd);
-        cmd
+        self.run_as(BIN, args)
     }
 
     /// Points `cmd` at this home: XDG directories, the agent socket, no AWS credentials.

@@ -1,0 +1,134 @@
+//! What another process of the same user can no longer do: read a secret out of the memory of
+//! the breakglass process that holds it. Runs as an unprivileged user (root would read any
+//! memory): the ceremony, its agent and the attacker all run as `nobody`.
+
+use crate::common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+
+use secrecy::ExposeSecret;
+
+use breakglass::sandbox::sts::Sts;
+use common::home::*;
+use common::*;
+
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}
+
+/// Opens `/proc/PID/mem` as the home's user: whether that user may read the process's memory.
+fn can_open_memory(home: &Home, pid: u64) -> (bool, String) {
+    let o = home
+        .run_as(
+            "python3",
+            &["-c", &format!("open('/proc/{pid}/mem', 'rb').close()")],
+        )
+        .output()
+        .unwrap();
+    (o.status.success(), stderr(&o))
+}
+
+#[test]
+fn a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory() {
+    let test = "a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory";
+    if !pcsc_ready(test) {
+        return;
+    }
+    if !is_root() {
+        assert!(
+            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+            "BREAKGLASS_REQUIRE_PCSC=1 but this test needs root (to run as another user)"
+        );
+        eprintln!("SKIPPED {test}: needs root to run the ceremony as an unprivileged user");
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    sts.create_user("breakglass");
+    let (key_id, key_secret) = sts.create_access_key("breakglass");
+    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
+    let home = Home::of_user(NOBODY);
+    enroll_imported(
+        &home,
+        "prod",
+        &sts.endpoint(),
+        &r,
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
+    );
+
+    // STS takes the request and never answers: the leader holds the long-term key meanwhile.
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    let (arrived, request_seen) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut conn in hung.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            if conn.read(&mut buf).unwrap_or(0) > 0 {
+                let _ = arrived.send(());
+            }
+            held.push(conn);
+        }
+    });
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    std::fs::write(
+        home.config_file(),
+        config.replace(&sts.endpoint(), &hung_url) + "call_timeout_secs = 300\n",
+    )
+    .unwrap();
+
+    // credential-process leads the ceremony in place, as the README recommends.
+    let mut p = pty(home.command(&["credential-process", "prod"]), 30_000);
+    p.exp_string("Why is the glass broken? ").unwrap();
+    p.send_line("memory drill").unwrap();
+    p.exp_string("Password holder, type your name: ").unwrap();
+    p.send_line("Alice").unwrap();
+    p.exp_string("Token holder, type your name: ").unwrap();
+    p.send_line("Bob").unwrap();
+    p.exp_string("Password holder, type the vault passphrase (not shown): ")
+        .unwrap();
+    p.send_line(PASSPHRASE).unwrap();
+    p.exp_string("Calling STS GetSessionToken").unwrap();
+    request_seen
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the request reached the hung endpoint");
+    let started = home.audit_with("\"event\":\"activation started\"");
+    let leader: serde_json::Value = serde_json::from_str(
+        started
+            .lines()
+            .find(|l| l.contains("\"event\":\"activation started\""))
+            .unwrap(),
+    )
+    .unwrap();
+    let pid = leader["pid"].as_u64().unwrap();
+    assert!(
+        leader["command"].as_str().unwrap().contains("requested by"),
+        "{leader}"
+    );
+
+    // The probe works: it opens the memory of a dumpable process of the same user.
+    let mut sleeper = home.run_as("sleep", &["60"]).spawn().unwrap();
+    let (opened, why) = can_open_memory(&home, u64::from(sleeper.id()));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(opened, "the probe cannot read a dumpable process: {why}");
+    // The leader, holding the long-term key, is out of its reach.
+    let (opened, why) = can_open_memory(&home, pid);
+    assert!(
+        !opened,
+        "a process of the same user opened the ceremony leader's memory"
+    );
+    assert!(
+        why.contains("PermissionError") || why.contains("Permission denied"),
+        "{why}"
+    );
+    p.process_mut()
+        .kill(rexpect::process::Signal::SIGKILL)
+        .unwrap();
+}
