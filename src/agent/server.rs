@@ -19,10 +19,16 @@ use super::CEREMONY_TIMEOUT_SECS;
 use crate::audit;
 use crate::config::{self, Paths};
 
-/// Requests other than a lead's answer must arrive this fast.
+/// A request (a whole frame, however it is sent) must arrive this fast; answers too.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are closed (a local flood cannot exhaust threads).
+/// Connections of this user served at once. When all are taken, a new one takes the place of
+/// the oldest that has not yet sent its whole request: slow or idle clients cannot keep the
+/// owner's requests out; only connections past their request (waiting for a ceremony, a
+/// lead) count against a newcomer.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections of other users answered (refused, and audited) at once: their own small
+/// budget, so that they never take the user's places. More are closed unanswered.
+const MAX_REFUSALS: usize = 8;
 /// A detached agent with no session, no lead and no connection exits after this long.
 const EMPTY_EXIT_SECS: u64 = 10 * 60;
 
@@ -64,6 +70,10 @@ struct Agent {
     idle_secs: u64,
     foreground: bool,
     connections: AtomicUsize,
+    refusals: AtomicUsize,
+    /// Connections still reading their request: (id, a handle to cut it, accepted at).
+    reading: Mutex<Vec<(u64, UnixStream, std::time::Instant)>>,
+    next_id: std::sync::atomic::AtomicU64,
     hardening_failures: Vec<String>,
 }
 
@@ -109,6 +119,9 @@ pub fn run(paths: Paths, options: Options) -> Result<(), Error> {
         idle_secs: idle_minutes.saturating_mul(60),
         foreground: options.foreground,
         connections: AtomicUsize::new(0),
+        refusals: AtomicUsize::new(0),
+        reading: Mutex::new(Vec::new()),
+        next_id: std::sync::atomic::AtomicU64::new(0),
         hardening_failures,
     });
     agent.record(
@@ -130,18 +143,30 @@ pub fn run(paths: Paths, options: Options) -> Result<(), Error> {
     }
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        if agent.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        let Ok(peer) = harden::peer(&stream) else {
+            continue;
+        };
+        if peer.uid != agent.uid {
+            agent.refuse_in_thread(stream, peer);
+            continue;
+        }
+        if agent.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS
+            && !agent.cut_oldest_reader()
+        {
             agent.connections.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
+        // Registered as reading before its thread runs, so that a newcomer can always find it.
+        let id = agent.reading_started(&stream);
         let a = Arc::clone(&agent);
         let spawned = std::thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
-                a.serve(stream);
+                a.serve(stream, peer, id);
                 a.connections.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
+            agent.reading_done(id);
             agent.connections.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -212,31 +237,85 @@ impl Agent {
         })
     }
 
-    fn serve(&self, mut stream: UnixStream) {
-        let peer = match harden::peer(&stream) {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        if peer.uid != self.uid {
-            let msg = format!(
-                "refused: this agent serves uid {} only, and the caller runs as uid {}; every user runs their own agent",
-                self.uid, peer.uid
-            );
-            let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-            let _ = Answer::Refused { reason: &msg }.send(&mut stream);
-            self.record(
-                "",
-                audit::Record::ConnectionRefused {
-                    peer_pid: peer.pid,
-                    peer_uid: peer.uid,
-                    peer_exe: harden::exe_of(peer.pid),
-                },
-            );
+    /// Answers another user's connection (refused, audited) in a thread of the refusals'
+    /// own budget; beyond it, the connection is closed unanswered.
+    fn refuse_in_thread(self: &Arc<Self>, stream: UnixStream, peer: Peer) {
+        if self.refusals.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSALS {
+            self.refusals.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+        let a = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                a.refuse(stream, peer);
+                a.refusals.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            self.refusals.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn refuse(&self, mut stream: UnixStream, peer: Peer) {
+        let msg = format!(
+            "refused: this agent serves uid {} only, and the caller runs as uid {}; every user runs their own agent",
+            self.uid, peer.uid
+        );
         let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-        let body = match wire::read_frame(&mut stream) {
+        let _ = Answer::Refused { reason: &msg }.send(&mut stream);
+        drop(stream);
+        self.record(
+            "",
+            audit::Record::ConnectionRefused {
+                peer_pid: peer.pid,
+                peer_uid: peer.uid,
+                peer_exe: harden::exe_of(peer.pid),
+            },
+        );
+    }
+
+    /// Cuts the oldest connection still reading its request, to make room; false when every
+    /// connection is past its request.
+    fn cut_oldest_reader(&self) -> bool {
+        let mut reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(oldest) = reading
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, _, since))| *since)
+            .map(|(i, _)| i)
+        else {
+            return false;
+        };
+        let (_, stream, _) = reading.swap_remove(oldest);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        true
+    }
+
+    /// Notes a connection as reading its request; returns its id for [`Agent::reading_done`].
+    fn reading_started(&self, stream: &UnixStream) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        if let Ok(handle) = stream.try_clone() {
+            self.reading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((id, handle, std::time::Instant::now()));
+        }
+        id
+    }
+
+    fn reading_done(&self, id: u64) {
+        self.reading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(i, _, _)| *i != id);
+    }
+
+    fn serve(&self, mut stream: UnixStream, peer: Peer, id: u64) {
+        let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+        // The whole request within its time, cut short if a newcomer needs the place.
+        let body = wire::read_frame_by(&mut stream, std::time::Instant::now() + REQUEST_TIMEOUT);
+        self.reading_done(id);
+        let body = match body {
             Ok(b) => b,
             Err(FrameError::Closed) => return,
             Err(e) => {
@@ -428,9 +507,12 @@ impl Agent {
             Lead::Ceremony(_) => Answer::LeadCeremony.send(stream),
             Lead::Role(_, frame) => stream.write_all(&frame).map_err(FrameError::from),
         };
+        // The whole answer within the lead's time, however slowly it is sent.
         let answer = sent.and_then(|()| {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(CEREMONY_TIMEOUT_SECS)));
-            wire::read_frame(stream)
+            wire::read_frame_by(
+                stream,
+                std::time::Instant::now() + Duration::from_secs(CEREMONY_TIMEOUT_SECS),
+            )
         });
         let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
         let mut st = self.lock();

@@ -60,6 +60,34 @@ pub fn read_frame(r: &mut impl Read) -> Result<Zeroizing<Vec<u8>>, FrameError> {
     Ok(body)
 }
 
+/// [`read_frame`] with a deadline for the whole frame, not for each read: a peer that sends a
+/// byte now and then cannot hold the connection past `deadline`.
+pub fn read_frame_by(
+    stream: &mut std::os::unix::net::UnixStream,
+    deadline: std::time::Instant,
+) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    struct ByDeadline<'s> {
+        stream: &'s mut std::os::unix::net::UnixStream,
+        deadline: std::time::Instant,
+    }
+    impl Read for ByDeadline<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the frame did not arrive in time",
+                ));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            self.stream.read(buf)
+        }
+    }
+    read_frame(&mut ByDeadline { stream, deadline })
+}
+
 /// Encodes a message (kind + fields) as one frame, in a buffer sized exactly up front so that
 /// it never reallocates and leaves no unwiped copy behind.
 pub fn encode(kind: u8, fields: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, FrameError> {
@@ -151,6 +179,29 @@ impl<'a> Message<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_sent_a_byte_at_a_time_ends_at_its_deadline_not_per_read() {
+        let (mut agent_end, mut slow) = std::os::unix::net::UnixStream::pair().unwrap();
+        let dribble = std::thread::spawn(move || {
+            // A byte every 20 ms: each read would succeed well inside a per-read timeout.
+            for b in [0u8, 0, 0, 200].iter().chain(std::iter::repeat_n(&7, 100)) {
+                if slow.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let err = read_frame_by(&mut agent_end, deadline).err().unwrap();
+        assert!(
+            matches!(&err, FrameError::Io(e) if e.kind() == io::ErrorKind::TimedOut
+                || e.kind() == io::ErrorKind::WouldBlock),
+            "{err}"
+        );
+        drop(agent_end);
+        dribble.join().unwrap();
+    }
     use proptest::prelude::*;
 
     #[test]

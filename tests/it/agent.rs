@@ -717,3 +717,40 @@ fn a_hand_out_whose_record_cannot_be_written_is_refused() {
     assert_eq!(handouts(&home), 3);
     ok(run(home.command(&["audit", "verify"])));
 }
+
+#[test]
+fn slow_clients_cannot_keep_the_owner_out() {
+    let home = Home::new();
+    std::fs::create_dir_all(home.config_file().parent().unwrap()).unwrap();
+    std::fs::write(home.config_file(), "[profiles.prod]\n").unwrap();
+    // Starts the agent on demand ("not unlocked": no terminal here).
+    let _ = run(detached(&home, BIN, &["credential-process", "prod"]));
+    // More clients than the agent has places, each one byte into its request and no further.
+    let socket = home.runtime().join("agent.sock");
+    let slow: Vec<UnixStream> = (0..300)
+        .map(|_| {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(&[0]).unwrap();
+            s
+        })
+        .collect();
+    // The owner still gets answers: a newcomer takes the place of the oldest slow one.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["10", BIN, "status", "--json"]);
+    home.env(&mut cmd);
+    let o = run(cmd);
+    assert!(o.status.success(), "status was kept out: {}", stderr(&o));
+    let status: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(status.get("profiles").is_some(), "{status}");
+    // The slow ones that lost their place were cut, not left hanging.
+    let cut = slow
+        .into_iter()
+        .filter(|s| {
+            let mut s = s;
+            s.set_read_timeout(Some(std::time::Duration::from_millis(1)))
+                .unwrap();
+            matches!(s.read(&mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert!(cut >= 300 - 256, "only {cut} slow clients were cut");
+}
