@@ -61,6 +61,21 @@ fn rss_kib(pid: u64) -> u64 {
 }
 
 fn main() {
+    // The agent runs from this very executable: the agent makes only a caller that runs its
+    // own program a leader, and the leaders that store the sessions measured here are this
+    // bench (a real ceremony per profile would need ten tokens).
+    if std::env::args().any(|a| a == "--as-agent") {
+        let paths = Paths::from_env().unwrap();
+        breakglass::agent::server::run(
+            paths,
+            breakglass::agent::server::Options {
+                foreground: true,
+                idle_timeout_minutes: None,
+            },
+        )
+        .unwrap();
+        return;
+    }
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     std::fs::create_dir_all(h.join("run")).unwrap();
@@ -79,10 +94,8 @@ fn main() {
 
     // Started as `unlock` starts it (Client::start sets MALLOC_ARENA_MAX=2), in the foreground
     // so the benchmark owns the process.
-    let mut agent_cmd = Command::new(BIN);
-    agent_cmd
-        .args(["agent", "--foreground"])
-        .env("MALLOC_ARENA_MAX", "2");
+    let mut agent_cmd = Command::new(std::env::current_exe().unwrap());
+    agent_cmd.arg("--as-agent").env("MALLOC_ARENA_MAX", "2");
     env_for(&mut agent_cmd, h);
     let mut agent = agent_cmd
         .stdin(Stdio::null())

@@ -35,6 +35,27 @@ pub fn exe_of(pid: i32) -> String {
         .unwrap_or_else(|e| format!("unknown ({e})"))
 }
 
+/// Whether process `pid` runs this very program (the agent's executable: same file, or the
+/// same path when the file was replaced by an upgrade). Read while the caller is dumpable.
+pub fn runs_this_program(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = format!("/proc/{pid}/exe");
+    if let (Ok(a), Ok(b)) = (fs::metadata(&theirs), fs::metadata("/proc/self/exe")) {
+        if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+            return true;
+        }
+    }
+    let path = |p: &str| {
+        fs::read_link(p).ok().map(|l| {
+            l.display()
+                .to_string()
+                .trim_end_matches(" (deleted)")
+                .to_owned()
+        })
+    };
+    matches!((path(&theirs), path("/proc/self/exe")), (Some(a), Some(b)) if a == b)
+}
+
 /// The parent of a process (`/proc/PID/stat`, field 4): for `credential-process`, the AWS
 /// CLI or SDK that asked.
 pub fn parent_of(pid: i32) -> Option<i32> {

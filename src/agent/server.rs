@@ -326,13 +326,15 @@ impl Agent {
                 return;
             }
         };
-        // Read now: the caller may have exited by the time the hand-out is audited.
+        // Read now: the caller may have exited by the time the hand-out is audited, and it goes
+        // non-dumpable (unreadable) once it has our `Seen`.
         let exe = harden::exe_of(peer.pid);
+        let breakglass = harden::runs_this_program(peer.pid);
         let parent_exe = harden::parent_of(peer.pid)
             .map(harden::exe_of)
             .unwrap_or_else(|| "unknown".into());
         let result = Request::decode(&body)
-            .and_then(|r| self.dispatch(&mut stream, peer, (&exe, &parent_exe), r));
+            .and_then(|r| self.dispatch(&mut stream, (peer, breakglass), (&exe, &parent_exe), r));
         if let Err(e) = result {
             let _ = Answer::Failed {
                 reason: &e.to_string(),
@@ -344,7 +346,7 @@ impl Agent {
     fn dispatch(
         &self,
         stream: &mut UnixStream,
-        peer: Peer,
+        (peer, breakglass): (Peer, bool),
         (exe, parent_exe): (&str, &str),
         request: Request<'_>,
     ) -> Result<(), FrameError> {
@@ -363,6 +365,7 @@ impl Agent {
                     role_arn,
                     interactive,
                     fresh,
+                    breakglass,
                 };
                 // The caller's executable is read (in `serve`): it may go non-dumpable now.
                 Answer::Seen.send(stream)?;
@@ -479,7 +482,7 @@ impl Agent {
                             return Ok(());
                         }
                     }
-                    let generation = self.lead(stream, peer, profile, lead)?;
+                    let generation = self.lead(stream, (peer, exe), profile, lead)?;
                     let Some(_) = generation else {
                         return Ok(());
                     };
@@ -495,7 +498,7 @@ impl Agent {
     fn lead(
         &self,
         stream: &mut UnixStream,
-        peer: Peer,
+        (peer, exe): (Peer, &str),
         profile: &str,
         lead: Lead,
     ) -> Result<Option<u64>, FrameError> {
@@ -519,6 +522,7 @@ impl Agent {
         // Ok(None): stored; Ok(Some(reason)): the leader aborted; Err: it failed.
         let answer_failed = answer.is_err();
         let mut refused = None;
+        let mut stored: Option<String> = None;
         let result: Result<Option<String>, String> = match answer {
             Err(FrameError::Closed) => Err("exited".into()),
             Err(FrameError::Io(e))
@@ -532,11 +536,13 @@ impl Agent {
             Err(e) => Err(format!("sent no usable result ({e})")),
             Ok(body) => Request::decode(&body)
                 .and_then(|r| match r {
-                    Request::PutBase { .. } if ceremony => {
-                        st.store(profile, &r, now()).map(|()| None)
+                    Request::PutBase { creds, .. } if ceremony => {
+                        stored = Some(creds.access_key_id.to_owned());
+                        st.store(profile, &r, now(), (peer.pid, exe)).map(|()| None)
                     }
-                    Request::PutRole { .. } if !ceremony => {
-                        st.store(profile, &r, now()).map(|()| None)
+                    Request::PutRole { creds, .. } if !ceremony => {
+                        stored = Some(creds.access_key_id.to_owned());
+                        st.store(profile, &r, now(), (peer.pid, exe)).map(|()| None)
                     }
                     Request::Abort { reason } => Ok(Some(reason.to_owned())),
                     _ => Err(FrameError::Malformed("expected the lead's result or Abort")),
@@ -580,6 +586,17 @@ impl Agent {
         };
         drop(st);
         self.changed.notify_all();
+        if let (Some(_), Some(key)) = (outcome, stored) {
+            self.record(
+                profile,
+                audit::Record::SessionStored {
+                    kind: if ceremony { "session" } else { "role" },
+                    temporary_access_key_id: key,
+                    by_pid: peer.pid,
+                    by_exe: exe.to_owned(),
+                },
+            );
+        }
         // A leader whose result was refused is told why (it may still be listening).
         if let Some(why) = refused {
             let _ = Answer::Failed { reason: &why }.send(stream);
@@ -659,6 +676,8 @@ impl Agent {
                     expires: audit::rfc3339(b.held.expiration),
                     temporary_access_key_id: b.held.access_key_id.clone(),
                     idle_wipe: audit::rfc3339(e.last_used + self.idle_secs),
+                    stored_by_pid: b.stored_by.0,
+                    stored_by_exe: b.stored_by.1.clone(),
                 }),
                 role: e.role.as_ref().map(|r| RoleStatus {
                     role_arn: r.role_arn.clone(),

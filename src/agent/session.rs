@@ -24,6 +24,10 @@ pub(super) struct Ask<'a> {
     pub(super) role_arn: Option<&'a str>,
     pub(super) interactive: bool,
     pub(super) fresh: bool,
+    /// The caller runs the breakglass program itself (the agent's executable): only such a
+    /// caller is made a leader, so that only a real ceremony (or a real AssumeRole from the
+    /// two-person session) can store a session.
+    pub(super) breakglass: bool,
 }
 
 /// The agent's time: the system clock, in Unix seconds.
@@ -44,6 +48,8 @@ pub(super) struct Base {
     pub(super) identity: String,
     pub(super) mfa_serial: String,
     pub(super) activated: u64,
+    /// The leader that stored it: its pid and executable.
+    pub(super) stored_by: (i32, String),
 }
 
 pub(super) struct Role {
@@ -167,6 +173,7 @@ impl State {
             role_arn,
             interactive,
             fresh,
+            breakglass,
         } = *ask;
         let t = now();
         let next = self.next_generation;
@@ -196,6 +203,11 @@ impl State {
             if !interactive {
                 return Ok(Some(Outcome::NoSession(format!(
                     "profile {profile} is not unlocked"
+                ))));
+            }
+            if !breakglass {
+                return Ok(Some(Outcome::NoSession(format!(
+                    "profile {profile} is not unlocked, and only the breakglass program itself runs its ceremony (this caller is another program)"
                 ))));
             }
             e.lead = Some(LeadInfo {
@@ -233,7 +245,12 @@ impl State {
             }))));
         }
         // The role session is missing or about to expire: the caller renews it from the base
-        // session (no ceremony), whoever it is.
+        // session (no ceremony), if it is breakglass itself.
+        if !breakglass {
+            return Ok(Some(Outcome::NoSession(format!(
+                "the role session of profile {profile} must be renewed, and only the breakglass program itself does that (this caller is another program)"
+            ))));
+        }
         let frame = Answer::LeadRole {
             base: wire_creds(&self.arena, &base.held),
             password_holder: &base.password_holder,
@@ -258,6 +275,7 @@ impl State {
         profile: &str,
         r: &Request<'_>,
         t: u64,
+        by: (i32, &str),
     ) -> Result<(), FrameError> {
         let arena_err = |e: super::arena::Error| FrameError::Refused(e.to_string());
         let e = self.profiles.entry(profile.to_owned()).or_default();
@@ -291,6 +309,7 @@ impl State {
                     identity: identity.to_owned(),
                     mfa_serial: mfa_serial.to_owned(),
                     activated: t,
+                    stored_by: (by.0, by.1.to_owned()),
                 });
                 e.last_used = t;
             }
@@ -369,7 +388,40 @@ mod tests {
             role_arn,
             interactive,
             fresh: false,
+            breakglass: true,
         }
+    }
+
+    #[test]
+    fn only_the_breakglass_program_is_made_a_leader() {
+        let t = now();
+        let peer = Peer { pid: 1, uid: 0 };
+        let other = |a: Ask<'static>| Ask {
+            breakglass: false,
+            ..a
+        };
+        let mut st = state_with("stage", t + 7200, None, t);
+        let o = st
+            .decide(&other(ask("prod", None, true)), None, peer)
+            .unwrap();
+        assert!(
+            matches!(o, Some(Outcome::NoSession(ref m)) if m.contains("only the breakglass program")),
+            "no ceremony lead for another program"
+        );
+        assert!(st.profiles["prod"].lead.is_none());
+        let arn = "arn:aws:iam::123456789012:role/R";
+        let o = st
+            .decide(&other(ask("stage", Some(arn), false)), None, peer)
+            .unwrap();
+        assert!(
+            matches!(o, Some(Outcome::NoSession(ref m)) if m.contains("must be renewed")),
+            "no role lead for another program"
+        );
+        // A held session is still handed out to it, as to any process of the user.
+        let o = st
+            .decide(&other(ask("stage", None, false)), None, peer)
+            .unwrap();
+        assert!(matches!(o, Some(Outcome::Handout(_))));
     }
 
     fn state_with(profile: &str, base_exp: u64, role_exp: Option<u64>, last_used: u64) -> State {
@@ -403,6 +455,7 @@ mod tests {
                     identity: "arn:aws:iam::123456789012:user/u".into(),
                     mfa_serial: "arn:aws:iam::123456789012:mfa/m".into(),
                     activated: 0,
+                    stored_by: (1, "/usr/bin/breakglass".into()),
                 }),
                 role,
                 last_used,
@@ -553,7 +606,7 @@ mod tests {
             b"arn:aws:sts::123456789012:assumed-role/R/a+b",
         ]);
         let r = Request::decode(&frame[4..]).unwrap();
-        let e = st.store("prod", &r, t).unwrap_err();
+        let e = st.store("prod", &r, t, (1, "bg")).unwrap_err();
         assert!(e.to_string().contains("was locked while"), "{e}");
         assert_eq!(st.arena.in_use(), 0, "nothing stored");
         assert!(st.profiles["prod"].role.is_none());
@@ -575,7 +628,7 @@ mod tests {
         ]);
         let r = Request::decode(&frame[4..]);
         assert!(r.is_err(), "refused when decoded");
-        assert!(r.and_then(|r| st.store("prod", &r, t)).is_err());
+        assert!(r.and_then(|r| st.store("prod", &r, t, (1, "bg"))).is_err());
         assert_eq!(st.arena.in_use(), before, "no orphan slot");
     }
 }

@@ -61,6 +61,12 @@ pub struct SessionStatus {
     pub temporary_access_key_id: String,
     /// When it will be wiped if unused (last use plus the idle timeout).
     pub idle_wipe: String,
+    /// The process that ran the ceremony and stored the session (0: not known).
+    #[serde(default)]
+    pub stored_by_pid: i32,
+    /// Its executable, as the agent read it (the breakglass program: no other may lead).
+    #[serde(default)]
+    pub stored_by_exe: String,
 }
 
 /// The role session handed out for a profile with `role_arn`.

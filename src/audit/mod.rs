@@ -233,6 +233,17 @@ pub enum Record {
         /// When the console session ends, Unix seconds; written as RFC 3339.
         console_session_ends: u64,
     },
+    /// The agent stored a session a leader brought (the ceremony's, or a renewed role's).
+    SessionStored {
+        /// `"session"` (the two-person session) or `"role"`.
+        kind: &'static str,
+        /// The stored session's temporary access key id.
+        temporary_access_key_id: String,
+        /// The leader's process id.
+        by_pid: i32,
+        /// The leader's executable (always the breakglass program: no other may lead).
+        by_exe: String,
+    },
     /// The agent handed credentials to a process.
     Handout {
         /// Who asked.
@@ -293,6 +304,7 @@ impl Record {
             Self::Activation { .. } => "activation",
             Self::RoleAssumed { .. } => "role assumed",
             Self::ConsoleUrl { .. } => "console sign-in URL",
+            Self::SessionStored { .. } => "session stored",
             Self::Handout { .. } => "hand-out",
             Self::SessionWiped { .. } => "session wiped",
             Self::AgentStarted { .. } => "agent started",
@@ -399,6 +411,17 @@ impl Record {
                     "console_session_ends",
                     Value::String(rfc3339(*console_session_ends)),
                 );
+            }
+            Self::SessionStored {
+                kind,
+                temporary_access_key_id,
+                by_pid,
+                by_exe,
+            } => {
+                put("kind", text(kind));
+                put("temporary_access_key_id", text(temporary_access_key_id));
+                put("by_pid", Value::from(*by_pid));
+                put("by_exe", text(by_exe));
             }
             Self::Handout { caller, given } => {
                 put("pid", Value::from(caller.pid));

@@ -94,6 +94,11 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
             b.password_holder, b.token_holder, b.activated, b.expires, b.idle_wipe,
         )?;
         outln!("    identity {}", b.identity)?;
+        outln!(
+            "    stored by process {} ({})",
+            b.stored_by_pid,
+            b.stored_by_exe
+        )?;
         if let Some(r) = &p.role {
             outln!("    role {} until {}", r.assumed_role_arn, r.expires)?;
         }

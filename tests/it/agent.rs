@@ -754,3 +754,36 @@ fn slow_clients_cannot_keep_the_owner_out() {
         .count();
     assert!(cut >= 300 - 256, "only {cut} slow clients were cut");
 }
+
+#[test]
+fn only_the_breakglass_program_can_lead_and_plant_a_session() {
+    use breakglass::agent::client::{Client, Reply};
+    let home = Home::new();
+    std::fs::create_dir_all(home.config_file().parent().unwrap()).unwrap();
+    std::fs::write(home.config_file(), "[profiles.prod]\n").unwrap();
+    let _ = run(detached(&home, BIN, &["credential-process", "prod"]));
+    let paths = breakglass::config::Paths {
+        config: home.config_file(),
+        data: home.dir.path().join("data/breakglass"),
+        state: home.dir.path().join("state/breakglass"),
+        runtime: home.runtime(),
+    };
+    // This test process asks as a person at a terminal would: it is not made the leader, so
+    // it has no lead to answer with credentials and holder names of its choosing.
+    let client = Client::running(&paths).unwrap();
+    match client.get("prod", None, true, true).unwrap() {
+        Reply::NoSession(reason) => assert!(
+            reason.contains("only the breakglass program itself runs its ceremony"),
+            "{reason}"
+        ),
+        _ => panic!("another program was made the ceremony's leader"),
+    }
+    let s = status(&home);
+    assert_eq!(
+        s["profiles"]
+            .as_array()
+            .map_or(0, |p| p.iter().filter(|p| !p["session"].is_null()).count()),
+        0,
+        "{s}"
+    );
+}

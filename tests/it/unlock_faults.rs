@@ -244,7 +244,28 @@ fn a_second_token_does_not_break_the_hand_off() {
         let o = bg(&[command, "--help"], None);
         assert!(stdout(&o).contains("--reader"), "{command}: {}", stdout(&o));
     }
-    ok(bg(&["lock", "prod"], None));
+    // The agent recorded who stored the session, and status shows it: breakglass itself.
+    let stored = home.audit_with("\"event\":\"session stored\"");
+    let stored = stored
+        .lines()
+        .find(|l| l.contains("\"event\":\"session stored\""))
+        .unwrap();
+    assert!(
+        stored.contains("\"kind\":\"session\"") && stored.contains("/breakglass\""),
+        "{stored}"
+    );
+    let status = ok(home
+        .command(&["status"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap());
+    assert!(status.contains("stored by process "), "{status}");
+    assert!(status.contains("/breakglass)"), "{status}");
+    ok(home
+        .command(&["lock", "prod"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap());
     drop(other);
 }
 
