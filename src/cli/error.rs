@@ -311,6 +311,15 @@ fn fido2_next(p: &breakglass::vault::fido2::Fido2Problem) -> &'static str {
     }
 }
 
+impl From<breakglass::ceremony::enroll::WeakKdf> for CliError {
+    fn from(e: breakglass::ceremony::enroll::WeakKdf) -> Self {
+        Self::usage(
+            e.to_string(),
+            "leave out --kdf-memory and --kdf-passes for the defaults (64 MiB, 3 passes), or pass --force-weak-kdf to enrol with these anyway (announced); light settings are accepted without it only when every AWS endpoint is on this machine (the sandbox)",
+        )
+    }
+}
+
 impl From<breakglass::aws::Error> for CliError {
     fn from(e: breakglass::aws::Error) -> Self {
         use breakglass::aws::Error as E;
