@@ -215,7 +215,8 @@ pub struct Profile {
     pub mfa_serial: Option<String>,
     /// The region of the STS calls (default [`DEFAULT_REGION`]).
     pub region: String,
-    /// An explicit STS endpoint URL; `None` leaves it to the SDK (`AWS_ENDPOINT_URL_STS`…).
+    /// An explicit STS endpoint URL; `None`: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else
+    /// the region's ([`crate::aws::endpoint::resolve`]).
     pub sts_endpoint: Option<String>,
     /// GetSessionToken duration, in seconds, within [`SESSION_DURATION_SECS`].
     pub session_duration_secs: u64,
