@@ -203,7 +203,7 @@ pub fn allowed(url: &str) -> bool {
         || (scheme.eq_ignore_ascii_case("http") && is_loopback_host(host))
 }
 
-/// [`Guard`]'s refusal of a request, found in the SDK's error by [`refused_in`].
+/// [`Guard`]'s refusal of a request; a call's error is sorted as [`super::Error::InsecureEndpoint`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("breakglass refused to send a request to {uri}: not https, and not to this machine")]
 pub struct Refused {
