@@ -215,7 +215,8 @@ pub struct Profile {
     pub mfa_serial: Option<String>,
     /// The region of the STS calls (default [`DEFAULT_REGION`]).
     pub region: String,
-    /// An explicit STS endpoint URL; `None` leaves it to the SDK (`AWS_ENDPOINT_URL_STS`…).
+    /// An explicit STS endpoint URL; `None`: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else
+    /// the region's ([`crate::aws::endpoint::resolve`]).
     pub sts_endpoint: Option<String>,
     /// GetSessionToken duration, in seconds, within [`SESSION_DURATION_SECS`].
     pub session_duration_secs: u64,
@@ -321,36 +322,13 @@ pub fn check_profile_name(name: &str) -> Result<(), BadValue> {
     Ok(())
 }
 
-/// An STS endpoint: `https://…`, or `http://` to a loopback host (tests, the sandbox).
+/// An STS endpoint: `https://…`, or `http://` to a loopback host (tests, the sandbox): the
+/// endpoint policy of every AWS call ([`crate::aws::endpoint::allowed`]).
 pub fn check_endpoint(url: &str) -> Result<(), BadValue> {
-    let bad = || Err(BadValue::Endpoint(url.to_owned()));
-    let (scheme, rest) = match url.split_once("://") {
-        Some(x) => x,
-        None => return bad(),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() || authority.contains('@') {
-        return bad();
-    }
-    match scheme {
-        "https" => Ok(()),
-        "http" => {
-            let host = if let Some(v6) = authority.strip_prefix('[') {
-                v6.split(']').next().unwrap_or("")
-            } else {
-                authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-            };
-            let loopback = host.eq_ignore_ascii_case("localhost")
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
-                Ok(())
-            } else {
-                bad()
-            }
-        }
-        _ => bad(),
+    if crate::aws::endpoint::allowed(url) {
+        Ok(())
+    } else {
+        Err(BadValue::Endpoint(url.to_owned()))
     }
 }
 

@@ -21,6 +21,13 @@ pub const SIGNIN_TOKEN_LIFETIME_SECS: u64 = 15 * 60;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The endpoint breaks the endpoint policy ([`super::endpoint::allowed`]: https, or plain
+    /// http only to this machine); nothing was sent.
+    #[error("refusing to call the sign-in endpoint {endpoint}: plain http to a host other than this machine would put the role session's credentials on the network unencrypted")]
+    InsecureEndpoint {
+        /// The federation endpoint's URL.
+        endpoint: String,
+    },
     /// No answer from the federation endpoint within the deadlines, or the answer's body could
     /// not be read.
     #[error("the sign-in endpoint {endpoint} could not be reached: {failure} (after {})", net::secs(*elapsed))]
@@ -258,17 +265,26 @@ fn failure_of(e: &ureq::Error, deadlines: &Deadlines) -> Failure {
 }
 
 /// Asks the federation endpoint for a sign-in token for role credentials, within `deadlines`
-/// (the connection within `connect`, the whole exchange within `call`; not retried).
+/// (the connection within `connect`, the whole exchange within `call`; not retried). The
+/// endpoint must pass the endpoint policy ([`super::endpoint::allowed`]), else
+/// [`Error::InsecureEndpoint`] before any connection; a redirect is not followed (the
+/// federation endpoint answers this call directly), so the request goes nowhere else.
 pub fn get_signin_token(
     endpoint: &str,
     s: &Session,
     deadlines: &Deadlines,
 ) -> Result<Zeroizing<String>, Error> {
+    if !super::endpoint::allowed(endpoint) {
+        return Err(Error::InsecureEndpoint {
+            endpoint: endpoint.to_owned(),
+        });
+    }
     let started = Instant::now();
     let url = token_request_url(endpoint, s);
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_redirects(0)
             .timeout_connect(Some(deadlines.connect))
             .timeout_global(Some(deadlines.call))
             .build(),
@@ -416,6 +432,20 @@ mod tests {
             login.as_str(),
             "https://signin.aws.amazon.com/federation?Action=login&Issuer=breakglass\
              &Destination=https%3A%2F%2Fconsole.aws.amazon.com%2F&SigninToken=tok%2B%2F%3D"
+        );
+    }
+
+    #[test]
+    fn an_insecure_signin_endpoint_is_refused_before_any_connection() {
+        let e = get_signin_token(
+            "http://10.0.0.1:9/federation",
+            &session(),
+            &Deadlines::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::InsecureEndpoint { endpoint } if endpoint == "http://10.0.0.1:9/federation"),
+            "{e}"
         );
     }
 

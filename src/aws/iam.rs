@@ -4,13 +4,22 @@
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::{sdk_config, Call, Endpoint, Error, Signer};
+use super::endpoint::Guard;
+use super::{sdk_config, Call, Endpoint, Error, Service, Signer};
 
-async fn client(endpoint: &Endpoint, signer: &Signer<'_>, call: &Call<'_>) -> aws_sdk_iam::Client {
-    let config = aws_sdk_iam::config::Builder::from(&sdk_config(endpoint, signer).await)
+async fn client(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    call: &Call<'_>,
+) -> Result<aws_sdk_iam::Client, Error> {
+    let (shared, url) = sdk_config(endpoint, signer, Service::Iam).await?;
+    let mut config = aws_sdk_iam::config::Builder::from(&shared);
+    config.set_endpoint_url(url);
+    let config = config
         .interceptor(call.tracker())
+        .interceptor(Guard)
         .build();
-    aws_sdk_iam::Client::from_conf(config)
+    Ok(aws_sdk_iam::Client::from_conf(config))
 }
 
 /// CreateAccessKey for `user`: the key id and its secret.
@@ -21,7 +30,7 @@ pub async fn create_access_key(
 ) -> Result<(String, SecretString), Error> {
     let call = Call::start("AWS IAM", "CreateAccessKey", endpoint);
     let out = client(endpoint, signer, &call)
-        .await
+        .await?
         .create_access_key()
         .user_name(user)
         .send()
@@ -42,7 +51,7 @@ pub async fn create_virtual_mfa(
 ) -> Result<(String, Zeroizing<String>), Error> {
     let call = Call::start("AWS IAM", "CreateVirtualMFADevice", endpoint);
     let out = client(endpoint, signer, &call)
-        .await
+        .await?
         .create_virtual_mfa_device()
         .virtual_mfa_device_name(name)
         .send()
@@ -77,7 +86,7 @@ pub async fn enable_mfa(
 ) -> Result<(), Error> {
     let call = Call::start("AWS IAM", "EnableMFADevice", endpoint);
     client(endpoint, signer, &call)
-        .await
+        .await?
         .enable_mfa_device()
         .user_name(user)
         .serial_number(serial)

@@ -3,6 +3,7 @@
 
 pub mod config_file;
 pub mod console;
+pub mod endpoint;
 pub mod iam;
 mod net;
 pub mod probe;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use aws_credential_types::Credentials;
 use secrecy::{ExposeSecret, SecretString};
 
+pub use endpoint::{EndpointSource, Service};
 pub use net::{Deadlines, Failure, Retries, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS};
 
 /// Where and how to call AWS.
@@ -20,8 +22,8 @@ pub use net::{Deadlines, Failure, Retries, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_
 pub struct Endpoint {
     /// The region (`us-east-1`…); also picks the partition's endpoints.
     pub region: String,
-    /// Explicit endpoint (profile `sts_endpoint`, the sandbox); else the SDK's own resolution,
-    /// which honours `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL`.
+    /// Explicit endpoint (profile `sts_endpoint`, the sandbox); else `AWS_ENDPOINT_URL_STS`
+    /// (`_IAM`) or `AWS_ENDPOINT_URL`, else the region's: see [`endpoint::resolve`].
     pub url: Option<String>,
     /// The connect and call deadlines of every call (and of [`probe::probe`]).
     pub deadlines: Deadlines,
@@ -72,9 +74,19 @@ impl Signer<'_> {
     }
 }
 
-/// Loads the shared SDK configuration for a call (region, endpoint, static credentials,
-/// deadlines, retries).
-pub(crate) async fn sdk_config(endpoint: &Endpoint, signer: &Signer<'_>) -> aws_config::SdkConfig {
+/// The shared SDK configuration of a call (region, static credentials, deadlines, retries),
+/// and the endpoint URL to set on the service's own config: `None` for the region's default.
+/// The endpoint is [`endpoint::resolve`]d and checked here, before any client exists: plain
+/// http to a host other than this machine is [`Error::InsecureEndpoint`]. Setting the URL (or
+/// its absence) on the service config overrides whatever the SDK's loader found, the AWS
+/// config file's `endpoint_url` included.
+pub(crate) async fn sdk_config(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    service: Service,
+) -> Result<(aws_config::SdkConfig, Option<String>), Error> {
+    let resolved = endpoint::resolve(endpoint, service);
+    resolved.check(service)?;
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(endpoint.deadlines.connect)
         .operation_timeout(endpoint.deadlines.call)
@@ -82,15 +94,14 @@ pub(crate) async fn sdk_config(endpoint: &Endpoint, signer: &Signer<'_>) -> aws_
     let retries = aws_config::retry::RetryConfig::standard()
         .with_max_attempts(endpoint.retries.max_attempts.max(1))
         .with_initial_backoff(endpoint.retries.initial_backoff);
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(endpoint.region.clone()))
         .credentials_provider(signer.credentials())
         .timeout_config(timeouts)
-        .retry_config(retries);
-    if let Some(url) = &endpoint.url {
-        loader = loader.endpoint_url(url.clone());
-    }
-    loader.load().await
+        .retry_config(retries)
+        .load()
+        .await;
+    Ok((config, resolved.sdk_url()))
 }
 
 /// One STS or IAM call under way: when it started and what its attempts did, to sort its
@@ -124,11 +135,16 @@ impl<'a> Call<'a> {
         self.tracker.clone()
     }
 
-    /// The host the call went to (else the one the SDK resolves by default).
+    /// The host the call went to (else the one it was resolved to).
     fn host(&self) -> String {
-        self.tracker.host().unwrap_or_else(|| {
-            net::authority(&probe::url(self.endpoint, self.service == "AWS IAM"))
-        })
+        let service = if self.service == "AWS IAM" {
+            Service::Iam
+        } else {
+            Service::Sts
+        };
+        self.tracker
+            .host()
+            .unwrap_or_else(|| net::authority(&endpoint::resolve(self.endpoint, service).url))
     }
 
     fn unreachable(&self, failure: Failure) -> Error {
@@ -149,6 +165,13 @@ impl<'a> Call<'a> {
         E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         use aws_sdk_sts::error::SdkError;
+        if let Some(refused) = endpoint::refused_in(&err) {
+            return Error::InsecureEndpoint {
+                service: self.service,
+                url: refused.uri,
+                setting: EndpointSource::Request,
+            };
+        }
         let deadlines = &self.endpoint.deadlines;
         let se = match &err {
             SdkError::ServiceError(se) => se,
@@ -269,6 +292,18 @@ pub const EXPIRATION_SKEW_SECS: u64 = 300;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The endpoint is neither `https://` nor plain `http://` to this machine: the call was
+    /// refused before any connection (the MFA code and the request's signature would have
+    /// crossed the network unencrypted). See [`endpoint`].
+    #[error("refusing to call {service} at {url} (from {setting}): plain http to a host other than this machine would put the request, its signature and any MFA code on the network unencrypted")]
+    InsecureEndpoint {
+        /// `"AWS STS"`, `"AWS IAM"`, `"the sign-in endpoint"`.
+        service: &'static str,
+        /// The URL refused.
+        url: String,
+        /// The setting it came from.
+        setting: EndpointSource,
+    },
     /// `AccessDenied` naming MultiFactorAuthentication: the MFA code was wrong, already used, or
     /// for another device.
     #[error("AWS refused the MFA code: {message}")]
@@ -390,5 +425,190 @@ fn classify_code(action: &'static str, code: String, message: String) -> Error {
             code,
             message,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
+    use super::*;
+
+    /// An HTTP client that counts the requests handed to it and fails each one.
+    #[derive(Debug, Clone, Default)]
+    struct Counting(Arc<AtomicUsize>);
+
+    impl HttpConnector for Counting {
+        fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            HttpConnectorFuture::new(async {
+                Err(ConnectorError::other("the test's connector".into(), None))
+            })
+        }
+    }
+
+    impl HttpClient for Counting {
+        fn http_connector(
+            &self,
+            _settings: &HttpConnectorSettings,
+            _components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// GetCallerIdentity on a client built by hand (not through [`sdk_config`], so the early
+    /// check is bypassed), with the guard, to `url`: the call's error and the requests sent.
+    fn bypassing_the_early_check(url: &str) -> (Error, usize) {
+        let endpoint = Endpoint::new("us-east-1", Some(url.to_owned()));
+        let call = Call::start("AWS STS", "GetCallerIdentity", &endpoint);
+        let http = Counting::default();
+        let config = aws_sdk_sts::Config::builder()
+            .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIATEST", "secret", None, None, "test"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .endpoint_url(url)
+            .http_client(http.clone())
+            .interceptor(call.tracker())
+            .interceptor(endpoint::Guard)
+            .build();
+        let client = aws_sdk_sts::Client::from_conf(config);
+        let err = rt()
+            .block_on(client.get_caller_identity().send())
+            .unwrap_err();
+        (call.error(err), http.0.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn the_guard_stops_plain_http_to_another_host_before_it_is_sent() {
+        let (e, sent) = bypassing_the_early_check("http://10.0.0.1:9");
+        assert_eq!(sent, 0, "the request reached the HTTP client");
+        match e {
+            Error::InsecureEndpoint {
+                service,
+                url,
+                setting,
+            } => {
+                assert_eq!(service, "AWS STS");
+                assert_eq!(url, "http://10.0.0.1:9/");
+                assert_eq!(setting, EndpointSource::Request);
+            }
+            other => panic!("not refused by the guard: {other}"),
+        }
+        // The same client to loopback: the request is handed to the HTTP client.
+        let (e, sent) = bypassing_the_early_check("http://127.0.0.1:9");
+        assert_eq!(sent, 1);
+        assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+    }
+
+    #[test]
+    fn every_call_refuses_an_insecure_endpoint_before_any_connection() {
+        let secret = SecretString::from("secret".to_owned());
+        let signer = Signer {
+            access_key_id: "AKIATEST",
+            secret_access_key: &secret,
+            session_token: None,
+        };
+        let endpoint = Endpoint::new("us-east-1", Some("http://10.0.0.1:9".into()));
+        let rt = rt();
+        let sts = rt
+            .block_on(sts::get_caller_identity(&endpoint, &signer))
+            .err()
+            .unwrap();
+        let iam = rt
+            .block_on(iam::create_access_key(&endpoint, &signer, "breakglass"))
+            .err()
+            .unwrap();
+        let probe = rt.block_on(probe::probe(&endpoint)).err().unwrap();
+        for (e, service) in [(sts, "AWS STS"), (iam, "AWS IAM"), (probe, "AWS STS")] {
+            assert!(
+                matches!(&e, Error::InsecureEndpoint { service: s, setting: EndpointSource::Explicit, .. } if *s == service),
+                "{e}"
+            );
+            assert!(e.to_string().contains("http://10.0.0.1:9"), "{e}");
+        }
+        // https passes the policy: the call goes on to the network (and fails there).
+        let https = Endpoint::new("us-east-1", Some("https://name.invalid".into()));
+        let e = rt
+            .block_on(sts::get_caller_identity(&https, &signer))
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+    }
+
+    /// Set in the child process of [`the_aws_config_files_endpoint_is_not_honoured`].
+    const CHILD: &str = "BREAKGLASS_TEST_CONFIG_FILE_ENDPOINT_CHILD";
+
+    /// An `endpoint_url` in the AWS config file (the profile's, and its `[services]` section's
+    /// for STS) is not used: the call goes to the region's own endpoint. Run in a child
+    /// process, since the SDK reads the file named by the process's environment. Were the file
+    /// honoured, the guard would refuse its plain-http endpoint.
+    #[test]
+    fn the_aws_config_files_endpoint_is_not_honoured() {
+        if std::env::var_os(CHILD).is_some() {
+            let secret = SecretString::from("secret".to_owned());
+            let signer = Signer {
+                access_key_id: "AKIATEST",
+                secret_access_key: &secret,
+                session_token: None,
+            };
+            // A region with no real endpoint: the call fails in DNS, without reaching AWS.
+            let mut endpoint = Endpoint::new("xx-nowhere-1", None);
+            endpoint.retries.max_attempts = 1;
+            let e = rt()
+                .block_on(sts::get_caller_identity(&endpoint, &signer))
+                .err()
+                .unwrap();
+            assert!(!matches!(e, Error::InsecureEndpoint { .. }), "{e}");
+            if let Error::Unreachable { host, .. } = &e {
+                assert_eq!(host, "sts.xx-nowhere-1.amazonaws.com", "{e}");
+            }
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("aws-config");
+        std::fs::write(
+            &file,
+            "[default]\nendpoint_url = http://10.0.0.1:9\n\
+             [profile bg]\nendpoint_url = http://10.0.0.1:9\nservices = local\n\
+             [services local]\nsts =\n  endpoint_url = http://10.0.0.1:9\n",
+        )
+        .unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "aws::tests::the_aws_config_files_endpoint_is_not_honoured",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .env("AWS_CONFIG_FILE", &file)
+            .env("AWS_PROFILE", "bg")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_STS")
+            .env_remove("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "the child failed:\n{text}"
+        );
     }
 }

@@ -173,7 +173,7 @@ impl Failure {
 }
 
 /// The errors of `err`'s chain: after an `io::Error` its payload, else `source()`.
-fn chain<'a>(
+pub(crate) fn chain<'a>(
     err: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     std::iter::successors(Some(err), |&e| match e.downcast_ref::<std::io::Error>() {

@@ -7,38 +7,13 @@ use std::time::Instant;
 
 use tokio::net::TcpStream;
 
-use super::console::Partition;
+use super::endpoint::{self, Service};
 use super::{net, Endpoint, Error, Failure};
 
-/// The STS (or, with `iam`, the IAM) endpoint URL the SDK calls: the explicit
-/// [`Endpoint::url`], else `AWS_ENDPOINT_URL_STS` (`AWS_ENDPOINT_URL_IAM`) or
-/// `AWS_ENDPOINT_URL`, else the region's regional endpoint (`https://sts.REGION.amazonaws.com`,
-/// `…amazonaws.com.cn` in China), as the SDK resolves it with regional STS endpoints (its
-/// default). An endpoint URL in the AWS config file is not read here.
+/// The STS (or, with `iam`, the IAM) endpoint URL a call goes to: [`endpoint::resolve`]'s.
 pub fn url(endpoint: &Endpoint, iam: bool) -> String {
-    if let Some(url) = &endpoint.url {
-        return url.clone();
-    }
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let ignore = env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v != "false");
-    let service_var = if iam {
-        "AWS_ENDPOINT_URL_IAM"
-    } else {
-        "AWS_ENDPOINT_URL_STS"
-    };
-    if !ignore {
-        if let Some(url) = env(service_var).or_else(|| env("AWS_ENDPOINT_URL")) {
-            return url;
-        }
-    }
-    let region = &endpoint.region;
-    match (Partition::of_region(region), iam) {
-        (Partition::China, false) => format!("https://sts.{region}.amazonaws.com.cn"),
-        (Partition::China, true) => format!("https://iam.{region}.amazonaws.com.cn"),
-        (Partition::GovCloud, true) => "https://iam.us-gov.amazonaws.com".into(),
-        (_, true) => "https://iam.amazonaws.com".into(),
-        (_, false) => format!("https://sts.{region}.amazonaws.com"),
-    }
+    let service = if iam { Service::Iam } else { Service::Sts };
+    endpoint::resolve(endpoint, service).url
 }
 
 /// `(https, host, port)` of a URL.
@@ -121,7 +96,9 @@ async fn handshake(stream: TcpStream, host: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Checks that the STS endpoint [`url`] would call can be reached: the name resolves, a TCP
+/// Checks that the STS endpoint [`url`] would call can be reached: first the endpoint policy
+/// ([`endpoint::Resolved::check`]: an insecure endpoint is [`Error::InsecureEndpoint`], before
+/// any connection), then that the name resolves, a TCP
 /// connection opens and, for `https://`, a TLS handshake with a certificate valid for the host
 /// completes, all within `endpoint.deadlines.connect`. No HTTP request is sent: an endpoint
 /// that accepts connections and then never answers passes (the call deadline catches it).
@@ -130,7 +107,9 @@ async fn handshake(stream: TcpStream, host: &str) -> Result<(), Failure> {
 /// `may_have_arrived: false` (nothing was sent).
 pub async fn probe(endpoint: &Endpoint) -> Result<(), Error> {
     let started = Instant::now();
-    let url = url(endpoint, false);
+    let resolved = endpoint::resolve(endpoint, Service::Sts);
+    resolved.check(Service::Sts)?;
+    let url = resolved.url;
     let fail = |failure: Failure| Error::Unreachable {
         service: "AWS STS",
         action: "probe",

@@ -3,7 +3,10 @@
 
 use secrecy::SecretString;
 
-use super::{sdk_config, AnswerProblem, Call, Endpoint, Error, Signer, EXPIRATION_SKEW_SECS};
+use super::endpoint::Guard;
+use super::{
+    sdk_config, AnswerProblem, Call, Endpoint, Error, Service, Signer, EXPIRATION_SKEW_SECS,
+};
 
 /// Temporary credentials. The secret parts are `SecretString`s; no `Debug`.
 pub struct Session {
@@ -31,11 +34,19 @@ pub struct Identity {
 /// AWS's default duration of a role session (AssumeRole without DurationSeconds), seconds.
 const ROLE_DEFAULT_DURATION_SECS: u64 = 3600;
 
-async fn client(endpoint: &Endpoint, signer: &Signer<'_>, call: &Call<'_>) -> aws_sdk_sts::Client {
-    let config = aws_sdk_sts::config::Builder::from(&sdk_config(endpoint, signer).await)
+async fn client(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    call: &Call<'_>,
+) -> Result<aws_sdk_sts::Client, Error> {
+    let (shared, url) = sdk_config(endpoint, signer, Service::Sts).await?;
+    let mut config = aws_sdk_sts::config::Builder::from(&shared);
+    config.set_endpoint_url(url);
+    let config = config
         .interceptor(call.tracker())
+        .interceptor(Guard)
         .build();
-    aws_sdk_sts::Client::from_conf(config)
+    Ok(aws_sdk_sts::Client::from_conf(config))
 }
 
 /// GetSessionToken with the MFA device's serial and a code. `now` (Unix seconds, this
@@ -52,7 +63,7 @@ pub async fn get_session_token(
 ) -> Result<Session, Error> {
     let call = Call::start("AWS STS", "GetSessionToken", endpoint);
     let out = client(endpoint, signer, &call)
-        .await
+        .await?
         .get_session_token()
         .serial_number(serial)
         .token_code(code)
@@ -172,7 +183,7 @@ pub async fn assume_role(
 ) -> Result<RoleSession, Error> {
     let tracked = Call::start("AWS STS", "AssumeRole", endpoint);
     let mut call = client(endpoint, signer, &tracked)
-        .await
+        .await?
         .assume_role()
         .role_arn(req.role_arn)
         .role_session_name(req.session_name)
@@ -356,7 +367,7 @@ pub async fn get_caller_identity(
 ) -> Result<Identity, Error> {
     let call = Call::start("AWS STS", "GetCallerIdentity", endpoint);
     let out = client(endpoint, signer, &call)
-        .await
+        .await?
         .get_caller_identity()
         .send()
         .await

@@ -24,6 +24,54 @@ use crate::vault::{self, FactorKind, KdfParams, OathFactor, Payload, SealFactor,
 /// Shortest passphrase accepted.
 pub const MIN_PASSPHRASE: usize = 12;
 
+/// The weakest Argon2id accepted outside the sandbox: RFC 9106's second recommended option
+/// (64 MiB, 3 passes, 4 lanes), [`KdfParams::DEFAULT`].
+pub const KDF_FLOOR: KdfParams = KdfParams::DEFAULT;
+
+/// Argon2id parameters that make an offline guess of the passphrase cheaper than
+/// [`KDF_FLOOR`]: see [`check_kdf`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Argon2id with {} KiB and {} passes ({} lanes) is below RFC 9106's recommendation (64 MiB, 3 passes, 4 lanes): each offline guess of the passphrase would cost less", .kdf.m_kib, .kdf.t, .kdf.p)]
+pub struct WeakKdf {
+    /// The parameters asked for.
+    pub kdf: KdfParams,
+}
+
+/// Whether `kdf` is at least as costly per guess as [`KDF_FLOOR`]: at least its memory, and
+/// at least its memory × passes (so RFC 9106's first option, 2 GiB and 1 pass, passes too).
+/// Lanes are not counted: they split the same work for parallel cores, and fewer of them make
+/// no guess cheaper.
+pub fn check_kdf(kdf: &KdfParams) -> Result<(), WeakKdf> {
+    let cost = |k: &KdfParams| u64::from(k.m_kib) * u64::from(k.t);
+    if kdf.m_kib < KDF_FLOOR.m_kib || cost(kdf) < cost(&KDF_FLOOR) {
+        return Err(WeakKdf { kdf: *kdf });
+    }
+    Ok(())
+}
+
+/// The oldest YubiKey firmware whose PIV application the PIV factor can use (GET METADATA).
+pub const PIV_MIN_FIRMWARE: (u8, u8, u8) = (5, 3, 0);
+
+/// The factor a new key slot is sealed with when none is asked for: PIV when the token has a
+/// PIV application the factor can use (firmware [`PIV_MIN_FIRMWARE`] or later), else OATH
+/// (and the caller warns: see [`OATH_DEFAULT_WARNING`]). Opens the PIV application and
+/// closes it again; a token without one (or whose PIV refuses) is OATH, a token that cannot
+/// be reached at all is the error.
+pub fn default_factor(token: &mut dyn Token) -> Result<FactorKind, crate::token::Error> {
+    use crate::token::Error as E;
+    match token.piv() {
+        Ok(mut card) => Ok(match card.version() {
+            Ok(version) if version >= PIV_MIN_FIRMWARE => FactorKind::PivEcdh,
+            _ => FactorKind::OathHmac,
+        }),
+        Err(E::AppletMissing { .. } | E::PivRefused { .. }) => Ok(FactorKind::OathHmac),
+        Err(e) => Err(e),
+    }
+}
+
+/// What is said when [`default_factor`] falls back to OATH.
+pub const OATH_DEFAULT_WARNING: &str = "WARNING: this token has no PIV application breakglass can use, so the vault is sealed with the OATH factor (challenge-response, touch only). With OATH the token holder alone, with a copy of the vault and one touch, can guess the passphrase offline: only its strength stands. To choose otherwise use a token with PIV (YubiKey 5, firmware 5.3 or later) and --factor piv, or a FIDO2 key with --factor fido2; pass --factor oath to choose OATH knowingly.";
+
 /// Where the access key comes from.
 pub enum KeySource {
     /// Read by the caller (stdin).
@@ -753,4 +801,107 @@ fn add_profile_if_missing(req: &Request<'_>, serial: &str) -> Result<bool, Error
         source,
     })?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::piv::{PinCheck, PivCard, SlotKey};
+    use crate::token::{self, Transport};
+
+    /// A token whose PIV application is missing, has this firmware, or cannot be reached.
+    enum Piv {
+        Missing,
+        Firmware((u8, u8, u8)),
+        Unreachable,
+    }
+
+    struct Card((u8, u8, u8));
+
+    impl PivCard for Card {
+        fn serial(&mut self) -> Result<u32, token::Error> {
+            Ok(1)
+        }
+        fn version(&mut self) -> Result<(u8, u8, u8), token::Error> {
+            Ok(self.0)
+        }
+        fn pin_retries(&mut self) -> Result<u8, token::Error> {
+            unreachable!()
+        }
+        fn verify_pin(&mut self, _pin: &[u8]) -> Result<PinCheck, token::Error> {
+            unreachable!()
+        }
+        fn slot_key(&mut self, _slot: u8) -> Result<Option<SlotKey>, token::Error> {
+            unreachable!()
+        }
+        fn authenticate_default(&mut self) -> Result<(), token::Error> {
+            unreachable!()
+        }
+        fn generate_p256_always(&mut self, _slot: u8) -> Result<Vec<u8>, token::Error> {
+            unreachable!()
+        }
+        fn attest(&mut self, _slot: u8) -> Result<Vec<u8>, token::Error> {
+            unreachable!()
+        }
+        fn attestation_certificate(&mut self) -> Result<Vec<u8>, token::Error> {
+            unreachable!()
+        }
+        fn ecdh(&mut self, _slot: u8, _peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, token::Error> {
+            unreachable!()
+        }
+    }
+
+    impl Token for Piv {
+        fn oath(&mut self) -> Result<Box<dyn Transport + '_>, token::Error> {
+            unreachable!("choosing the factor does not open OATH")
+        }
+        fn piv(&mut self) -> Result<Box<dyn PivCard + '_>, token::Error> {
+            match self {
+                Self::Missing => Err(token::Error::AppletMissing { applet: "PIV" }),
+                Self::Firmware(v) => Ok(Box::new(Card(*v))),
+                Self::Unreachable => Err(token::Error::PcscUnavailable),
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_factor_is_piv_when_the_token_has_it() {
+        let kind = |mut t: Piv| default_factor(&mut t).map_err(|e| e.to_string());
+        assert_eq!(kind(Piv::Firmware((5, 7, 1))), Ok(FactorKind::PivEcdh));
+        assert_eq!(kind(Piv::Firmware((5, 3, 0))), Ok(FactorKind::PivEcdh));
+        assert_eq!(kind(Piv::Firmware((5, 2, 7))), Ok(FactorKind::OathHmac));
+        assert_eq!(kind(Piv::Missing), Ok(FactorKind::OathHmac));
+        assert!(kind(Piv::Unreachable).is_err());
+        // The warning says what OATH lets the token holder do alone, and how to choose.
+        let w = OATH_DEFAULT_WARNING;
+        for needle in [
+            "token holder alone",
+            "copy of the vault",
+            "one touch",
+            "guess the passphrase offline",
+            "--factor piv",
+            "--factor fido2",
+            "--factor oath",
+        ] {
+            assert!(w.contains(needle), "{needle}: {w}");
+        }
+    }
+
+    #[test]
+    fn kdf_settings_below_rfc_9106_are_weak() {
+        let kdf = |m_kib, t, p| check_kdf(&KdfParams { m_kib, t, p });
+        assert_eq!(kdf(64 * 1024, 3, 4), Ok(()));
+        assert_eq!(kdf(256 * 1024, 3, 4), Ok(()));
+        // RFC 9106's first option: more memory, one pass.
+        assert_eq!(kdf(2 * 1024 * 1024, 1, 4), Ok(()));
+        // Lanes split the work; fewer make no guess cheaper.
+        assert_eq!(kdf(64 * 1024, 3, 1), Ok(()));
+        assert!(kdf(1024, 1, 1).is_err());
+        assert!(kdf(64 * 1024 - 1, 3, 4).is_err());
+        assert!(kdf(64 * 1024, 2, 4).is_err());
+        assert!(kdf(96 * 1024, 1, 4).is_err());
+        assert!(check_kdf(&KdfParams::LIGHT).is_err());
+        let e = kdf(1024, 1, 1).unwrap_err().to_string();
+        assert!(e.contains("1024 KiB") && e.contains("RFC 9106"), "{e}");
+    }
 }

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 use secrecy::SecretString;
 
+use breakglass::aws::endpoint::{self, Service};
 use breakglass::aws::Endpoint;
-use breakglass::ceremony::{enroll, runtime};
+use breakglass::ceremony::{enroll, runtime, Prompt};
 use breakglass::config::{self, Paths, Profile};
 use breakglass::secure::SystemRandom;
 use breakglass::token::oath::Seed;
 use breakglass::token::Device;
-use breakglass::vault::KdfParams;
+use breakglass::vault::{FactorKind, KdfParams};
 
 use super::error::CliError;
 use super::term::{SecretStdin, TtyPrompt};
@@ -56,6 +57,10 @@ pub struct EnrollArgs {
     /// Argon2id lanes.
     #[arg(long, value_name = "N", default_value_t = 4)]
     kdf_lanes: u32,
+    /// Accept Argon2id settings below RFC 9106's recommendation (64 MiB, 3 passes) for a
+    /// vault whose AWS endpoints are not all on this machine (announced, every time).
+    #[arg(long)]
+    force_weak_kdf: bool,
     /// STS/IAM endpoint (tests, sandbox); else the SDK's resolution.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
@@ -85,9 +90,10 @@ pub struct EnrollArgs {
     /// The seal factor of the new key slot: `piv` (recommended: a P-256 key generated on the
     /// token, PIN and touch for every use, PIN blocks after 3 tries, attested), `fido2`
     /// (hmac-secret of a FIDO2 key, PIN and touch, 8 tries) or `oath` (challenge-response,
-    /// touch only; the OATH access code has no retry counter).
-    #[arg(long, value_enum, default_value_t = FactorArg::Oath)]
-    factor: FactorArg,
+    /// touch only; the OATH access code has no retry counter). Default: `piv` when the token
+    /// has a usable PIV application (firmware 5.3+), else `oath`, with a warning.
+    #[arg(long, value_enum)]
+    factor: Option<FactorArg>,
     /// With --factor piv: the retired slot for the new key, 82 to 95 (hex).
     #[arg(long, value_name = "HEX", default_value = "82", value_parser = parse_piv_slot)]
     piv_slot: u8,
@@ -122,22 +128,72 @@ fn parse_piv_slot(s: &str) -> Result<u8, String> {
     }
 }
 
-/// The attestation roots for `--factor piv`, or the reason there are none.
-fn attestation_roots(args: &EnrollArgs) -> Result<Vec<x509_cert::Certificate>, CliError> {
-    if args.factor != FactorArg::Piv {
-        return Ok(Vec::new());
-    }
+/// The attestation roots for the PIV factor, or the reason there are none. `defaulted`: PIV
+/// was chosen because the token has it, not by `--factor piv`.
+fn attestation_roots(
+    args: &EnrollArgs,
+    defaulted: bool,
+) -> Result<Vec<x509_cert::Certificate>, CliError> {
     let Some(path) = &args.attestation_roots else {
+        let (what, or) = if defaulted {
+            (
+                "this token has a PIV application, so the vault is sealed with the PIV factor by default; it verifies that the key was generated on the token, and needs the attestation roots to check it against",
+                ", or --factor oath to seal with OATH instead (weaker: the token holder alone, with a copy of the vault and one touch, can guess the passphrase offline)",
+            )
+        } else {
+            (
+                "--factor piv verifies that the key was generated on the token, and needs the attestation roots to check it against",
+                "",
+            )
+        };
         return Err(CliError::usage(
-            "--factor piv verifies that the key was generated on the token, and needs the attestation roots to check it against",
-            "pass --attestation-roots FILE: Yubico's roots from https://developers.yubico.com/PKI/yubico-ca-certs.txt (see docs/token.md), or for the sandbox's soft token the file from `breakglass sandbox card --piv-root-out FILE`",
+            what,
+            format!("pass --attestation-roots FILE: Yubico's roots from https://developers.yubico.com/PKI/yubico-ca-certs.txt (see docs/token.md), or for the sandbox's soft token the file from `breakglass sandbox card --piv-root-out FILE`{or}"),
         ));
     };
     Ok(breakglass::vault::attest::load_roots(path)?)
 }
 
-fn factor<'r>(args: &EnrollArgs, roots: &'r [x509_cert::Certificate]) -> enroll::Factor<'r> {
+/// The attestation roots, read before any I/O when `--factor piv` asks for them.
+fn early_roots(args: &EnrollArgs) -> Result<Option<Vec<x509_cert::Certificate>>, CliError> {
     match args.factor {
+        Some(FactorArg::Piv) => Ok(Some(attestation_roots(args, false)?)),
+        _ => Ok(None),
+    }
+}
+
+/// The factor of the new slot: `--factor`, else [`enroll::default_factor`] of `card` (PIV
+/// when it has it; OATH with [`enroll::OATH_DEFAULT_WARNING`] said). With the roots it needs.
+fn choose_factor(
+    args: &EnrollArgs,
+    early: Option<Vec<x509_cert::Certificate>>,
+    card: &mut Device,
+    prompt: &mut dyn Prompt,
+) -> Result<(FactorArg, Vec<x509_cert::Certificate>), CliError> {
+    let chosen = match args.factor {
+        Some(f) => f,
+        None => match enroll::default_factor(card)? {
+            FactorKind::PivEcdh => FactorArg::Piv,
+            _ => {
+                prompt.note(enroll::OATH_DEFAULT_WARNING);
+                FactorArg::Oath
+            }
+        },
+    };
+    let roots = match (chosen, early) {
+        (_, Some(roots)) => roots,
+        (FactorArg::Piv, None) => attestation_roots(args, true)?,
+        _ => Vec::new(),
+    };
+    Ok((chosen, roots))
+}
+
+fn factor<'r>(
+    args: &EnrollArgs,
+    chosen: FactorArg,
+    roots: &'r [x509_cert::Certificate],
+) -> enroll::Factor<'r> {
+    match chosen {
         FactorArg::Piv => enroll::Factor::Piv {
             slot: args.piv_slot,
             roots,
@@ -145,6 +201,36 @@ fn factor<'r>(args: &EnrollArgs, roots: &'r [x509_cert::Certificate]) -> enroll:
         },
         FactorArg::Fido2 => enroll::Factor::Fido2,
         FactorArg::Oath => enroll::Factor::Oath,
+    }
+}
+
+/// The endpoint policy for the enrolment's STS and IAM calls, before anything is asked or
+/// touched; and whether they all go to this machine (the sandbox: then light Argon2id
+/// settings are accepted without `--force-weak-kdf`).
+fn check_endpoints(endpoint: &Endpoint) -> Result<bool, CliError> {
+    let mut sandbox = true;
+    for service in [Service::Sts, Service::Iam] {
+        let resolved = endpoint::resolve(endpoint, service);
+        resolved.check(service)?;
+        sandbox &= endpoint::is_loopback(&resolved.url);
+    }
+    Ok(sandbox)
+}
+
+/// Weak Argon2id settings are refused outside the sandbox unless `--force-weak-kdf`; then
+/// returns the warning to say.
+fn check_kdf(
+    args: &EnrollArgs,
+    kdf: &KdfParams,
+    sandbox: bool,
+) -> Result<Option<String>, CliError> {
+    match enroll::check_kdf(kdf) {
+        Ok(()) => Ok(None),
+        Err(_) if sandbox => Ok(None),
+        Err(weak) if args.force_weak_kdf => Ok(Some(format!(
+            "WARNING: {weak}. Accepted because of --force-weak-kdf: a strong passphrase matters all the more."
+        ))),
+        Err(weak) => Err(weak.into()),
     }
 }
 
@@ -229,28 +315,35 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
     if let Some(region) = &args.region {
         profile.region = region.clone();
     }
-    let roots = attestation_roots(&args)?;
+    let endpoint = Endpoint::of(&profile);
+    let sandbox = check_endpoints(&endpoint)?;
+    let early = early_roots(&args)?;
     let mut stdin = SecretStdin::new();
     if args.add_token {
-        return add_token_cmd(&args, &paths, &profile, &roots, &mut stdin);
+        return add_token_cmd(&args, &paths, &profile, early, &mut stdin);
     }
+    let weak_kdf = check_kdf(&args, &kdf, sandbox)?;
     let key = key_source(&args, &mut stdin)?;
     let mfa = mfa_source(&args, &mut stdin)?;
     let (admin_id, admin_secret) = admin_from_env();
     let mut prompt = TtyPrompt::open()?;
+    if let Some(warning) = &weak_kdf {
+        prompt.note(warning);
+    }
     let mut card = Device::open(
         args.reader.as_deref().or(profile.reader.as_deref()),
         args.fido2_device.clone(),
     )?;
+    let (chosen, roots) = choose_factor(&args, early, &mut card, &mut prompt)?;
     let req = enroll::Request {
         profile: &profile,
-        factor: factor(&args, &roots),
+        factor: factor(&args, chosen, &roots),
         paths: &paths,
         kdf,
         key,
         mfa,
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
-        endpoint: Endpoint::of(&profile),
+        endpoint,
         force: args.force,
         now: super::clock(),
     };
@@ -279,7 +372,7 @@ fn add_token_cmd(
     args: &EnrollArgs,
     paths: &Paths,
     profile: &Profile,
-    roots: &[x509_cert::Certificate],
+    early: Option<Vec<x509_cert::Certificate>>,
     stdin: &mut SecretStdin,
 ) -> Result<(), CliError> {
     config::load(paths, &profile.name)?;
@@ -288,7 +381,7 @@ fn add_token_cmd(
     let mut prompt = TtyPrompt::open()?;
     let mut old_card = Device::open(args.from_reader.as_deref(), args.from_fido2_device.clone())?;
     let mut new_card = Device::open(args.reader.as_deref(), args.fido2_device.clone())?;
-    if args.factor == FactorArg::Fido2
+    if args.factor == Some(FactorArg::Fido2)
         && args.fido2_device.is_some()
         && args.fido2_device == args.from_fido2_device
     {
@@ -303,9 +396,10 @@ fn add_token_cmd(
             "put the enrolled token and the new token in two readers and name each",
         ));
     }
+    let (chosen, roots) = choose_factor(args, early, &mut new_card, &mut prompt)?;
     let req = enroll::Request {
         profile,
-        factor: factor(args, roots),
+        factor: factor(args, chosen, &roots),
         paths,
         kdf: KdfParams::DEFAULT,
         key: enroll::KeySource::Create {

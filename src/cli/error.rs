@@ -311,10 +311,22 @@ fn fido2_next(p: &breakglass::vault::fido2::Fido2Problem) -> &'static str {
     }
 }
 
+impl From<breakglass::ceremony::enroll::WeakKdf> for CliError {
+    fn from(e: breakglass::ceremony::enroll::WeakKdf) -> Self {
+        Self::usage(
+            e.to_string(),
+            "leave out --kdf-memory and --kdf-passes for the defaults (64 MiB, 3 passes), or pass --force-weak-kdf to enrol with these anyway (announced); light settings are accepted without it only when every AWS endpoint is on this machine (the sandbox)",
+        )
+    }
+}
+
 impl From<breakglass::aws::Error> for CliError {
     fn from(e: breakglass::aws::Error) -> Self {
         use breakglass::aws::Error as E;
         let (next, code) = match &e {
+            E::InsecureEndpoint { setting, .. } => {
+                return Self::new(e.to_string(), insecure_next(setting), exit::USAGE)
+            }
             E::BadCode { .. } => (
                 "check that the token's MFA account belongs to the vault's MFA device and that this machine's clock is right (`timedatectl`)",
                 exit::REFUSED,
@@ -339,6 +351,23 @@ impl From<breakglass::aws::Error> for CliError {
             _ => ("try again; if it persists, report this message", exit::FAILURE),
         };
         Self::new(e.to_string(), next, code)
+    }
+}
+
+/// What to do about an endpoint refused by the endpoint policy, by the setting it came from.
+fn insecure_next(setting: &breakglass::aws::EndpointSource) -> String {
+    use breakglass::aws::EndpointSource as S;
+    const ALLOWED: &str =
+        "https://, or http:// only to 127.0.0.1, [::1] or localhost (the sandbox)";
+    match setting {
+        S::Env { variable } => format!(
+            "unset {variable} (breakglass then calls AWS's own https endpoint), or set it to {ALLOWED}"
+        ),
+        S::Explicit => format!("set the profile's sts_endpoint (or --endpoint) to {ALLOWED}"),
+        S::Signin => format!("pass --signin-endpoint as {ALLOWED}, or leave it out for AWS's own"),
+        _ => format!(
+            "check the endpoint settings (profile sts_endpoint, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_IAM, AWS_ENDPOINT_URL) and any proxy: each must be {ALLOWED}; if they are, report this message"
+        ),
     }
 }
 
@@ -462,6 +491,13 @@ impl From<breakglass::agent::client::Error> for CliError {
 impl From<breakglass::aws::console::Error> for CliError {
     fn from(e: breakglass::aws::console::Error) -> Self {
         use breakglass::aws::console::Error as E;
+        if let E::InsecureEndpoint { .. } = &e {
+            return Self::new(
+                e.to_string(),
+                insecure_next(&breakglass::aws::EndpointSource::Signin),
+                exit::USAGE,
+            );
+        }
         let next = match &e {
             E::Unreachable {
                 failure: breakglass::aws::Failure::CallTimeout { .. },
@@ -555,6 +591,39 @@ mod tests {
             attempts: 3,
         });
         assert!(throttled.next.unwrap_or_default().contains("wait a minute"));
+    }
+
+    #[test]
+    fn insecure_endpoints_name_the_setting_to_change() {
+        use breakglass::aws::{EndpointSource, Error as AwsError};
+        let e = |setting| {
+            CliError::from(AwsError::InsecureEndpoint {
+                service: "AWS STS",
+                url: "http://10.0.0.1:4566".into(),
+                setting,
+            })
+        };
+        let env = e(EndpointSource::Env {
+            variable: "AWS_ENDPOINT_URL_STS",
+        });
+        assert!(
+            env.what.contains("http://10.0.0.1:4566") && env.what.contains("AWS_ENDPOINT_URL_STS"),
+            "{}",
+            env.what
+        );
+        assert!(env
+            .next
+            .unwrap_or_default()
+            .starts_with("unset AWS_ENDPOINT_URL_STS"));
+        assert_eq!(env.code, exit::USAGE);
+        assert!(e(EndpointSource::Explicit)
+            .next
+            .unwrap_or_default()
+            .contains("sts_endpoint"));
+        assert!(e(EndpointSource::Request)
+            .next
+            .unwrap_or_default()
+            .contains("proxy"));
     }
 
     #[test]

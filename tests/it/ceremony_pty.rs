@@ -239,6 +239,7 @@ fn a_backup_token_with_its_own_mfa_device_opens_the_vault_alone() {
     let endpoint = sts.endpoint();
     args.push(&endpoint);
     args.extend(LIGHT_KDF);
+    args.extend(OATH_FACTOR);
     let (pr, br) = (primary.reader(), backup.reader());
     args.extend(["--reader", &pr]);
     enroll(&home, &args, &[&key_id, key_secret.expose_secret()], &admin);
@@ -248,6 +249,8 @@ fn a_backup_token_with_its_own_mfa_device_opens_the_vault_alone() {
         "enroll",
         "prod",
         "--add-token",
+        "--factor",
+        "oath",
         "--create-mfa",
         "--user",
         "breakglass",
@@ -265,6 +268,8 @@ fn a_backup_token_with_its_own_mfa_device_opens_the_vault_alone() {
         "enroll",
         "prod",
         "--add-token",
+        "--factor",
+        "oath",
         "--create-mfa",
         "--user",
         "breakglass",

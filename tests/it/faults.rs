@@ -411,7 +411,8 @@ async fn probe_tells_reachable_from_not_without_sending_a_request() {
         "{e}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
-    let e = probe::probe(&endpoint("http://name.invalid:80".into()))
+    // https: plain http to another host is refused before any lookup (the endpoint policy).
+    let e = probe::probe(&endpoint("https://name.invalid:443".into()))
         .await
         .err()
         .unwrap();

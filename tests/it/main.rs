@@ -12,6 +12,7 @@ mod ceremony_pty;
 mod closed_pipe;
 mod console;
 mod demo;
+mod endpoint_policy;
 mod faults;
 mod fido2_factor;
 mod hardening;

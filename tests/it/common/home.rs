@@ -451,11 +451,20 @@ pub fn enroll_imported(
 /// The light Argon2id parameters tests enrol with (fast; real vaults use the defaults).
 pub const LIGHT_KDF: [&str; 6] = ["--kdf-memory", "1", "--kdf-passes", "1", "--kdf-lanes", "1"];
 
-/// `enroll` arguments: `head`, then the endpoint, the light KDF and the reader.
+/// The seal factor tests enrol with unless they name one: the soft token has PIV, which
+/// `enroll` would choose by default (and then need the attestation roots).
+pub const OATH_FACTOR: [&str; 2] = ["--factor", "oath"];
+
+/// `enroll` arguments: `head`, then the endpoint, the light KDF (accepted without
+/// `--force-weak-kdf`: the endpoint is on this machine), the reader and, unless `head` names
+/// one, the OATH factor.
 pub fn light_enrolment<'a>(head: &[&'a str], endpoint: &'a str, reader: &'a str) -> Vec<&'a str> {
     let mut args = head.to_vec();
     args.extend(["--endpoint", endpoint]);
     args.extend(LIGHT_KDF);
     args.extend(["--reader", reader]);
+    if !head.contains(&"--factor") {
+        args.extend(OATH_FACTOR);
+    }
     args
 }
