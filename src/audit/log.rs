@@ -70,6 +70,21 @@ pub struct Verified {
     pub torn: Vec<PathBuf>,
     /// Activations that started and have no outcome record: killed, crashed, or still running.
     pub dangling: Vec<Dangling>,
+    /// The chain's head: the hash of the last record ([`GENESIS`] for an empty log). Kept off
+    /// the machine (a ticket, the alerts), it anchors the log: see [`Log::verify_anchored`].
+    pub head: String,
+    /// Where the anchor given to [`Log::verify_anchored`] is in the chain (its record number,
+    /// 1-based; 0 for [`GENESIS`]); `None` when none was given or it is not there.
+    pub anchor_at: Option<usize>,
+}
+
+/// What a walk along the chain carries from record to record (and file to file).
+struct Walk<'a> {
+    prev: String,
+    records: usize,
+    started: Vec<Dangling>,
+    anchor: Option<&'a str>,
+    anchor_at: Option<usize>,
 }
 
 /// An `activation started` record without its `activation` outcome.
@@ -158,12 +173,22 @@ impl Log {
     /// number missing. The files are opened, and the live log's length taken, under the lock:
     /// an append that starts a segment meanwhile moves nothing under the check.
     pub fn verify(&self) -> Result<Verified, Error> {
+        self.verify_anchored(None)
+    }
+
+    /// [`Log::verify`], also looking for `anchor`, a head exported earlier: found, the log
+    /// still holds every record up to it, unchanged (a rewrite would change every hash after
+    /// the first edit); not found, it was cut back (truncated, emptied) or rewritten.
+    pub fn verify_anchored(&self, anchor: Option<&str>) -> Result<Verified, Error> {
+        let genesis_anchor = anchor.filter(|a| *a == GENESIS).map(|_| 0);
         if !self.dir().exists() {
             return Ok(Verified {
                 records: 0,
                 segments: 0,
                 torn: Vec::new(),
                 dangling: Vec::new(),
+                head: GENESIS.to_owned(),
+                anchor_at: genesis_anchor,
             });
         }
         let (chain, segments, torn) = {
@@ -183,20 +208,26 @@ impl Log {
             chain.push(open_to_check(self.path.clone())?);
             (chain, numbers.len(), self.torn_files()?)
         };
-        let mut prev = GENESIS.to_owned();
-        let mut records = 0;
-        let mut started = Vec::new();
+        let mut walk = Walk {
+            prev: GENESIS.to_owned(),
+            records: 0,
+            started: Vec::new(),
+            anchor,
+            anchor_at: genesis_anchor,
+        };
         let live = chain.len() - 1;
         for (i, (path, file)) in chain.into_iter().enumerate() {
             if let Some(file) = file {
-                records += check_file(&path, file, &mut prev, i == live, &mut started)?;
+                check_file(&path, file, i == live, &mut walk)?;
             }
         }
         Ok(Verified {
-            records,
+            records: walk.records,
             segments,
             torn,
-            dangling: started,
+            dangling: walk.started,
+            head: walk.prev,
+            anchor_at: walk.anchor_at,
         })
     }
 
@@ -419,10 +450,9 @@ fn open_to_check(path: PathBuf) -> Result<ToCheck, Error> {
 fn check_file(
     path: &Path,
     file: io::Take<File>,
-    prev: &mut String,
     live: bool,
-    started: &mut Vec<Dangling>,
-) -> Result<usize, Error> {
+    walk: &mut Walk<'_>,
+) -> Result<(), Error> {
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
     let mut n = 0;
@@ -432,7 +462,7 @@ fn check_file(
             .read_until(b'\n', &mut line)
             .map_err(|e| read_err(path, e))?;
         if read == 0 {
-            return Ok(n);
+            return Ok(());
         }
         let broken = |problem: &str| Error::Broken {
             path: path.display().to_string(),
@@ -458,14 +488,18 @@ fn check_file(
                 false => broken("not a JSON object"),
             });
         };
-        if v.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
+        if v.get("prev").and_then(Value::as_str) != Some(walk.prev.as_str()) {
             return Err(broken(
                 "its hash link does not match the line before (edited, removed or reordered)",
             ));
         }
-        *prev = sha256_hex(text);
+        walk.prev = sha256_hex(text);
         n += 1;
-        pair_attempts(&v, started);
+        walk.records += 1;
+        if walk.anchor == Some(walk.prev.as_str()) {
+            walk.anchor_at = Some(walk.records);
+        }
+        pair_attempts(&v, &mut walk.started);
     }
 }
 
