@@ -374,6 +374,10 @@ impl From<breakglass::ceremony::Error> for CliError {
             ),
             E::SameHolder { .. } => ("the password holder and the token holder each type their own name", exit::REFUSED),
             E::EmptyName { .. } => ("type your name at the prompt", exit::USAGE),
+            E::UnprintableName { .. } | E::InvisibleName { .. } => (
+                "type your name at the prompt with printable letters only (no escape sequences, tabs or invisible characters)",
+                exit::USAGE,
+            ),
             E::EmptyReason => ("say why the glass is broken: --reason \"…\"", exit::USAGE),
             E::NoAnswer(_) => ("run the command in an interactive terminal", exit::USAGE),
             E::PassphraseMismatch => ("run the command again and type the same passphrase twice", exit::USAGE),

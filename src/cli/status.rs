@@ -4,6 +4,7 @@
 use clap::Args;
 
 use breakglass::agent::client::{Client, Error as AgentError};
+use breakglass::ceremony::names::printable;
 use breakglass::config::{self, Paths};
 
 use super::error::CliError;
@@ -69,33 +70,43 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
         outln!("{text}")?;
         return Ok(());
     }
+    // Everything below comes from the agent, which took it from whichever process of this
+    // user led a ceremony: printed escaped, so no name can carry an escape sequence here.
     outln!(
         "agent: pid {}, socket {}, memory {}",
         status.pid,
-        status.socket,
+        printable(&status.socket),
         match &status.memory_lock_error {
             None if status.memory_locked => "locked (never swapped)".to_owned(),
-            e => format!("NOT locked: {}", e.as_deref().unwrap_or("?")),
+            e => format!("NOT locked: {}", printable(e.as_deref().unwrap_or("?"))),
         }
     )?;
     if status.profiles.is_empty() {
         outln!("no profile is unlocked")?;
     }
     for p in &status.profiles {
-        let name = &p.profile;
+        let name = printable(&p.profile);
         if let Some(r) = &p.running {
-            outln!("{name}: {} running in pid {}", r.what, r.pid)?;
+            outln!("{name}: {} running in pid {}", printable(&r.what), r.pid)?;
         }
         let Some(b) = &p.session else {
             continue;
         };
         outln!(
             "{name}: unlocked by {} (password) and {} (token) at {}; session until {}; wiped if idle at {}",
-            b.password_holder, b.token_holder, b.activated, b.expires, b.idle_wipe,
+            printable(&b.password_holder),
+            printable(&b.token_holder),
+            printable(&b.activated),
+            printable(&b.expires),
+            printable(&b.idle_wipe),
         )?;
-        outln!("    identity {}", b.identity)?;
+        outln!("    identity {}", printable(&b.identity))?;
         if let Some(r) = &p.role {
-            outln!("    role {} until {}", r.assumed_role_arn, r.expires)?;
+            outln!(
+                "    role {} until {}",
+                printable(&r.assumed_role_arn),
+                printable(&r.expires)
+            )?;
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ mod console;
 mod demo;
 mod faults;
 mod fido2_factor;
+mod holder_names;
 mod mixed_slots;
 mod piv_attestation;
 mod piv_factor;
