@@ -51,9 +51,36 @@ pub enum Error {
         /// The version in the file.
         version: u16,
     },
-    /// Argon2id parameters out of range (see [`KdfParams::check`]), or refused by the argon2 crate.
+    /// Argon2id parameters refused by the argon2 crate.
     #[error("invalid Argon2id parameters: {0}")]
     BadKdf(String),
+    /// An Argon2id parameter outside the bounds of [`KdfParams::check`]: asked at enrolment,
+    /// or read from a vault's header, where it is refused before any key is derived (the
+    /// header is authenticated only once a key opens the payload, so a tampered one must
+    /// cost nothing).
+    #[error("Argon2id {field} is {value}, outside the bounds {min} to {max}")]
+    KdfOutOfBounds {
+        /// Which parameter: `"memory (KiB)"`, `"passes"`, `"lanes"` or
+        /// `"memory × passes (KiB)"`.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+        /// The least allowed.
+        min: u64,
+        /// The most allowed.
+        max: u64,
+    },
+    /// A vault file larger than any vault can be ([`format::MAX_FILE`]): refused before it is
+    /// read.
+    #[error("{path} is {size} bytes, larger than any vault ({max} bytes at most)")]
+    TooLarge {
+        /// The file's path.
+        path: String,
+        /// Its size, in bytes.
+        size: u64,
+        /// [`format::MAX_FILE`].
+        max: u64,
+    },
     /// Adding a slot to a vault that has [`format::MAX_SLOTS`] already.
     #[error("a vault has at most {max} key slots")]
     TooManySlots {
@@ -93,13 +120,16 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A vault file that other users can write (mode `022` bits): refused before reading.
-    #[error("{path} is writable by other users (mode {mode:o}); refusing to use it")]
+    /// A vault file with any permission for other users (not 0600), or a vault directory
+    /// other users can enter, list or write (not 0700): refused before reading.
+    #[error("{path} is accessible to other users (mode {mode:03o}); a vault {} must be {}, refusing to use it", if *.directory { "directory" } else { "file" }, if *.directory { "0700" } else { "0600" })]
     UnsafePermissions {
-        /// The file's path.
+        /// The file's or directory's path.
         path: String,
         /// Its permission bits.
         mode: u32,
+        /// The vault's directory, not the file.
+        directory: bool,
     },
     /// The holder's PIN was refused.
     #[error("the {what} PIN is wrong: {tries_left} {} left before it blocks", if *.tries_left == 1 { "try" } else { "tries" })]
@@ -192,13 +222,18 @@ pub struct SlotInfo {
 }
 
 /// Argon2id cost parameters, stored in the vault.
+///
+/// Bounded ([`KdfParams::check`]) well above what an honest vault needs and well below what
+/// would let a tampered header exhaust the machine: at most 1 GiB, 16 passes, 8 lanes, and
+/// at most 4 GiB of memory passes (1 GiB at 4 passes, 256 MiB at 16) — about four times the
+/// default's cost per pass at most, a few seconds on the reference machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
-    /// Memory, in KiB (at least 8 per lane, at most 4 GiB).
+    /// Memory, in KiB (at least 8 per lane, at most [`KdfParams::MAX_MEMORY_KIB`]).
     pub m_kib: u32,
-    /// Passes, 1 to 64.
+    /// Passes, 1 to [`KdfParams::MAX_PASSES`].
     pub t: u32,
-    /// Lanes (parallelism), 1 to 16.
+    /// Lanes (parallelism), 1 to [`KdfParams::MAX_LANES`].
     pub p: u32,
 }
 
@@ -215,20 +250,45 @@ impl KdfParams {
         t: 1,
         p: 1,
     };
+    /// Most memory, in KiB: 1 GiB.
+    pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+    /// Most passes.
+    pub const MAX_PASSES: u32 = 16;
+    /// Most lanes.
+    pub const MAX_LANES: u32 = 8;
+    /// Most memory × passes, in KiB: 4 GiB (the time one derivation takes grows with it).
+    pub const MAX_WORK_KIB: u64 = 4 * 1024 * 1024;
 
-    /// Checks the ranges of [`KdfParams::m_kib`], [`KdfParams::t`] and [`KdfParams::p`].
+    /// Checks [`KdfParams::p`], [`KdfParams::t`], [`KdfParams::m_kib`] and their product
+    /// against the bounds, in that order: [`Error::KdfOutOfBounds`] names the first one out.
+    /// Pure arithmetic: nothing is allocated or derived.
     pub fn check(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::BadKdf(m.to_owned()));
-        if !(1..=16).contains(&self.p) {
-            return bad("parallelism must be 1 to 16");
-        }
-        if !(1..=64).contains(&self.t) {
-            return bad("passes must be 1 to 64");
-        }
-        if self.m_kib < 8 * self.p || self.m_kib > 4 * 1024 * 1024 {
-            return bad("memory must be at least 8 KiB per lane and at most 4 GiB");
-        }
-        Ok(())
+        let within = |field, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::KdfOutOfBounds {
+                    field,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        within("lanes", self.p.into(), 1, Self::MAX_LANES.into())?;
+        within("passes", self.t.into(), 1, Self::MAX_PASSES.into())?;
+        within(
+            "memory (KiB)",
+            self.m_kib.into(),
+            8 * u64::from(self.p),
+            Self::MAX_MEMORY_KIB.into(),
+        )?;
+        within(
+            "memory × passes (KiB)",
+            u64::from(self.m_kib) * u64::from(self.t),
+            1,
+            Self::MAX_WORK_KIB,
+        )
     }
 
     fn argon2(&self) -> Result<argon2::Argon2<'static>, Error> {
