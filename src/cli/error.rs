@@ -267,6 +267,10 @@ impl From<breakglass::vault::Error> for CliError {
                 let next = format!("make it private: `chmod {mode} {path}`, then run the command again");
                 return Self::new(what, next, exit::FAILURE);
             }
+            E::WrongProfile { .. } => (
+                "give each profile its own vault: restore this profile's vault file (from the backup taken at enrolment), or point its `vault` setting at it; a vault copied from another profile never opens here",
+                exit::REFUSED,
+            ),
             E::TooLarge { .. } => (
                 "the profile's `vault` setting names something that is not a vault: correct it, or restore the vault file from the backup taken at enrolment",
                 exit::FAILURE,

@@ -87,6 +87,15 @@ pub enum Error {
         /// The limit, [`format::MAX_SLOTS`].
         max: usize,
     },
+    /// The vault opened, but its payload names another profile: it was copied over this
+    /// profile's vault (or the profile's `vault` setting names another profile's).
+    #[error("this vault was sealed for profile {sealed_for:?}, not for profile {profile:?}: refusing to use it")]
+    WrongProfile {
+        /// The profile named in the vault's sealed payload.
+        sealed_for: String,
+        /// The profile being opened.
+        profile: String,
+    },
     /// Removing a slot id the vault does not have.
     #[error("no key slot {id} in this vault")]
     NoSuchSlot {
@@ -391,6 +400,10 @@ pub struct Payload {
     /// When the access key was last rotated, Unix seconds (the creation time until the first
     /// rotation).
     pub rotated: u64,
+    /// The profile the vault was sealed for ([`Opened::check_profile`]): sealed with the key,
+    /// so a vault copied over another profile's does not open there. `None` in vaults sealed
+    /// before the field existed.
+    pub profile: Option<String>,
 }
 
 impl std::fmt::Debug for Payload {
@@ -413,6 +426,7 @@ mod ptag {
     pub const USER_ARN: u32 = 0x04;
     pub const CREATED: u32 = 0x05;
     pub const ROTATED: u32 = 0x06;
+    pub const PROFILE: u32 = 0x07;
 }
 
 impl Payload {
@@ -425,6 +439,7 @@ impl Payload {
             self.user_arn.len(),
             8,
             8,
+            self.profile.as_ref().map_or(0, String::len),
         ];
         let mut out = Zeroizing::new(Vec::with_capacity(sizes.iter().map(|n| n + 4).sum()));
         write_tlv(&mut out, ptag::KEY_ID, self.access_key_id.as_bytes());
@@ -437,6 +452,9 @@ impl Payload {
         write_tlv(&mut out, ptag::USER_ARN, self.user_arn.as_bytes());
         write_tlv(&mut out, ptag::CREATED, &self.created.to_be_bytes());
         write_tlv(&mut out, ptag::ROTATED, &self.rotated.to_be_bytes());
+        if let Some(profile) = &self.profile {
+            write_tlv(&mut out, ptag::PROFILE, profile.as_bytes());
+        }
         out
     }
 
@@ -462,10 +480,15 @@ impl Payload {
             user_arn: text(ptag::USER_ARN)?.to_owned(),
             created: time(ptag::CREATED)?,
             rotated: time(ptag::ROTATED)?,
+            profile: match Tlv::find(&list, ptag::PROFILE) {
+                Ok(_) => Some(text(ptag::PROFILE)?.to_owned()),
+                Err(_) => None,
+            },
         })
     }
 
-    /// Checks the access key id, the secret and the MFA serial's form before sealing.
+    /// Checks the access key id, the secret, the MFA serial's and the profile's form before
+    /// sealing.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |what, reason: &str| {
             Err(Error::InvalidInput {
@@ -492,6 +515,14 @@ impl Payload {
                 "MFA serial",
                 "expected an ARN such as arn:aws:iam::123456789012:mfa/NAME",
             );
+        }
+        if let Some(profile) = &self.profile {
+            if crate::config::check_profile_name(profile).is_err() {
+                return bad(
+                    "profile name",
+                    "1 to 64 characters, no `/`, no control characters",
+                );
+            }
         }
         Ok(())
     }
@@ -751,6 +782,20 @@ impl Vault {
 }
 
 impl Opened {
+    /// Checks that the vault was sealed for `profile`: `Ok(true)` when its payload names
+    /// `profile`, `Ok(false)` when it names none (a vault sealed before vaults named their
+    /// profile: it cannot be told), [`Error::WrongProfile`] when it names another.
+    pub fn check_profile(&self, profile: &str) -> Result<bool, Error> {
+        match &self.payload.profile {
+            None => Ok(false),
+            Some(p) if p == profile => Ok(true),
+            Some(p) => Err(Error::WrongProfile {
+                sealed_for: p.clone(),
+                profile: profile.to_owned(),
+            }),
+        }
+    }
+
     /// The vault as it was opened (before any change).
     pub fn vault(&self) -> &Vault {
         &self.vault

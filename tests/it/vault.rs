@@ -375,6 +375,74 @@ fn a_file_larger_than_any_vault_is_refused_unread() {
     }
 }
 
+#[test]
+fn a_vault_names_its_profile_and_opens_for_no_other() {
+    let mut card = token(0x11, 0x22);
+    let rng = TestRng::new();
+    let mut s = Session::select(&mut card).unwrap();
+    let mut f = OathFactor::new(&mut s, SEAL);
+    let bound = Payload {
+        profile: Some("prod".into()),
+        ..payload()
+    };
+    let v = Vault::create(
+        &pass("correct horse battery staple"),
+        KdfParams::LIGHT,
+        &mut f,
+        "primary",
+        &bound,
+        &rng,
+        1_700_000_000,
+    )
+    .unwrap();
+    drop(s);
+    let opened = open(&v, &mut card, "correct horse battery staple").unwrap();
+    assert_eq!(opened.payload.profile.as_deref(), Some("prod"));
+    assert!(opened.check_profile("prod").unwrap());
+    let e = opened.check_profile("stage").unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongProfile { sealed_for, profile } if sealed_for == "prod" && profile == "stage"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("\"prod\"") && e.to_string().contains("\"stage\""));
+    // A slot added keeps the binding; the vector (sealed without one) opens, unchecked.
+    let (v2, _) = opened
+        .add_slot(
+            &mut OathFactor::new(&mut Session::select(&mut token(0x33, 0x44)).unwrap(), SEAL),
+            "backup",
+            "arn:aws:iam::123456789012:mfa/backup",
+            &rng,
+        )
+        .unwrap();
+    let again = open(&v2, &mut card, "correct horse battery staple").unwrap();
+    assert!(again.check_profile("stage").is_err());
+    let old = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
+    let old = open(&old, &mut card, "correct horse battery staple").unwrap();
+    assert!(!old.check_profile("stage").unwrap(), "no profile to check");
+    // A bad profile name is not sealed.
+    let mut s = Session::select(&mut card).unwrap();
+    let mut f = OathFactor::new(&mut s, SEAL);
+    let bad = Payload {
+        profile: Some("a/b".into()),
+        ..payload()
+    };
+    assert!(matches!(
+        Vault::create(
+            &pass("x"),
+            KdfParams::LIGHT,
+            &mut f,
+            "primary",
+            &bad,
+            &rng,
+            0
+        ),
+        Err(Error::InvalidInput {
+            what: "profile name",
+            ..
+        })
+    ));
+}
+
 mod never_panics {
     use super::*;
     use proptest::prelude::*;
