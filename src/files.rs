@@ -6,11 +6,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Permission bits that let other users write.
-const SHARED_WRITE: u32 = 0o022;
+/// Permission bits for anyone but the owner (group and others): none may be set on a private
+/// file (0600) or directory (0700), as SECURITY.md promises.
+pub const NOT_OWNER: u32 = 0o077;
 
-/// Creates `dir` (and parents) as 0700 when missing; refuses an existing directory that other
-/// users can write or that belongs to someone else.
+/// Creates `dir` (and parents) as 0700 when missing; refuses an existing directory that grants
+/// group or other users anything (not 0700) or that belongs to someone else.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -31,11 +32,11 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             ));
         }
     }
-    if meta.mode() & SHARED_WRITE != 0 {
+    if meta.mode() & NOT_OWNER != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} is writable by other users (mode {:o}); run `chmod 700 {}`",
+                "{} is accessible to other users (mode {:03o}); run `chmod 700 {}`",
                 dir.display(),
                 meta.mode() & 0o777,
                 dir.display()
@@ -50,7 +51,7 @@ fn effective_uid() -> Option<u32> {
     fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
-/// Errors unless `path` is a regular file that no other user can write.
+/// Errors unless `path` is a regular file with no permission for group or others (0600).
 pub fn check_private_file(path: &Path) -> io::Result<()> {
     check_private_meta(&fs::metadata(path)?, path)
 }
@@ -68,11 +69,11 @@ fn check_private_meta(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
             "not a regular file",
         ));
     }
-    if meta.mode() & SHARED_WRITE != 0 {
+    if meta.mode() & NOT_OWNER != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} is writable by other users (mode {:o}); run `chmod 600 {}`",
+                "{} is accessible to other users (mode {:03o}); run `chmod 600 {}`",
                 path.display(),
                 meta.mode() & 0o777,
                 path.display()
@@ -163,5 +164,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("chmod 600"));
+    }
+
+    #[test]
+    fn group_or_other_readable_files_and_directories_are_refused_too() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        for mode in [0o640, 0o604, 0o610] {
+            fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+            let e = check_private_file(&file).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("mode {mode:o}")) && e.contains("chmod 600"),
+                "{e}"
+            );
+        }
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o400)).unwrap();
+        check_private_file(&file).unwrap();
+        let dir = root.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        for mode in [0o755, 0o750, 0o701] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).unwrap();
+            let e = ensure_private_dir(&dir).unwrap_err().to_string();
+            assert!(e.contains("chmod 700"), "{e}");
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        ensure_private_dir(&dir).unwrap();
     }
 }

@@ -643,7 +643,7 @@ mod tests {
 
     #[test]
     fn a_started_activation_without_its_outcome_is_dangling() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let log = Log::new(&dir.path().join("audit.log"));
         let started = |attempt: &str, pid| Entry {
             record: Record::ActivationStarted {
@@ -682,6 +682,19 @@ mod tests {
         assert!(log.verify().unwrap().dangling.is_empty());
     }
 
+    /// A temporary directory as breakglass makes its own: 0700 (SECURITY.md's modes).
+    fn private_tempdir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    /// `fs::write`, then 0600, as breakglass writes its files.
+    fn write_private(path: &Path, bytes: impl AsRef<[u8]>) {
+        fs::write(path, bytes).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     fn lines(path: &Path) -> Vec<String> {
         fs::read_to_string(path)
             .unwrap()
@@ -697,7 +710,7 @@ mod tests {
 
     /// A log of `n` records in a fresh folder, with segments of `segment_bytes`.
     fn log_of(n: u64, segment_bytes: u64) -> (tempfile::TempDir, Log) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let log = Log::new(&dir.path().join("state/audit.log")).with_segment_bytes(segment_bytes);
         for i in 0..n {
             log.append(&event(i)).unwrap();
@@ -729,7 +742,7 @@ mod tests {
             all += &fs::read_to_string(log.segment(n)).unwrap();
         }
         all += &fs::read_to_string(&log.path).unwrap();
-        let single = tempfile::tempdir().unwrap();
+        let single = private_tempdir();
         let one = single.path().join("audit.log");
         fs::write(&one, all).unwrap();
         fs::set_permissions(&one, fs::Permissions::from_mode(0o600)).unwrap();
@@ -748,12 +761,12 @@ mod tests {
             matches!(&e, Error::MissingSegment { path } if path.ends_with("audit.log.2")),
             "{e}"
         );
-        fs::write(log.segment(2), &two).unwrap();
+        write_private(&log.segment(2), &two);
 
         // The first segment gone: the numbering starts at 2.
         fs::remove_file(log.segment(1)).unwrap();
         assert!(matches!(log.verify(), Err(Error::MissingSegment { .. })));
-        fs::write(log.segment(1), &one).unwrap();
+        write_private(&log.segment(1), &one);
 
         // The last segment gone: the live log's first line no longer links.
         fs::remove_file(log.segment(3)).unwrap();
@@ -762,20 +775,20 @@ mod tests {
             matches!(&e, Error::Broken { path, line: 1, .. } if path.ends_with("audit.log")),
             "{e}"
         );
-        fs::write(log.segment(3), &three).unwrap();
+        write_private(&log.segment(3), &three);
 
         // One record of a segment edited.
         // The last record of a segment edited: the link into the next segment breaks.
         let mut edited = String::from_utf8(two.clone()).unwrap();
         let at = edited.rfind("\"pid\":").unwrap() + "\"pid\":".len();
         edited.insert(at, '1');
-        fs::write(log.segment(2), edited).unwrap();
+        write_private(&log.segment(2), edited);
         let e = log.verify().unwrap_err();
         assert!(
             matches!(&e, Error::Broken { path, .. } if path.ends_with("audit.log.3")),
             "the next segment's first link breaks: {e}"
         );
-        fs::write(log.segment(2), &two).unwrap();
+        write_private(&log.segment(2), &two);
         assert_eq!(log.verify().unwrap().records, 10);
     }
 
@@ -869,7 +882,7 @@ mod tests {
 
     #[test]
     fn a_last_line_longer_than_one_read_is_found() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let log = Log::new(&dir.path().join("audit.log"));
         let mut long = event(0);
         long.record = Record::Activation {

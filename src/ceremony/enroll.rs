@@ -548,6 +548,7 @@ async fn program_and_seal(
         user_arn: identity.arn.clone(),
         created: now,
         rotated: now,
+        profile: Some(req.profile.name.clone()),
     };
     prompt.note("Sealing the vault (passphrase key derivation, then the token's seal).");
     let vault = match prepared {

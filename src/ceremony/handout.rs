@@ -115,8 +115,8 @@ fn ceremony(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<unlock::Activat
     let a = runtime()?.block_on(unlock::unlock(&req, &mut token, &mut *prompt))?;
     prompt.note(&format!(
         "Session granted to {} and {}: temporary key {}, valid until {}.",
-        a.password_holder,
-        a.token_holder,
+        super::names::printable(&a.password_holder),
+        super::names::printable(&a.token_holder),
         a.session.access_key_id,
         audit::rfc3339(a.session.expiration),
     ));

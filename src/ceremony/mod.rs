@@ -2,12 +2,14 @@
 //! [`Prompt`] trait and to hardware through `token::Token`. [`unlock`] is the activation,
 //! [`handout`] gets credentials through the agent (leading the activation or a role refresh
 //! when the agent asks), [`console`] makes the sign-in URL, [`enroll`] the enrolment ceremony;
-//! [`mfa`] keeps the TOTP windows already used.
+//! [`mfa`] keeps the TOTP windows already used; [`names`] tells whether two typed names are
+//! one person, and escapes names for the terminal.
 
 pub mod console;
 pub mod enroll;
 pub mod handout;
 pub mod mfa;
+pub mod names;
 pub mod unlock;
 
 use secrecy::SecretString;
@@ -208,8 +210,9 @@ fn try_factor(
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Both holders typed the same name (compared case-insensitively).
-    #[error("both holders gave the same name ({password_holder:?} and {token_holder:?}): two different people must take part")]
+    /// Both holders typed the same name, or names that are the same once normalised (case,
+    /// invisible characters, lookalike letters: [`names::same_person`]). Both names as typed.
+    #[error("both holders gave the same name, or names that look alike ({} and {}): two different people must take part", names::quoted(password_holder), names::quoted(token_holder))]
     SameHolder {
         /// The name the password holder typed.
         password_holder: String,
@@ -221,6 +224,25 @@ pub enum Error {
     EmptyName {
         /// Whose: `"password holder"` or `"token holder"`.
         role: &'static str,
+    },
+    /// A holder's name contains a control character (an escape sequence, a tab…).
+    #[error(
+        "the {role}'s name {} contains a control character",
+        names::quoted(name)
+    )]
+    UnprintableName {
+        /// Whose: `"password holder"` or `"token holder"`.
+        role: &'static str,
+        /// The name as typed (print it with [`names::printable`]).
+        name: String,
+    },
+    /// A holder's name has nothing visible once normalised (only zero-width characters…).
+    #[error("the {role}'s name {} has no visible character", names::quoted(name))]
+    InvisibleName {
+        /// Whose: `"password holder"` or `"token holder"`.
+        role: &'static str,
+        /// The name as typed (print it with [`names::printable`]).
+        name: String,
     },
     /// An activation or role hand-out was asked without a reason.
     #[error("a reason is required and it is empty")]
@@ -350,21 +372,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(Error::Runtime)
 }
 
-/// Both holders' names, checked: non-empty and different (case-insensitive).
+/// Both holders' names, checked ([`names::checked`]: no control characters, something
+/// visible) and different people ([`names::same_person`]); returned as typed (trimmed).
 pub fn ask_holders(prompt: &mut dyn Prompt) -> Result<(String, String), Error> {
-    let p = prompt.name(Role::PasswordHolder)?.trim().to_owned();
-    if p.is_empty() {
-        return Err(Error::EmptyName {
-            role: Role::PasswordHolder.label(),
-        });
-    }
-    let t = prompt.name(Role::TokenHolder)?.trim().to_owned();
-    if t.is_empty() {
-        return Err(Error::EmptyName {
-            role: Role::TokenHolder.label(),
-        });
-    }
-    if p.to_lowercase() == t.to_lowercase() {
+    let p = names::checked(Role::PasswordHolder, &prompt.name(Role::PasswordHolder)?)?;
+    let t = names::checked(Role::TokenHolder, &prompt.name(Role::TokenHolder)?)?;
+    if names::same_person(&p, &t) {
         return Err(Error::SameHolder {
             password_holder: p,
             token_holder: t,

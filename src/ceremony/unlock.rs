@@ -233,6 +233,10 @@ async fn activate(
                 r?
             }
         };
+        // Before the MFA code's touch: a vault copied over this profile's goes no further.
+        if !opened.check_profile(&req.profile.name)? {
+            prompt.note(&format!("Warning: this vault names no profile (sealed by an older breakglass), so it cannot be checked to be profile {:?}'s; enrol the profile again to bind it.", req.profile.name));
+        }
         let serial = opened.mfa_serial().to_owned();
         let first = match mfa::choose_step(req.now.now(), windows.last(&serial)) {
             Some(step) => Some((

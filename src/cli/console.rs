@@ -9,6 +9,7 @@ use breakglass::audit;
 use breakglass::aws::console::{self, Partition};
 use breakglass::ceremony::console::{make_url, SigninRequest};
 use breakglass::ceremony::handout::{self, Want};
+use breakglass::ceremony::names::printable;
 use breakglass::config::{self, Profile};
 
 use super::error::{exit, CliError};
@@ -143,8 +144,8 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
     eprintln!(
         "breakglass: console sign-in as {} (for {} and {}).\n  The link works once, until {} (15 minutes); it is a secret.\n  The console session ends at {} (with the role session). For a new one, run `breakglass console {}` again: no ceremony is needed until the unlock ends at {}.",
         signed.assumed_role_arn,
-        h.password_holder,
-        h.token_holder,
+        printable(&h.password_holder),
+        printable(&h.token_holder),
         audit::rfc3339(signed.link_expires),
         audit::rfc3339(signed.console_ends),
         profile.name,

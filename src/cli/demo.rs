@@ -9,6 +9,7 @@ use secrecy::SecretString;
 
 use breakglass::aws::{self, sts, Endpoint, Signer};
 use breakglass::ceremony::console::{make_url, SigninRequest};
+use breakglass::ceremony::names::printable;
 use breakglass::ceremony::{self, enroll, mfa, runtime, unlock, Prompt};
 use breakglass::clock::{Clock, SkewedClock, SystemClock};
 use breakglass::config::{Paths, Profile};
@@ -251,8 +252,8 @@ impl<'a> Demo<'a> {
         outln!(
             "  Session for {} granted to {} and {}: temporary key {}, expires {}",
             activation.user_arn,
-            activation.password_holder,
-            activation.token_holder,
+            printable(&activation.password_holder),
+            printable(&activation.token_holder),
             s.access_key_id,
             breakglass::audit::rfc3339(s.expiration)
         )?;

@@ -48,13 +48,14 @@ pub struct EnrollArgs {
     /// The IAM user name (with --create-key / --create-mfa).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Argon2id memory in MiB (default 64, RFC 9106).
+    /// Argon2id memory in MiB (default 64, RFC 9106; at most 1024, and memory × passes at
+    /// most 4096).
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     kdf_memory: u32,
-    /// Argon2id passes.
+    /// Argon2id passes (1 to 16).
     #[arg(long, value_name = "N", default_value_t = 3)]
     kdf_passes: u32,
-    /// Argon2id lanes.
+    /// Argon2id lanes (1 to 8).
     #[arg(long, value_name = "N", default_value_t = 4)]
     kdf_lanes: u32,
     /// Accept Argon2id settings below RFC 9106's recommendation (64 MiB, 3 passes) for a

@@ -262,7 +262,23 @@ impl From<breakglass::vault::Error> for CliError {
                 exit::FAILURE,
             ),
             E::UnsupportedVersion { .. } => ("use the breakglass release that wrote this vault, or a newer one", exit::FAILURE),
-            E::UnsafePermissions { .. } => ("make it private: `chmod 600 FILE` and `chmod 700` its directory", exit::FAILURE),
+            E::UnsafePermissions { path, directory, .. } => {
+                let mode = if directory { 700 } else { 600 };
+                let next = format!("make it private: `chmod {mode} {path}`, then run the command again");
+                return Self::new(what, next, exit::FAILURE);
+            }
+            E::WrongProfile { .. } => (
+                "give each profile its own vault: restore this profile's vault file (from the backup taken at enrolment), or point its `vault` setting at it; a vault copied from another profile never opens here",
+                exit::REFUSED,
+            ),
+            E::TooLarge { .. } => (
+                "the profile's `vault` setting names something that is not a vault: correct it, or restore the vault file from the backup taken at enrolment",
+                exit::FAILURE,
+            ),
+            E::KdfOutOfBounds { .. } => (
+                "this breakglass derives no key with such parameters: the vault file was modified (restore it from the backup taken at enrolment), or an older release enrolled it with larger ones (enrol the profile again within the bounds, see docs/vault-format.md)",
+                exit::FAILURE,
+            ),
             E::Io { .. } => ("check the path in the profile's `vault` setting and its permissions", exit::FAILURE),
             E::WrongPin { what: "FIDO2", .. } => (
                 "after 3 wrong PINs in a row the key takes no more until it is unplugged and plugged in again; then try again with the right PIN",
@@ -403,6 +419,10 @@ impl From<breakglass::ceremony::Error> for CliError {
             ),
             E::SameHolder { .. } => ("the password holder and the token holder each type their own name", exit::REFUSED),
             E::EmptyName { .. } => ("type your name at the prompt", exit::USAGE),
+            E::UnprintableName { .. } | E::InvisibleName { .. } => (
+                "type your name at the prompt with printable letters only (no escape sequences, tabs or invisible characters)",
+                exit::USAGE,
+            ),
             E::EmptyReason => ("say why the glass is broken: --reason \"…\"", exit::USAGE),
             E::NoAnswer(_) => ("run the command in an interactive terminal", exit::USAGE),
             E::PassphraseMismatch => ("run the command again and type the same passphrase twice", exit::USAGE),

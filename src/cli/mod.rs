@@ -93,7 +93,15 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Verify that no record was edited, removed or reordered.
-    Verify,
+    Verify {
+        /// A head printed earlier (`audit head`) and kept off this machine: the log must still
+        /// hold every record up to it, unchanged (detects cutting back and rewriting).
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+    },
+    /// Print the chain's head (the last record's hash) and the record count, to keep off this
+    /// machine (a ticket, a chat) as an anchor for `audit verify --expect-head`.
+    Head,
 }
 
 impl Cli {
@@ -110,7 +118,10 @@ impl Cli {
             Command::Console(args) => console::console_cmd(args),
             Command::Agent(args) => agent::agent_cmd(args),
             Command::Enroll(args) => enroll::enroll_cmd(args),
-            Command::Audit(AuditCommand::Verify) => audit::verify_cmd(),
+            Command::Audit(AuditCommand::Verify { expect_head }) => {
+                audit::verify_cmd(expect_head.as_deref())
+            }
+            Command::Audit(AuditCommand::Head) => audit::head_cmd(),
             Command::Token(cmd) => cmd.run(),
             #[cfg(feature = "sandbox")]
             Command::Sandbox(cmd) => cmd.run(),

@@ -4,6 +4,7 @@
 use clap::Args;
 
 use breakglass::agent::client::{Client, Error as AgentError};
+use breakglass::ceremony::names::printable;
 use breakglass::config::{self, Paths};
 
 use super::error::CliError;
@@ -69,39 +70,115 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
         outln!("{text}")?;
         return Ok(());
     }
-    outln!(
+    out!("{}", human(&status))?;
+    Ok(())
+}
+
+/// The agent's status as text. Everything in it comes from the agent, which took it from the
+/// breakglass process that led a ceremony: printed escaped all the same, so that no name can
+/// carry an escape sequence to the terminal.
+fn human(status: &breakglass::agent::status::Status) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    macro_rules! say {
+        ($($arg:tt)*) => {{
+            let _ = writeln!(text, $($arg)*);
+        }};
+    }
+    say!(
         "agent: pid {}, socket {}, memory {}",
         status.pid,
-        status.socket,
+        printable(&status.socket),
         match &status.memory_lock_error {
             None if status.memory_locked => "locked (never swapped)".to_owned(),
-            e => format!("NOT locked: {}", e.as_deref().unwrap_or("?")),
+            e => format!("NOT locked: {}", printable(e.as_deref().unwrap_or("?"))),
         }
-    )?;
+    );
     if status.profiles.is_empty() {
-        outln!("no profile is unlocked")?;
+        say!("no profile is unlocked");
     }
     for p in &status.profiles {
-        let name = &p.profile;
+        let name = printable(&p.profile);
         if let Some(r) = &p.running {
-            outln!("{name}: {} running in pid {}", r.what, r.pid)?;
+            say!("{name}: {} running in pid {}", printable(&r.what), r.pid);
         }
         let Some(b) = &p.session else {
             continue;
         };
-        outln!(
+        say!(
             "{name}: unlocked by {} (password) and {} (token) at {}; session until {}; wiped if idle at {}",
-            b.password_holder, b.token_holder, b.activated, b.expires, b.idle_wipe,
-        )?;
-        outln!("    identity {}", b.identity)?;
-        outln!(
+            printable(&b.password_holder),
+            printable(&b.token_holder),
+            printable(&b.activated),
+            printable(&b.expires),
+            printable(&b.idle_wipe),
+        );
+        say!("    identity {}", printable(&b.identity));
+        say!(
             "    stored by process {} ({})",
             b.stored_by_pid,
-            b.stored_by_exe
-        )?;
+            printable(&b.stored_by_exe)
+        );
         if let Some(r) = &p.role {
-            outln!("    role {} until {}", r.assumed_role_arn, r.expires)?;
+            say!(
+                "    role {} until {}",
+                printable(&r.assumed_role_arn),
+                printable(&r.expires)
+            );
         }
     }
-    Ok(())
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakglass::agent::status::{ProfileStatus, SessionStatus, Status};
+
+    /// The agent takes names only from the breakglass program, which refuses control
+    /// characters at entry; should one get there anyway, `status` does not pass it raw.
+    #[test]
+    fn escape_sequences_in_what_the_agent_holds_are_printed_escaped() {
+        let status = Status {
+            pid: 7,
+            uid: 1000,
+            socket: "/run/user/1000/breakglass/agent.sock".into(),
+            now: "2026-12-02T00:00:00Z".into(),
+            memory_locked: true,
+            memory_lock_error: None,
+            hardening_failures: Vec::new(),
+            idle_timeout_minutes: 60,
+            profiles: vec![ProfileStatus {
+                profile: "prod".into(),
+                session: Some(SessionStatus {
+                    identity: "arn:aws:iam::123456789012:user/breakglass\x1b[2J".into(),
+                    password_holder: "Eve\x1b[31m".into(),
+                    token_holder: "Mallory\x1b]0;pwned\x07\u{202e}".into(),
+                    mfa_serial: "arn:aws:iam::123456789012:mfa/breakglass".into(),
+                    activated: "2026-12-02T00:00:00Z".into(),
+                    expires: "2026-12-02T01:00:00Z".into(),
+                    temporary_access_key_id: "ASIAEXAMPLE000000001".into(),
+                    idle_wipe: "2026-12-02T01:00:00Z".into(),
+                    stored_by_pid: 42,
+                    stored_by_exe: "/usr/bin/breakglass".into(),
+                }),
+                role: None,
+                running: None,
+            }],
+        };
+        let out = human(&status);
+        assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+        assert!(
+            out.contains(
+                "unlocked by Eve\\u{1b}[31m (password) and Mallory\\u{1b}]0;pwned\\u{7}\\u{202e} (token)"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("user/breakglass\\u{1b}[2J"), "{out}");
+        assert!(
+            out.contains("stored by process 42 (/usr/bin/breakglass)"),
+            "{out}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use clap::Args;
 
 use breakglass::audit;
 use breakglass::ceremony::handout::{self, Want};
+use breakglass::ceremony::names::printable;
 use breakglass::ceremony::{unlock, Error as CError};
 
 use super::error::CliError;
@@ -51,8 +52,8 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
         tty.say(&format!(
             "Profile {:?} is already unlocked (by {} and {}) until {}; no ceremony needed. `breakglass lock {}` ends it.",
             profile.name,
-            h.password_holder,
-            h.token_holder,
+            printable(&h.password_holder),
+            printable(&h.token_holder),
             audit::rfc3339(h.base_expiration),
             profile.name
         ));
@@ -62,7 +63,7 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
          breakglass exec {} -- aws sts get-caller-identity\n  \
          or credential_process = breakglass credential-process {} in ~/.aws/config (see README).\n  \
          `breakglass lock {}` wipes it. Audit: {}",
-        h.identity,
+        printable(&h.identity),
         if h.role { " (role session, renewed without a ceremony)" } else { "" },
         audit::rfc3339(h.base_expiration),
         profile.name,

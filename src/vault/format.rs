@@ -34,6 +34,34 @@ pub const MAX_PARAMS: usize = 4096;
 pub const MAX_SERIAL: usize = 2048;
 /// Largest sealed payload (with its tag), in bytes.
 pub const MAX_PAYLOAD: usize = 16 * 1024;
+/// Largest slot record, with its 2-byte length, in bytes.
+const MAX_SLOT_RECORD: usize = 2
+    + 1
+    + 1
+    + 1
+    + MAX_LABEL
+    + 2
+    + MAX_SERIAL
+    + 2
+    + MAX_PARAMS
+    + SALT_LEN
+    + NONCE_LEN
+    + WRAPPED_KEY_LEN;
+/// Largest vault file, in bytes (66 728): the fixed header, [`MAX_SLOTS`] records of the
+/// largest size, the largest payload and the checksum. Anything larger is refused unread.
+pub const MAX_FILE: usize = MAGIC.len()
+    + 2
+    + VAULT_ID_LEN
+    + 8
+    + 1
+    + 12
+    + SALT_LEN
+    + 1
+    + MAX_SLOTS * MAX_SLOT_RECORD
+    + NONCE_LEN
+    + 4
+    + MAX_PAYLOAD
+    + CHECKSUM_LEN;
 
 /// One key slot as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -141,7 +169,8 @@ impl Sealed {
 
     /// Strict decoding: [`Error::NotAVault`] for 8 bytes or more without the magic,
     /// [`Error::Damaged`] for a shorter file, a wrong checksum or any field out of range,
-    /// [`Error::UnsupportedVersion`] for another version (checked after the checksum).
+    /// [`Error::UnsupportedVersion`] for another version (checked after the checksum),
+    /// [`Error::KdfOutOfBounds`] for Argon2id parameters out of [`KdfParams::check`]'s bounds.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() < MAGIC.len() + 2 + CHECKSUM_LEN || bytes[..MAGIC.len()] != MAGIC {
             return Err(if bytes.starts_with(&MAGIC) || bytes.len() < MAGIC.len() {
@@ -189,7 +218,9 @@ fn read_header(r: &mut Reader<'_>) -> Result<Header, Error> {
         t: r.u32()?,
         p: r.u32()?,
     };
-    kdf.check().map_err(|_| Error::Damaged)?;
+    // Before anything is derived with them: the header is only authenticated by the payload's
+    // tag, which needs the key they derive.
+    kdf.check()?;
     let kdf_salt = r.array()?;
     let n = usize::from(r.u8()?);
     if n == 0 || n > MAX_SLOTS {

@@ -51,14 +51,50 @@ pub enum Error {
         /// The version in the file.
         version: u16,
     },
-    /// Argon2id parameters out of range (see [`KdfParams::check`]), or refused by the argon2 crate.
+    /// Argon2id parameters refused by the argon2 crate.
     #[error("invalid Argon2id parameters: {0}")]
     BadKdf(String),
+    /// An Argon2id parameter outside the bounds of [`KdfParams::check`]: asked at enrolment,
+    /// or read from a vault's header, where it is refused before any key is derived (the
+    /// header is authenticated only once a key opens the payload, so a tampered one must
+    /// cost nothing).
+    #[error("Argon2id {field} is {value}, outside the bounds {min} to {max}")]
+    KdfOutOfBounds {
+        /// Which parameter: `"memory (KiB)"`, `"passes"`, `"lanes"` or
+        /// `"memory × passes (KiB)"`.
+        field: &'static str,
+        /// The value found.
+        value: u64,
+        /// The least allowed.
+        min: u64,
+        /// The most allowed.
+        max: u64,
+    },
+    /// A vault file larger than any vault can be ([`format::MAX_FILE`]): refused before it is
+    /// read.
+    #[error("{path} is {size} bytes, larger than any vault ({max} bytes at most)")]
+    TooLarge {
+        /// The file's path.
+        path: String,
+        /// Its size, in bytes.
+        size: u64,
+        /// [`format::MAX_FILE`].
+        max: u64,
+    },
     /// Adding a slot to a vault that has [`format::MAX_SLOTS`] already.
     #[error("a vault has at most {max} key slots")]
     TooManySlots {
         /// The limit, [`format::MAX_SLOTS`].
         max: usize,
+    },
+    /// The vault opened, but its payload names another profile: it was copied over this
+    /// profile's vault (or the profile's `vault` setting names another profile's).
+    #[error("this vault was sealed for profile {sealed_for:?}, not for profile {profile:?}: refusing to use it")]
+    WrongProfile {
+        /// The profile named in the vault's sealed payload.
+        sealed_for: String,
+        /// The profile being opened.
+        profile: String,
     },
     /// Removing a slot id the vault does not have.
     #[error("no key slot {id} in this vault")]
@@ -93,13 +129,16 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A vault file that other users can write (mode `022` bits): refused before reading.
-    #[error("{path} is writable by other users (mode {mode:o}); refusing to use it")]
+    /// A vault file with any permission for other users (not 0600), or a vault directory
+    /// other users can enter, list or write (not 0700): refused before reading.
+    #[error("{path} is accessible to other users (mode {mode:03o}); a vault {} must be {}, refusing to use it", if *.directory { "directory" } else { "file" }, if *.directory { "0700" } else { "0600" })]
     UnsafePermissions {
-        /// The file's path.
+        /// The file's or directory's path.
         path: String,
         /// Its permission bits.
         mode: u32,
+        /// The vault's directory, not the file.
+        directory: bool,
     },
     /// The holder's PIN was refused.
     #[error("the {what} PIN is wrong: {tries_left} {} left before it blocks", if *.tries_left == 1 { "try" } else { "tries" })]
@@ -192,13 +231,18 @@ pub struct SlotInfo {
 }
 
 /// Argon2id cost parameters, stored in the vault.
+///
+/// Bounded ([`KdfParams::check`]) well above what an honest vault needs and well below what
+/// would let a tampered header exhaust the machine: at most 1 GiB, 16 passes, 8 lanes, and
+/// at most 4 GiB of memory passes (1 GiB at 4 passes, 256 MiB at 16) — about four times the
+/// default's cost per pass at most, a few seconds on the reference machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
-    /// Memory, in KiB (at least 8 per lane, at most 4 GiB).
+    /// Memory, in KiB (at least 8 per lane, at most [`KdfParams::MAX_MEMORY_KIB`]).
     pub m_kib: u32,
-    /// Passes, 1 to 64.
+    /// Passes, 1 to [`KdfParams::MAX_PASSES`].
     pub t: u32,
-    /// Lanes (parallelism), 1 to 16.
+    /// Lanes (parallelism), 1 to [`KdfParams::MAX_LANES`].
     pub p: u32,
 }
 
@@ -215,20 +259,45 @@ impl KdfParams {
         t: 1,
         p: 1,
     };
+    /// Most memory, in KiB: 1 GiB.
+    pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+    /// Most passes.
+    pub const MAX_PASSES: u32 = 16;
+    /// Most lanes.
+    pub const MAX_LANES: u32 = 8;
+    /// Most memory × passes, in KiB: 4 GiB (the time one derivation takes grows with it).
+    pub const MAX_WORK_KIB: u64 = 4 * 1024 * 1024;
 
-    /// Checks the ranges of [`KdfParams::m_kib`], [`KdfParams::t`] and [`KdfParams::p`].
+    /// Checks [`KdfParams::p`], [`KdfParams::t`], [`KdfParams::m_kib`] and their product
+    /// against the bounds, in that order: [`Error::KdfOutOfBounds`] names the first one out.
+    /// Pure arithmetic: nothing is allocated or derived.
     pub fn check(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::BadKdf(m.to_owned()));
-        if !(1..=16).contains(&self.p) {
-            return bad("parallelism must be 1 to 16");
-        }
-        if !(1..=64).contains(&self.t) {
-            return bad("passes must be 1 to 64");
-        }
-        if self.m_kib < 8 * self.p || self.m_kib > 4 * 1024 * 1024 {
-            return bad("memory must be at least 8 KiB per lane and at most 4 GiB");
-        }
-        Ok(())
+        let within = |field, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::KdfOutOfBounds {
+                    field,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        within("lanes", self.p.into(), 1, Self::MAX_LANES.into())?;
+        within("passes", self.t.into(), 1, Self::MAX_PASSES.into())?;
+        within(
+            "memory (KiB)",
+            self.m_kib.into(),
+            8 * u64::from(self.p),
+            Self::MAX_MEMORY_KIB.into(),
+        )?;
+        within(
+            "memory × passes (KiB)",
+            u64::from(self.m_kib) * u64::from(self.t),
+            1,
+            Self::MAX_WORK_KIB,
+        )
     }
 
     fn argon2(&self) -> Result<argon2::Argon2<'static>, Error> {
@@ -331,6 +400,10 @@ pub struct Payload {
     /// When the access key was last rotated, Unix seconds (the creation time until the first
     /// rotation).
     pub rotated: u64,
+    /// The profile the vault was sealed for ([`Opened::check_profile`]): sealed with the key,
+    /// so a vault copied over another profile's does not open there. `None` in vaults sealed
+    /// before the field existed.
+    pub profile: Option<String>,
 }
 
 impl std::fmt::Debug for Payload {
@@ -353,6 +426,7 @@ mod ptag {
     pub const USER_ARN: u32 = 0x04;
     pub const CREATED: u32 = 0x05;
     pub const ROTATED: u32 = 0x06;
+    pub const PROFILE: u32 = 0x07;
 }
 
 impl Payload {
@@ -365,6 +439,7 @@ impl Payload {
             self.user_arn.len(),
             8,
             8,
+            self.profile.as_ref().map_or(0, String::len),
         ];
         let mut out = Zeroizing::new(Vec::with_capacity(sizes.iter().map(|n| n + 4).sum()));
         write_tlv(&mut out, ptag::KEY_ID, self.access_key_id.as_bytes());
@@ -377,6 +452,9 @@ impl Payload {
         write_tlv(&mut out, ptag::USER_ARN, self.user_arn.as_bytes());
         write_tlv(&mut out, ptag::CREATED, &self.created.to_be_bytes());
         write_tlv(&mut out, ptag::ROTATED, &self.rotated.to_be_bytes());
+        if let Some(profile) = &self.profile {
+            write_tlv(&mut out, ptag::PROFILE, profile.as_bytes());
+        }
         out
     }
 
@@ -402,10 +480,15 @@ impl Payload {
             user_arn: text(ptag::USER_ARN)?.to_owned(),
             created: time(ptag::CREATED)?,
             rotated: time(ptag::ROTATED)?,
+            profile: match Tlv::find(&list, ptag::PROFILE) {
+                Ok(_) => Some(text(ptag::PROFILE)?.to_owned()),
+                Err(_) => None,
+            },
         })
     }
 
-    /// Checks the access key id, the secret and the MFA serial's form before sealing.
+    /// Checks the access key id, the secret, the MFA serial's and the profile's form before
+    /// sealing.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |what, reason: &str| {
             Err(Error::InvalidInput {
@@ -432,6 +515,14 @@ impl Payload {
                 "MFA serial",
                 "expected an ARN such as arn:aws:iam::123456789012:mfa/NAME",
             );
+        }
+        if let Some(profile) = &self.profile {
+            if crate::config::check_profile_name(profile).is_err() {
+                return bad(
+                    "profile name",
+                    "1 to 64 characters, no `/`, no control characters",
+                );
+            }
         }
         Ok(())
     }
@@ -691,6 +782,20 @@ impl Vault {
 }
 
 impl Opened {
+    /// Checks that the vault was sealed for `profile`: `Ok(true)` when its payload names
+    /// `profile`, `Ok(false)` when it names none (a vault sealed before vaults named their
+    /// profile: it cannot be told), [`Error::WrongProfile`] when it names another.
+    pub fn check_profile(&self, profile: &str) -> Result<bool, Error> {
+        match &self.payload.profile {
+            None => Ok(false),
+            Some(p) if p == profile => Ok(true),
+            Some(p) => Err(Error::WrongProfile {
+                sealed_for: p.clone(),
+                profile: profile.to_owned(),
+            }),
+        }
+    }
+
     /// The vault as it was opened (before any change).
     pub fn vault(&self) -> &Vault {
         &self.vault

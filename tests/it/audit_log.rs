@@ -135,3 +135,60 @@ fn a_line_cut_off_by_a_crash_is_reported_then_set_aside() {
         "the fragment, as it was"
     );
 }
+
+#[test]
+fn an_exported_head_detects_a_log_cut_back_emptied_or_replaced() {
+    let home = Home::new();
+    let head = |home: &Home| -> String {
+        let out = ok(home.command(&["audit", "head"]).output().unwrap());
+        out.split_whitespace().next().unwrap().to_owned()
+    };
+    let verify = |home: &Home, h: &str| {
+        home.command(&["audit", "verify", "--expect-head", h])
+            .output()
+            .unwrap()
+    };
+    agent_start_and_stop(&home, None);
+    let anchored = head(&home);
+    assert_eq!(anchored.len(), 64, "{anchored}");
+    agent_start_and_stop(&home, None);
+    let log_path = home.dir.path().join("state/breakglass/audit.log");
+    let whole = std::fs::read(&log_path).unwrap();
+
+    // Later records do not matter: everything up to the anchor is there, unchanged.
+    let out = ok(verify(&home, &anchored));
+    assert!(out.contains("the expected head is record 2 of 4"), "{out}");
+
+    // Cut back: the last two records gone. The chain itself is intact, so only the anchor
+    // (the newest head, kept elsewhere) can tell.
+    let newest = head(&home);
+    let lines: Vec<&[u8]> = whole.split_inclusive(|b| *b == b'\n').collect();
+    std::fs::write(&log_path, lines[..2].concat()).unwrap();
+    ok(home.command(&["audit", "verify"]).output().unwrap());
+    fails(
+        verify(&home, &newest),
+        1,
+        &[
+            "does not reach the expected head",
+            "next: treat the log as tampered",
+        ],
+    );
+    // Emptied, or replaced by another valid chain: the same.
+    std::fs::write(&log_path, b"").unwrap();
+    fails(
+        verify(&home, &anchored),
+        1,
+        &["does not reach the expected head"],
+    );
+    let other = Home::new();
+    agent_start_and_stop(&other, None);
+    let other_log = std::fs::read(other.dir.path().join("state/breakglass/audit.log")).unwrap();
+    std::fs::write(&log_path, other_log).unwrap();
+    fails(
+        verify(&home, &anchored),
+        1,
+        &["does not reach the expected head"],
+    );
+    // A head that is not one is a usage error.
+    fails(verify(&home, "not-a-head"), 2, &["is not an audit head"]);
+}

@@ -382,6 +382,54 @@ fn a_second_profile_reuses_the_sealing_credential_and_a_failed_enrolment_leaves_
 }
 
 #[test]
+fn a_vault_copied_over_another_profiles_vault_is_refused() {
+    if !pcsc_ready("a_vault_copied_over_another_profiles_vault_is_refused") {
+        return;
+    }
+    // Two profiles on one token, one passphrase: without the binding, either vault would open
+    // under either profile.
+    let token = SoftToken::approve(SLOT);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    for (profile, user) in [("prod", "breakglass"), ("stage", "breakglass-stage")] {
+        sts.create_user(user);
+        let (key_id, key_secret) = sts.create_access_key(user);
+        let (serial, seed) = sts.create_mfa_device(user, &format!("{user}-token"));
+        enroll_imported(
+            &home,
+            profile,
+            &sts.endpoint(),
+            &r,
+            &serial,
+            (&key_id, key_secret.expose_secret(), &seed),
+        );
+    }
+    std::fs::copy(home.vault("prod"), home.vault("stage")).unwrap();
+    let out = unlock(&home, "stage", &r, ("Alice", "Bob"), PASSPHRASE);
+    assert!(
+        out.contains(
+            "this vault was sealed for profile \"prod\", not for profile \"stage\": refusing to use it"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("next: give each profile its own vault"),
+        "{out}"
+    );
+    assert_eq!(sts.counts().get_session_token, 0, "no MFA code was sent");
+    // Its own profile still opens it.
+    let out = unlock(&home, "prod", &r, ("Alice", "Bob"), PASSPHRASE);
+    assert!(
+        session_json(&out)["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA"),
+        "{out}"
+    );
+}
+
+#[test]
 fn an_unwritable_config_does_not_undo_a_working_vault() {
     if !pcsc_ready("an_unwritable_config_does_not_undo_a_working_vault") {
         return;

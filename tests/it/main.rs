@@ -16,6 +16,7 @@ mod endpoint_policy;
 mod faults;
 mod fido2_factor;
 mod hardening;
+mod holder_names;
 mod mixed_slots;
 mod piv_attestation;
 mod piv_factor;

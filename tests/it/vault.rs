@@ -261,14 +261,186 @@ fn unsupported_version_and_foreign_files() {
 #[test]
 fn vault_files_are_private_and_refused_when_shared() {
     use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vaults/prod.vault");
     let v = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
     vault::file::write(&path, &v).unwrap();
     assert_eq!(vault::file::read(&path).unwrap(), v);
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
-    let e = vault::file::read(&path).unwrap_err();
-    assert!(matches!(e, Error::UnsafePermissions { .. }), "{e}");
+    // Group or others may do nothing with the file: not write, not even read.
+    for m in [0o664, 0o640, 0o604, 0o620] {
+        mode(&path, m);
+        let e = vault::file::read(&path).unwrap_err();
+        assert!(
+            matches!(&e, Error::UnsafePermissions { path: p, mode, directory: false }
+                if *p == path.display().to_string() && *mode == m),
+            "{m:o}: {e}"
+        );
+        assert!(e.to_string().contains(&format!("mode {m:o}")), "{e}");
+    }
+    mode(&path, 0o400);
+    assert_eq!(
+        vault::file::read(&path).unwrap(),
+        v,
+        "read-only for its owner"
+    );
+    mode(&path, 0o600);
+    // Nor with its directory.
+    let vaults = path.parent().unwrap();
+    for m in [0o777, 0o755, 0o750, 0o701] {
+        mode(vaults, m);
+        let e = vault::file::read(&path).unwrap_err();
+        assert!(
+            matches!(&e, Error::UnsafePermissions { path: p, mode, directory: true }
+                if *p == vaults.display().to_string() && *mode == m),
+            "{m:o}: {e}"
+        );
+        assert!(vault::file::write(&path, &v).is_err(), "{m:o}");
+    }
+    mode(vaults, 0o700);
+    assert_eq!(vault::file::read(&path).unwrap(), v);
+}
+
+/// The vector with the KDF fields replaced and the checksum recomputed, as an attacker with
+/// write access to the file would make it.
+fn with_kdf(m_kib: u32, t: u32, p: u32) -> Vec<u8> {
+    let mut b = std::fs::read(VECTOR).unwrap();
+    b.truncate(b.len() - 32);
+    b[35..39].copy_from_slice(&m_kib.to_be_bytes());
+    b[39..43].copy_from_slice(&t.to_be_bytes());
+    b[43..47].copy_from_slice(&p.to_be_bytes());
+    let sum = ring::digest::digest(&ring::digest::SHA256, &b);
+    b.extend_from_slice(sum.as_ref());
+    b
+}
+
+#[test]
+fn huge_kdf_parameters_in_an_edited_header_are_refused_before_any_derivation() {
+    const GIB: u32 = 1024 * 1024;
+    let bound = |bytes: &[u8]| match Vault::from_bytes(bytes) {
+        Err(Error::KdfOutOfBounds { field, value, .. }) => (field, value),
+        other => panic!("expected the bound error, got {other:?}"),
+    };
+    // 4 GiB and 16 lanes: the format's old upper bounds, 8 s and 4 GiB per try.
+    assert_eq!(bound(&with_kdf(4 * GIB - 1, 3, 16)), ("lanes", 16));
+    assert_eq!(
+        bound(&with_kdf(4 * GIB - 1, 3, 4)),
+        ("memory (KiB)", u64::from(4 * GIB - 1))
+    );
+    assert_eq!(bound(&with_kdf(64 * 1024, 64, 4)), ("passes", 64));
+    assert_eq!(
+        bound(&with_kdf(GIB, 16, 8)),
+        ("memory × passes (KiB)", 16 * u64::from(GIB))
+    );
+    assert_eq!(bound(&with_kdf(0, 1, 1)), ("memory (KiB)", 0));
+    // At the bounds it parses (and only then would a key be derived).
+    Vault::from_bytes(&with_kdf(GIB, 4, 8)).unwrap();
+    Vault::from_bytes(&with_kdf(256 * 1024, 16, 8)).unwrap();
+    // The message names the field.
+    let e = Vault::from_bytes(&with_kdf(4 * GIB - 1, 3, 4)).unwrap_err();
+    assert!(e.to_string().contains("Argon2id memory (KiB)"), "{e}");
+    // Enrolment is held to the same bounds.
+    assert!(KdfParams::DEFAULT.check().is_ok());
+    assert!(KdfParams {
+        m_kib: 2 * GIB,
+        t: 1,
+        p: 1
+    }
+    .check()
+    .is_err());
+}
+
+#[test]
+fn a_file_larger_than_any_vault_is_refused_unread() {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(vault::format::MAX_FILE, 66_728);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vaults/prod.vault");
+    let v = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
+    vault::file::write(&path, &v).unwrap();
+    // One byte over the cap, and a 1 GiB file (sparse: nothing is written, and nothing read).
+    for size in [vault::format::MAX_FILE as u64 + 1, 1 << 30] {
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(size).unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        match vault::file::read(&path) {
+            Err(Error::TooLarge { size: s, max, .. }) => {
+                assert_eq!((s, max), (size, vault::format::MAX_FILE as u64))
+            }
+            other => panic!("{size}: expected TooLarge, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_vault_names_its_profile_and_opens_for_no_other() {
+    let mut card = token(0x11, 0x22);
+    let rng = TestRng::new();
+    let mut s = Session::select(&mut card).unwrap();
+    let mut f = OathFactor::new(&mut s, SEAL);
+    let bound = Payload {
+        profile: Some("prod".into()),
+        ..payload()
+    };
+    let v = Vault::create(
+        &pass("correct horse battery staple"),
+        KdfParams::LIGHT,
+        &mut f,
+        "primary",
+        &bound,
+        &rng,
+        1_700_000_000,
+    )
+    .unwrap();
+    drop(s);
+    let opened = open(&v, &mut card, "correct horse battery staple").unwrap();
+    assert_eq!(opened.payload.profile.as_deref(), Some("prod"));
+    assert!(opened.check_profile("prod").unwrap());
+    let e = opened.check_profile("stage").unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongProfile { sealed_for, profile } if sealed_for == "prod" && profile == "stage"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("\"prod\"") && e.to_string().contains("\"stage\""));
+    // A slot added keeps the binding; the vector (sealed without one) opens, unchecked.
+    let (v2, _) = opened
+        .add_slot(
+            &mut OathFactor::new(&mut Session::select(&mut token(0x33, 0x44)).unwrap(), SEAL),
+            "backup",
+            "arn:aws:iam::123456789012:mfa/backup",
+            &rng,
+        )
+        .unwrap();
+    let again = open(&v2, &mut card, "correct horse battery staple").unwrap();
+    assert!(again.check_profile("stage").is_err());
+    let old = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
+    let old = open(&old, &mut card, "correct horse battery staple").unwrap();
+    assert!(!old.check_profile("stage").unwrap(), "no profile to check");
+    // A bad profile name is not sealed.
+    let mut s = Session::select(&mut card).unwrap();
+    let mut f = OathFactor::new(&mut s, SEAL);
+    let bad = Payload {
+        profile: Some("a/b".into()),
+        ..payload()
+    };
+    assert!(matches!(
+        Vault::create(
+            &pass("x"),
+            KdfParams::LIGHT,
+            &mut f,
+            "primary",
+            &bad,
+            &rng,
+            0
+        ),
+        Err(Error::InvalidInput {
+            what: "profile name",
+            ..
+        })
+    ));
 }
 
 mod never_panics {

@@ -253,11 +253,16 @@ pub fn unlock(
         // No MFA window is waited for: a test that used one skips ahead (`Home::skip_ahead`).
         30_000,
     );
+    use breakglass::ceremony::{names, Role};
     p.exp_string("Password holder, type your name: ").unwrap();
     p.send_line(names.0).unwrap();
+    // A refused name ends the ceremony at once.
+    if names::checked(Role::PasswordHolder, names.0).is_err() {
+        return p.exp_eof().unwrap();
+    }
     p.exp_string("Token holder, type your name: ").unwrap();
     p.send_line(names.1).unwrap();
-    if names.0.eq_ignore_ascii_case(names.1) {
+    if names::checked(Role::TokenHolder, names.1).is_err() || names::same_person(names.0, names.1) {
         return p.exp_eof().unwrap();
     }
     p.exp_string("Password holder, type the vault passphrase (not shown): ")
