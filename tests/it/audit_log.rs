@@ -137,7 +137,7 @@ fn a_line_cut_off_by_a_crash_is_reported_then_set_aside() {
 }
 
 #[test]
-fn an_exported_head_detects_a_log_cut_back_emptied_or_replaced() {
+fn an_exported_head_detects_a_log_cut_back_emptied_replaced_or_rewritten() {
     let home = Home::new();
     let head = |home: &Home| -> String {
         let out = ok(home.command(&["audit", "head"]).output().unwrap());
@@ -189,6 +189,37 @@ fn an_exported_head_detects_a_log_cut_back_emptied_or_replaced() {
         1,
         &["does not reach the expected head"],
     );
+    // Rewritten: a record edited and every later `prev` recomputed, so that the chain holds.
+    let rewritten = rechain(&whole, |first| {
+        first.replace("\"agent started\"", "\"agent stopped\"")
+    });
+    std::fs::write(&log_path, rewritten).unwrap();
+    ok(home.command(&["audit", "verify"]).output().unwrap());
+    fails(
+        verify(&home, &anchored),
+        1,
+        &["does not reach the expected head"],
+    );
     // A head that is not one is a usage error.
     fails(verify(&home, "not-a-head"), 2, &["is not an audit head"]);
+}
+
+/// The log's records with the first one changed by `edit` and every `prev` recomputed: a
+/// rewrite that keeps the hash chain intact.
+fn rechain(log: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let mut prev = "0".repeat(64);
+    let mut out = Vec::new();
+    for (i, line) in String::from_utf8_lossy(log).lines().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["prev"] = serde_json::Value::String(prev.clone());
+        let mut text = v.to_string();
+        if i == 0 {
+            text = edit(&text);
+        }
+        prev = data_encoding::HEXLOWER
+            .encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
