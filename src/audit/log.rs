@@ -76,6 +76,11 @@ pub struct Verified {
     /// Where the anchor given to [`Log::verify_anchored`] is in the chain (its record number,
     /// 1-based; 0 for [`GENESIS`]); `None` when none was given or it is not there.
     pub anchor_at: Option<usize>,
+    /// Records sealed with the key given to [`Log::check_seals`] whose seal holds.
+    pub seals_held: usize,
+    /// Records sealed with that key whose seal does not hold (their record numbers): the log
+    /// was rewritten before them by someone without the key.
+    pub seals_broken: Vec<usize>,
 }
 
 /// What a walk along the chain carries from record to record (and file to file).
@@ -85,6 +90,9 @@ struct Walk<'a> {
     started: Vec<Dangling>,
     anchor: Option<&'a str>,
     anchor_at: Option<usize>,
+    seal: Option<(&'a super::Seal<'a>, String)>,
+    seals_held: usize,
+    seals_broken: Vec<usize>,
 }
 
 /// An `activation started` record without its `activation` outcome.
@@ -135,6 +143,15 @@ impl Log {
     /// a new segment when this line would take the live log past the segment size, and
     /// returns once the line is on disk.
     pub fn append(&self, entry: &Entry<'_>) -> Result<(), Error> {
+        self.append_with(entry, None)
+    }
+
+    /// [`Log::append`], the record sealed with `seal` (see [`super::Seal`]).
+    pub fn append_sealed(&self, entry: &Entry<'_>, seal: &super::Seal<'_>) -> Result<(), Error> {
+        self.append_with(entry, Some(seal))
+    }
+
+    fn append_with(&self, entry: &Entry<'_>, seal: Option<&super::Seal<'_>>) -> Result<(), Error> {
         let _guard = self.lock()?;
         let (mut file, mut created) = self.open_live()?;
         let len = file.metadata().map_err(|e| read_err(&self.path, e))?.len();
@@ -156,7 +173,7 @@ impl Log {
             Some(line) => sha256_hex(&line),
             None => self.head_of_segments()?,
         };
-        let line = entry.line(&prev);
+        let line = entry.line(&prev, seal);
         if keep > 0 && keep.saturating_add(line.len() as u64) > self.segment_bytes {
             file = self.rotate(file)?;
             created = true;
@@ -180,6 +197,20 @@ impl Log {
     /// still holds every record up to it, unchanged (a rewrite would change every hash after
     /// the first edit); not found, it was cut back (truncated, emptied) or rewritten.
     pub fn verify_anchored(&self, anchor: Option<&str>) -> Result<Verified, Error> {
+        self.walk(anchor, None)
+    }
+
+    /// [`Log::verify`], also checking every record sealed with `seal`'s key (at each unlock,
+    /// with the key the holders just opened the vault for).
+    pub fn check_seals(&self, seal: &super::Seal<'_>) -> Result<Verified, Error> {
+        self.walk(None, Some(seal))
+    }
+
+    fn walk(
+        &self,
+        anchor: Option<&str>,
+        seal: Option<&super::Seal<'_>>,
+    ) -> Result<Verified, Error> {
         let genesis_anchor = anchor.filter(|a| *a == GENESIS).map(|_| 0);
         if !self.dir().exists() {
             return Ok(Verified {
@@ -189,6 +220,8 @@ impl Log {
                 dangling: Vec::new(),
                 head: GENESIS.to_owned(),
                 anchor_at: genesis_anchor,
+                seals_held: 0,
+                seals_broken: Vec::new(),
             });
         }
         let (chain, segments, torn) = {
@@ -214,6 +247,9 @@ impl Log {
             started: Vec::new(),
             anchor,
             anchor_at: genesis_anchor,
+            seal: seal.map(|s| (s, s.key_id())),
+            seals_held: 0,
+            seals_broken: Vec::new(),
         };
         let live = chain.len() - 1;
         for (i, (path, file)) in chain.into_iter().enumerate() {
@@ -228,6 +264,8 @@ impl Log {
             dangling: walk.started,
             head: walk.prev,
             anchor_at: walk.anchor_at,
+            seals_held: walk.seals_held,
+            seals_broken: walk.seals_broken,
         })
     }
 
@@ -493,6 +531,15 @@ fn check_file(
                 "its hash link does not match the line before (edited, removed or reordered)",
             ));
         }
+        if let Some((seal, key_id)) = &walk.seal {
+            let field = |k: &str| v.get(k).and_then(Value::as_str);
+            if field("seal_key") == Some(key_id.as_str()) {
+                match field("seal") {
+                    Some(s) if seal.holds(&walk.prev, s) => walk.seals_held += 1,
+                    _ => walk.seals_broken.push(walk.records + 1),
+                }
+            }
+        }
         walk.prev = sha256_hex(text);
         n += 1;
         walk.records += 1;
@@ -639,6 +686,45 @@ mod tests {
             },
             outcome: Outcome::Success,
         }
+    }
+
+    #[test]
+    fn a_rewrite_before_a_sealed_record_breaks_its_seal() {
+        let dir = private_tempdir();
+        let path = dir.path().join("audit.log");
+        let log = Log::new(&path);
+        let key = crate::secure::Key32::new([7u8; 32]);
+        let other = crate::secure::Key32::new([8u8; 32]);
+        let seal = super::super::Seal::new(&key);
+        log.append(&event(0)).unwrap();
+        log.append_sealed(&event(1), &seal).unwrap();
+        log.append_sealed(&event(2), &super::super::Seal::new(&other))
+            .unwrap();
+        log.append_sealed(&event(3), &seal).unwrap();
+        let v = log.check_seals(&seal).unwrap();
+        assert_eq!((v.seals_held, v.seals_broken.len()), (2, 0));
+        // The first record edited and every `prev` recomputed: the chain holds, the seals not.
+        let mut prev = GENESIS.to_owned();
+        let mut out = String::new();
+        for (i, line) in fs::read_to_string(&path).unwrap().lines().enumerate() {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            v["prev"] = Value::String(prev.clone());
+            if i == 0 {
+                v["why"] = Value::String("expired".into());
+            }
+            let text = v.to_string();
+            prev = sha256_hex(text.as_bytes());
+            out += &text;
+            out.push('\n');
+        }
+        write_private(&path, out.as_bytes());
+        assert!(log.verify().is_ok(), "the rewrite keeps the chain");
+        let v = log.check_seals(&seal).unwrap();
+        assert_eq!(v.seals_held, 0);
+        assert_eq!(v.seals_broken, vec![2, 4]);
+        // Another vault's key checks only its own seals.
+        let v = log.check_seals(&super::super::Seal::new(&other)).unwrap();
+        assert_eq!(v.seals_broken, vec![3]);
     }
 
     #[test]

@@ -233,6 +233,11 @@ pub enum Record {
         /// When the console session ends, Unix seconds; written as RFC 3339.
         console_session_ends: u64,
     },
+    /// An unlock found records sealed with its vault's key whose seals no longer hold.
+    SealsBroken {
+        /// Their record numbers in the chain (1-based).
+        records: Vec<usize>,
+    },
     /// The agent stored a session a leader brought (the ceremony's, or a renewed role's).
     SessionStored {
         /// `"session"` (the two-person session) or `"role"`.
@@ -304,6 +309,7 @@ impl Record {
             Self::Activation { .. } => "activation",
             Self::RoleAssumed { .. } => "role assumed",
             Self::ConsoleUrl { .. } => "console sign-in URL",
+            Self::SealsBroken { .. } => "audit seals broken",
             Self::SessionStored { .. } => "session stored",
             Self::Handout { .. } => "hand-out",
             Self::SessionWiped { .. } => "session wiped",
@@ -412,6 +418,12 @@ impl Record {
                     Value::String(rfc3339(*console_session_ends)),
                 );
             }
+            Self::SealsBroken { records } => {
+                put(
+                    "records",
+                    Value::Array(records.iter().map(|n| Value::from(*n)).collect()),
+                );
+            }
             Self::SessionStored {
                 kind,
                 temporary_access_key_id,
@@ -497,12 +509,53 @@ impl Entry<'_> {
     }
 
     /// The line on disk, chained to `prev`, with its newline.
-    fn line(&self, prev: &str) -> String {
+    fn line(&self, prev: &str, seal: Option<&Seal<'_>>) -> String {
         let mut obj = self.to_json();
+        if let Some(s) = seal {
+            obj.insert("seal_key".into(), Value::String(s.key_id()));
+            obj.insert("seal".into(), Value::String(s.over(prev)));
+        }
         obj.insert("prev".into(), Value::String(prev.to_owned()));
         let mut line = Value::Object(obj).to_string();
         line.push('\n');
         line
+    }
+}
+
+/// Seals audit records with a key only the holders can use (`vault::Opened::audit_key`): a
+/// sealed record carries `seal` = HMAC-SHA256(key, its `prev`) and `seal_key` (the first 16
+/// hex digits of SHA-256 of the key, to tell which vault's key made it). Since `prev` pins
+/// every record before, a rewrite of the log before a sealed record (even one that recomputes
+/// every `prev`) leaves a seal that no longer matches, and whoever rewrote it cannot make a
+/// new one without the vault and the token.
+pub struct Seal<'k> {
+    key: &'k crate::secure::Key32,
+}
+
+impl<'k> Seal<'k> {
+    /// Seals with `key`.
+    pub fn new(key: &'k crate::secure::Key32) -> Self {
+        Self { key }
+    }
+
+    /// The key's id as records carry it.
+    pub fn key_id(&self) -> String {
+        let d = ring::digest::digest(&ring::digest::SHA256, self.key.expose());
+        data_encoding::HEXLOWER.encode(&d.as_ref()[..8])
+    }
+
+    /// The seal of a record whose `prev` is `prev`.
+    pub fn over(&self, prev: &str) -> String {
+        let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.expose());
+        data_encoding::HEXLOWER.encode(ring::hmac::sign(&k, prev.as_bytes()).as_ref())
+    }
+
+    /// Whether `seal` is this key's seal over `prev` (constant time).
+    pub fn holds(&self, prev: &str, seal: &str) -> bool {
+        let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.expose());
+        data_encoding::HEXLOWER
+            .decode(seal.as_bytes())
+            .is_ok_and(|tag| ring::hmac::verify(&k, prev.as_bytes(), &tag).is_ok())
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn unlock<P: Plug + ?Sized>(
         password_holder: password_holder.clone(),
         token_holder: token_holder.clone(),
         reason: progress.reason,
-        session: result.as_ref().ok().map(|(s, serial, _)| {
+        session: result.as_ref().ok().map(|(s, serial, _, _)| {
             (
                 audit::Issued {
                     temporary_access_key_id: s.access_key_id.clone(),
@@ -113,14 +113,17 @@ pub async fn unlock<P: Plug + ?Sized>(
             )
         }),
     };
-    let logged = record(req, rec, audit::Outcome::of(&result));
+    let logged = match &result {
+        Ok((.., audit_key)) => sealed_record(req, rec, audit_key, prompt),
+        Err(_) => record(req, rec, audit::Outcome::of(&result)),
+    };
     if let (Err(_), Err(e)) = (&result, &logged) {
         // The failure itself is the answer; that its record is missing must not go unsaid.
         prompt.note(&format!(
             "The outcome of this attempt could not be written to the audit log: {e}"
         ));
     }
-    let (session, mfa_serial, user_arn) = result?;
+    let (session, mfa_serial, user_arn, _) = result?;
     logged.map_err(Error::AuditFailed)?;
     Ok(Activation {
         session,
@@ -150,6 +153,47 @@ fn start(req: &Request<'_>) -> Result<String, Error> {
     Ok(attempt)
 }
 
+/// What a granted activation brings back: the session, the MFA device, the user's ARN and the
+/// key that seals this profile's audit records.
+type Granted = (sts::Session, String, String, crate::secure::Key32);
+
+/// The success record, sealed with the vault's audit key; before it, every earlier record
+/// sealed with that key is checked, and a broken seal (the log was rewritten before it) is
+/// told to the holders, and recorded.
+fn sealed_record(
+    req: &Request<'_>,
+    record: audit::Record,
+    key: &crate::secure::Key32,
+    prompt: &mut dyn Prompt,
+) -> Result<(), audit::Error> {
+    let log = audit::Log::new(&req.paths.audit_log());
+    let seal = audit::Seal::new(key);
+    let checked = log.check_seals(&seal)?;
+    if !checked.seals_broken.is_empty() {
+        prompt.note(&format!(
+            "WARNING: the audit log was rewritten: the seal of record(s) {:?} no longer matches what comes before them (only a ceremony of this profile can make a seal). Keep a copy of the log and tell the security team.",
+            checked.seals_broken
+        ));
+        log.append(&audit::Entry {
+            time: req.now.now(),
+            profile: &req.profile.name,
+            record: audit::Record::SealsBroken {
+                records: checked.seals_broken.clone(),
+            },
+            outcome: audit::Outcome::Failure {
+                reason: "the audit log was rewritten before these sealed records".into(),
+            },
+        })?;
+    }
+    let entry = audit::Entry {
+        time: req.now.now(),
+        profile: &req.profile.name,
+        record,
+        outcome: audit::Outcome::Success,
+    };
+    log.append_sealed(&entry, &seal)
+}
+
 fn record(
     req: &Request<'_>,
     record: audit::Record,
@@ -169,7 +213,7 @@ async fn run<P: Plug + ?Sized>(
     token: &mut P,
     prompt: &mut dyn Prompt,
     progress: &mut Progress,
-) -> Result<(sts::Session, String, String), Error> {
+) -> Result<Granted, Error> {
     // Checks before people make an effort: the vault reads, one token is there, STS answers
     // a connection (no request is sent).
     let vault = vault::file::read(&req.profile.vault)?;
@@ -193,7 +237,7 @@ async fn activate(
     vault: &vault::Vault,
     token: &mut dyn Token,
     prompt: &mut dyn Prompt,
-) -> Result<(sts::Session, String, String), Error> {
+) -> Result<Granted, Error> {
     let passphrase = prompt.passphrase(false)?;
     // The OATH application may be opened twice (a second code after a refusal): its access
     // code is asked once.
@@ -288,9 +332,10 @@ async fn activate(
         match result {
             Ok(s) => {
                 let user = payload.user_arn.clone();
+                let audit_key = opened.audit_key();
                 // The long-term key leaves memory here (SecretString wipes on drop).
                 drop(opened);
-                return Ok((s, serial, user));
+                return Ok((s, serial, user, audit_key));
             }
             Err(aws::Error::BadCode { message }) if attempt == 1 => {
                 prompt.note("AWS refused the MFA code; trying once more with a fresh time window.");

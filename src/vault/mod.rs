@@ -782,6 +782,22 @@ impl Vault {
 }
 
 impl Opened {
+    /// The key that seals this profile's audit records (HKDF-SHA256 of the data key, with the
+    /// vault id): only someone who opened the vault (the two holders) can make a seal, and
+    /// only they can check one. See `audit::Seal`.
+    pub fn audit_key(&self) -> Key32 {
+        let prk =
+            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &self.vault.sealed.header.vault_id)
+                .extract(self.data_key.expose());
+        let info: [&[u8]; 1] = [b"breakglass v1 audit seal"];
+        let mut out = Zeroizing::new([0u8; 32]);
+        // HKDF-SHA256 can always expand 32 bytes; the error arm is unreachable by construction.
+        if let Ok(okm) = prk.expand(&info, ring::hkdf::HKDF_SHA256) {
+            let _ = okm.fill(&mut *out);
+        }
+        Key32::new(*out)
+    }
+
     /// Checks that the vault was sealed for `profile`: `Ok(true)` when its payload names
     /// `profile`, `Ok(false)` when it names none (a vault sealed before vaults named their
     /// profile: it cannot be told), [`Error::WrongProfile`] when it names another.

@@ -708,3 +708,64 @@ fn pcscd_stopping_mid_ceremony_ends_it_in_one_line_with_a_record() {
     assert_eq!(sts.counts().get_session_token, 0);
     home.assert_no_secret(&[("secret access key", &secret), ("passphrase", PASSPHRASE)]);
 }
+
+#[test]
+fn an_unlock_finds_the_log_rewritten_before_a_sealed_record() {
+    let test = "an_unlock_finds_the_log_rewritten_before_a_sealed_record";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, &r);
+    let out = unlock(&home, "prod", &r, ("Alice", "Bob"), PASSPHRASE);
+    assert!(out.contains("\"Version\":1"), "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
+    let sealed = home.audit_with("\"seal\":");
+    assert!(
+        sealed
+            .lines()
+            .any(|l| l.contains("\"event\":\"activation\"") && l.contains("\"seal\":")),
+        "the granted activation is sealed: {sealed}"
+    );
+    ok(home.command(&["lock", "prod"]).output().unwrap());
+
+    // Someone without the vault rewrites the enrolment record and recomputes every `prev`:
+    // the chain holds, so `audit verify` cannot tell.
+    let path = home.dir.path().join("state/breakglass/audit.log");
+    let mut prev = "0".repeat(64);
+    let mut rewritten = String::new();
+    for (i, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        v["prev"] = Value::String(prev.clone());
+        if i == 0 {
+            v["profile"] = Value::String("elsewhere".into());
+        }
+        let text = v.to_string();
+        prev = data_encoding::HEXLOWER
+            .encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
+        rewritten += &text;
+        rewritten.push('\n');
+    }
+    std::fs::write(&path, rewritten).unwrap();
+    ok(home.command(&["audit", "verify"]).output().unwrap());
+
+    // The next unlock, with the vault open, checks the seals and tells the holders.
+    home.skip_ahead(Some(&sts), 60);
+    let out = unlock(&home, "prod", &r, ("Alice", "Bob"), PASSPHRASE);
+    assert!(
+        out.contains("WARNING: the audit log was rewritten"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"Version\":1"),
+        "the unlock still works: {out}"
+    );
+    let broken = home.audit_with("\"event\":\"audit seals broken\"");
+    assert!(
+        broken.contains("\"event\":\"audit seals broken\""),
+        "{broken}"
+    );
+}
