@@ -203,23 +203,3 @@ fn an_exported_head_detects_a_log_cut_back_emptied_replaced_or_rewritten() {
     // A head that is not one is a usage error.
     fails(verify(&home, "not-a-head"), 2, &["is not an audit head"]);
 }
-
-/// The log's records with the first one changed by `edit` and every `prev` recomputed: a
-/// rewrite that keeps the hash chain intact.
-fn rechain(log: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
-    let mut prev = "0".repeat(64);
-    let mut out = Vec::new();
-    for (i, line) in String::from_utf8_lossy(log).lines().enumerate() {
-        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["prev"] = serde_json::Value::String(prev.clone());
-        let mut text = v.to_string();
-        if i == 0 {
-            text = edit(&text);
-        }
-        prev = data_encoding::HEXLOWER
-            .encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'\n');
-    }
-    out
-}

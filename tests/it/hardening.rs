@@ -4,13 +4,12 @@
 
 use crate::common;
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::mpsc;
+use std::net::SocketAddr;
 
 use secrecy::ExposeSecret;
 
 use breakglass::sandbox::sts::Sts;
+use common::faults;
 use common::home::*;
 use common::*;
 
@@ -63,19 +62,8 @@ fn a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory() {
     );
 
     // STS takes the request and never answers: the leader holds the long-term key meanwhile.
-    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hung_url = format!("http://{}", hung.local_addr().unwrap());
-    let (arrived, request_seen) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut conn in hung.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            if conn.read(&mut buf).unwrap_or(0) > 0 {
-                let _ = arrived.send(());
-            }
-            held.push(conn);
-        }
-    });
+    let hung = faults::Proxy::start(None, faults::Fault::Hang);
+    let hung_url = hung.url();
     let config = std::fs::read_to_string(home.config_file()).unwrap();
     std::fs::write(
         home.config_file(),
@@ -95,9 +83,7 @@ fn a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory() {
         .unwrap();
     p.send_line(PASSPHRASE).unwrap();
     p.exp_string("Calling STS GetSessionToken").unwrap();
-    request_seen
-        .recv_timeout(std::time::Duration::from_secs(20))
-        .expect("the request reached the hung endpoint");
+    hung.wait_for_requests(1);
     let started = home.audit_with("\"event\":\"activation started\"");
     let leader: serde_json::Value = serde_json::from_str(
         started

@@ -4,10 +4,8 @@
 
 use crate::common;
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::mpsc;
 
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -282,19 +280,8 @@ fn an_sts_that_never_answers_does_not_hold_the_token() {
     enrol(&home, &sts, &r);
 
     // An endpoint that accepts the connection, reads, and never answers.
-    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hung_url = format!("http://{}", hung.local_addr().unwrap());
-    let (arrived, request_seen) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut conn in hung.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            if conn.read(&mut buf).unwrap_or(0) > 0 {
-                let _ = arrived.send(());
-            }
-            held.push(conn);
-        }
-    });
+    let hung = faults::Proxy::start(None, faults::Fault::Hang);
+    let hung_url = hung.url();
     point_sts_at(&home, &sts.endpoint(), &hung_url);
     // The deadline far away: the ceremony is killed while it waits, before it gives up.
     set(&home, "call_timeout_secs = 300\n");
@@ -311,9 +298,7 @@ fn an_sts_that_never_answers_does_not_hold_the_token() {
         .unwrap();
     p.send_line(PASSPHRASE).unwrap();
     p.exp_string("Calling STS GetSessionToken").unwrap();
-    request_seen
-        .recv_timeout(std::time::Duration::from_secs(20))
-        .expect("the request reached the hung endpoint");
+    hung.wait_for_requests(1);
 
     // While the ceremony waits on the network, the token answers others: `token list` (a
     // PC/SC transaction of its own) ends, within `timeout`'s bound, with the accounts.
@@ -735,20 +720,9 @@ fn an_unlock_finds_the_log_rewritten_before_a_sealed_record() {
     // Someone without the vault rewrites the enrolment record and recomputes every `prev`:
     // the chain holds, so `audit verify` cannot tell.
     let path = home.dir.path().join("state/breakglass/audit.log");
-    let mut prev = "0".repeat(64);
-    let mut rewritten = String::new();
-    for (i, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
-        let mut v: Value = serde_json::from_str(line).unwrap();
-        v["prev"] = Value::String(prev.clone());
-        if i == 0 {
-            v["profile"] = Value::String("elsewhere".into());
-        }
-        let text = v.to_string();
-        prev = data_encoding::HEXLOWER
-            .encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
-        rewritten += &text;
-        rewritten.push('\n');
-    }
+    let rewritten = rechain(&std::fs::read(&path).unwrap(), |first| {
+        first.replace("\"profile\":\"prod\"", "\"profile\":\"elsewhere\"")
+    });
     std::fs::write(&path, rewritten).unwrap();
     ok(home.command(&["audit", "verify"]).output().unwrap());
 

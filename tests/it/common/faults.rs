@@ -120,6 +120,20 @@ impl Proxy {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Waits (at most 20 s) until `n` complete requests have arrived: a request is under way
+    /// (a hung one stays so).
+    pub fn wait_for_requests(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.requests() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} requests, expected {n}",
+                self.requests()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Requests forwarded to the upstream.
     pub fn forwarded(&self) -> usize {
         self.state.forwarded.load(Ordering::SeqCst)

@@ -301,3 +301,23 @@ pub fn sample_payload() -> breakglass::vault::Payload {
         profile: None,
     }
 }
+
+/// The log's records with the first one changed by `edit` and every `prev` recomputed: a
+/// rewrite that keeps the hash chain intact.
+pub fn rechain(log: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
+    let mut prev = "0".repeat(64);
+    let mut out = Vec::new();
+    for (i, line) in String::from_utf8_lossy(log).lines().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["prev"] = serde_json::Value::String(prev.clone());
+        let mut text = v.to_string();
+        if i == 0 {
+            text = edit(&text);
+        }
+        prev = data_encoding::HEXLOWER
+            .encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
