@@ -168,18 +168,25 @@ fn sealed_record(
 ) -> Result<(), audit::Error> {
     let log = audit::Log::new(&req.paths.audit_log());
     let seal = audit::Seal::new(key);
-    let checked = log.check_seals(&seal)?;
-    if !checked.seals_broken.is_empty() {
+    // A log that cannot be checked (a broken chain, a torn line) must not stop break-glass
+    // access: the holders are told, and the record is appended all the same.
+    let broken = match log.check_seals(&seal) {
+        Ok(checked) => checked.seals_broken,
+        Err(e) => {
+            prompt.note(&format!(
+                "WARNING: the audit log could not be checked ({e}); `breakglass audit verify` says more. Keep a copy of the log and tell the security team."
+            ));
+            Vec::new()
+        }
+    };
+    if !broken.is_empty() {
         prompt.note(&format!(
-            "WARNING: the audit log was rewritten: the seal of record(s) {:?} no longer matches what comes before them (only a ceremony of this profile can make a seal). Keep a copy of the log and tell the security team.",
-            checked.seals_broken
+            "WARNING: the audit log was rewritten: the seal of record(s) {broken:?} no longer matches what comes before them (only a ceremony of this profile can make a seal). Keep a copy of the log and tell the security team."
         ));
         log.append(&audit::Entry {
             time: req.now.now(),
             profile: &req.profile.name,
-            record: audit::Record::SealsBroken {
-                records: checked.seals_broken.clone(),
-            },
+            record: audit::Record::SealsBroken { records: broken },
             outcome: audit::Outcome::Failure {
                 reason: "the audit log was rewritten before these sealed records".into(),
             },
