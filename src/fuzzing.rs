@@ -421,7 +421,15 @@ fn sandbox_endpoint() -> &'static (crate::sandbox::sts::Sts, std::net::SocketAdd
 /// end. A panic in the server aborts the fuzzer (its panic hook); the replay sees it as an
 /// answer that is not HTTP.
 pub fn sandbox_http(data: &[u8]) {
-    let (_, addr) = sandbox_endpoint();
+    let (sts, addr) = sandbox_endpoint();
+    // `S` or `I` first: the rest is the form body of a request to STS or IAM, signed with
+    // the admin key as the SDK signs it, so that the actions behind the SigV4 check are reached.
+    let signed = match data {
+        [b'S', body @ ..] => signed_request(sts, addr, "sts", body),
+        [b'I', body @ ..] => signed_request(sts, addr, "iam", body),
+        _ => None,
+    };
+    let data = signed.as_deref().unwrap_or(data);
     let Ok(mut stream) = TcpStream::connect(addr) else {
         return;
     };
@@ -451,6 +459,54 @@ pub fn soft_card(data: &[u8]) {
         let answer = card.process(apdu);
         assert!(answer.len() >= 2, "every answer has a status word");
     }
+}
+
+/// A raw HTTP request of `body` to `service`, signed now with the sandbox's admin key.
+fn signed_request(
+    sts: &crate::sandbox::sts::Sts,
+    addr: &std::net::SocketAddr,
+    service: &str,
+    body: &[u8],
+) -> Option<Vec<u8>> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use secrecy::ExposeSecret;
+    let (key_id, secret) = sts.admin_key();
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let amz_date = crate::sandbox::sigv4::format_amz_date(i64::try_from(secs).ok()?);
+    let host = addr.to_string();
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("host", host.as_str()),
+        ("x-amz-date", amz_date.as_str()),
+    ];
+    let identity =
+        aws_credential_types::Credentials::new(&key_id, secret.expose_secret(), None, None, "fuzz")
+            .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name(service)
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .ok()?
+        .into();
+    let request =
+        SignableRequest::new("POST", "/", headers.into_iter(), SignableBody::Bytes(body)).ok()?;
+    let signature = sign(request, &params).ok()?.signature().to_owned();
+    let day = amz_date.get(..8)?;
+    let mut raw = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         X-Amz-Date: {amz_date}\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential={key_id}/{day}/us-east-1/{service}/aws4_request, \
+         SignedHeaders=content-type;host;x-amz-date, Signature={signature}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    Some(raw)
 }
 
 fn vpcd_listener() -> &'static TcpListener {

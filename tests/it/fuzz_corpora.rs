@@ -309,6 +309,16 @@ fn write_seed_corpora() {
         "get",
         "GET /?Action=GetCallerIdentity&Version=2011-06-15 HTTP/1.1\r\nHost: x\r\n\r\n",
     );
+    // Signed with the sandbox's admin key by the entry point (`S`: STS, `I`: IAM).
+    for (name, body) in [
+        ("signed-caller-identity", "SAction=GetCallerIdentity&Version=2011-06-15"),
+        ("signed-session-token", "SAction=GetSessionToken&Version=2011-06-15&DurationSeconds=900&SerialNumber=arn%3Aaws%3Aiam%3A%3A000000000000%3Amfa%2Fx&TokenCode=123456"),
+        ("signed-assume-role", "SAction=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A000000000000%3Arole%2Fr&RoleSessionName=s&DurationSeconds=900&SourceIdentity=a"),
+        ("signed-iam-user", "IAction=GetUser&Version=2010-05-08"),
+        ("signed-iam-keys", "IAction=ListAccessKeys&Version=2010-05-08&UserName=admin"),
+    ] {
+        write("sandbox_http", name, body);
+    }
     write(
         "sigv4",
         "signed",
