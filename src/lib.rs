@@ -14,6 +14,9 @@ pub mod clock;
 pub mod config;
 pub mod files;
 #[cfg(feature = "sandbox")]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(feature = "sandbox")]
 #[allow(missing_docs)] // documented in the sandbox rewrite
 pub mod sandbox;
 pub mod secure;

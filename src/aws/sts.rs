@@ -101,7 +101,7 @@ fn check_key_id(id: &str) -> Result<(), AnswerProblem> {
 /// access key id, an expiration after `now` and no later than `now + duration_secs` (plus
 /// [`EXPIRATION_SKEW_SECS`]). A refused answer is [`Error::BadAnswer`] naming the problem
 /// without the secret values; the credentials are dropped (and so wiped).
-fn session(
+pub(crate) fn session(
     action: &'static str,
     c: Option<aws_sdk_sts::types::Credentials>,
     now: u64,

@@ -5,11 +5,11 @@
 //! same server answers the AWS sign-in (federation) endpoint and a stand-in console page.
 
 mod auth;
-mod http;
+pub(crate) mod http;
 mod iam_api;
 mod model;
 mod signin;
-mod sigv4;
+pub(crate) mod sigv4;
 mod sts_api;
 mod wire;
 

@@ -382,7 +382,8 @@ impl<'a> Tlv<'a> {
         let mut tag = u32::from(first);
         i += 1;
         if first & 0x1F == 0x1F {
-            // Multi-byte tag: continue while bit 8 is set (at most 3 more bytes).
+            // Multi-byte tag: continue while bit 8 is set. ISO 7816-4 tags are 1–3 bytes, as
+            // many as `write_tlv` writes: a 4-byte tag would not encode back to itself.
             loop {
                 let b = *buf.get(i).ok_or(truncated(i))?;
                 tag = (tag << 8) | u32::from(b);
@@ -390,7 +391,7 @@ impl<'a> Tlv<'a> {
                 if b & 0x80 == 0 {
                     break;
                 }
-                if i > 3 {
+                if i >= 3 {
                     return Err(ParseError::TlvBadLength {
                         offset: base_offset + i,
                     });
@@ -554,6 +555,12 @@ mod tests {
         ));
         assert!(Tlv::parse_all(&[0x71]).is_err());
         assert!(Tlv::parse_all(&[0x7F]).is_err());
+        // A 4-byte tag (fuzz/regressions/apdu/four-byte-tag).
+        assert!(Tlv::parse_all(&[0x5F, 0xB2, 0xFF, 0x01, 0x00]).is_err());
+        assert_eq!(
+            Tlv::parse_all(&[0x5F, 0xFF, 0x01, 0x00]).unwrap()[0].tag,
+            0x5F_FF01
+        );
         assert!(Tlv::parse_all(&[0x71, 0x81]).is_err());
         let list = Tlv::parse_all(&[0x71, 0x01, 0xAA]).unwrap();
         assert_eq!(

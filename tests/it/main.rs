@@ -15,6 +15,7 @@ mod demo;
 mod endpoint_policy;
 mod faults;
 mod fido2_factor;
+mod fuzz_corpora;
 mod hardening;
 mod holder_names;
 mod mixed_slots;
