@@ -73,15 +73,7 @@ fn a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory() {
 
     // credential-process leads the ceremony in place, as the README recommends.
     let mut p = pty(home.command(&["credential-process", "prod"]), 30_000);
-    p.exp_string("Why is the glass broken? ").unwrap();
-    p.send_line("memory drill").unwrap();
-    p.exp_string("Password holder, type your name: ").unwrap();
-    p.send_line("Alice").unwrap();
-    p.exp_string("Token holder, type your name: ").unwrap();
-    p.send_line("Bob").unwrap();
-    p.exp_string("Password holder, type the vault passphrase (not shown): ")
-        .unwrap();
-    p.send_line(PASSPHRASE).unwrap();
+    answer_ceremony(&mut p, Some("memory drill"));
     p.exp_string("Calling STS GetSessionToken").unwrap();
     hung.wait_for_requests(1);
     let started = home.audit_with("\"event\":\"activation started\"");

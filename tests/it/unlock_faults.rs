@@ -223,15 +223,7 @@ fn a_second_token_does_not_break_the_hand_off() {
     let mut cmd = home.command(&["exec", "prod", "--", "sh", "-c"]);
     cmd.arg("printf '%s' \"$AWS_ACCESS_KEY_ID\"");
     let mut p = pty(cmd, 30_000);
-    p.exp_string("Why is the glass broken? ").unwrap();
-    p.send_line("a second token is plugged in").unwrap();
-    p.exp_string("Password holder, type your name: ").unwrap();
-    p.send_line("Alice").unwrap();
-    p.exp_string("Token holder, type your name: ").unwrap();
-    p.send_line("Bob").unwrap();
-    p.exp_string("Password holder, type the vault passphrase (not shown): ")
-        .unwrap();
-    p.send_line(PASSPHRASE).unwrap();
+    answer_ceremony(&mut p, Some("a second token is plugged in"));
     let out = p.exp_eof().unwrap();
     assert!(out.contains("ASIA"), "{out}");
     assert!(!out.contains("several readers"), "{out}");
@@ -290,13 +282,7 @@ fn an_sts_that_never_answers_does_not_hold_the_token() {
         home.command(&["unlock", "prod", "--reason", "STS hangs", "--reader", &r]),
         30_000,
     );
-    p.exp_string("Password holder, type your name: ").unwrap();
-    p.send_line("Alice").unwrap();
-    p.exp_string("Token holder, type your name: ").unwrap();
-    p.send_line("Bob").unwrap();
-    p.exp_string("Password holder, type the vault passphrase (not shown): ")
-        .unwrap();
-    p.send_line(PASSPHRASE).unwrap();
+    answer_ceremony(&mut p, None);
     p.exp_string("Calling STS GetSessionToken").unwrap();
     hung.wait_for_requests(1);
 
@@ -431,13 +417,7 @@ fn unlock_until_the_seal_touch(home: &Home, reader: &str) -> rexpect::session::P
 /// `cmd` (an unlock) on a pty, answered up to the moment the token blinks to open the vault.
 fn answer_until_the_seal_touch(cmd: Command) -> rexpect::session::PtySession {
     let mut p = pty(cmd, 30_000);
-    p.exp_string("Password holder, type your name: ").unwrap();
-    p.send_line("Alice").unwrap();
-    p.exp_string("Token holder, type your name: ").unwrap();
-    p.send_line("Bob").unwrap();
-    p.exp_string("Password holder, type the vault passphrase (not shown): ")
-        .unwrap();
-    p.send_line(PASSPHRASE).unwrap();
+    answer_ceremony(&mut p, None);
     p.exp_string("touch the token now (opening the vault)")
         .unwrap();
     p

@@ -232,6 +232,26 @@ pub fn enroll(home: &Home, args: &[&str], stdin_lines: &[&str], env: &[(&str, &s
     out
 }
 
+/// Answers a ceremony's prompts on `p` as Alice and Bob: the reason (when it is asked), both
+/// names, the passphrase.
+pub fn answer_ceremony(p: &mut PtySession, reason: Option<&str>) {
+    if let Some(reason) = reason {
+        p.exp_string("Why is the glass broken? ").unwrap();
+        p.send_line(reason).unwrap();
+    }
+    for (ask, answer) in [
+        ("Password holder, type your name: ", "Alice"),
+        ("Token holder, type your name: ", "Bob"),
+        (
+            "Password holder, type the vault passphrase (not shown): ",
+            PASSPHRASE,
+        ),
+    ] {
+        p.exp_string(ask).unwrap();
+        p.send_line(answer).unwrap();
+    }
+}
+
 /// Runs the unlock on a pty; returns everything it printed after the passphrase.
 pub fn unlock(
     home: &Home,
