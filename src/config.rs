@@ -15,6 +15,9 @@
 //! role_session_name = "{password_holder}+{token_holder}"    # RoleSessionName pattern
 //! connect_timeout_secs = 3                    # per connection to AWS, 1..=60
 //! call_timeout_secs = 10                      # per AWS call, retries included, 1..=300
+//! rotate_after_days = 90                      # key age at which `rotate` is due
+//! deactivate_after_days = 100                 # the old key is deactivated this much later
+//! delete_after_days = 110                     #   (and deleted), counted like rotate_after_days
 //!
 //! [agent]
 //! idle_timeout = 60                           # minutes without a hand-out before a wipe
@@ -47,6 +50,63 @@ pub const CONNECT_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=60;
 pub const DEFAULT_CALL_TIMEOUT_SECS: u64 = 10;
 /// Allowed `call_timeout_secs`, in seconds; never shorter than `connect_timeout_secs`.
 pub const CALL_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=300;
+
+/// Key age, in days, at which a rotation is due when the profile sets none.
+pub const DEFAULT_ROTATE_AFTER_DAYS: u32 = 90;
+/// The old key's deactivation day when the profile sets none (see [`RotationPolicy`]).
+pub const DEFAULT_DEACTIVATE_AFTER_DAYS: u32 = 100;
+/// The old key's deletion day when the profile sets none (see [`RotationPolicy`]).
+pub const DEFAULT_DELETE_AFTER_DAYS: u32 = 110;
+/// Allowed rotation policy days (a day to ten years).
+pub const POLICY_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
+
+/// When a profile's access key is rotated, and when the old key is deactivated and deleted:
+/// the AWS pattern of 90/100/110 days. The days count the key's age: a rotation is due when
+/// the vault's key is `rotate_after_days` old; the old key is then deactivated
+/// `deactivate_after_days - rotate_after_days` days after the rotation and deleted
+/// `delete_after_days - rotate_after_days` days after it (10 and 20 by default), which gives
+/// the holders of other copies of the vault time to replace theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// Key age, in days, at which a rotation is due.
+    pub rotate_after_days: u32,
+    /// Key age of the old key, in days (as if rotated on time), at which it is deactivated.
+    pub deactivate_after_days: u32,
+    /// Key age of the old key, in days, at which it is deleted.
+    pub delete_after_days: u32,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        Self {
+            rotate_after_days: DEFAULT_ROTATE_AFTER_DAYS,
+            deactivate_after_days: DEFAULT_DEACTIVATE_AFTER_DAYS,
+            delete_after_days: DEFAULT_DELETE_AFTER_DAYS,
+        }
+    }
+}
+
+impl RotationPolicy {
+    /// Seconds in a day.
+    pub const DAY: u64 = 86_400;
+
+    /// When a key sealed at `sealed_at` is due for rotation, Unix seconds.
+    pub fn rotation_due(&self, sealed_at: u64) -> u64 {
+        sealed_at.saturating_add(u64::from(self.rotate_after_days) * Self::DAY)
+    }
+
+    /// When the old key of a rotation made at `rotated_at` is to be deactivated.
+    pub fn deactivation_due(&self, rotated_at: u64) -> u64 {
+        let days = self.deactivate_after_days - self.rotate_after_days;
+        rotated_at.saturating_add(u64::from(days) * Self::DAY)
+    }
+
+    /// When the old key of a rotation made at `rotated_at` is to be deleted.
+    pub fn deletion_due(&self, rotated_at: u64) -> u64 {
+        let days = self.delete_after_days - self.rotate_after_days;
+        rotated_at.saturating_add(u64::from(days) * Self::DAY)
+    }
+}
 
 /// Errors of reading the config.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +210,11 @@ impl Paths {
         self.state.join("mfa-windows.json")
     }
 
+    /// The rotation journal of `profile`, `STATE/rotations/PROFILE.json` (no secret in it).
+    pub fn rotation_journal(&self, profile: &str) -> PathBuf {
+        self.state.join("rotations").join(format!("{profile}.json"))
+    }
+
     /// The agent's socket, `RUNTIME/agent.sock`.
     pub fn agent_socket(&self) -> PathBuf {
         self.runtime.join("agent.sock")
@@ -198,6 +263,9 @@ struct RawProfile {
     role_session_name: Option<Spanned<String>>,
     connect_timeout_secs: Option<Spanned<u64>>,
     call_timeout_secs: Option<Spanned<u64>>,
+    rotate_after_days: Option<Spanned<u32>>,
+    deactivate_after_days: Option<Spanned<u32>>,
+    delete_after_days: Option<Spanned<u32>>,
 }
 
 /// One profile with its defaults applied.
@@ -232,6 +300,8 @@ pub struct Profile {
     /// Time for a whole AWS call, every attempt and the waits between them included, seconds,
     /// within [`CALL_TIMEOUT_SECS`] and at least `connect_timeout_secs`.
     pub call_timeout_secs: u64,
+    /// When the access key is rotated and the old one retired.
+    pub rotation: RotationPolicy,
 }
 
 impl Profile {
@@ -251,6 +321,7 @@ impl Profile {
             role_session_name: None,
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
             call_timeout_secs: DEFAULT_CALL_TIMEOUT_SECS,
+            rotation: RotationPolicy::default(),
         }
     }
 
@@ -283,6 +354,12 @@ impl Profile {
         }
         if self.call_timeout_secs != DEFAULT_CALL_TIMEOUT_SECS {
             s += &format!("call_timeout_secs = {}\n", self.call_timeout_secs);
+        }
+        if self.rotation != RotationPolicy::default() {
+            let r = self.rotation;
+            s += &format!("rotate_after_days = {}\n", r.rotate_after_days);
+            s += &format!("deactivate_after_days = {}\n", r.deactivate_after_days);
+            s += &format!("delete_after_days = {}\n", r.delete_after_days);
         }
         s
     }
@@ -513,9 +590,55 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         }
         p.connect_timeout_secs = connect;
         p.call_timeout_secs = call;
+        p.rotation = rotation_policy(
+            at,
+            raw.rotate_after_days,
+            raw.deactivate_after_days,
+            raw.delete_after_days,
+        )
+        .map_err(|(pos, m)| invalid(pos, m))?;
         out.insert(name, p);
     }
     Ok(out)
+}
+
+/// The rotation policy of a profile: each day in [`POLICY_DAYS`], and rotation before
+/// deactivation before deletion. Errors carry the offset of the value at fault.
+fn rotation_policy(
+    at: usize,
+    rotate: Option<Spanned<u32>>,
+    deactivate: Option<Spanned<u32>>,
+    delete: Option<Spanned<u32>>,
+) -> Result<RotationPolicy, (usize, String)> {
+    let d = RotationPolicy::default();
+    let day = |v: Option<Spanned<u32>>, key: &str, default: u32| match v {
+        None => Ok((default, at)),
+        Some(v) if POLICY_DAYS.contains(v.get_ref()) => Ok((*v.get_ref(), v.span().start)),
+        Some(v) => Err((
+            v.span().start,
+            format!(
+                "{key} {} is out of range: use {} to {} days",
+                v.get_ref(),
+                POLICY_DAYS.start(),
+                POLICY_DAYS.end()
+            ),
+        )),
+    };
+    let (rotate, _) = day(rotate, "rotate_after_days", d.rotate_after_days)?;
+    let (deactivate, deactivate_at) =
+        day(deactivate, "deactivate_after_days", d.deactivate_after_days)?;
+    let (delete, delete_at) = day(delete, "delete_after_days", d.delete_after_days)?;
+    if deactivate <= rotate {
+        return Err((deactivate_at, format!("deactivate_after_days {deactivate} must be more than rotate_after_days {rotate}: the old key must outlive the rotation")));
+    }
+    if delete <= deactivate {
+        return Err((delete_at, format!("delete_after_days {delete} must be more than deactivate_after_days {deactivate}: a key is deactivated before it is deleted")));
+    }
+    Ok(RotationPolicy {
+        rotate_after_days: rotate,
+        deactivate_after_days: deactivate,
+        delete_after_days: delete,
+    })
 }
 
 /// Reads every profile; a missing file has none.
@@ -644,6 +767,55 @@ mod tests {
             &p
         )
         .is_err());
+    }
+
+    #[test]
+    fn rotation_policy_defaults_bounds_order_and_round_trip() {
+        let p = paths();
+        let parsed = parse("[profiles.prod]\n", Path::new("/c.toml"), &p).unwrap();
+        let r = parsed["prod"].rotation;
+        assert_eq!(r, RotationPolicy::default());
+        // Rotated on day 90: deactivated 10 days later (day 100), deleted 20 days later (110).
+        let day = RotationPolicy::DAY;
+        assert_eq!(r.rotation_due(0), 90 * day);
+        assert_eq!(r.deactivation_due(90 * day), 100 * day);
+        assert_eq!(r.deletion_due(90 * day), 110 * day);
+        let text = "[profiles.prod]\nrotate_after_days = 30\ndeactivate_after_days = 31\ndelete_after_days = 45\n";
+        let mut prof = parse(text, Path::new("/c.toml"), &p).unwrap()["prod"].clone();
+        assert_eq!(
+            (
+                prof.rotation.deactivation_due(0),
+                prof.rotation.deletion_due(0)
+            ),
+            (day, 15 * day)
+        );
+        prof.vault = p.default_vault("prod");
+        let again = parse(&prof.to_toml(), Path::new("/c.toml"), &p).unwrap();
+        assert_eq!(again["prod"], prof);
+        let e = |text: &str| {
+            parse(text, Path::new("/c.toml"), &p)
+                .unwrap_err()
+                .to_string()
+        };
+        let msg = e("[profiles.prod]\nrotate_after_days = 0\n");
+        assert!(
+            msg.starts_with("/c.toml:2: rotate_after_days 0 is out of range"),
+            "{msg}"
+        );
+        let msg = e("[profiles.prod]\nrotate_after_days = 100\n");
+        assert!(
+            msg.starts_with(
+                "/c.toml:1: deactivate_after_days 100 must be more than rotate_after_days 100"
+            ),
+            "{msg}"
+        );
+        let msg = e("[profiles.prod]\ndeactivate_after_days = 95\ndelete_after_days = 95\n");
+        assert!(
+            msg.starts_with(
+                "/c.toml:3: delete_after_days 95 must be more than deactivate_after_days 95"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -277,6 +277,20 @@ pub enum Record {
         /// Its executable.
         by_exe: String,
     },
+    /// A step of a key rotation (`rotate`), or of finishing or undoing one.
+    KeyRotation {
+        /// What was done: `"new key sealed"`, `"old key deactivated"`, `"old key deleted"`,
+        /// `"orphan key deleted"` (a new key of an interrupted rotation that was never sealed).
+        step: &'static str,
+        /// The key the step is about, masked (all but its last 4 characters).
+        key: String,
+        /// The vault's key after the step, masked.
+        vault_key: String,
+        /// The vault's generation after the step (one more at each rotation).
+        generation: u32,
+        /// The vault file.
+        vault: String,
+    },
     /// The agent refused a connection from another user.
     ConnectionRefused {
         /// Process id of the peer (SO_PEERCRED).
@@ -316,6 +330,7 @@ impl Record {
             Self::AgentStarted { .. } => "agent started",
             Self::AgentStopped { .. } => "agent stopped",
             Self::ConnectionRefused { .. } => "agent refused a connection",
+            Self::KeyRotation { .. } => "key rotation",
         }
     }
 
@@ -475,6 +490,19 @@ impl Record {
                 put("peer_pid", Value::from(*peer_pid));
                 put("peer_uid", Value::from(*peer_uid));
                 put("peer_exe", text(peer_exe));
+            }
+            Self::KeyRotation {
+                step,
+                key,
+                vault_key,
+                generation,
+                vault,
+            } => {
+                put("step", text(step));
+                put("key", text(key));
+                put("vault_key", text(vault_key));
+                put("generation", Value::from(*generation));
+                put("vault", text(vault));
             }
         }
         m

@@ -97,3 +97,178 @@ pub async fn enable_mfa(
         .map_err(|e| call.error(e))?;
     Ok(())
 }
+
+/// Whether an access key may sign requests (IAM's `Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum KeyStatus {
+    /// It signs.
+    Active,
+    /// It exists but AWS refuses it; it can be made active again.
+    Inactive,
+}
+
+impl KeyStatus {
+    /// `"Active"`, `"Inactive"`, as IAM words them.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::Inactive => "Inactive",
+        }
+    }
+}
+
+/// An access key of a user, as `ListAccessKeys` describes it (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyMeta {
+    /// `AKIA…`.
+    pub access_key_id: String,
+    /// Active or inactive.
+    pub status: KeyStatus,
+    /// When it was created, Unix seconds (0 when AWS did not say).
+    pub created: u64,
+}
+
+/// The user name in a user ARN (`arn:aws:iam::123456789012:user/path/NAME` → `NAME`).
+pub fn user_name(user_arn: &str) -> Option<&str> {
+    let (_, resource) = user_arn.rsplit_once(":user/")?;
+    let name = resource.rsplit('/').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// ListAccessKeys for `user` (every page).
+pub async fn list_access_keys(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    user: &str,
+) -> Result<Vec<KeyMeta>, Error> {
+    let call = Call::start("AWS IAM", "ListAccessKeys", endpoint);
+    let client = client(endpoint, signer, &call).await?;
+    let mut keys = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = client
+            .list_access_keys()
+            .user_name(user)
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| call.error(e))?;
+        for k in out.access_key_metadata {
+            let status = match k.status {
+                Some(aws_sdk_iam::types::StatusType::Active) => KeyStatus::Active,
+                Some(aws_sdk_iam::types::StatusType::Inactive) => KeyStatus::Inactive,
+                _ => {
+                    return Err(Error::Incomplete {
+                        action: "ListAccessKeys",
+                        what: "a key's status",
+                    })
+                }
+            };
+            let access_key_id = k.access_key_id.ok_or(Error::Incomplete {
+                action: "ListAccessKeys",
+                what: "a key's id",
+            })?;
+            keys.push(KeyMeta {
+                access_key_id,
+                status,
+                created: k
+                    .create_date
+                    .map_or(0, |d| u64::try_from(d.secs()).unwrap_or(0)),
+            });
+        }
+        match (out.is_truncated, out.marker) {
+            (true, Some(m)) if keys.len() < 100 => marker = Some(m),
+            _ => break,
+        }
+    }
+    Ok(keys)
+}
+
+/// UpdateAccessKey: makes `key_id` of `user` active or inactive.
+pub async fn update_access_key(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    user: &str,
+    key_id: &str,
+    status: KeyStatus,
+) -> Result<(), Error> {
+    let call = Call::start("AWS IAM", "UpdateAccessKey", endpoint);
+    let status = match status {
+        KeyStatus::Active => aws_sdk_iam::types::StatusType::Active,
+        KeyStatus::Inactive => aws_sdk_iam::types::StatusType::Inactive,
+    };
+    client(endpoint, signer, &call)
+        .await?
+        .update_access_key()
+        .user_name(user)
+        .access_key_id(key_id)
+        .status(status)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    Ok(())
+}
+
+/// DeleteAccessKey: `key_id` of `user` is gone for good.
+pub async fn delete_access_key(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    user: &str,
+    key_id: &str,
+) -> Result<(), Error> {
+    let call = Call::start("AWS IAM", "DeleteAccessKey", endpoint);
+    client(endpoint, signer, &call)
+        .await?
+        .delete_access_key()
+        .user_name(user)
+        .access_key_id(key_id)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    Ok(())
+}
+
+/// The user a key belongs to, and when it was last used (Unix seconds) and for which
+/// service (`None`: never).
+pub async fn access_key_last_used(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    key_id: &str,
+) -> Result<(String, Option<(u64, String)>), Error> {
+    let call = Call::start("AWS IAM", "GetAccessKeyLastUsed", endpoint);
+    let out = client(endpoint, signer, &call)
+        .await?
+        .get_access_key_last_used()
+        .access_key_id(key_id)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    let user = out.user_name.ok_or(Error::Incomplete {
+        action: "GetAccessKeyLastUsed",
+        what: "the key's user",
+    })?;
+    let used = out.access_key_last_used.and_then(|u| {
+        let when = u.last_used_date?.secs();
+        Some((u64::try_from(when).ok()?, u.service_name))
+    });
+    Ok((user, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_come_from_arns_with_or_without_a_path() {
+        assert_eq!(
+            user_name("arn:aws:iam::123456789012:user/breakglass"),
+            Some("breakglass")
+        );
+        assert_eq!(
+            user_name("arn:aws:iam::123456789012:user/emergency/breakglass"),
+            Some("breakglass")
+        );
+        assert_eq!(user_name("arn:aws:iam::123456789012:role/x"), None);
+        assert_eq!(user_name("arn:aws:iam::123456789012:user/"), None);
+    }
+}

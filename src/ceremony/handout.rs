@@ -126,9 +126,19 @@ fn ceremony(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<unlock::Activat
 /// The token in the profile's (or the command line's) reader, opened when the ceremony asks.
 /// With no reader named and several tokens present, the one enrolled in the vault is chosen
 /// by its identity (OATH device id, PIV serial), whatever reader it is in today.
-struct Plugged<'a> {
+pub struct Plugged<'a> {
     reader: Option<&'a str>,
     device: Option<Device>,
+}
+
+impl<'a> Plugged<'a> {
+    /// The token in `reader` (part of its name), or the enrolled one among those plugged in.
+    pub fn new(reader: Option<&'a str>) -> Self {
+        Self {
+            reader,
+            device: None,
+        }
+    }
 }
 
 impl unlock::Plug for Plugged<'_> {

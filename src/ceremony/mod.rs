@@ -2,7 +2,7 @@
 //! [`Prompt`] trait and to hardware through `token::Token`. [`unlock`] is the activation,
 //! [`handout`] gets credentials through the agent (leading the activation or a role refresh
 //! when the agent asks), [`console`] makes the sign-in URL, [`enroll`] the enrolment ceremony;
-//! [`mfa`] keeps the TOTP windows already used; [`names`] tells whether two typed names are
+//! [`rotate`] the key rotation; [`mfa`] keeps the TOTP windows already used; [`names`] tells whether two typed names are
 //! one person, and escapes names for the terminal.
 
 pub mod console;
@@ -10,6 +10,8 @@ pub mod enroll;
 pub mod handout;
 pub mod mfa;
 pub mod names;
+pub mod rotate;
+pub mod transcript;
 pub mod unlock;
 
 use secrecy::SecretString;
@@ -353,6 +355,74 @@ pub enum Error {
     /// The console sign-in (federation endpoint) failed.
     #[error(transparent)]
     Signin(#[from] aws::console::Error),
+    /// The rotation journal cannot be read or is not one.
+    #[error("the rotation journal {path} cannot be used: {problem}")]
+    Journal {
+        /// Its path.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The journal of an interrupted rotation names another key than the vault holds.
+    #[error("the interrupted rotation began with key {journal_key}, but the vault now holds {vault_key}: the vault was replaced meanwhile")]
+    JournalMismatch {
+        /// The journal's old key, masked.
+        journal_key: String,
+        /// The vault's key, masked.
+        vault_key: String,
+    },
+    /// The user has an access key the vault does not hold.
+    #[error("the IAM user already has a second access key {key} (created {}) that this vault does not hold{}", audit::rfc3339(*created), if *stale_copy { ": a rotation on this machine sealed it into the vault, so this vault is a stale copy" } else { ": someone else made it" })]
+    SecondKey {
+        /// The other key, masked.
+        key: String,
+        /// When it was made, Unix seconds.
+        created: u64,
+        /// Whether it is the key a rotation made here (this vault is then a stale copy).
+        stale_copy: bool,
+    },
+    /// The vault's key is not among the user's keys.
+    #[error("AWS lists no access key {key} for the user, yet the vault holds it")]
+    VaultKeyUnknown {
+        /// The vault's key, masked.
+        key: String,
+    },
+    /// A rotation is already waiting for its old key to be retired.
+    #[error("the last rotation is not finished: its old key {old_key} is deactivated on {} and deleted on {}", audit::rfc3339(*deactivate_at), audit::rfc3339(*delete_at))]
+    RotationUnfinished {
+        /// The old key, masked.
+        old_key: String,
+        /// When it is to be deactivated.
+        deactivate_at: u64,
+        /// When it is to be deleted.
+        delete_at: u64,
+    },
+    /// IAM accepted a change but ListAccessKeys does not show it.
+    #[error("IAM accepted {action} for key {key}, but ListAccessKeys does not show it done")]
+    NotProven {
+        /// The call.
+        action: &'static str,
+        /// The key, masked.
+        key: String,
+    },
+    /// The vault holds an older key than the last rotation sealed (a stale copy).
+    #[error("this vault holds key {vault_key}, but the last rotation sealed {current_key}: it is a stale copy")]
+    StaleVault {
+        /// The vault's key, masked.
+        vault_key: String,
+        /// The key the rotation sealed, masked.
+        current_key: String,
+    },
+    /// The new key was refused for as long as the ceremony waited.
+    #[error("the new key {key} still did not work after {waited_secs} s (AWS: {message}); it was deleted")]
+    NewKeyNeverWorked {
+        /// The new key, masked.
+        key: String,
+        /// How long the ceremony waited, seconds.
+        waited_secs: u64,
+        /// AWS's last answer.
+        message: String,
+    },
     /// The tokio runtime for the AWS calls could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

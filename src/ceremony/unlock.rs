@@ -29,6 +29,8 @@ pub struct Activation {
     pub mfa_serial: String,
     /// The IAM user's ARN, from the vault.
     pub user_arn: String,
+    /// Why the glass was broken, as recorded.
+    pub reason: String,
 }
 
 /// What `unlock` needs besides people and a token.
@@ -78,6 +80,29 @@ pub async fn unlock<P: Plug + ?Sized>(
     token: &mut P,
     prompt: &mut dyn Prompt,
 ) -> Result<Activation, Error> {
+    Ok(activation(req, token, prompt, false).await?.0)
+}
+
+/// The activation of a ceremony that changes the vault (a rotation): [`unlock`], and the
+/// vault as it was opened, the long-term key in it, for the ceremony to seal anew. The caller
+/// drops it as soon as it is done with it.
+pub async fn unlock_keeping_vault<P: Plug + ?Sized>(
+    req: &Request<'_>,
+    token: &mut P,
+    prompt: &mut dyn Prompt,
+) -> Result<(Activation, vault::Opened), Error> {
+    let (activation, opened) = activation(req, token, prompt, true).await?;
+    // `keep` was true: the vault is there.
+    let opened = opened.ok_or(Error::Vault(vault::Error::Damaged))?;
+    Ok((activation, opened))
+}
+
+async fn activation<P: Plug + ?Sized>(
+    req: &Request<'_>,
+    token: &mut P,
+    prompt: &mut dyn Prompt,
+    keep: bool,
+) -> Result<(Activation, Option<vault::Opened>), Error> {
     if req.reason.is_some_and(|r| r.trim().is_empty()) {
         return Err(Error::EmptyReason);
     }
@@ -86,7 +111,7 @@ pub async fn unlock<P: Plug + ?Sized>(
         reason: req.reason.unwrap_or_default().trim().to_owned(),
         holders: None,
     };
-    let result = run(req, token, prompt, &mut progress).await;
+    let result = run(req, token, prompt, &mut progress, keep).await;
     let (password_holder, token_holder) = match (&result, progress.holders) {
         (_, Some(names)) => names,
         (
@@ -102,8 +127,8 @@ pub async fn unlock<P: Plug + ?Sized>(
         attempt,
         password_holder: password_holder.clone(),
         token_holder: token_holder.clone(),
-        reason: progress.reason,
-        session: result.as_ref().ok().map(|(s, serial, _, _)| {
+        reason: progress.reason.clone(),
+        session: result.as_ref().ok().map(|(s, serial, ..)| {
             (
                 audit::Issued {
                     temporary_access_key_id: s.access_key_id.clone(),
@@ -114,7 +139,7 @@ pub async fn unlock<P: Plug + ?Sized>(
         }),
     };
     let logged = match &result {
-        Ok((.., audit_key)) => sealed_record(req, rec, audit_key, prompt),
+        Ok((_, _, _, audit_key, _)) => sealed_record(req, rec, audit_key, prompt),
         Err(_) => record(req, rec, audit::Outcome::of(&result)),
     };
     if let (Err(_), Err(e)) = (&result, &logged) {
@@ -123,15 +148,19 @@ pub async fn unlock<P: Plug + ?Sized>(
             "The outcome of this attempt could not be written to the audit log: {e}"
         ));
     }
-    let (session, mfa_serial, user_arn, _) = result?;
+    let (session, mfa_serial, user_arn, _, opened) = result?;
     logged.map_err(Error::AuditFailed)?;
-    Ok(Activation {
-        session,
-        password_holder,
-        token_holder,
-        mfa_serial,
-        user_arn,
-    })
+    Ok((
+        Activation {
+            session,
+            password_holder,
+            token_holder,
+            mfa_serial,
+            user_arn,
+            reason: progress.reason,
+        },
+        opened,
+    ))
 }
 
 /// Writes the `activation started` record; returns the attempt's id. An attempt that cannot
@@ -153,9 +182,15 @@ fn start(req: &Request<'_>) -> Result<String, Error> {
     Ok(attempt)
 }
 
-/// What a granted activation brings back: the session, the MFA device, the user's ARN and the
-/// key that seals this profile's audit records.
-type Granted = (sts::Session, String, String, crate::secure::Key32);
+/// What a granted activation brings back: the session, the MFA device, the user's ARN, the
+/// key that seals this profile's audit records, and the opened vault when it was asked for.
+type Granted = (
+    sts::Session,
+    String,
+    String,
+    crate::secure::Key32,
+    Option<vault::Opened>,
+);
 
 /// The success record, sealed with the vault's audit key; before it, every earlier record
 /// sealed with that key is checked, and a broken seal (the log was rewritten before it) is
@@ -220,6 +255,7 @@ async fn run<P: Plug + ?Sized>(
     token: &mut P,
     prompt: &mut dyn Prompt,
     progress: &mut Progress,
+    keep: bool,
 ) -> Result<Granted, Error> {
     // Checks before people make an effort: the vault reads, one token is there, STS answers
     // a connection (no request is sent).
@@ -236,7 +272,7 @@ async fn run<P: Plug + ?Sized>(
         }
     }
     progress.holders = Some(ask_holders(prompt)?);
-    activate(req, &vault, token, prompt).await
+    activate(req, &vault, token, prompt, keep).await
 }
 
 async fn activate(
@@ -244,6 +280,7 @@ async fn activate(
     vault: &vault::Vault,
     token: &mut dyn Token,
     prompt: &mut dyn Prompt,
+    keep: bool,
 ) -> Result<Granted, Error> {
     let passphrase = prompt.passphrase(false)?;
     // The OATH application may be opened twice (a second code after a refusal): its access
@@ -340,9 +377,10 @@ async fn activate(
             Ok(s) => {
                 let user = payload.user_arn.clone();
                 let audit_key = opened.audit_key();
-                // The long-term key leaves memory here (SecretString wipes on drop).
-                drop(opened);
-                return Ok((s, serial, user, audit_key));
+                // Unless a ceremony keeps it to seal anew, the long-term key leaves memory
+                // here (SecretString wipes on drop).
+                let opened = keep.then_some(opened);
+                return Ok((s, serial, user, audit_key, opened));
             }
             Err(aws::Error::BadCode { message }) if attempt == 1 => {
                 prompt.note("AWS refused the MFA code; trying once more with a fresh time window.");

@@ -14,6 +14,10 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 3;
     /// The token or a holder refused: access code, touch.
     pub const REFUSED: u8 = 4;
+    /// `rotate --check`: a rotation or a retirement step is due.
+    pub const DUE: u8 = 5;
+    /// `rotate --check`: a person must look (a stale copy, drift, an interrupted rotation).
+    pub const ATTENTION: u8 = 6;
 }
 
 /// A failure as the user sees it.
@@ -43,6 +47,17 @@ impl CliError {
             what: "standard output was closed by its reader".into(),
             next: None,
             code: 0,
+            quiet: true,
+        }
+    }
+
+    /// An exit status with nothing more to print: the command already said everything on
+    /// standard output (`rotate --check`).
+    pub fn silent(code: u8) -> Self {
+        Self {
+            what: String::new(),
+            next: None,
+            code,
             quiet: true,
         }
     }
@@ -348,11 +363,23 @@ impl From<breakglass::aws::Error> for CliError {
                 exit::REFUSED,
             ),
             E::BadKey { .. } => (
-                "the long-term key is deleted, deactivated or rotated: ask the security team to rotate or re-enrol the vault",
+                "the long-term key is deleted, deactivated or rotated: if this vault is a copy and the key was rotated (`breakglass rotate --check` says), use the newest copy; else ask the security team to re-enrol the vault",
                 exit::REFUSED,
             ),
             E::Expired { .. } => ("run `breakglass unlock` again for a new session", exit::REFUSED),
             E::ClockSkew { .. } => ("set the clock right (`sudo timedatectl set-ntp true`) and try again", exit::UNAVAILABLE),
+            E::Denied {
+                action:
+                    action @ ("CreateAccessKey" | "UpdateAccessKey" | "DeleteAccessKey" | "ListAccessKeys"),
+                code,
+                ..
+            } if code == "AccessDenied" => {
+                return Self::new(
+                    e.to_string(),
+                    format!("the break-glass user needs iam:{action} on itself, with MFA: add to its policy {{\"Effect\": \"Allow\", \"Action\": [\"iam:ListAccessKeys\", \"iam:CreateAccessKey\", \"iam:UpdateAccessKey\", \"iam:DeleteAccessKey\"], \"Resource\": \"arn:aws:iam::*:user/${{aws:username}}\", \"Condition\": {{\"Bool\": {{\"aws:MultiFactorAuthPresent\": \"true\"}}}}}} (docs/rotation.md); nothing was changed"),
+                    exit::REFUSED,
+                )
+            }
             E::Denied { .. } => ("check the break-glass user's IAM policies with the security team", exit::REFUSED),
             E::RoleDenied { .. } => ("check the profile's role_arn and that the role's trust policy admits the break-glass user with MFA (aws:MultiFactorAuthPresent) and sts:SetSourceIdentity", exit::REFUSED),
             E::Unreachable { failure, .. } => (unreachable_next(failure), exit::UNAVAILABLE),
@@ -453,6 +480,48 @@ impl From<breakglass::ceremony::Error> for CliError {
             ),
             E::SealAccountUnfit { .. } => ("set another seal_account for this profile in the config file", exit::USAGE),
             E::Write { .. } => ("check the directory's permissions and free space, then run the command again", exit::FAILURE),
+            E::Journal { path, .. } => {
+                return Self::new(
+                    what,
+                    format!("restore the journal from a backup, or move {path} aside and run `breakglass rotate --check`: the vault and IAM still say which key is the vault's"),
+                    exit::FAILURE,
+                )
+            }
+            E::JournalMismatch { .. } => (
+                "put back the vault that the rotation began with (VAULT.previous beside it, if any), or, if this vault is the one to keep, move the rotation journal aside; then run the command again",
+                exit::FAILURE,
+            ),
+            E::SecondKey { stale_copy: true, .. } => (
+                "use the vault the rotation replaced (a newer copy of this file), and throw this copy away",
+                exit::REFUSED,
+            ),
+            E::SecondKey { .. } => (
+                "find out who made it (CloudTrail: CreateAccessKey for the break-glass user); delete it if it is not meant to exist (`aws iam delete-access-key`), then rotate again",
+                exit::REFUSED,
+            ),
+            E::VaultKeyUnknown { .. } => (
+                "the vault's key was deleted or this is a stale copy: use the newest copy of the vault, or enrol again with a new key",
+                exit::REFUSED,
+            ),
+            E::RotationUnfinished { .. } => {
+                return Self::new(
+                    what,
+                    "run `breakglass rotate PROFILE --finish` on those days, or `breakglass rotate PROFILE --finish --now` to retire the old key today; then rotate again",
+                    exit::REFUSED,
+                )
+            }
+            E::NotProven { .. } => (
+                "IAM may still be propagating the change: run `breakglass rotate PROFILE --finish` in a minute; the journal keeps the step",
+                exit::FAILURE,
+            ),
+            E::StaleVault { .. } => (
+                "use the vault that the last rotation replaced (the newest copy); throw this copy away",
+                exit::REFUSED,
+            ),
+            E::NewKeyNeverWorked { .. } => (
+                "the vault and the old key are unchanged; run the rotation again later, with a longer --propagation-timeout if IAM is slow today",
+                exit::UNAVAILABLE,
+            ),
             E::Runtime(_) => return Self::unexpected(what),
             _ => return Self::unexpected(what),
         };

@@ -18,6 +18,7 @@ mod env;
 mod error;
 mod exec;
 mod lock;
+mod rotate;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod status;
@@ -73,6 +74,9 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Enrolment ceremony: program the token, register MFA, seal the access key in a vault.
     Enroll(enroll::EnrollArgs),
+    /// Key rotation: a new access key sealed by both holders, the old one retired on the
+    /// policy's days (`--finish`); `--check` says what is due.
+    Rotate(rotate::RotateArgs),
     /// Check the audit log's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -118,6 +122,7 @@ impl Cli {
             Command::Console(args) => console::console_cmd(args),
             Command::Agent(args) => agent::agent_cmd(args),
             Command::Enroll(args) => enroll::enroll_cmd(args),
+            Command::Rotate(args) => rotate::rotate_cmd(args),
             Command::Audit(AuditCommand::Verify { expect_head }) => {
                 audit::verify_cmd(expect_head.as_deref())
             }

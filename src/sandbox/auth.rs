@@ -25,6 +25,8 @@ pub struct Caller {
     /// True when MFA was verified for these credentials.
     pub mfa: bool,
     pub source_identity: Option<String>,
+    /// The long-term access key that signed the request (`None` for temporary credentials).
+    pub long_term_key: Option<String>,
 }
 
 impl Caller {
@@ -78,8 +80,10 @@ struct Found<'a> {
     expires: Option<i64>,
 }
 
-fn lookup<'a>(account: &'a Account, key_id: &str) -> Result<Found<'a>, Fault> {
+fn lookup<'a>(account: &'a Account, key_id: &str, now: i64) -> Result<Found<'a>, Fault> {
     if let Some(key) = account.keys.get(key_id) {
+        // A new key works only once IAM has propagated it (`Sts::set_key_propagation`).
+        let propagated = key.works_from <= key.created || now >= key.works_from;
         return Ok(Found {
             caller: Caller {
                 principal: Principal::User {
@@ -88,10 +92,11 @@ fn lookup<'a>(account: &'a Account, key_id: &str) -> Result<Found<'a>, Fault> {
                 session: false,
                 mfa: false,
                 source_identity: None,
+                long_term_key: Some(key.id.clone()),
             },
             secret: &key.secret,
             token: None,
-            active: key.status == KeyStatus::Active,
+            active: key.status == KeyStatus::Active && propagated,
             expires: None,
         });
     }
@@ -105,6 +110,7 @@ fn lookup<'a>(account: &'a Account, key_id: &str) -> Result<Found<'a>, Fault> {
             session: true,
             mfa: session.mfa,
             source_identity: session.source_identity.clone(),
+            long_term_key: None,
         },
         secret: &session.secret,
         token: Some(&session.token),
@@ -128,7 +134,7 @@ pub fn authenticate(
     let auth = sigv4::parse_authorization(header)
         .map_err(|e| Fault::IncompleteSignature(e.to_string()))?;
     let (amz_date, signed_at) = signing_time(request, &auth)?;
-    let found = lookup(account, &auth.access_key_id)?;
+    let found = lookup(account, &auth.access_key_id, now)?;
     let service = check_scope(&auth, amz_date, expected)?;
     check_clock(amz_date, signed_at, now)?;
     check_signature(request, &auth, signed_at, found.secret)?;

@@ -234,3 +234,36 @@ pub fn deactivate_mfa_device(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>,
     device.user = None;
     Ok(None)
 }
+
+pub fn get_access_key_last_used(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
+    check_credentials(cx)?;
+    let id = p.required("AccessKeyId", "accessKeyId")?;
+    let me = cx.caller.user();
+    // AWS answers for the caller's own keys, or for any key when the caller may read IAM.
+    let key = cx
+        .account
+        .keys
+        .get(id)
+        .filter(|k| me == Some(ADMIN_USER) || me == Some(k.user.as_str()))
+        .ok_or_else(|| {
+            Fault::not_authorized(
+                &cx.caller.arn(),
+                "iam:GetAccessKeyLastUsed",
+                &format!("arn:aws:iam::{ACCOUNT_ID}:user/*"),
+            )
+        })?;
+    let mut xml = Xml::new();
+    xml.el("UserName", &key.user).open("AccessKeyLastUsed");
+    match key.last_used {
+        Some((when, service)) => {
+            xml.el("LastUsedDate", &iso8601(when))
+                .el("ServiceName", service)
+                .el("Region", super::model::REGION);
+        }
+        None => {
+            xml.el("ServiceName", "N/A").el("Region", "N/A");
+        }
+    }
+    xml.close("AccessKeyLastUsed");
+    Ok(Some(xml))
+}

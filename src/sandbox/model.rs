@@ -134,6 +134,10 @@ pub struct AccessKey {
     pub secret: SecretString,
     pub status: KeyStatus,
     pub created: i64,
+    /// When it last signed a request, and for which service (`sts`, `iam`).
+    pub last_used: Option<(i64, &'static str)>,
+    /// From when it works: IAM takes a while to propagate a new key.
+    pub works_from: i64,
 }
 
 /// A virtual MFA device; `user` is set once enabled.
@@ -237,6 +241,8 @@ pub struct Account {
     pub admin_key_id: String,
     /// Sign-in tokens and console sessions of the federation endpoint.
     pub federation: Federation,
+    /// Seconds after its creation before a new access key works (IAM's propagation).
+    pub key_propagation_secs: i64,
 }
 
 impl Account {
@@ -252,6 +258,7 @@ impl Account {
             counts: Counts::default(),
             admin_key_id: String::new(),
             federation: Federation::default(),
+            key_propagation_secs: 0,
         };
         account.admin_key_id = account.create_key(ADMIN_USER, now).id.clone();
         account
@@ -290,6 +297,8 @@ impl Account {
             secret: self.rng.secret_key(),
             status: KeyStatus::Active,
             created: now,
+            last_used: None,
+            works_from: now.saturating_add(self.key_propagation_secs),
         };
         self.keys.entry(id).or_insert(key)
     }

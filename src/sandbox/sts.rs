@@ -215,6 +215,32 @@ impl Sts {
         self.shared.lock().counts
     }
 
+    /// New access keys (made by CreateAccessKey or [`Sts::create_access_key`]) work only
+    /// `secs` seconds after their creation, on the emulator's clock, as IAM takes seconds to
+    /// propagate a new key; until then AWS's answer to them is `InvalidClientTokenId`.
+    pub fn set_key_propagation(&self, secs: i64) {
+        self.shared.lock().key_propagation_secs = secs;
+    }
+
+    /// Deletes access key `id` (the operator's API: no signature, no quota).
+    pub fn delete_access_key(&self, id: &str) {
+        self.shared.lock().keys.remove(id);
+    }
+
+    /// The secret of access key `id` (tests scan files and memory for it).
+    pub fn access_key_secret(&self, id: &str) -> Option<SecretString> {
+        self.shared.lock().keys.get(id).map(|k| k.secret.clone())
+    }
+
+    /// The access keys of `user`: id, `Active`/`Inactive`, creation time.
+    pub fn access_keys(&self, user: &str) -> Vec<(String, &'static str, i64)> {
+        self.shared
+            .lock()
+            .keys_of(user)
+            .map(|k| (k.id.clone(), k.status.as_str(), k.created))
+            .collect()
+    }
+
     /// Sets the emulator's clock to the system clock plus `secs` (for clock-skew tests).
     pub fn set_clock_offset(&self, secs: i64) {
         self.shared.clock_offset.store(secs, Ordering::SeqCst);
@@ -261,6 +287,11 @@ const ACTIONS: &[(&str, Service, Handler)] = &[
     ("UpdateAccessKey", Service::Iam, iam_api::update_access_key),
     ("DeleteAccessKey", Service::Iam, iam_api::delete_access_key),
     ("ListAccessKeys", Service::Iam, iam_api::list_access_keys),
+    (
+        "GetAccessKeyLastUsed",
+        Service::Iam,
+        iam_api::get_access_key_last_used,
+    ),
     ("GetUser", Service::Iam, iam_api::get_user),
     (
         "CreateVirtualMFADevice",
@@ -332,6 +363,13 @@ fn dispatch(account: &mut Account, request: &Request, now: i64) -> (Service, Out
         ));
         return (service, Err(fault));
     };
+    if let Some(key) = caller
+        .long_term_key
+        .as_ref()
+        .and_then(|id| account.keys.get_mut(id))
+    {
+        key.last_used = Some((now, service.signing_name()));
+    }
     let mut cx = Cx {
         account,
         caller: &caller,

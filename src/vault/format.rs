@@ -1,4 +1,7 @@
-//! Vault v1 bytes: encoding and strict decoding (documented in docs/vault-format.md).
+//! Vault bytes, versions 1 and 2: encoding and strict decoding (documented in
+//! docs/vault-format.md). Version 2 adds, after the key slots, the public facts of the key the
+//! vault holds ([`KeyFacts`]), so that `rotate --check` can read them without a ceremony; a
+//! header without them is written as version 1, byte for byte as before.
 //!
 //! Decoding checks the trailing SHA-256 first, so every truncation and every changed byte is
 //! reported as damage before any key is derived; only then are fields parsed, and parsing
@@ -8,8 +11,20 @@ use super::{Error, FactorKind, KdfParams, SlotInfo};
 
 /// The first 8 bytes of every vault file.
 pub const MAGIC: [u8; 8] = *b"BRKGLASS";
-/// The format version this code writes and reads (2 bytes, big-endian, after the magic).
-pub const VERSION: u16 = 1;
+/// The first format version (2 bytes, big-endian, after the magic): no key facts.
+pub const VERSION_1: u16 = 1;
+/// The format version with the key facts after the slots, written since key rotation.
+pub const VERSION: u16 = 2;
+/// Key facts tags (one byte, then a one-byte length).
+mod ktag {
+    pub const KEY_ID: u8 = 0x01;
+    pub const SEALED_AT: u8 = 0x02;
+    pub const GENERATION: u8 = 0x03;
+}
+/// Longest access key id the key facts hold, in bytes.
+pub const MAX_KEY_ID: usize = 128;
+/// Largest key facts section, without its 2-byte length.
+const MAX_KEY_FACTS: usize = 2 + MAX_KEY_ID + 2 + 8 + 2 + 4;
 /// KDF id of Argon2id v1.3, the only one.
 pub const KDF_ARGON2ID_13: u8 = 1;
 /// Length of the random vault id, in bytes.
@@ -47,7 +62,7 @@ const MAX_SLOT_RECORD: usize = 2
     + SALT_LEN
     + NONCE_LEN
     + WRAPPED_KEY_LEN;
-/// Largest vault file, in bytes (66 728): the fixed header, [`MAX_SLOTS`] records of the
+/// Largest vault file, in bytes (66 876): the fixed header, [`MAX_SLOTS`] records of the
 /// largest size, the largest payload and the checksum. Anything larger is refused unread.
 pub const MAX_FILE: usize = MAGIC.len()
     + 2
@@ -58,6 +73,8 @@ pub const MAX_FILE: usize = MAGIC.len()
     + SALT_LEN
     + 1
     + MAX_SLOTS * MAX_SLOT_RECORD
+    + 2
+    + MAX_KEY_FACTS
     + NONCE_LEN
     + 4
     + MAX_PAYLOAD
@@ -120,6 +137,81 @@ pub struct Header {
     pub kdf_salt: [u8; SALT_LEN],
     /// The key slots, 1 to [`MAX_SLOTS`].
     pub slots: Vec<SlotRecord>,
+    /// The key the vault holds, in the clear (version 2); `None`: a version 1 vault.
+    pub key: Option<KeyFacts>,
+}
+
+/// What a version 2 vault says in the clear about the access key it holds: enough to tell,
+/// without opening it, which key it is, how old, and whether another copy is newer. Part of
+/// the header, so authenticated as the payload's associated data once the vault is opened
+/// (and the key id checked against the payload's); before that, only a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFacts {
+    /// The access key id (`AKIA…`): not a secret, AWS logs it with every call.
+    pub access_key_id: String,
+    /// When this key was sealed into the vault (enrolment or rotation), Unix seconds.
+    pub sealed_at: u64,
+    /// 0 at enrolment, one more at each rotation: a copy with a lower number is stale.
+    pub generation: u32,
+}
+
+impl KeyFacts {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut body = Vec::with_capacity(MAX_KEY_FACTS);
+        for (tag, value) in [
+            (ktag::KEY_ID, self.access_key_id.as_bytes()),
+            (ktag::SEALED_AT, &self.sealed_at.to_be_bytes()[..]),
+            (ktag::GENERATION, &self.generation.to_be_bytes()[..]),
+        ] {
+            body.push(tag);
+            body.push(value.len() as u8);
+            body.extend_from_slice(value);
+        }
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(&body);
+    }
+
+    /// The three entries, in order, each exactly once; anything else is damage.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let len = usize::from(r.u16()?);
+        if len > MAX_KEY_FACTS {
+            return Err(Error::Damaged);
+        }
+        let mut s = Reader {
+            buf: r.take(len)?,
+            pos: 0,
+        };
+        let mut entry = |tag: u8| -> Result<&[u8], Error> {
+            if s.u8()? != tag {
+                return Err(Error::Damaged);
+            }
+            let n = usize::from(s.u8()?);
+            s.take(n)
+        };
+        let id = entry(ktag::KEY_ID)?;
+        if id.is_empty() || id.len() > MAX_KEY_ID || !id.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(Error::Damaged);
+        }
+        let access_key_id = String::from_utf8(id.to_vec()).map_err(|_| Error::Damaged)?;
+        let sealed_at = u64::from_be_bytes(
+            entry(ktag::SEALED_AT)?
+                .try_into()
+                .map_err(|_| Error::Damaged)?,
+        );
+        let generation = u32::from_be_bytes(
+            entry(ktag::GENERATION)?
+                .try_into()
+                .map_err(|_| Error::Damaged)?,
+        );
+        if s.pos != s.buf.len() {
+            return Err(Error::Damaged);
+        }
+        Ok(Self {
+            access_key_id,
+            sealed_at,
+            generation,
+        })
+    }
 }
 
 impl Header {
@@ -127,7 +219,12 @@ impl Header {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.slots.len() * 160);
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_be_bytes());
+        let version = if self.key.is_some() {
+            VERSION
+        } else {
+            VERSION_1
+        };
+        out.extend_from_slice(&version.to_be_bytes());
         out.extend_from_slice(&self.vault_id);
         out.extend_from_slice(&self.created.to_be_bytes());
         out.push(KDF_ARGON2ID_13);
@@ -138,6 +235,9 @@ impl Header {
         out.push(self.slots.len() as u8);
         for s in &self.slots {
             s.encode(&mut out);
+        }
+        if let Some(key) = &self.key {
+            key.encode(&mut out);
         }
         out
     }
@@ -185,11 +285,14 @@ impl Sealed {
         if expected.as_ref() != sum {
             return Err(Error::Damaged);
         }
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(Error::UnsupportedVersion { version });
         }
         let mut r = Reader { buf: body, pos: 10 };
-        let header = read_header(&mut r)?;
+        let mut header = read_header(&mut r)?;
+        if version == VERSION {
+            header.key = Some(KeyFacts::decode(&mut r)?);
+        }
         let payload_nonce = r.array()?;
         let len = r.u32()? as usize;
         if !(TAG_LEN..=MAX_PAYLOAD).contains(&len) {
@@ -245,6 +348,7 @@ fn read_header(r: &mut Reader<'_>) -> Result<Header, Error> {
         kdf,
         kdf_salt,
         slots,
+        key: None,
     })
 }
 

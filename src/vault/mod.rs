@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 use crate::secure::{random_bytes, Key32, Random, RandomFailed};
 use crate::token::apdu::{write_tlv, Tlv};
 pub use factor::{OathFactor, PinEntry, SealFactor};
+pub use format::KeyFacts;
 use format::{Header, Sealed, SlotRecord, NONCE_LEN, SALT_LEN, WRAPPED_KEY_LEN};
 
 /// Errors of the vault. The wording of the variants is what users read.
@@ -45,7 +46,7 @@ pub enum Error {
     NotAVault,
     /// A vault of a format version other than 1.
     #[error(
-        "vault format version {version} is not supported by this breakglass (it reads version 1)"
+        "vault format version {version} is not supported by this breakglass (it reads versions 1 and 2)"
     )]
     UnsupportedVersion {
         /// The version in the file.
@@ -571,6 +572,18 @@ impl Vault {
         self.sealed.header.kdf
     }
 
+    /// What the vault says in the clear about its key (version 2 vaults; `None` for version
+    /// 1). Unauthenticated until the vault is opened: a hint for reports, never for a decision
+    /// that needs the key.
+    pub fn key_facts(&self) -> Option<&KeyFacts> {
+        self.sealed.header.key.as_ref()
+    }
+
+    /// When the vault was first sealed (enrolment), Unix seconds.
+    pub fn created(&self) -> u64 {
+        self.sealed.header.created
+    }
+
     /// The random vault id, 32 lowercase hex digits.
     pub fn vault_id_hex(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.sealed.header.vault_id)
@@ -593,6 +606,11 @@ impl Vault {
             kdf,
             kdf_salt: random_bytes(rng)?,
             slots: Vec::new(),
+            key: Some(KeyFacts {
+                access_key_id: payload.access_key_id.clone(),
+                sealed_at: payload.rotated,
+                generation: 0,
+            }),
         };
         let p = passphrase_factor(passphrase, &header.kdf_salt, &kdf)?;
         let data_key = Key32::random(rng)?;
@@ -771,11 +789,20 @@ impl Vault {
             &self.sealed.payload,
         )
         .ok_or(Error::Damaged)?;
+        let payload = Payload::decode(&plain)?;
+        // The clear facts are authenticated (associated data) and must tell the truth.
+        if header
+            .key
+            .as_ref()
+            .is_some_and(|k| k.access_key_id != payload.access_key_id)
+        {
+            return Err(Error::Damaged);
+        }
         Ok(Opened {
             vault: self.clone(),
             p,
             data_key,
-            payload: Payload::decode(&plain)?,
+            payload,
             slot_id: slot.info.id,
         })
     }
@@ -838,6 +865,37 @@ impl Opened {
         let id = v.push_slot(&self.p, &self.data_key, factor, label, mfa_serial, rng)?;
         v.reseal(&self.data_key, &self.payload, rng)?;
         Ok((v, id))
+    }
+
+    /// The vault holding another access key (a rotation): same slots, same data key (no token
+    /// is needed to seal it), the payload's `rotated` set to `now`, and the key facts in the
+    /// clear for the new key with the next generation. A version 1 vault becomes version 2.
+    pub fn with_new_key(
+        &self,
+        access_key_id: &str,
+        secret_access_key: &SecretString,
+        now: u64,
+        rng: &dyn Random,
+    ) -> Result<Vault, Error> {
+        let payload = Payload {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.clone(),
+            mfa_serial: self.payload.mfa_serial.clone(),
+            user_arn: self.payload.user_arn.clone(),
+            created: self.payload.created,
+            rotated: now,
+            profile: self.payload.profile.clone(),
+        };
+        payload.validate()?;
+        let mut v = self.vault.clone();
+        let generation = v.key_facts().map_or(1, |k| k.generation.saturating_add(1));
+        v.sealed.header.key = Some(KeyFacts {
+            access_key_id: access_key_id.to_owned(),
+            sealed_at: now,
+            generation,
+        });
+        v.reseal(&self.data_key, &payload, rng)?;
+        Ok(v)
     }
 
     /// Removes a slot; the last one cannot go.

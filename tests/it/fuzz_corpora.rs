@@ -190,6 +190,12 @@ fn write_seed_corpora() {
         "v1-vector",
         std::fs::read(vector).expect("vault vector"),
     );
+    let vector = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vault-v2-vector.bin");
+    write(
+        "vault",
+        "v2-vector",
+        std::fs::read(vector).expect("vault vector"),
+    );
 
     use breakglass::agent::protocol::{Answer, Request, WireCreds};
     let creds = WireCreds {

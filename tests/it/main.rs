@@ -21,6 +21,7 @@ mod holder_names;
 mod mixed_slots;
 mod piv_attestation;
 mod piv_factor;
+mod rotation;
 mod sandbox_signin;
 mod sandbox_sts;
 mod shell_env;

@@ -1,4 +1,4 @@
-//! Vault v1: known-answer vector, tamper and truncation rejection, wrong factors, key slots.
+//! Vault v1 and v2: known-answer vectors, tamper and truncation rejection, wrong factors, key slots.
 
 #![allow(deprecated)] // ring::test::rand gives the soft token a fixed device salt.
 
@@ -97,24 +97,13 @@ fn open(v: &Vault, card: &mut SoftCard, passphrase: &str) -> Result<vault::Opene
     v.open(&pass(passphrase), &mut f)
 }
 
-#[test]
-fn known_answer_vector() {
-    let v = create(&mut token(0x11, 0x22), &TestRng::new());
-    let bytes = v.to_bytes();
-    if std::env::var_os("BREAKGLASS_WRITE_VECTORS").is_some() {
-        std::fs::write(VECTOR, &bytes).unwrap();
-    }
-    let expected = std::fs::read(VECTOR).expect("tests/data/vault-v1-vector.bin");
-    assert_eq!(
-        bytes, expected,
-        "vault v1 encoding changed: the format is frozen"
-    );
-    let opened = open(
-        &Vault::from_bytes(&expected).unwrap(),
-        &mut token(0x11, 0x22),
-        "correct horse battery staple",
-    )
-    .unwrap();
+const VECTOR_V2: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/vault-v2-vector.bin"
+);
+
+/// Checks what the vector's inputs sealed.
+fn assert_vector_payload(opened: &vault::Opened) {
     assert_eq!(opened.payload.access_key_id, "AKIAIOSFODNN7EXAMPLE");
     assert_eq!(
         opened.payload.secret_access_key.expose_secret(),
@@ -128,8 +117,111 @@ fn known_answer_vector() {
 }
 
 #[test]
+fn known_answer_vector() {
+    let v = create(&mut token(0x11, 0x22), &TestRng::new());
+    let bytes = v.to_bytes();
+    if std::env::var_os("BREAKGLASS_WRITE_VECTORS").is_some() {
+        std::fs::write(VECTOR_V2, &bytes).unwrap();
+    }
+    let expected = std::fs::read(VECTOR_V2).expect("tests/data/vault-v2-vector.bin");
+    assert_eq!(
+        bytes, expected,
+        "vault v2 encoding changed: the format is frozen"
+    );
+    assert_eq!(&expected[8..10], &[0, 2], "version 2");
+    let v = Vault::from_bytes(&expected).unwrap();
+    let facts = v.key_facts().expect("a v2 vault says which key it holds");
+    assert_eq!(facts.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+    assert_eq!(facts.generation, 0);
+    let opened = open(&v, &mut token(0x11, 0x22), "correct horse battery staple").unwrap();
+    assert_vector_payload(&opened);
+    assert_eq!(facts.sealed_at, opened.payload.rotated);
+}
+
+/// Version 1 vaults (sealed before key facts existed) keep opening, and re-encode to the
+/// very bytes they were read from (their header is the payload's associated data).
+#[test]
+fn version_1_vector_still_opens_and_is_kept_byte_for_byte() {
+    let expected = std::fs::read(VECTOR).expect("tests/data/vault-v1-vector.bin");
+    assert_eq!(&expected[8..10], &[0, 1], "version 1");
+    let v = Vault::from_bytes(&expected).unwrap();
+    assert!(v.key_facts().is_none());
+    assert_eq!(v.to_bytes(), expected, "a v1 vault re-encodes unchanged");
+    let opened = open(&v, &mut token(0x11, 0x22), "correct horse battery staple").unwrap();
+    assert_vector_payload(&opened);
+}
+
+/// A rotation reseals the same slots with another key: the old passphrase and token open it,
+/// the key facts name the new key with the next generation, and a v1 vault becomes v2.
+#[test]
+fn a_new_key_is_sealed_under_the_same_slots() {
+    let v1 = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
+    let opened = open(&v1, &mut token(0x11, 0x22), "correct horse battery staple").unwrap();
+    let secret = pass("NEWsecretNEWsecretNEWsecretNEWsecret0001");
+    let rng = TestRng::new();
+    let v2 = opened
+        .with_new_key("AKIANEWKEYNEWKEY0001", &secret, 1_800_000_000, &rng)
+        .unwrap();
+    let bytes = v2.to_bytes();
+    assert_eq!(&bytes[8..10], &[0, 2]);
+    let v2 = Vault::from_bytes(&bytes).unwrap();
+    let facts = v2.key_facts().unwrap().clone();
+    assert_eq!(
+        (
+            facts.access_key_id.as_str(),
+            facts.sealed_at,
+            facts.generation
+        ),
+        ("AKIANEWKEYNEWKEY0001", 1_800_000_000, 1)
+    );
+    assert_eq!(
+        v2.slots().collect::<Vec<_>>(),
+        v1.slots().collect::<Vec<_>>()
+    );
+    let reopened = open(&v2, &mut token(0x11, 0x22), "correct horse battery staple").unwrap();
+    assert_eq!(reopened.payload.access_key_id, "AKIANEWKEYNEWKEY0001");
+    assert_eq!(
+        reopened.payload.secret_access_key.expose_secret(),
+        secret.expose_secret()
+    );
+    assert_eq!(reopened.payload.rotated, 1_800_000_000);
+    assert_eq!(reopened.payload.created, 1_700_000_000);
+    assert!(open(&v2, &mut token(0x11, 0x22), "wrong horse").is_err());
+    // A second rotation counts on.
+    let v3 = reopened
+        .with_new_key("AKIANEWKEYNEWKEY0002", &secret, 1_800_000_100, &rng)
+        .unwrap();
+    assert_eq!(v3.key_facts().unwrap().generation, 2);
+}
+
+/// The key id in the clear is authenticated: a vault whose facts were edited to name another
+/// key (checksum recomputed) does not open.
+#[test]
+fn edited_key_facts_never_open() {
+    let mut bytes = std::fs::read(VECTOR_V2).unwrap();
+    let at = bytes
+        .windows(20)
+        .position(|w| w == b"AKIAIOSFODNN7EXAMPLE")
+        .expect("the key id is in the clear");
+    bytes[at + 4] = b'X';
+    let n = bytes.len() - 32;
+    let sum = ring::digest::digest(&ring::digest::SHA256, &bytes[..n]);
+    bytes[n..].copy_from_slice(sum.as_ref());
+    let v = Vault::from_bytes(&bytes).unwrap();
+    assert_eq!(v.key_facts().unwrap().access_key_id, "AKIAXOSFODNN7EXAMPLE");
+    let e = open(&v, &mut token(0x11, 0x22), "correct horse battery staple").err();
+    assert!(matches!(e, Some(Error::Damaged)), "{e:?}");
+}
+
+#[test]
 fn every_byte_flip_and_truncation_is_damage() {
-    let bytes = std::fs::read(VECTOR).unwrap();
+    for path in [VECTOR, VECTOR_V2] {
+        every_flip_and_truncation_of(&std::fs::read(path).unwrap());
+    }
+}
+
+fn every_flip_and_truncation_of(bytes: &[u8]) {
+    let bytes = bytes.to_vec();
     for i in 0..bytes.len() {
         for bit in [0x01u8, 0x80] {
             let mut b = bytes.clone();
@@ -242,14 +334,19 @@ fn backup_slot_opens_and_slot_removal_revokes() {
 #[test]
 fn unsupported_version_and_foreign_files() {
     let mut b = std::fs::read(VECTOR).unwrap();
-    b[9] = 2;
+    b[9] = 3;
     let n = b.len() - 32;
     let sum = ring::digest::digest(&ring::digest::SHA256, &b[..n]);
     b[n..].copy_from_slice(sum.as_ref());
     assert!(matches!(
         Vault::from_bytes(&b),
-        Err(Error::UnsupportedVersion { version: 2 })
+        Err(Error::UnsupportedVersion { version: 3 })
     ));
+    // A v1 vault relabelled v2 lacks the key facts: damage, not a v2 vault.
+    b[9] = 2;
+    let sum = ring::digest::digest(&ring::digest::SHA256, &b[..n]);
+    b[n..].copy_from_slice(sum.as_ref());
+    assert!(matches!(Vault::from_bytes(&b), Err(Error::Damaged)));
     assert!(matches!(
         Vault::from_bytes(
             b"{\"json\": true, \"padding\": \"........................................\"}"
@@ -355,7 +452,7 @@ fn huge_kdf_parameters_in_an_edited_header_are_refused_before_any_derivation() {
 #[test]
 fn a_file_larger_than_any_vault_is_refused_unread() {
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(vault::format::MAX_FILE, 66_728);
+    assert_eq!(vault::format::MAX_FILE, 66_876);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vaults/prod.vault");
     let v = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();

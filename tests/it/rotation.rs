@@ -1,0 +1,460 @@
+//! Key rotation through the real binary, pcscd and the soft token, against the sandbox's
+//! emulator (strict like IAM: two keys per user, inactive and deleted keys refused, a
+//! propagation delay that can be set) and moto: the full rotation with its days, `--now`,
+//! `--check`, refusals, and a kill at every step followed by a run that finishes or undoes it.
+
+use crate::common;
+
+use std::net::SocketAddr;
+
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use breakglass::ceremony::rotate::CRASH_POINTS;
+use breakglass::sandbox::sts::Sts;
+use breakglass::vault::Vault;
+use common::home::*;
+use common::*;
+
+const DAY: u64 = 86_400;
+
+/// Enrols `prod` with a key and an MFA device made at the emulator; returns the key's id.
+fn enrol(home: &Home, sts: &Sts, reader: &str) -> String {
+    sts.create_user("breakglass");
+    let (key_id, key_secret) = sts.create_access_key("breakglass");
+    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
+    enroll_imported(
+        home,
+        "prod",
+        &sts.endpoint(),
+        reader,
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
+    );
+    key_id
+}
+
+/// What a command on a pty printed, and how it ended (`Exited(.., N)`, `Signaled(.., SIGKILL, ..)`).
+struct Ran {
+    out: String,
+    end: String,
+}
+
+impl Ran {
+    fn code(&self) -> Option<i32> {
+        let digits: String = self
+            .end
+            .rsplit(", ")
+            .next()?
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        self.end
+            .starts_with("Exited")
+            .then(|| digits.parse().ok())?
+    }
+
+    fn ok(&self) -> &str {
+        assert_eq!(self.code(), Some(0), "{}\n{}", self.end, self.out);
+        &self.out
+    }
+}
+
+/// `breakglass rotate prod ARGS` on a pty, answered as Alice and Bob; `env` is added.
+fn rotate(home: &Home, reader: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut all = vec![
+        "rotate",
+        "prod",
+        "--reason",
+        "quarterly rotation",
+        "--reader",
+        reader,
+    ];
+    all.extend_from_slice(args);
+    let mut cmd = home.command(&all);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut p = pty(cmd, 30_000);
+    let mut out = String::new();
+    for (ask, answer) in [
+        ("Password holder, type your name: ", "Alice"),
+        ("Token holder, type your name: ", "Bob"),
+        (
+            "Password holder, type the vault passphrase (not shown): ",
+            PASSPHRASE,
+        ),
+    ] {
+        match p.exp_string(ask) {
+            Ok(before) => {
+                out += &before;
+                p.send_line(answer).unwrap();
+            }
+            Err(rexpect::error::Error::EOF { got, .. }) => {
+                out += &got;
+                break;
+            }
+            Err(e) => panic!("{e}\n{out}"),
+        }
+    }
+    if let Ok(rest) = p.exp_eof() {
+        out += &rest;
+    }
+    let end = format!("{:?}", p.process().wait().unwrap());
+    // A ceremony that waited for a TOTP window would be waiting for wall-clock time.
+    assert!(
+        !out.contains("waiting for a fresh MFA time window"),
+        "skip ahead instead:\n{out}"
+    );
+    Ran { out, end }
+}
+
+/// `breakglass ARGS` without a terminal.
+fn run(home: &Home, args: &[&str]) -> std::process::Output {
+    run_with_input(home.command(args), None)
+}
+
+/// The vault's key facts: key id and generation.
+fn vault_key(home: &Home) -> (String, u32) {
+    let v = Vault::from_bytes(&std::fs::read(home.vault("prod")).unwrap()).unwrap();
+    let k = v
+        .key_facts()
+        .expect("a rotated vault says which key it holds");
+    (k.access_key_id.clone(), k.generation)
+}
+
+/// The user's keys at the emulator: (id, status).
+fn keys(sts: &Sts) -> Vec<(String, &'static str)> {
+    sts.access_keys("breakglass")
+        .into_iter()
+        .map(|(id, status, _)| (id, status))
+        .collect()
+}
+
+fn rotation_records(home: &Home) -> Vec<Value> {
+    home.audit()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == "key rotation")
+        .collect()
+}
+
+#[test]
+fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
+    let test = "a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let old = enrol(&home, &sts, &r);
+    // IAM takes a while to make a new key work: the ceremony waits for it.
+    sts.set_key_propagation(1);
+    let old_secret = sts.access_key_secret(&old).unwrap();
+
+    let t0 = std::time::Instant::now();
+    let ran = rotate(&home, &r, &[], &[]);
+    let out = ran.ok();
+    eprintln!(
+        "one rotation against the emulator: {:?} (with a 1 s propagation delay)",
+        t0.elapsed()
+    );
+    let (new, generation) = vault_key(&home);
+    assert_ne!(new, old);
+    assert_eq!(generation, 1);
+    assert_eq!(keys(&sts), {
+        let mut k = vec![(old.clone(), "Active"), (new.clone(), "Active")];
+        k.sort();
+        k
+    });
+    assert!(out.contains("Created the new access key"), "{out}");
+    assert!(
+        out.contains("The new key") && out.contains("works"),
+        "{out}"
+    );
+    assert!(out.contains("Other copies of this vault"), "{out}");
+    assert!(out.contains("stays active until"), "{out}");
+    let vault = home.vault("prod");
+    assert!(
+        !breakglass::ceremony::rotate::previous_path(&vault).exists(),
+        "the old vault's copy goes once the new one is sealed"
+    );
+    let new_secret = sts.access_key_secret(&new).unwrap();
+
+    // Nothing due on the day of the rotation; the old key's retirement is shown.
+    let o = run(&home, &["rotate", "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("generation 1") && text.contains("nothing due"),
+        "{text}"
+    );
+    assert!(
+        text.contains("old key") && text.contains("staged"),
+        "{text}"
+    );
+
+    // `--finish` before the day: nothing to do, and no ceremony.
+    let o = run(&home, &["rotate", "prod", "--finish"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Nothing is due yet"), "{}", stdout(&o));
+
+    // Day 100 (10 days after the rotation): deactivation is due.
+    home.skip_ahead(Some(&sts), 10 * DAY);
+    let o = run(&home, &["rotate", "--check", "--json"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
+    let due: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(due[0]["actions"], serde_json::json!(["deactivate old key"]));
+    rotate(&home, &r, &["--finish"], &[]).ok();
+    assert!(
+        keys(&sts).contains(&(old.clone(), "Inactive")),
+        "{:?}",
+        keys(&sts)
+    );
+    assert!(keys(&sts).contains(&(new.clone(), "Active")));
+
+    // Day 110: deletion.
+    home.skip_ahead(Some(&sts), 10 * DAY);
+    let o = run(&home, &["rotate", "--check"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
+    assert!(stdout(&o).contains("delete old key"), "{}", stdout(&o));
+    let out = rotate(&home, &r, &["--finish"], &[]).ok().to_owned();
+    assert!(out.contains("Deleted the old key"), "{out}");
+    assert_eq!(keys(&sts), vec![(new.clone(), "Active")]);
+    let o = run(&home, &["rotate", "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    let steps: Vec<Value> = rotation_records(&home)
+        .iter()
+        .map(|r| r["step"].clone())
+        .collect();
+    assert_eq!(
+        steps,
+        ["new key sealed", "old key deactivated", "old key deleted"]
+    );
+    home.skip_ahead(Some(&sts), 60);
+    // The rotated vault unlocks (the emulator refuses a deleted key).
+    let out = unlock(&home, "prod", &r, ("Alice", "Bob"), PASSPHRASE);
+    assert!(out.contains("\"Version\":1"), "{out}");
+    home.assert_no_secret(&[
+        ("the new long-term secret", new_secret.expose_secret()),
+        ("the old long-term secret", old_secret.expose_secret()),
+    ]);
+}
+
+#[test]
+fn rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy() {
+    let test = "rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(1);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let old = enrol(&home, &sts, &r);
+    let copy = std::fs::read(home.vault("prod")).unwrap();
+
+    let out = rotate(&home, &r, &["--now"], &[]).ok().to_owned();
+    let (new, _) = vault_key(&home);
+    assert_eq!(keys(&sts), vec![(new.clone(), "Active")]);
+    assert!(out.contains("Deactivated the old key"), "{out}");
+    assert!(out.contains("Deleted the old key"), "{out}");
+    assert!(out.contains("No old key is left in IAM"), "{out}");
+
+    // The copy taken before the rotation: `--check` says it is stale.
+    std::fs::write(home.vault("prod"), &copy).unwrap();
+    let o = run(&home, &["rotate", "--check"]);
+    assert_eq!(o.status.code(), Some(6), "{}", stdout(&o));
+    assert!(stdout(&o).contains("stale copy"), "{}", stdout(&o));
+    // With an auditor's credentials it also reads IAM: the copy's key is gone there.
+    let (admin_id, admin_secret) = sts.admin_key();
+    let mut cmd = home.command(&["rotate", "--check", "prod"]);
+    cmd.env("AWS_ACCESS_KEY_ID", &admin_id)
+        .env("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret());
+    let o = run_with_input(cmd, None);
+    assert_eq!(o.status.code(), Some(6), "{}", stdout(&o));
+    let _ = old;
+}
+
+#[test]
+fn a_second_key_or_a_key_that_never_works_changes_nothing() {
+    let test = "a_second_key_or_a_key_that_never_works_changes_nothing";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let old = enrol(&home, &sts, &r);
+    let before = std::fs::read(home.vault("prod")).unwrap();
+
+    // Someone else made a second key: refused, named, nothing changed.
+    let (intruder, _) = sts.create_access_key("breakglass");
+    let ran = rotate(&home, &r, &[], &[]);
+    assert_eq!(ran.code(), Some(4), "{}", ran.out);
+    assert!(
+        ran.out.contains("second access key") && ran.out.contains("someone else made it"),
+        "{}",
+        ran.out
+    );
+    assert!(ran.out.contains("next: "), "{}", ran.out);
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), before);
+    assert_eq!(keys(&sts).len(), 2);
+    sts.delete_access_key(&intruder);
+
+    // The new key never starts working: deleted, vault unchanged, nothing left to finish.
+    sts.set_key_propagation(3_600);
+    home.skip_ahead(Some(&sts), 30);
+    let ran = rotate(&home, &r, &["--propagation-timeout", "1"], &[]);
+    assert_eq!(ran.code(), Some(3), "{}", ran.out);
+    assert!(ran.out.contains("still did not work"), "{}", ran.out);
+    assert_eq!(keys(&sts), vec![(old.clone(), "Active")]);
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), before);
+    assert!(!home
+        .files()
+        .iter()
+        .any(|(p, _)| p.to_string_lossy().contains("rotations/prod.json")));
+    let recs = rotation_records(&home);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["step"], "orphan key deleted");
+}
+
+/// Kills `rotate --now` at every step, then runs it again: the vault always opens with a key
+/// that works, IAM never holds more than one orphan, and the second run finishes the rotation
+/// (or undoes it and rotates afresh), ending with one key, the vault's.
+fn kill_at_every_step(backend: &str, slot: u16) {
+    for point in CRASH_POINTS {
+        // A fresh token each time: enrolment writes its accounts.
+        let token = SoftToken::approve(slot);
+        let r = token.reader();
+        let home = Home::new();
+        let (sts, moto, old);
+        match backend {
+            "emulator" => {
+                let s = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+                old = enrol(&home, &s, &r);
+                sts = Some(s);
+                moto = None;
+            }
+            _ => {
+                let Some(m) = Moto::start("kill_at_every_step (moto)") else {
+                    return;
+                };
+                let rt = rt();
+                let user = m.breakglass_user(&rt);
+                enroll_imported(
+                    &home,
+                    "prod",
+                    &m.endpoint,
+                    &r,
+                    &user.mfa_serial,
+                    (&user.key_id, &user.secret, &user.seed),
+                );
+                old = user.key_id.clone();
+                moto = Some((m, user, rt));
+                sts = None;
+            }
+        }
+        let list = || -> Vec<(String, String)> {
+            match (&sts, &moto) {
+                (Some(s), _) => keys(s)
+                    .into_iter()
+                    .map(|(k, st)| (k, st.to_owned()))
+                    .collect(),
+                (_, Some((_, user, rt))) => {
+                    let out = rt
+                        .block_on(user.iam.list_access_keys().user_name("breakglass").send())
+                        .unwrap();
+                    let mut v: Vec<(String, String)> = out
+                        .access_key_metadata
+                        .into_iter()
+                        .map(|k| {
+                            (
+                                k.access_key_id.unwrap(),
+                                k.status.unwrap().as_str().to_owned(),
+                            )
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                }
+                _ => unreachable!(),
+            }
+        };
+        let ran = rotate(&home, &r, &["--now"], &[("BREAKGLASS_CRASH_AT", point)]);
+        assert!(
+            ran.end.contains("SIGKILL"),
+            "{backend} {point}: not killed: {}\n{}",
+            ran.end,
+            ran.out
+        );
+        // The vault on disk opens with a key IAM holds and accepts.
+        let facts = Vault::from_bytes(&std::fs::read(home.vault("prod")).unwrap())
+            .unwrap()
+            .key_facts()
+            .map(|k| k.access_key_id.clone())
+            .unwrap_or_else(|| old.clone());
+        let now = list();
+        assert!(
+            now.iter().any(|(k, s)| *k == facts && s == "Active")
+                || (*point == "after-delete" && now.len() == 1),
+            "{backend} {point}: the vault's key {facts} is not active in IAM: {now:?}"
+        );
+        assert!(now.len() <= 2, "{backend} {point}: {now:?}");
+
+        if let Some(s) = &sts {
+            home.skip_ahead(Some(s), 30);
+        }
+        let again = rotate(&home, &r, &["--now"], &[]);
+        let out = again.ok();
+        if *point != "after-delete" && *point != "after-deactivate" {
+            assert!(
+                out.contains("An earlier rotation of this profile stopped at step"),
+                "{backend} {point}: {out}"
+            );
+        } else {
+            assert!(out.contains("going on with it"), "{backend} {point}: {out}");
+        }
+        let (vault_now, _) = vault_key(&home);
+        assert_ne!(vault_now, old, "{backend} {point}");
+        assert_eq!(
+            list(),
+            vec![(vault_now.clone(), "Active".to_owned())],
+            "{backend} {point}: {out}"
+        );
+        assert!(!breakglass::ceremony::rotate::previous_path(&home.vault("prod")).exists());
+        let o = run(&home, &["rotate", "--check"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{backend} {point}: {}",
+            stdout(&o)
+        );
+        // A vault that opens and a key that works: the next activation succeeds.
+        if let Some(s) = &sts {
+            home.skip_ahead(Some(s), 30);
+            let out = unlock(&home, "prod", &r, ("Alice", "Bob"), PASSPHRASE);
+            assert!(out.contains("\"Version\":1"), "{backend} {point}: {out}");
+        }
+    }
+}
+
+#[test]
+fn a_rotation_killed_at_every_step_is_finished_or_undone_on_the_emulator() {
+    if !pcsc_ready("a_rotation_killed_at_every_step_is_finished_or_undone_on_the_emulator") {
+        return;
+    }
+    kill_at_every_step("emulator", 1);
+}
+
+#[test]
+fn a_rotation_killed_at_every_step_is_finished_or_undone_on_moto() {
+    if !pcsc_ready("a_rotation_killed_at_every_step_is_finished_or_undone_on_moto") {
+        return;
+    }
+    kill_at_every_step("moto", 0);
+}
