@@ -248,6 +248,10 @@ pub struct Report {
     pub replaced: bool,
     /// Both holders.
     pub holders: (String, String),
+    /// The MFA device of the token that opened the vault (its slot's).
+    pub mfa_serial: String,
+    /// The key the vault held when the ceremony opened it.
+    pub opened_key: String,
 }
 
 /// The path of the copy of the vault kept while it is replaced.
@@ -305,6 +309,8 @@ pub async fn rotate<P: Plug + ?Sized>(
         report: Report {
             vault: req.vault_path().display().to_string(),
             holders: (activation.password_holder, activation.token_holder),
+            mfa_serial: activation.mfa_serial,
+            opened_key: opened.payload.access_key_id.clone(),
             ..Report::default()
         },
     };

@@ -11,6 +11,7 @@ use breakglass::aws::{self, Endpoint};
 use breakglass::ceremony::handout::Plugged;
 use breakglass::ceremony::names::printable;
 use breakglass::ceremony::rotate::{self, Due, Mode};
+use breakglass::ceremony::transcript::{host_name, Head, Recorder, Transcript};
 use breakglass::ceremony::{runtime, unlock, Error as CError};
 use breakglass::config;
 use breakglass::secure::mask_key_id;
@@ -43,6 +44,9 @@ pub struct RotateArgs {
     /// Use the reader whose name contains this text (overrides the profile).
     #[arg(long, value_name = "NAME")]
     reader: Option<String>,
+    /// Write a Markdown transcript of the ceremony for the witnesses (no secret in it).
+    #[arg(long, value_name = "FILE", conflicts_with = "check")]
+    transcript: Option<std::path::PathBuf>,
     /// How long to wait for IAM to make the new key work, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
     propagation_timeout: u64,
@@ -100,6 +104,18 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
             return Err(CError::EmptyReason.into());
         }
     }
+    if let Some(t) = &args.transcript {
+        let dir = t.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(CliError::usage(
+                format!(
+                    "the transcript's folder {} does not exist",
+                    dir.unwrap_or(t).display()
+                ),
+                "create it, or name a file in an existing folder with --transcript",
+            ));
+        }
+    }
     let failed = breakglass::agent::harden::no_dumps();
     let mut tty = TtyPrompt::open()?;
     if !failed.is_empty() {
@@ -141,7 +157,75 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
         propagation_timeout: Duration::from_secs(args.propagation_timeout),
     };
     let mut token = Plugged::new(args.reader.as_deref().or(profile.reader.as_deref()));
-    let report = runtime()?.block_on(rotate::rotate(&req, &mut token, &mut tty))?;
+    let head_before = Head::of(&paths.audit_log());
+    let started = clock().now();
+    let mut recorder = Recorder::new(&mut tty, clock());
+    let result = runtime()?.block_on(rotate::rotate(&req, &mut token, &mut recorder));
+    let (steps, people, typed_reason) = (recorder.steps, recorder.people, recorder.reason);
+    if let Some(path) = &args.transcript {
+        let mut facts = vec![
+            ("vault".to_owned(), profile.vault.display().to_string()),
+            (
+                "policy".to_owned(),
+                format!(
+                    "rotate after {} days, deactivate after {}, delete after {}",
+                    profile.rotation.rotate_after_days,
+                    profile.rotation.deactivate_after_days,
+                    profile.rotation.delete_after_days
+                ),
+            ),
+        ];
+        if let Ok(r) = &result {
+            facts.push(("token's MFA device".into(), r.mfa_serial.clone()));
+            facts.push(("key at the start".into(), mask_key_id(&r.opened_key)));
+            facts.push(("key at the end".into(), mask_key_id(&r.vault_key)));
+            facts.push(("vault generation".into(), r.generation.to_string()));
+            if let Some((old, deactivate_at, delete_at)) = &r.staged {
+                facts.push((
+                    "old key staged".into(),
+                    format!(
+                        "{}: deactivated on {}, deleted on {}",
+                        mask_key_id(old),
+                        rfc3339(*deactivate_at),
+                        rfc3339(*delete_at)
+                    ),
+                ));
+            }
+        }
+        let t = Transcript {
+            ceremony: if args.finish {
+                "Key rotation, finishing".into()
+            } else {
+                "Key rotation".into()
+            },
+            profile: profile.name.clone(),
+            started,
+            ended: clock().now(),
+            people,
+            reason: reason
+                .map(str::to_owned)
+                .or(typed_reason)
+                .unwrap_or_default(),
+            host: host_name(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            facts,
+            steps,
+            result: match &result {
+                Ok(_) => "completed".into(),
+                Err(e) => format!("failed: {e}"),
+            },
+            head_before,
+            head_after: Head::of(&paths.audit_log()),
+        };
+        match t.write(path) {
+            Ok(()) => tty.say(&format!("Transcript for the witnesses: {}", path.display())),
+            Err(e) => tty.say(&format!(
+                "Warning: the transcript could not be written to {} ({e}); the audit log holds the same facts.",
+                path.display()
+            )),
+        }
+    }
+    let report = result?;
     tty.say(&format!(
         "Done, with {} and {}. The vault {} holds key {} (generation {}).",
         printable(&report.holders.0),

@@ -155,7 +155,13 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
     let old_secret = sts.access_key_secret(&old).unwrap();
 
     let t0 = std::time::Instant::now();
-    let ran = rotate(&home, &r, &[], &[]);
+    let transcript = home.config_file().with_file_name("rotation-transcript.md");
+    let ran = rotate(
+        &home,
+        &r,
+        &["--transcript", transcript.to_str().unwrap()],
+        &[],
+    );
     let out = ran.ok();
     eprintln!(
         "one rotation against the emulator: {:?} (with a 1 s propagation delay)",
@@ -182,6 +188,40 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
         "the old vault's copy goes once the new one is sealed"
     );
     let new_secret = sts.access_key_secret(&new).unwrap();
+    // The witnesses' transcript: people, reason, steps, masked keys, the audit heads.
+    let md = std::fs::read_to_string(&transcript).unwrap();
+    assert!(md.starts_with("# Key rotation — profile prod"), "{md}");
+    for needle in [
+        "| password holder | Alice |",
+        "| token holder | Bob |",
+        "| reason | quarterly rotation |",
+        "| result | completed |",
+        "Created the new access key",
+        "Sealed the new key",
+        "| vault generation | 1 |",
+        "audit head before | `",
+        "Alice (password holder): ____",
+        "Bob (token holder): ____",
+    ] {
+        assert!(md.contains(needle), "{needle:?} missing:\n{md}");
+    }
+    let masked = |k: &str| format!("****************{}", &k[k.len() - 4..]);
+    assert!(
+        md.contains(&masked(&new)) && md.contains(&masked(&old)),
+        "{md}"
+    );
+    assert!(
+        !md.contains(&new) && !md.contains(&old),
+        "key ids are masked: {md}"
+    );
+    // The head after is the log's head at the end of the ceremony.
+    let verify = run(&home, &["audit", "head"]);
+    let head = stdout(&verify)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(md.contains(&format!("audit head after | `{head}`")), "{md}");
 
     // Nothing due on the day of the rotation; the old key's retirement is shown.
     let o = run(&home, &["rotate", "--check"]);
