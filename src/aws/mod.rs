@@ -29,6 +29,20 @@ pub struct Endpoint {
     pub deadlines: Deadlines,
     /// How often an STS or IAM call is tried.
     pub retries: Retries,
+    /// Seconds the requests' signing time is moved ahead of the system clock: the clock seam
+    /// (`clock::SkewedClock`) of the demo, which moves its clock and the emulator's together
+    /// by days. 0 everywhere else.
+    pub signing_ahead_secs: u64,
+}
+
+/// The SDK's clock, `ahead_secs` past the system clock.
+#[derive(Debug)]
+struct AheadTimeSource(u64);
+
+impl aws_smithy_async::time::TimeSource for AheadTimeSource {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() + Duration::from_secs(self.0)
+    }
 }
 
 impl Endpoint {
@@ -39,6 +53,7 @@ impl Endpoint {
             url,
             deadlines: Deadlines::default(),
             retries: Retries::default(),
+            signing_ahead_secs: 0,
         }
     }
 
@@ -94,13 +109,15 @@ pub(crate) async fn sdk_config(
     let retries = aws_config::retry::RetryConfig::standard()
         .with_max_attempts(endpoint.retries.max_attempts.max(1))
         .with_initial_backoff(endpoint.retries.initial_backoff);
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(endpoint.region.clone()))
         .credentials_provider(signer.credentials())
         .timeout_config(timeouts)
-        .retry_config(retries)
-        .load()
-        .await;
+        .retry_config(retries);
+    if endpoint.signing_ahead_secs > 0 {
+        loader = loader.time_source(AheadTimeSource(endpoint.signing_ahead_secs));
+    }
+    let config = loader.load().await;
     Ok((config, resolved.sdk_url()))
 }
 

@@ -39,7 +39,10 @@ impl Head {
 
     fn line(&self) -> String {
         match self {
-            Self::At { hash, records } => format!("`{hash}` ({records} records)"),
+            Self::At { hash, records } => format!(
+                "`{hash}` ({records} record{})",
+                if *records == 1 { "" } else { "s" }
+            ),
             Self::Unreadable(why) => format!("could not be verified: {why}"),
         }
     }

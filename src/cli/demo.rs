@@ -10,7 +10,8 @@ use secrecy::SecretString;
 use breakglass::aws::{self, sts, Endpoint, Signer};
 use breakglass::ceremony::console::{make_url, SigninRequest};
 use breakglass::ceremony::names::printable;
-use breakglass::ceremony::{self, enroll, mfa, runtime, unlock, Prompt};
+use breakglass::ceremony::transcript::{host_name, Head, Recorder, Transcript};
+use breakglass::ceremony::{self, enroll, mfa, rotate, runtime, unlock, Prompt};
 use breakglass::clock::{Clock, SkewedClock, SystemClock};
 use breakglass::config::{Paths, Profile};
 use breakglass::sandbox::sts::Sts;
@@ -26,6 +27,10 @@ use super::FactorArg;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// What to show: the activation (default), or `ceremonies`: the security team's key
+    /// rotation, with its transcript, and the old key's retirement on days 100 and 110.
+    #[arg(value_enum)]
+    show: Option<Show>,
     /// Let two real people type the names and the passphrase at the prompts.
     #[arg(long)]
     interactive: bool,
@@ -37,6 +42,15 @@ pub struct DemoArgs {
     /// and touch) or the OATH challenge-response credential (touch).
     #[arg(long, value_enum, default_value_t = FactorArg::Piv)]
     factor: FactorArg,
+}
+
+/// What `demo` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Show {
+    /// The activation, hand-outs, refusals, the console and the audit log.
+    Activation,
+    /// Key ceremonies: enrolment, then a rotation and its retirement steps.
+    Ceremonies,
 }
 
 /// The soft token's PIV and FIDO2 PIN (a new YubiKey's default PIV PIN).
@@ -69,6 +83,9 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         .map_err(|e| fail(format!("cannot start the STS emulator: {e}")))?;
     introduce(&home, &emulator, args.factor)?;
     let mut demo = Demo::new(&paths, &emulator)?;
+    if args.show == Some(Show::Ceremonies) {
+        return ceremonies(&mut demo, &args, &emulator);
+    }
     // Enrolment, then the activation with a typo first: the token counts the try.
     let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
         .passphrases(&[PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"])
@@ -96,6 +113,71 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         "\nDone. The emulator saw {} GetSessionToken calls and refused {} MFA codes. The temporary home is removed.",
         counts.get_session_token, counts.rejected_mfa
     )?;
+    Ok(())
+}
+
+/// `demo ceremonies`: enrolment, a rotation with its transcript, the old key deactivated on
+/// day 100 and deleted on day 110 (the demo's clock and the emulator's moved together).
+fn ceremonies(demo: &mut Demo<'_>, args: &DemoArgs, emulator: &Sts) -> Result<(), CliError> {
+    let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
+        .pins(&[PIN])
+        .narrated(|line| {
+            let _ = outln!("  {line}");
+        });
+    let mut tty;
+    let prompt: &mut dyn Prompt = if args.interactive {
+        tty = TtyPrompt::open()?;
+        &mut tty
+    } else {
+        &mut scripted
+    };
+    demo.enrol(args.factor, prompt)?;
+    let keys = |e: &Sts| {
+        e.access_keys("breakglass")
+            .into_iter()
+            .map(|(id, status, _)| format!("{} {status}", breakglass::secure::mask_key_id(&id)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    outln!("  IAM keys of the user: {}", keys(emulator))?;
+    let day = breakglass::config::RotationPolicy::DAY;
+    for (n, title, mode, skip) in [
+        (
+            2,
+            "Rotation on day 90: breakglass rotate demo --reason \"90-day rotation\" --transcript FILE",
+            rotate::Mode::Rotate { now: false },
+            90 * day,
+        ),
+        (
+            3,
+            "Day 100: breakglass rotate demo --finish (the old key is deactivated)",
+            rotate::Mode::Finish { now: false },
+            10 * day,
+        ),
+        (
+            4,
+            "Day 110: breakglass rotate demo --finish (the old key is deleted)",
+            rotate::Mode::Finish { now: false },
+            10 * day,
+        ),
+    ] {
+        demo.skip(skip);
+        step(n, title)?;
+        let transcript = demo.rotate(mode, prompt)?;
+        outln!("  IAM keys of the user: {}", keys(emulator))?;
+        if n == 2 {
+            outln!("\n  The transcript for the witnesses:\n")?;
+            for line in transcript.lines() {
+                outln!("    {line}")?;
+            }
+        }
+    }
+    step(5, "The audit log's rotation records")?;
+    let log = std::fs::read_to_string(demo.paths.audit_log()).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("\"key rotation\"")) {
+        outln!("  {line}")?;
+    }
+    outln!("\nDone. The temporary home is removed.")?;
     Ok(())
 }
 
@@ -224,6 +306,60 @@ impl<'a> Demo<'a> {
         };
         outln!("\n   (enrolment used the current and next MFA windows; the demo skips its clock a minute ahead instead of waiting)")?;
         Ok(())
+    }
+
+    /// Moves the demo's clock and the emulator's `secs` further ahead.
+    fn skip(&mut self, secs: u64) {
+        self.clock.ahead_secs += secs;
+        self.endpoint.signing_ahead_secs = self.clock.ahead_secs;
+        self.emulator
+            .set_clock_offset(i64::try_from(self.clock.ahead_secs).unwrap_or(i64::MAX));
+    }
+
+    /// `rotate demo` (or `--finish`) with the demo's clock; returns the transcript.
+    fn rotate(&mut self, mode: rotate::Mode, prompt: &mut dyn Prompt) -> Result<String, CliError> {
+        let req = rotate::Request {
+            activation: unlock::Request {
+                profile: &self.profile,
+                paths: self.paths,
+                reason: Some("90-day rotation"),
+                requested_by: "breakglass rotate",
+                endpoint: self.endpoint.clone(),
+                now: &self.clock,
+                rng: &SystemRandom::new(),
+            },
+            mode,
+            propagation_timeout: std::time::Duration::from_secs(30),
+        };
+        let head_before = Head::of(&self.paths.audit_log());
+        let started = self.clock.now();
+        let mut recorder = Recorder::new(prompt, &self.clock);
+        let report = self
+            .rt
+            .block_on(rotate::rotate(&req, &mut self.card, &mut recorder))?;
+        let t = Transcript {
+            ceremony: "Key rotation".into(),
+            profile: self.profile.name.clone(),
+            started,
+            ended: self.clock.now(),
+            people: recorder.people,
+            reason: "90-day rotation".into(),
+            host: host_name(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            facts: vec![
+                ("vault".into(), report.vault.clone()),
+                (
+                    "key at the end".into(),
+                    breakglass::secure::mask_key_id(&report.vault_key),
+                ),
+                ("vault generation".into(), report.generation.to_string()),
+            ],
+            steps: recorder.steps,
+            result: "completed".into(),
+            head_before,
+            head_after: Head::of(&self.paths.audit_log()),
+        };
+        Ok(t.to_markdown())
     }
 
     /// `unlock demo --reason "IdP outage drill"` with the demo's clock.

@@ -42,3 +42,53 @@ fn the_demo_runs_the_whole_flow_and_ends_in_the_console() {
         "the temporary home is removed"
     );
 }
+
+/// `breakglass demo ceremonies`: a rotation with its transcript, the old key deactivated on
+/// day 100 and deleted on day 110, with the emulator's IAM showing each step.
+#[test]
+fn the_ceremonies_demo_rotates_the_key_and_retires_the_old_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["demo", "ceremonies"])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let at = |needle: &str| {
+        out.find(needle)
+            .unwrap_or_else(|| panic!("missing {needle:?} in:\n{out}"))
+    };
+    // In this order: enrolled with one key, a second key sealed, the transcript, the old key
+    // deactivated, then deleted, leaving one key.
+    let order = [
+        at("Enrolled: key "),
+        at("Created the new access key"),
+        at("Sealed the new key"),
+        at("# Key rotation — profile demo"),
+        at("| password holder | Alice |"),
+        at("Bob (token holder): ____"),
+        at("Deactivated the old key"),
+        at(" Inactive"),
+        at("Deleted the old key"),
+        at("\"step\":\"old key deleted\""),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{out}");
+    let last_keys = out
+        .lines()
+        .filter(|l| l.contains("IAM keys of the user:"))
+        .last()
+        .unwrap();
+    assert_eq!(last_keys.matches("Active").count(), 1, "{last_keys}");
+    assert!(!last_keys.contains(','), "one key is left: {last_keys}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the temporary home is removed"
+    );
+}

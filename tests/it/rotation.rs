@@ -247,7 +247,7 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
     assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
     let due: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(due[0]["actions"], serde_json::json!(["deactivate old key"]));
-    rotate(&home, &r, &["--finish"], &[]).ok();
+    eprintln!("FINISH100: {}", rotate(&home, &r, &["--finish"], &[]).ok());
     assert!(
         keys(&sts).contains(&(old.clone(), "Inactive")),
         "{:?}",
