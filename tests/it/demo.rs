@@ -81,8 +81,7 @@ fn the_ceremonies_demo_rotates_the_key_and_retires_the_old_one() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{out}");
     let last_keys = out
         .lines()
-        .filter(|l| l.contains("IAM keys of the user:"))
-        .last()
+        .rfind(|l| l.contains("IAM keys of the user:"))
         .unwrap();
     assert_eq!(last_keys.matches("Active").count(), 1, "{last_keys}");
     assert!(!last_keys.contains(','), "one key is left: {last_keys}");
