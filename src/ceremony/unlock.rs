@@ -272,7 +272,20 @@ async fn run<P: Plug + ?Sized>(
         }
     }
     progress.holders = Some(ask_holders(prompt)?);
-    activate(req, &vault, token, prompt, keep).await
+    let granted = activate(req, &vault, token, prompt, keep).await?;
+    // Said last, when the glass is open: what to do once the outage is over.
+    let journal = super::rotate::Journal::load(&req.paths.rotation_journal(&req.profile.name));
+    if let Ok(Some(j)) = journal
+        .as_ref()
+        .map(|j| j.as_ref().filter(|j| j.interrupted()))
+    {
+        prompt.note(&format!(
+            "Note: a key rotation of this profile stopped at step \"{}\"; the vault still opens. After this, run `breakglass rotate {}` to finish or undo it.",
+            j.step.name(),
+            req.profile.name
+        ));
+    }
+    Ok(granted)
 }
 
 async fn activate(

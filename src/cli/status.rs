@@ -45,10 +45,33 @@ fn aws_profiles(paths: &Paths) -> Vec<String> {
         .collect()
 }
 
+/// A warning for each profile whose key rotation (or a step of it) is due, from the vault's
+/// clear facts and the rotation journal (`rotate --check` says more).
+fn rotations_due(paths: &Paths) -> Vec<String> {
+    let now = super::clock().now();
+    config::load_all(paths)
+        .unwrap_or_default()
+        .values()
+        .filter_map(|p| breakglass::ceremony::rotate::plan(p, paths, now).ok())
+        .filter(|due| !due.actions.is_empty())
+        .map(|due| {
+            format!(
+                "warning: profile {:?}: {} (`breakglass rotate --check {}` says more)",
+                due.profile,
+                due.actions.join(", "),
+                due.profile
+            )
+        })
+        .collect()
+}
+
 pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
     let paths = paths()?;
     if !args.json {
         for line in aws_profiles(&paths) {
+            outln!("{line}")?;
+        }
+        for line in rotations_due(&paths) {
             outln!("{line}")?;
         }
     }

@@ -241,13 +241,19 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("Nothing is due yet"), "{}", stdout(&o));
 
-    // Day 100 (10 days after the rotation): deactivation is due.
+    // Day 100 (10 days after the rotation): deactivation is due, and `status` says so.
     home.skip_ahead(Some(&sts), 10 * DAY);
+    let o = run(&home, &["status"]);
+    assert!(
+        stdout(&o).contains("warning: profile \"prod\": deactivate old key"),
+        "{}",
+        stdout(&o)
+    );
     let o = run(&home, &["rotate", "--check", "--json"]);
     assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
     let due: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(due[0]["actions"], serde_json::json!(["deactivate old key"]));
-    eprintln!("FINISH100: {}", rotate(&home, &r, &["--finish"], &[]).ok());
+    rotate(&home, &r, &["--finish"], &[]).ok();
     assert!(
         keys(&sts).contains(&(old.clone(), "Inactive")),
         "{:?}",
@@ -448,6 +454,17 @@ fn kill_at_every_step(backend: &str, slot: u16) {
 
         if let Some(s) = &sts {
             home.skip_ahead(Some(s), 30);
+            // An activation meanwhile works, and says the rotation is unfinished.
+            if !point.starts_with("after-de") {
+                let out = unlock(&home, "prod", &r, ("Alice", "Bob"), PASSPHRASE);
+                assert!(out.contains("\"Version\":1"), "{backend} {point}: {out}");
+                assert!(
+                    out.contains("a key rotation of this profile stopped"),
+                    "{backend} {point}: {out}"
+                );
+                run(&home, &["lock", "prod"]);
+                home.skip_ahead(Some(s), 30);
+            }
         }
         let again = rotate(&home, &r, &["--now"], &[]);
         let out = again.ok();
