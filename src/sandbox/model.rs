@@ -243,6 +243,8 @@ pub struct Account {
     pub federation: Federation,
     /// Seconds after its creation before a new access key works (IAM's propagation).
     pub key_propagation_secs: i64,
+    /// Actions denied to a user by an explicit policy: (user, action such as `CreateAccessKey`).
+    pub denied: std::collections::BTreeSet<(String, String)>,
 }
 
 impl Account {
@@ -259,6 +261,7 @@ impl Account {
             admin_key_id: String::new(),
             federation: Federation::default(),
             key_propagation_secs: 0,
+            denied: std::collections::BTreeSet::new(),
         };
         account.admin_key_id = account.create_key(ADMIN_USER, now).id.clone();
         account

@@ -222,6 +222,20 @@ impl Sts {
         self.shared.lock().key_propagation_secs = secs;
     }
 
+    /// Denies `action` (`CreateAccessKey`…) to `user`, as an explicit Deny in its policy would:
+    /// AWS's `AccessDenied`, "User: … is not authorized to perform: iam:ACTION on resource: …".
+    pub fn deny(&self, user: &str, action: &str) {
+        self.shared
+            .lock()
+            .denied
+            .insert((user.to_owned(), action.to_owned()));
+    }
+
+    /// Lifts every [`Sts::deny`].
+    pub fn allow_all(&self) {
+        self.shared.lock().denied.clear();
+    }
+
     /// Deletes access key `id` (the operator's API: no signature, no quota).
     pub fn delete_access_key(&self, id: &str) {
         self.shared.lock().keys.remove(id);
@@ -363,6 +377,16 @@ fn dispatch(account: &mut Account, request: &Request, now: i64) -> (Service, Out
         ));
         return (service, Err(fault));
     };
+    if let Some(user) = caller.user() {
+        if account.denied.contains(&(user.to_owned(), name.to_owned())) {
+            let fault = Fault::not_authorized(
+                &caller.arn(),
+                &format!("{}:{name}", service.signing_name()),
+                &Account::user_arn(user),
+            );
+            return (service, Err(fault));
+        }
+    }
     if let Some(key) = caller
         .long_term_key
         .as_ref()

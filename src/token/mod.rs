@@ -154,7 +154,7 @@ impl From<::pcsc::Error> for Error {
             | P::UnresponsiveCard
             | P::ReaderUnavailable
             | P::UnknownReader => Error::TokenRemoved,
-            P::ResetCard | P::SharingViolation => Error::TokenBusy(e),
+            P::ResetCard | P::SharingViolation | P::ProtoMismatch => Error::TokenBusy(e),
             other => Error::Pcsc(other),
         }
     }

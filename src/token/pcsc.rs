@@ -128,7 +128,20 @@ impl Card {
             what: "reader name",
             reason: "contains a NUL byte".into(),
         })?;
-        let card = ctx.connect(&cname, ShareMode::Shared, Protocols::ANY)?;
+        // Right after another client died holding the card (a ceremony killed while the
+        // token blinked), pcscd resets the card for it; until the card's ATR and protocol are
+        // back, SCardConnect answers PROTO_MISMATCH (or RESET_CARD). That lasts milliseconds:
+        // wait for it, within a bound, instead of failing a ceremony on pcscd's cleanup.
+        let mut tries = 0;
+        let card = loop {
+            match ctx.connect(&cname, ShareMode::Shared, Protocols::ANY) {
+                Err(::pcsc::Error::ProtoMismatch | ::pcsc::Error::ResetCard) if tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         Ok(Self {
             card: Some(card),
             reader: name.to_owned(),

@@ -515,3 +515,132 @@ fn a_rotation_killed_at_every_step_is_finished_or_undone_on_moto() {
     }
     kill_at_every_step("moto", 0);
 }
+
+/// IAM refusing CreateAccessKey: the message names the action and the policy statement, and
+/// nothing changes. IAM refusing to delete a new key that never worked: the journal keeps it,
+/// and the next run deletes the orphan before it rotates. A vault that cannot be replaced:
+/// the new key is deleted again and the old vault stays.
+#[test]
+fn iam_refusals_and_an_unwritable_vault_leave_the_previous_state() {
+    let test = "iam_refusals_and_an_unwritable_vault_leave_the_previous_state";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(1);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let old = enrol(&home, &sts, &r);
+    let before = std::fs::read(home.vault("prod")).unwrap();
+    let journal = home
+        .config_file()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("state/breakglass/rotations/prod.json");
+
+    sts.deny("breakglass", "CreateAccessKey");
+    let ran = rotate(&home, &r, &[], &[]);
+    assert_eq!(ran.code(), Some(4), "{}", ran.out);
+    for needle in [
+        "not authorized to perform: iam:CreateAccessKey",
+        "next: the break-glass user needs iam:CreateAccessKey on itself",
+        "\"aws:MultiFactorAuthPresent\": \"true\"",
+        "nothing was changed",
+    ] {
+        assert!(ran.out.contains(needle), "{needle:?} missing:\n{}", ran.out);
+    }
+    assert_eq!(keys(&sts), vec![(old.clone(), "Active")]);
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), before);
+    assert!(
+        !journal.exists(),
+        "a refused CreateAccessKey made nothing to recover"
+    );
+    sts.allow_all();
+
+    // The new key never works and IAM refuses to delete it: the journal keeps the orphan.
+    sts.set_key_propagation(3_600);
+    sts.deny("breakglass", "DeleteAccessKey");
+    home.skip_ahead(Some(&sts), 30);
+    let ran = rotate(&home, &r, &["--propagation-timeout", "1"], &[]);
+    assert_ne!(ran.code(), Some(0), "{}", ran.out);
+    assert!(ran.out.contains("iam:DeleteAccessKey"), "{}", ran.out);
+    assert_eq!(keys(&sts).len(), 2, "the orphan is still in IAM");
+    let j = std::fs::read_to_string(&journal).unwrap();
+    assert!(j.contains("\"step\": \"created\""), "{j}");
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), before);
+    // `rotate --check` says a person must look.
+    let o = run(&home, &["rotate", "--check"]);
+    assert_eq!(o.status.code(), Some(6), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("stopped at step \"created\""),
+        "{}",
+        stdout(&o)
+    );
+
+    // Allowed again, the next run deletes the orphan first. The vault cannot be replaced
+    // (its copy's name is taken by a directory): the new key is deleted, nothing else moves.
+    sts.allow_all();
+    sts.set_key_propagation(0);
+    let previous = breakglass::ceremony::rotate::previous_path(&home.vault("prod"));
+    std::fs::create_dir(&previous).unwrap();
+    home.skip_ahead(Some(&sts), 30);
+    let ran = rotate(&home, &r, &[], &[]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.out);
+    assert!(
+        ran.out
+            .contains("An earlier rotation of this profile stopped at step \"created\""),
+        "{}",
+        ran.out
+    );
+    assert!(ran.out.contains("Deleted the orphan key"), "{}", ran.out);
+    assert!(ran.out.contains("cannot write vault"), "{}", ran.out);
+    assert_eq!(keys(&sts), vec![(old.clone(), "Active")], "{}", ran.out);
+    assert_eq!(std::fs::read(home.vault("prod")).unwrap(), before);
+    assert!(!journal.exists());
+    let steps: Vec<Value> = rotation_records(&home)
+        .iter()
+        .map(|r| r["step"].clone())
+        .collect();
+    assert_eq!(steps, ["orphan key deleted", "orphan key deleted"]);
+
+    // And with the way clear, the rotation goes through.
+    std::fs::remove_dir(&previous).unwrap();
+    home.skip_ahead(Some(&sts), 30);
+    rotate(&home, &r, &[], &[]).ok();
+    assert_eq!(keys(&sts).len(), 2);
+    assert_ne!(vault_key(&home).0, old);
+}
+
+/// The token may leave once the vault is open: the new key is sealed with the data key, so a
+/// token pulled while IAM propagates the new key does not stop the rotation.
+#[test]
+fn the_token_pulled_after_the_key_was_created_does_not_stop_the_rotation() {
+    let test = "the_token_pulled_after_the_key_was_created_does_not_stop_the_rotation";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let mut token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let old = enrol(&home, &sts, &r);
+    sts.set_key_propagation(2);
+    let mut p = pty(
+        home.command(&["rotate", "prod", "--reason", "pull test", "--reader", &r]),
+        30_000,
+    );
+    answer_ceremony(&mut p, None);
+    p.exp_string("The new key does not work yet").unwrap();
+    token.pull();
+    let out = p.exp_eof().unwrap();
+    assert!(out.contains("Sealed the new key"), "{out}");
+    let (new, _) = vault_key(&home);
+    assert_ne!(new, old);
+    let mut expected = vec![(old, "Active"), (new, "Active")];
+    expected.sort();
+    assert_eq!(keys(&sts), expected);
+}
