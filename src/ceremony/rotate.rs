@@ -904,6 +904,9 @@ pub struct Due {
     pub problems: Vec<String>,
     /// The old key staged for retirement: its id, deactivation and deletion times.
     pub staged: Option<(String, u64, u64)>,
+    /// When AWS says the vault's key was last used, and for which service (`--check` with
+    /// an auditor's credentials; `None`: not asked, or never used).
+    pub last_used: Option<(u64, String)>,
 }
 
 /// What is due for `profile` at `now`, from the vault's clear facts and the journal.
@@ -928,6 +931,7 @@ pub fn plan(
         actions: Vec::new(),
         problems: Vec::new(),
         staged: None,
+        last_used: None,
     };
     if let Some(j) = &journal {
         let (journal_key, journal_generation) = match &j.step {

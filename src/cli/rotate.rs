@@ -312,13 +312,17 @@ fn check_cmd(names: &[String], json: bool) -> Result<(), CliError> {
             };
             let endpoint = Endpoint::of(profile);
             let found = runtime()?.block_on(async {
-                let (user, _) = aws::iam::access_key_last_used(&endpoint, &signer, &key).await?;
-                rotate::drift(&due, &endpoint, &signer, &user).await
+                let (user, used) = aws::iam::access_key_last_used(&endpoint, &signer, &key).await?;
+                let problems = rotate::drift(&due, &endpoint, &signer, &user).await?;
+                Ok::<_, CError>((problems, used))
             });
             match found {
-                Ok(problems) => due.problems.extend(problems),
+                Ok((problems, used)) => {
+                    due.problems.extend(problems);
+                    due.last_used = used;
+                }
                 Err(e) => due.problems.push(format!(
-                    "AWS could not be asked about the vault's key {}: {}",
+                    "AWS says nothing about the vault's key {} (it was deleted, or these credentials may not read it): {}",
                     mask_key_id(&key),
                     CliError::from(e).what
                 )),
@@ -358,6 +362,12 @@ fn check_cmd(names: &[String], json: bool) -> Result<(), CliError> {
                 mask_key_id(old),
                 rfc3339(*deactivate_at),
                 rfc3339(*delete_at)
+            )?;
+        }
+        if let Some((when, service)) = &due.last_used {
+            outln!(
+                "  AWS: the vault's key was last used {} ({service})",
+                rfc3339(*when)
             )?;
         }
         for p in &due.problems {

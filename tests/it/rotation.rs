@@ -284,6 +284,36 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
     // The rotated vault unlocks (the emulator refuses a deleted key).
     let out = unlock(&home, "prod", &r, ("Alice", "Bob"), PASSPHRASE);
     assert!(out.contains("\"Version\":1"), "{out}");
+    // The real AWS CLI gets the rotated key's session through credential_process.
+    if let Some(aws) = tool(test, "aws", "pip install 'awscli<2'") {
+        // The AWS CLI signs with the system clock: the emulator comes back to it (the session,
+        // issued 20 days ahead, is still valid then).
+        sts.set_clock_offset(0);
+        let config = home.dir.path().join("aws-config");
+        let bin = env!("CARGO_BIN_EXE_breakglass");
+        std::fs::write(
+            &config,
+            format!("[profile bg]\ncredential_process = {bin} credential-process prod\nregion = us-east-1\n"),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new("setsid");
+        cmd.arg("-w").arg(&aws);
+        cmd.args([
+            "sts",
+            "get-caller-identity",
+            "--profile",
+            "bg",
+            "--output",
+            "json",
+        ]);
+        cmd.args(["--endpoint-url", &sts.endpoint()]);
+        home.env(&mut cmd);
+        cmd.env("AWS_CONFIG_FILE", &config);
+        let o = run_with_input(cmd, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let id: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(id["Arn"], "arn:aws:iam::123456789012:user/breakglass");
+    }
     home.assert_no_secret(&[
         ("the new long-term secret", new_secret.expose_secret()),
         ("the old long-term secret", old_secret.expose_secret()),
@@ -311,6 +341,7 @@ fn rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy() {
     assert!(out.contains("No old key is left in IAM"), "{out}");
 
     // The copy taken before the rotation: `--check` says it is stale.
+    let rotated = std::fs::read(home.vault("prod")).unwrap();
     std::fs::write(home.vault("prod"), &copy).unwrap();
     let o = run(&home, &["rotate", "--check"]);
     assert_eq!(o.status.code(), Some(6), "{}", stdout(&o));
@@ -322,6 +353,23 @@ fn rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy() {
         .env("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret());
     let o = run_with_input(cmd, None);
     assert_eq!(o.status.code(), Some(6), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("AWS says nothing about the vault's key"),
+        "{}",
+        stdout(&o)
+    );
+    // The rotated vault back: nothing to report, and AWS says when its key was last used.
+    std::fs::write(home.vault("prod"), &rotated).unwrap();
+    let mut cmd = home.command(&["rotate", "--check", "prod"]);
+    cmd.env("AWS_ACCESS_KEY_ID", &admin_id)
+        .env("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret());
+    let o = run_with_input(cmd, None);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("the vault's key was last used"),
+        "{}",
+        stdout(&o)
+    );
     let _ = old;
 }
 
