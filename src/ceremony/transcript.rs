@@ -144,6 +144,15 @@ impl Transcript {
                 cell(part)
             );
         }
+        if self.people.is_empty() {
+            // A ceremony that asks no names (enrolment): each part signs with their name.
+            for part in ["Password holder", "Token holder"] {
+                let _ = writeln!(
+                    m,
+                    "{part}, name: ____________________  signature: ____________________  date: __________\n"
+                );
+            }
+        }
         let _ = writeln!(
             m,
             "Witness: ______________________________  date: __________"

@@ -17,6 +17,7 @@ use breakglass::vault::{FactorKind, KdfParams};
 use super::error::CliError;
 use super::term::{SecretStdin, TtyPrompt};
 use super::{paths, FactorArg};
+use breakglass::ceremony::transcript::{host_name, Head, Recorder, Transcript};
 
 /// The administrator's credentials for the IAM calls of a ceremony: the standard variables.
 fn admin_from_env() -> (Option<String>, Option<SecretString>) {
@@ -74,6 +75,9 @@ pub struct EnrollArgs {
     /// Overwrite an existing vault and token accounts of the same names.
     #[arg(long)]
     force: bool,
+    /// Write a Markdown transcript of the ceremony for the witnesses (no secret in it).
+    #[arg(long, value_name = "FILE")]
+    transcript: Option<std::path::PathBuf>,
     /// The token to program: the reader whose name contains this text.
     #[arg(long, value_name = "NAME")]
     reader: Option<String>,
@@ -301,6 +305,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
             "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the ceremony operator's own key) and run again",
         ));
     }
+    super::check_transcript_path(args.transcript.as_deref())?;
     let paths = paths()?;
     let mut profile = match config::load(&paths, &args.profile) {
         Ok(p) => p,
@@ -348,12 +353,34 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         force: args.force,
         now: super::clock(),
     };
-    let report = runtime()?.block_on(enroll::enroll(
+    let head_before = Head::of(&paths.audit_log());
+    let started = super::clock().now();
+    let mut recorder = Recorder::new(&mut prompt, super::clock());
+    let result = runtime()?.block_on(enroll::enroll(
         req,
         &mut card,
-        &mut prompt,
+        &mut recorder,
         &SystemRandom::new(),
-    ))?;
+    ));
+    let steps = recorder.steps;
+    if let Some(path) = &args.transcript {
+        let t = enrol_transcript(
+            "Enrolment",
+            &profile,
+            &paths,
+            (started, head_before),
+            steps,
+            result.as_ref().map(|r| {
+                (
+                    r.user_arn.as_str(),
+                    r.access_key_id_masked.as_str(),
+                    r.mfa_serial.as_str(),
+                )
+            }),
+        );
+        super::save_transcript(path, &t, &mut prompt);
+    }
+    let report = result?;
     prompt.say(&format!(
         "Enrolled {}: key {}, MFA {}, vault {}{}.",
         report.user_arn,
@@ -367,6 +394,42 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         }
     ));
     Ok(())
+}
+
+/// The transcript of an enrolment (or of a token added): the steps as the ceremony told
+/// them (token serials, attestation, the root's SHA-256), and what it made.
+fn enrol_transcript(
+    ceremony: &str,
+    profile: &Profile,
+    paths: &Paths,
+    (started, head_before): (u64, Head),
+    steps: Vec<(u64, String)>,
+    made: Result<(&str, &str, &str), &breakglass::ceremony::Error>,
+) -> Transcript {
+    let mut facts = vec![("vault".to_owned(), profile.vault.display().to_string())];
+    if let Ok((user, key, mfa)) = made {
+        facts.push(("IAM user".into(), user.to_owned()));
+        facts.push(("access key".into(), key.to_owned()));
+        facts.push(("MFA device".into(), mfa.to_owned()));
+    }
+    Transcript {
+        ceremony: ceremony.to_owned(),
+        profile: profile.name.clone(),
+        started,
+        ended: super::clock().now(),
+        people: Vec::new(),
+        reason: "enrolment".into(),
+        host: host_name(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        facts,
+        steps,
+        result: match made {
+            Ok(_) => "completed".into(),
+            Err(e) => format!("failed: {e}"),
+        },
+        head_before,
+        head_after: Head::of(&paths.audit_log()),
+    }
 }
 
 fn add_token_cmd(
@@ -412,14 +475,36 @@ fn add_token_cmd(
         force: args.force,
         now: super::clock(),
     };
-    let report = runtime()?.block_on(enroll::add_token(
+    let head_before = Head::of(&paths.audit_log());
+    let started = super::clock().now();
+    let mut recorder = Recorder::new(&mut prompt, super::clock());
+    let result = runtime()?.block_on(enroll::add_token(
         req,
         &args.label,
         &mut old_card,
         &mut new_card,
-        &mut prompt,
+        &mut recorder,
         &SystemRandom::new(),
-    ))?;
+    ));
+    let steps = recorder.steps;
+    if let Some(path) = &args.transcript {
+        let t = enrol_transcript(
+            "Enrolment of another token",
+            profile,
+            paths,
+            (started, head_before),
+            steps,
+            result.as_ref().map(|r| {
+                (
+                    r.user_arn.as_str(),
+                    r.access_key_id_masked.as_str(),
+                    r.mfa_serial.as_str(),
+                )
+            }),
+        );
+        super::save_transcript(path, &t, &mut prompt);
+    }
+    let report = result?;
     prompt.say(&format!(
         "Token added to {} for {}: slot {:?} with MFA device {}.",
         report.vault, report.user_arn, args.label, report.mfa_serial

@@ -181,6 +181,34 @@ fn want<'a>(
     }
 }
 
+/// Writes a ceremony's transcript to `path` and says where (or why not: the ceremony's outcome
+/// stands either way, and the audit log holds the same facts).
+fn save_transcript(
+    path: &std::path::Path,
+    t: &breakglass::ceremony::transcript::Transcript,
+    tty: &mut term::TtyPrompt,
+) {
+    match t.write(path) {
+        Ok(()) => tty.say(&format!("Transcript for the witnesses: {}", path.display())),
+        Err(e) => tty.say(&format!(
+            "Warning: the transcript could not be written to {} ({e}); the audit log holds the same facts.",
+            path.display()
+        )),
+    }
+}
+
+/// Refuses a `--transcript` path whose folder does not exist, before the ceremony begins.
+fn check_transcript_path(path: Option<&std::path::Path>) -> Result<(), CliError> {
+    let Some(t) = path else { return Ok(()) };
+    match t.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) if !d.is_dir() => Err(CliError::usage(
+            format!("the transcript's folder {} does not exist", d.display()),
+            "create it, or name a file in an existing folder with --transcript",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The environment variable that moves every command's clock ahead (see [`clock`]).
 #[cfg(feature = "sandbox")]
 pub const CLOCK_AHEAD_VAR: &str = "BREAKGLASS_CLOCK_AHEAD_SECS";

@@ -104,18 +104,7 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
             return Err(CError::EmptyReason.into());
         }
     }
-    if let Some(t) = &args.transcript {
-        let dir = t.parent().filter(|d| !d.as_os_str().is_empty());
-        if dir.is_some_and(|d| !d.is_dir()) {
-            return Err(CliError::usage(
-                format!(
-                    "the transcript's folder {} does not exist",
-                    dir.unwrap_or(t).display()
-                ),
-                "create it, or name a file in an existing folder with --transcript",
-            ));
-        }
-    }
+    super::check_transcript_path(args.transcript.as_deref())?;
     let failed = breakglass::agent::harden::no_dumps();
     let mut tty = TtyPrompt::open()?;
     if !failed.is_empty() {
@@ -217,13 +206,7 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
             head_before,
             head_after: Head::of(&paths.audit_log()),
         };
-        match t.write(path) {
-            Ok(()) => tty.say(&format!("Transcript for the witnesses: {}", path.display())),
-            Err(e) => tty.say(&format!(
-                "Warning: the transcript could not be written to {} ({e}); the audit log holds the same facts.",
-                path.display()
-            )),
-        }
+        super::save_transcript(path, &t, &mut tty);
     }
     let report = result?;
     tty.say(&format!(

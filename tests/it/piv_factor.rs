@@ -77,7 +77,13 @@ fn cli_enrols_and_unlocks_with_the_piv_factor() {
     );
     fails(o, 2, &["--attestation-roots", "yubico-ca-certs.txt"]);
 
-    let with_roots = args(&["--attestation-roots", root.to_str().unwrap()]);
+    let transcript = dir.path().join("enrolment.md");
+    let with_roots = args(&[
+        "--attestation-roots",
+        root.to_str().unwrap(),
+        "--transcript",
+        transcript.to_str().unwrap(),
+    ]);
     let with_roots: Vec<&str> = with_roots.iter().map(String::as_str).collect();
     let mut p = start_enroll(
         &home,
@@ -96,6 +102,22 @@ fn cli_enrols_and_unlocks_with_the_piv_factor() {
         "{out}"
     );
     assert!(out.contains("Enrolled "), "{out}");
+    // The witnesses' transcript names the token, the attestation and its root's fingerprint.
+    let md = std::fs::read_to_string(&transcript).unwrap();
+    for needle in [
+        "# Enrolment — profile prod",
+        "| result | completed |",
+        "generating a P-256 key in PIV slot 82",
+        "Attestation verified: firmware 5.7.1",
+        "root SHA-256 ",
+        "| MFA device | arn:aws:iam::",
+        "Password holder, name: ____",
+        "Token holder, name: ____",
+    ] {
+        assert!(md.contains(needle), "{needle:?} missing:\n{md}");
+    }
+    assert!(!md.contains(key_secret.expose_secret()), "{md}");
+    assert!(!md.contains(&key_id), "the key id is masked: {md}");
 
     // The vault's slot is a PIV slot with the token's serial; no OATH sealing credential.
     let vault = breakglass::vault::file::read(&home.vault("prod")).unwrap();
