@@ -110,3 +110,79 @@ fn a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory() {
         .kill(rexpect::process::Signal::SIGKILL)
         .unwrap();
 }
+
+/// A rotation holds the old key and the new key's secret while IAM propagates the new key:
+/// another process of the same user cannot read its memory then.
+#[test]
+fn a_process_of_the_same_user_cannot_read_a_rotation_holding_the_new_key() {
+    let test = "a_process_of_the_same_user_cannot_read_a_rotation_holding_the_new_key";
+    if !pcsc_ready(test) {
+        return;
+    }
+    if !is_root() {
+        assert!(
+            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+            "BREAKGLASS_REQUIRE_PCSC=1 but this test needs root (to run as another user)"
+        );
+        eprintln!("SKIPPED {test}: needs root to run the ceremony as an unprivileged user");
+        return;
+    }
+    let token = SoftToken::approve(1);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    sts.create_user("breakglass");
+    let (key_id, key_secret) = sts.create_access_key("breakglass");
+    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
+    let home = Home::of_user(NOBODY);
+    enroll_imported(
+        &home,
+        "prod",
+        &sts.endpoint(),
+        &r,
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
+    );
+    // The new key never works while the test looks: the rotation waits, holding its secret.
+    sts.set_key_propagation(3_600);
+    let mut p = pty(
+        home.command(&[
+            "rotate",
+            "prod",
+            "--reason",
+            "memory drill",
+            "--reader",
+            &r,
+            "--propagation-timeout",
+            "60",
+        ]),
+        30_000,
+    );
+    answer_ceremony(&mut p, None);
+    p.exp_string("The new key does not work yet").unwrap();
+    let started = home.audit_with("\"event\":\"activation started\"");
+    let leader: serde_json::Value = serde_json::from_str(
+        started
+            .lines()
+            .find(|l| l.contains("\"command\":\"breakglass rotate\""))
+            .unwrap(),
+    )
+    .unwrap();
+    let pid = leader["pid"].as_u64().unwrap();
+    let mut sleeper = home.run_as("sleep", &["60"]).spawn().unwrap();
+    let (opened, why) = can_open_memory(&home, u64::from(sleeper.id()));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(opened, "the probe cannot read a dumpable process: {why}");
+    let (opened, why) = can_open_memory(&home, pid);
+    assert!(
+        !opened,
+        "a process of the same user opened the rotation's memory"
+    );
+    assert!(
+        why.contains("PermissionError") || why.contains("Permission denied"),
+        "{why}"
+    );
+    p.process_mut()
+        .kill(rexpect::process::Signal::SIGKILL)
+        .unwrap();
+}
