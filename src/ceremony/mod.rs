@@ -363,6 +363,12 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// Another rotation of this profile is running (its lock is held).
+    #[error("another rotation of this profile is running on this machine (it holds {lock})")]
+    RotationRunning {
+        /// The lock file.
+        lock: String,
+    },
     /// The journal of an interrupted rotation names another key than the vault holds.
     #[error("the interrupted rotation began with key {journal_key}, but the vault now holds {vault_key}: the vault was replaced meanwhile")]
     JournalMismatch {

@@ -15,6 +15,7 @@
 //! record → journal `sealed` → the old key staged (deactivated and deleted on the policy's
 //! days, or at once with `--now`, each proven by ListAccessKeys) → the copy removed.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -291,6 +292,9 @@ pub async fn rotate<P: Plug + ?Sized>(
     prompt: &mut dyn Prompt,
 ) -> Result<Report, Error> {
     let path = req.journal_path();
+    // One rotation of a profile at a time: a second one (another terminal) would race the
+    // first on the journal and IAM. Held until this run ends; the kernel drops it on a kill.
+    let _lock = lock(&path)?;
     let journal = Journal::load(&path)?;
     let (activation, opened) = unlock::unlock_keeping_vault(&req.activation, token, prompt).await?;
     let mut run = Run {
@@ -365,6 +369,32 @@ pub async fn rotate<P: Plug + ?Sized>(
         },
     }
     Ok(run.report)
+}
+
+/// Takes `JOURNAL.lock` (exclusive, not waiting).
+fn lock(journal: &Path) -> Result<std::fs::File, Error> {
+    let path = journal.with_extension("lock");
+    let write = |source| Error::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        crate::files::ensure_private_dir(dir).map_err(write)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(write)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::RotationRunning {
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(write(e)),
+    }
 }
 
 /// One run of the ceremony after the activation: the MFA session, the user, what was done.

@@ -487,6 +487,10 @@ impl From<breakglass::ceremony::Error> for CliError {
                     exit::FAILURE,
                 )
             }
+            E::RotationRunning { .. } => (
+                "let it finish (its terminal shows where it is), then run `breakglass rotate --check`",
+                exit::UNAVAILABLE,
+            ),
             E::JournalMismatch { .. } => (
                 "put back the vault that the rotation began with (VAULT.previous beside it, if any), or, if this vault is the one to keep, move the rotation journal aside; then run the command again",
                 exit::FAILURE,

@@ -692,3 +692,52 @@ fn the_token_pulled_after_the_key_was_created_does_not_stop_the_rotation() {
     expected.sort();
     assert_eq!(keys(&sts), expected);
 }
+
+/// Two rotations of one profile at once: the second is refused before anyone is asked. The
+/// first, killed while it waits for IAM, is undone by the next run, which then rotates.
+#[test]
+fn a_second_rotation_at_once_is_refused_and_a_killed_wait_is_undone() {
+    let test = "a_second_rotation_at_once_is_refused_and_a_killed_wait_is_undone";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let old = enrol(&home, &sts, &r);
+    sts.set_key_propagation(3_600);
+    let mut first = pty(
+        home.command(&["rotate", "prod", "--reason", "first", "--reader", &r]),
+        30_000,
+    );
+    answer_ceremony(&mut first, None);
+    first.exp_string("The new key does not work yet").unwrap();
+
+    let mut second = pty(
+        home.command(&["rotate", "prod", "--reason", "second", "--reader", &r]),
+        30_000,
+    );
+    let out = second.exp_eof().unwrap();
+    assert!(
+        out.contains("another rotation of this profile is running"),
+        "{out}"
+    );
+    assert!(!out.contains("type your name"), "{out}");
+
+    first
+        .process_mut()
+        .kill(rexpect::process::Signal::SIGKILL)
+        .unwrap();
+    let _ = first.process_mut().wait();
+    assert_eq!(keys(&sts).len(), 2, "the killed run left its new key");
+    sts.set_key_propagation(0);
+    home.skip_ahead(Some(&sts), 30);
+    let out = rotate(&home, &r, &[], &[]).ok().to_owned();
+    assert!(out.contains("stopped at step \"created\""), "{out}");
+    assert!(out.contains("Deleted the orphan key"), "{out}");
+    let (new, _) = vault_key(&home);
+    let mut expected = vec![(old, "Active"), (new, "Active")];
+    expected.sort();
+    assert_eq!(keys(&sts), expected);
+}
