@@ -934,6 +934,10 @@ pub struct Due {
     pub problems: Vec<String>,
     /// The old key staged for retirement: its id, deactivation and deletion times.
     pub staged: Option<(String, u64, u64)>,
+    /// The staged old key was being retired at once (`--now`) when its run stopped: the next
+    /// `rotate` goes on with it.
+    #[serde(skip)]
+    pub retiring_at_once: bool,
     /// When AWS says the vault's key was last used, and for which service (`--check` with
     /// an auditor's credentials; `None`: not asked, or never used).
     pub last_used: Option<(u64, String)>,
@@ -961,6 +965,7 @@ pub fn plan(
         actions: Vec::new(),
         problems: Vec::new(),
         staged: None,
+        retiring_at_once: false,
         last_used: None,
     };
     if let Some(j) = &journal {
@@ -999,6 +1004,7 @@ pub fn plan(
         }
         if let Some((old, deactivate_at, delete_at, deactivated)) = j.pending_retirement() {
             due.staged = Some((old.to_owned(), deactivate_at, delete_at));
+            due.retiring_at_once = matches!(j.step, Step::Staged { at_once: true, .. });
             if !deactivated && now >= deactivate_at {
                 due.actions.push("deactivate old key".into());
             } else if now >= delete_at {

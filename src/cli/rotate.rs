@@ -12,7 +12,7 @@ use breakglass::ceremony::handout::Plugged;
 use breakglass::ceremony::names::printable;
 use breakglass::ceremony::rotate::{self, Due, Mode};
 use breakglass::ceremony::transcript::{host_name, Head, Recorder, Transcript};
-use breakglass::ceremony::{runtime, unlock, Error as CError};
+use breakglass::ceremony::{runtime, unlock, Error as CError, Prompt};
 use breakglass::config;
 use breakglass::secure::mask_key_id;
 
@@ -113,14 +113,38 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
             failed.join(", ")
         ));
     }
-    let mode = if args.finish {
+    let mut mode = if args.finish {
         Mode::Finish { now: args.now }
     } else {
         Mode::Rotate { now: args.now }
     };
+    // A rotation while the last one's old key is still staged: refused before anyone makes an
+    // effort, unless its retirement is due, which the holders may do now instead.
+    if let (Mode::Rotate { .. }, Some((old, deactivate_at, delete_at))) = (mode, &due.staged) {
+        if !due.retiring_at_once {
+            let unfinished = CError::RotationUnfinished {
+                old_key: mask_key_id(old),
+                deactivate_at: *deactivate_at,
+                delete_at: *delete_at,
+            };
+            let step_due = due.actions.iter().any(|a| a.ends_with("old key"));
+            if !step_due {
+                return Err(unfinished.into());
+            }
+            let finish = tty.confirm(&format!(
+                "The last rotation is not finished: its old key {} is due to be {} now. Finish it instead (the same ceremony; rotate again afterwards)?",
+                mask_key_id(old),
+                if due.actions.iter().any(|a| a == "deactivate old key") { "deactivated" } else { "deleted" }
+            ))?;
+            if !finish {
+                return Err(unfinished.into());
+            }
+            mode = Mode::Finish { now: false };
+        }
+    }
     tty.say(&format!(
         "breakglass: {} of profile {:?}: two-person ceremony.",
-        if args.finish {
+        if matches!(mode, Mode::Finish { .. }) {
             "finishing the key rotation"
         } else {
             "key rotation"
@@ -133,7 +157,7 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
             profile: &profile,
             paths: &paths,
             reason,
-            requested_by: if args.finish {
+            requested_by: if matches!(mode, Mode::Finish { .. }) {
                 "breakglass rotate --finish"
             } else {
                 "breakglass rotate"
@@ -182,7 +206,7 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
             }
         }
         let t = Transcript {
-            ceremony: if args.finish {
+            ceremony: if matches!(mode, Mode::Finish { .. }) {
                 "Key rotation, finishing".into()
             } else {
                 "Key rotation".into()

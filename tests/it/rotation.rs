@@ -236,6 +236,16 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
         "{text}"
     );
 
+    // Another rotation while the old key waits for its days: refused before anyone is asked.
+    let ran = rotate(&home, &r, &[], &[]);
+    assert_eq!(ran.code(), Some(4), "{}", ran.out);
+    assert!(
+        ran.out.contains("the last rotation is not finished"),
+        "{}",
+        ran.out
+    );
+    assert!(!ran.out.contains("Deriving"), "no ceremony: {}", ran.out);
+
     // `--finish` before the day: nothing to do, and no ceremony.
     let o = run(&home, &["rotate", "prod", "--finish"]);
     assert_eq!(o.status.code(), Some(0));
@@ -253,7 +263,17 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
     assert_eq!(o.status.code(), Some(5), "{}", stdout(&o));
     let due: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(due[0]["actions"], serde_json::json!(["deactivate old key"]));
-    rotate(&home, &r, &["--finish"], &[]).ok();
+    // A plain `rotate` now offers to finish the last one instead, in the same ceremony.
+    let mut p = pty(
+        home.command(&["rotate", "prod", "--reason", "day 100", "--reader", &r]),
+        30_000,
+    );
+    p.exp_string("Finish it instead").unwrap();
+    p.exp_string("Type yes to go on: ").unwrap();
+    p.send_line("yes").unwrap();
+    answer_ceremony(&mut p, None);
+    let out = p.exp_eof().unwrap();
+    assert!(out.contains("Deactivated the old key"), "{out}");
     assert!(
         keys(&sts).contains(&(old.clone(), "Inactive")),
         "{:?}",
