@@ -6,8 +6,6 @@ use crate::common;
 
 use std::net::SocketAddr;
 
-use secrecy::ExposeSecret;
-
 use breakglass::sandbox::sts::Sts;
 use common::faults;
 use common::home::*;
@@ -17,6 +15,29 @@ const NOBODY: u32 = 65534;
 
 fn is_root() -> bool {
     std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}
+
+/// Whether this test can run its ceremony as another user (it needs root); says SKIPPED
+/// otherwise, and fails where every test must run (`BREAKGLASS_REQUIRE_PCSC=1`).
+fn runs_as_another_user(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+        "BREAKGLASS_REQUIRE_PCSC=1 but {test} needs root (to run as another user)"
+    );
+    eprintln!("SKIPPED {test}: needs root to run the ceremony as an unprivileged user");
+    false
+}
+
+/// The probe works: the home's user opens the memory of a dumpable process of its own.
+fn probe_reads_a_dumpable_process(home: &Home) {
+    let mut sleeper = home.run_as("sleep", &["60"]).spawn().unwrap();
+    let (opened, why) = can_open_memory(home, u64::from(sleeper.id()));
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(opened, "the probe cannot read a dumpable process: {why}");
 }
 
 /// Opens `/proc/PID/mem` as the home's user: whether that user may read the process's memory.
@@ -37,29 +58,14 @@ fn a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory() {
     if !pcsc_ready(test) {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "BREAKGLASS_REQUIRE_PCSC=1 but this test needs root (to run as another user)"
-        );
-        eprintln!("SKIPPED {test}: needs root to run the ceremony as an unprivileged user");
+    if !runs_as_another_user(test) {
         return;
     }
     let token = SoftToken::approve(0);
     let r = token.reader();
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    sts.create_user("breakglass");
-    let (key_id, key_secret) = sts.create_access_key("breakglass");
-    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
     let home = Home::of_user(NOBODY);
-    enroll_imported(
-        &home,
-        "prod",
-        &sts.endpoint(),
-        &r,
-        &serial,
-        (&key_id, key_secret.expose_secret(), &seed),
-    );
+    enrol_at_emulator(&home, &sts, "prod", &r);
 
     // STS takes the request and never answers: the leader holds the long-term key meanwhile.
     let hung = faults::Proxy::start(None, faults::Fault::Hang);
@@ -91,11 +97,7 @@ fn a_process_of_the_same_user_cannot_read_a_ceremony_leaders_memory() {
     );
 
     // The probe works: it opens the memory of a dumpable process of the same user.
-    let mut sleeper = home.run_as("sleep", &["60"]).spawn().unwrap();
-    let (opened, why) = can_open_memory(&home, u64::from(sleeper.id()));
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
-    assert!(opened, "the probe cannot read a dumpable process: {why}");
+    probe_reads_a_dumpable_process(&home);
     // The leader, holding the long-term key, is out of its reach.
     let (opened, why) = can_open_memory(&home, pid);
     assert!(
@@ -119,29 +121,14 @@ fn a_process_of_the_same_user_cannot_read_a_rotation_holding_the_new_key() {
     if !pcsc_ready(test) {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "BREAKGLASS_REQUIRE_PCSC=1 but this test needs root (to run as another user)"
-        );
-        eprintln!("SKIPPED {test}: needs root to run the ceremony as an unprivileged user");
+    if !runs_as_another_user(test) {
         return;
     }
     let token = SoftToken::approve(1);
     let r = token.reader();
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    sts.create_user("breakglass");
-    let (key_id, key_secret) = sts.create_access_key("breakglass");
-    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
     let home = Home::of_user(NOBODY);
-    enroll_imported(
-        &home,
-        "prod",
-        &sts.endpoint(),
-        &r,
-        &serial,
-        (&key_id, key_secret.expose_secret(), &seed),
-    );
+    enrol_at_emulator(&home, &sts, "prod", &r);
     // The new key never works while the test looks: the rotation waits, holding its secret.
     sts.set_key_propagation(3_600);
     let mut p = pty(
@@ -168,11 +155,7 @@ fn a_process_of_the_same_user_cannot_read_a_rotation_holding_the_new_key() {
     )
     .unwrap();
     let pid = leader["pid"].as_u64().unwrap();
-    let mut sleeper = home.run_as("sleep", &["60"]).spawn().unwrap();
-    let (opened, why) = can_open_memory(&home, u64::from(sleeper.id()));
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
-    assert!(opened, "the probe cannot read a dumpable process: {why}");
+    probe_reads_a_dumpable_process(&home);
     let (opened, why) = can_open_memory(&home, pid);
     assert!(
         !opened,

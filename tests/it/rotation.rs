@@ -18,20 +18,9 @@ use common::*;
 
 const DAY: u64 = 86_400;
 
-/// Enrols `prod` with a key and an MFA device made at the emulator; returns the key's id.
+/// Enrols `prod` at the emulator ([`enrol_at_emulator`]); returns the key's id.
 fn enrol(home: &Home, sts: &Sts, reader: &str) -> String {
-    sts.create_user("breakglass");
-    let (key_id, key_secret) = sts.create_access_key("breakglass");
-    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
-    enroll_imported(
-        home,
-        "prod",
-        &sts.endpoint(),
-        reader,
-        &serial,
-        (&key_id, key_secret.expose_secret(), &seed),
-    );
-    key_id
+    enrol_at_emulator(home, sts, "prod", reader).0
 }
 
 /// What a command on a pty printed, and how it ended (`Exited(.., N)`, `Signaled(.., SIGKILL, ..)`).
@@ -76,30 +65,7 @@ fn rotate(home: &Home, reader: &str, args: &[&str], env: &[(&str, &str)]) -> Ran
         cmd.env(k, v);
     }
     let mut p = pty(cmd, 30_000);
-    let mut out = String::new();
-    for (ask, answer) in [
-        ("Password holder, type your name: ", "Alice"),
-        ("Token holder, type your name: ", "Bob"),
-        (
-            "Password holder, type the vault passphrase (not shown): ",
-            PASSPHRASE,
-        ),
-    ] {
-        match p.exp_string(ask) {
-            Ok(before) => {
-                out += &before;
-                p.send_line(answer).unwrap();
-            }
-            Err(rexpect::error::Error::EOF { got, .. }) => {
-                out += &got;
-                break;
-            }
-            Err(e) => panic!("{e}\n{out}"),
-        }
-    }
-    if let Ok(rest) = p.exp_eof() {
-        out += &rest;
-    }
+    let out = answer_until_end(&mut p, || {});
     let end = format!("{:?}", p.process().wait().unwrap());
     // A ceremony that waited for a TOTP window would be waiting for wall-clock time.
     assert!(

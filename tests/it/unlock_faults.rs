@@ -7,7 +7,6 @@ use crate::common;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use breakglass::sandbox::sts::Sts;
@@ -15,21 +14,9 @@ use common::faults;
 use common::home::*;
 use common::*;
 
-/// Enrols `prod` on the token in `reader` with an access key and an MFA device made at the
-/// emulator (no TOTP window used: the unlock need not wait); returns the key's secret.
+/// Enrols `prod` at the emulator ([`enrol_at_emulator`]); returns the key's secret.
 fn enrol(home: &Home, sts: &Sts, reader: &str) -> String {
-    sts.create_user("breakglass");
-    let (key_id, key_secret) = sts.create_access_key("breakglass");
-    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
-    enroll_imported(
-        home,
-        "prod",
-        &sts.endpoint(),
-        reader,
-        &serial,
-        (&key_id, key_secret.expose_secret(), &seed),
-    );
-    key_secret.expose_secret().to_owned()
+    enrol_at_emulator(home, sts, "prod", reader).1
 }
 
 /// The profile's STS endpoint, replaced.
@@ -62,7 +49,6 @@ fn unlock_answering(home: &Home, reader: &str) -> String {
 
 /// [`unlock_answering`], running `first` when the first prompt appears, before it is answered.
 fn unlock_answering_after(home: &Home, reader: &str, first: impl FnOnce()) -> String {
-    let mut first = Some(first);
     let mut p = pty(
         home.command(&[
             "unlock",
@@ -74,29 +60,7 @@ fn unlock_answering_after(home: &Home, reader: &str, first: impl FnOnce()) -> St
         ]),
         30_000,
     );
-    let mut out = String::new();
-    for (prompt, answer) in [
-        ("Password holder, type your name: ", "Alice"),
-        ("Token holder, type your name: ", "Bob"),
-        (
-            "Password holder, type the vault passphrase (not shown): ",
-            PASSPHRASE,
-        ),
-    ] {
-        match p.exp_string(prompt) {
-            Ok(before) => {
-                if let Some(f) = first.take() {
-                    f();
-                }
-                out += &before;
-                out += prompt;
-                p.send_line(answer).unwrap();
-            }
-            Err(rexpect::error::Error::EOF { got, .. }) => return out + &got,
-            Err(e) => panic!("{e}\n{out}"),
-        }
-    }
-    out + &p.exp_eof().unwrap()
+    answer_until_end(&mut p, first)
 }
 
 /// The audit log's records.

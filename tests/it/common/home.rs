@@ -252,6 +252,36 @@ pub fn answer_ceremony(p: &mut PtySession, reason: Option<&str>) {
     }
 }
 
+/// Answers a ceremony's name and passphrase prompts on `p` as Alice and Bob, as far as the
+/// command asks them (it may end before: a refusal), running `first` when the first prompt
+/// appears, before it is answered; returns everything it printed, to its end.
+pub fn answer_until_end(p: &mut PtySession, first: impl FnOnce()) -> String {
+    let mut first = Some(first);
+    let mut out = String::new();
+    for (prompt, answer) in [
+        ("Password holder, type your name: ", "Alice"),
+        ("Token holder, type your name: ", "Bob"),
+        (
+            "Password holder, type the vault passphrase (not shown): ",
+            PASSPHRASE,
+        ),
+    ] {
+        match p.exp_string(prompt) {
+            Ok(before) => {
+                if let Some(f) = first.take() {
+                    f();
+                }
+                out += &before;
+                out += prompt;
+                p.send_line(answer).unwrap();
+            }
+            Err(rexpect::error::Error::EOF { got, .. }) => return out + &got,
+            Err(e) => panic!("{e}\n{out}"),
+        }
+    }
+    out + &p.exp_eof().unwrap()
+}
+
 /// Runs the unlock on a pty; returns everything it printed after the passphrase.
 pub fn unlock(
     home: &Home,
@@ -471,6 +501,30 @@ pub fn enroll_imported(
         &[key_id, secret, seed],
         &[],
     )
+}
+
+/// Enrols `profile` on the token in `reader` with a new access key and an MFA device made at
+/// the emulator for user `breakglass` ([`enroll_imported`]: no IAM call, no TOTP window used);
+/// returns the key's id and secret.
+pub fn enrol_at_emulator(
+    home: &Home,
+    sts: &breakglass::sandbox::sts::Sts,
+    profile: &str,
+    reader: &str,
+) -> (String, String) {
+    use secrecy::ExposeSecret;
+    sts.create_user("breakglass");
+    let (key_id, key_secret) = sts.create_access_key("breakglass");
+    let (serial, seed) = sts.create_mfa_device("breakglass", "breakglass-token");
+    enroll_imported(
+        home,
+        profile,
+        &sts.endpoint(),
+        reader,
+        &serial,
+        (&key_id, key_secret.expose_secret(), &seed),
+    );
+    (key_id, key_secret.expose_secret().to_owned())
 }
 
 /// The light Argon2id parameters tests enrol with (fast; real vaults use the defaults).
