@@ -490,3 +490,75 @@ fn a_token_that_fails_mutual_validation_is_rejected() {
     ));
     assert!(s.is_locked());
 }
+
+/// The soft token's codes against an implementation that is not this crate's: `oathtool`
+/// (Debian's oath-toolkit), for every algorithm, 6 and 8 digits, 30 and 60 s periods, seeds of
+/// several lengths and times around window edges. The seed goes to oathtool on stdin.
+#[test]
+fn codes_agree_with_oathtool() {
+    let Some(oathtool) = crate::common::tool(
+        "codes_agree_with_oathtool",
+        "oathtool",
+        "apt-get install oathtool",
+    ) else {
+        return;
+    };
+    let (mut card, _) = card(TouchPolicy::Approve);
+    let mut s = Session::select(&mut card).unwrap();
+    let mut n = 0;
+    for (algorithm, mode) in [
+        (Algorithm::Sha1, "SHA1"),
+        (Algorithm::Sha256, "SHA256"),
+        (Algorithm::Sha512, "SHA512"),
+    ] {
+        for (seed_len, digits, period) in
+            [(10usize, 6u8, 30u32), (20, 8, 60), (32, 6, 60), (64, 8, 30)]
+        {
+            let seed: Vec<u8> = (0..seed_len)
+                .map(|i| (i as u8).wrapping_mul(37).wrapping_add(n))
+                .collect();
+            let name = format!("oathtool-{n}");
+            let mut a = account(&name, &seed);
+            a.algorithm = algorithm;
+            a.digits = digits;
+            a.period = period;
+            s.put(&a).unwrap();
+            let id = breakglass::token::oath::credential_id(&name, Kind::Totp, period);
+            for at in [
+                0u64,
+                59,
+                1_111_111_109,
+                1_234_567_890,
+                2_000_000_000,
+                20_000_000_000,
+            ] {
+                let ours = s.totp(&id, period, at).unwrap();
+                let mut child = std::process::Command::new(&oathtool)
+                    .arg(format!("--totp={mode}"))
+                    .args(["-d", &digits.to_string(), "-s", &format!("{period}s")])
+                    .args(["-N", &format!("@{at}"), "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("{hex}\n").as_bytes())
+                    .unwrap();
+                let o = child.wait_with_output().unwrap();
+                assert!(o.status.success());
+                let theirs = String::from_utf8(o.stdout).unwrap();
+                assert_eq!(
+                    ours.expose(),
+                    theirs.trim(),
+                    "{mode} {digits} digits {period} s, seed {seed_len} bytes, at {at}"
+                );
+            }
+            n += 1;
+        }
+    }
+}

@@ -222,18 +222,20 @@ fn every_byte_flip_and_truncation_is_damage() {
 
 fn every_flip_and_truncation_of(bytes: &[u8]) {
     let bytes = bytes.to_vec();
+    // Every byte replaced by each of its 255 other values.
+    let mut b = bytes.clone();
     for i in 0..bytes.len() {
-        for bit in [0x01u8, 0x80] {
-            let mut b = bytes.clone();
-            b[i] ^= bit;
+        for delta in 1..=255u8 {
+            b[i] = bytes[i] ^ delta;
             assert!(
                 matches!(
                     Vault::from_bytes(&b),
                     Err(Error::Damaged | Error::NotAVault)
                 ),
-                "flip {bit:#x} at {i}"
+                "byte {i} xor {delta:#x}"
             );
         }
+        b[i] = bytes[i];
     }
     for n in 0..bytes.len() {
         assert!(
@@ -572,4 +574,117 @@ mod never_panics {
             let _ = breakglass::config::parse(&with_header, std::path::Path::new("c.toml"), &paths);
         }
     }
+}
+
+/// The format document and the code agree: `tests/tools/read_vault.py`, written from
+/// docs/vault-format.md with Python's `cryptography` and `argon2-cffi`, opens both vectors, a
+/// vault sealed now with fresh randomness and a profile, and that vault after a rotation.
+#[test]
+fn an_independent_reader_of_the_format_opens_what_the_code_seals() {
+    let test = "an_independent_reader_of_the_format_opens_what_the_code_seals";
+    let Some(python) = common::tool(test, "python3", "apt-get install python3") else {
+        return;
+    };
+    let modules = std::process::Command::new(&python)
+        .args(["-c", "import cryptography, argon2"])
+        .output()
+        .unwrap();
+    if !modules.status.success() {
+        assert!(
+            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
+            "BREAKGLASS_REQUIRE_PCSC=1 but {python:?} lacks cryptography or argon2-cffi (pip install cryptography argon2-cffi)"
+        );
+        eprintln!("SKIPPED {test}: pip install cryptography argon2-cffi");
+        return;
+    }
+    let read = |bytes: &[u8]| -> serde_json::Value {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault");
+        std::fs::write(&path, bytes).unwrap();
+        let mut child = std::process::Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/tools/read_vault.py"
+            ))
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The passphrase and the sealing seed on stdin, never in argv.
+        use std::io::Write;
+        let seed = "22".repeat(32);
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("correct horse battery staple\n{seed}\n").as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v1 = read(&std::fs::read(VECTOR).unwrap());
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["key_facts"], serde_json::Value::Null);
+    assert_eq!(v1["access_key_id"], "AKIAIOSFODNN7EXAMPLE");
+    assert_eq!(
+        v1["secret_access_key"],
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    );
+    assert_eq!(v1["created"], 1_700_000_000);
+    let v2 = read(&std::fs::read(VECTOR_V2).unwrap());
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["key_facts"]["access_key_id"], "AKIAIOSFODNN7EXAMPLE");
+    assert_eq!(v2["key_facts"]["generation"], 0);
+
+    // Fresh randomness, a profile, the default KDF's shape (light for speed).
+    let mut card = token(0x11, 0x22);
+    let mut payload = payload();
+    payload.profile = Some("prod".into());
+    let fresh = {
+        let mut s = Session::select(&mut card).unwrap();
+        let mut f = OathFactor::new(&mut s, SEAL);
+        Vault::create(
+            &pass("correct horse battery staple"),
+            KdfParams {
+                m_kib: 2048,
+                t: 2,
+                p: 2,
+            },
+            &mut f,
+            "primary",
+            &payload,
+            &breakglass::secure::SystemRandom::new(),
+            1_800_000_000,
+        )
+        .unwrap()
+    };
+    let got = read(&fresh.to_bytes());
+    assert_eq!(got["profile"], "prod");
+    assert_eq!(got["kdf"], serde_json::json!([2048, 2, 2]));
+    assert_eq!(
+        got["mfa_serial"],
+        "arn:aws:iam::123456789012:mfa/breakglass"
+    );
+    let opened = open(&fresh, &mut card, "correct horse battery staple").unwrap();
+    let secret = pass("ROTATEDsecretROTATEDsecretROTATED0001");
+    let rotated = opened
+        .with_new_key(
+            "AKIAROTATEDKEY000001",
+            &secret,
+            1_800_000_100,
+            &breakglass::secure::SystemRandom::new(),
+        )
+        .unwrap();
+    let got = read(&rotated.to_bytes());
+    assert_eq!(got["access_key_id"], "AKIAROTATEDKEY000001");
+    assert_eq!(got["secret_access_key"], secret.expose_secret());
+    assert_eq!(got["rotated"], 1_800_000_100);
+    assert_eq!(got["payload_created"], 1_700_000_000);
+    assert_eq!(
+        got["key_facts"],
+        serde_json::json!({"access_key_id": "AKIAROTATEDKEY000001", "sealed_at": 1_800_000_100u64, "generation": 1})
+    );
 }
