@@ -304,6 +304,9 @@ fn fifty_callers_one_ceremony_then_the_aws_cli_exec_env_and_lock() {
         ),
         ("fish", "source -; printf %s $AWS_SECRET_ACCESS_KEY"),
     ] {
+        if tool(&format!("env for {shell}"), shell, "apt-get install fish").is_none() {
+            continue;
+        }
         let o = run(home.command(&["env", "prod", "--shell", shell]));
         assert!(stderr(&o).contains("are secrets"), "{}", stderr(&o));
         let text = ok(o);
@@ -346,11 +349,10 @@ fn fifty_callers_one_ceremony_then_the_aws_cli_exec_env_and_lock() {
             "scan finds the live sessions: {before:?}"
         );
     } else {
-        assert!(
-            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "CI runs as root to read the agent's memory"
+        skip(
+            "the agent's memory scan",
+            "needs root to read another process's memory",
         );
-        let _ = writeln!(std::io::stderr(), "SKIPPED memory scan: needs root");
     }
 
     // ...and after `lock`, in neither memory nor any file.
@@ -451,6 +453,12 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
     assert!(answer.contains("unknown message kind"), "{answer:?}");
     assert_eq!(status(&home)["pid"].as_u64(), Some(first));
 
+    if !is_root() {
+        skip(
+            "foreign_uids_bad_messages_and_bad_sockets_are_refused (another uid)",
+            "needs root to connect as another user",
+        );
+    }
     if is_root() {
         // Another uid that reaches the socket is refused by SO_PEERCRED...
         let dirs = [
@@ -540,6 +548,12 @@ fn foreign_uids_bad_messages_and_bad_sockets_are_refused() {
     let second = status(&home)["pid"].as_u64().unwrap();
     assert_ne!(second, first);
 
+    if !is_root() {
+        skip(
+            "foreign_uids_bad_messages_and_bad_sockets_are_refused (a foreign socket file)",
+            "needs root to make a file that belongs to another user",
+        );
+    }
     if is_root() {
         // A socket file that belongs to someone else is never replaced.
         ok(run(home.command(&["agent", "--stop"])));

@@ -18,14 +18,14 @@ fn is_root() -> bool {
 }
 
 /// Whether this test can run its ceremony as another user (it needs root); says SKIPPED
-/// otherwise, and fails where every test must run (`BREAKGLASS_REQUIRE_PCSC=1`).
+/// otherwise, and fails where every test must run (`BREAKGLASS_REQUIRE_ALL=1`).
 fn runs_as_another_user(test: &str) -> bool {
     if is_root() {
         return true;
     }
     assert!(
-        std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-        "BREAKGLASS_REQUIRE_PCSC=1 but {test} needs root (to run as another user)"
+        !crate::common::require_all(),
+        "BREAKGLASS_REQUIRE_ALL=1 but {test} needs root (to run as another user)"
     );
     eprintln!("SKIPPED {test}: needs root to run the ceremony as an unprivileged user");
     false

@@ -490,7 +490,7 @@ fn a_ceremony_killed_or_a_token_pulled_while_it_blinks_leaves_everything_as_it_w
 struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
-    /// `None` (with SKIPPED) when this process cannot mount; under `BREAKGLASS_REQUIRE_PCSC=1`
+    /// `None` (with SKIPPED) when this process cannot mount; under `BREAKGLASS_REQUIRE_ALL=1`
     /// (CI, which runs as root) that is a failure.
     fn mount(test: &str, at: &std::path::Path, size: &str) -> Option<Self> {
         std::fs::create_dir_all(at).unwrap();
@@ -508,8 +508,8 @@ impl Tmpfs {
             Ok(o) if o.status.success() => Some(Self(at.to_owned())),
             other => {
                 assert!(
-                    std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-                    "BREAKGLASS_REQUIRE_PCSC=1 but a tmpfs cannot be mounted (run as root): {other:?}"
+                    !crate::common::require_all(),
+                    "BREAKGLASS_REQUIRE_ALL=1 but a tmpfs cannot be mounted (run as root): {other:?}"
                 );
                 eprintln!("SKIPPED {test}: cannot mount a tmpfs here (needs root)");
                 None

@@ -20,16 +20,34 @@ use breakglass::token::pcsc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
 
+/// Whether every test must run, a skip being a failure: `BREAKGLASS_REQUIRE_ALL=1` (CI), or its
+/// older name `BREAKGLASS_REQUIRE_ALL=1`, from when only PC/SC could be missing.
+pub fn require_all() -> bool {
+    ["BREAKGLASS_REQUIRE_ALL", "BREAKGLASS_REQUIRE_PCSC"]
+        .iter()
+        .any(|v| std::env::var(v).as_deref() == Ok("1"))
+}
+
+/// Skips `what` (a test, or a part of one) because of `why`: a SKIPPED line on the real stderr,
+/// or, under [`require_all`], a failure saying why.
+pub fn skip(what: &str, why: &str) {
+    assert!(
+        !require_all(),
+        "BREAKGLASS_REQUIRE_ALL=1 but {what} cannot run: {why}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}: {why}");
+}
+
 /// True when pcscd with the vpcd readers is reachable. Otherwise skips visibly, or panics when
-/// `BREAKGLASS_REQUIRE_PCSC=1` (CI), so that a skip can never pass for a success there.
+/// `BREAKGLASS_REQUIRE_ALL=1` (CI), so that a skip can never pass for a success there.
 pub fn pcsc_ready(test: &str) -> bool {
     let ok = pcsc::list_readers()
         .map(|rs| rs.iter().any(|r| r.name.starts_with("Virtual PCD")))
         .unwrap_or(false);
     if !ok {
         assert!(
-            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "BREAKGLASS_REQUIRE_PCSC=1 but pcscd with the vpcd reader is not reachable \
+            !crate::common::require_all(),
+            "BREAKGLASS_REQUIRE_ALL=1 but pcscd with the vpcd reader is not reachable \
              (apt-get install pcscd vsmartcard-vpcd; pcscd --foreground &)"
         );
         // Written to the real stderr, not the captured one: the skip must be visible.
@@ -42,7 +60,7 @@ pub fn pcsc_ready(test: &str) -> bool {
 }
 
 /// `exe` from PATH. When it is missing: a visible skip (`None`), or, with
-/// `BREAKGLASS_REQUIRE_PCSC=1` (CI), a failure that says how to install it (`install`), so
+/// `BREAKGLASS_REQUIRE_ALL=1` (CI), a failure that says how to install it (`install`), so
 /// that a skip never passes for a success there.
 pub fn tool(test: &str, exe: &str, install: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -52,8 +70,8 @@ pub fn tool(test: &str, exe: &str, install: &str) -> Option<PathBuf> {
     });
     if found.is_none() {
         assert!(
-            std::env::var("BREAKGLASS_REQUIRE_PCSC").as_deref() != Ok("1"),
-            "BREAKGLASS_REQUIRE_PCSC=1 but {exe} is not installed ({install})"
+            !crate::common::require_all(),
+            "BREAKGLASS_REQUIRE_ALL=1 but {exe} is not installed ({install})"
         );
         // Written to the real stderr, not the captured one: the skip must be visible.
         let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {exe} is not installed");
