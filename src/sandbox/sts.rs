@@ -92,12 +92,18 @@ pub struct Sts {
 struct Shared {
     account: Mutex<Account>,
     clock_offset: AtomicI64,
+    /// A time the clock stands still at (0: it runs).
+    frozen_at: AtomicI64,
 }
 
 impl Shared {
-    /// The emulator's clock: Unix seconds, system clock plus the offset.
+    /// The emulator's clock: Unix seconds, system clock plus the offset, or the time it was
+    /// frozen at.
     fn now(&self) -> i64 {
-        system_now().saturating_add(self.clock_offset.load(Ordering::SeqCst))
+        match self.frozen_at.load(Ordering::SeqCst) {
+            0 => system_now().saturating_add(self.clock_offset.load(Ordering::SeqCst)),
+            at => at,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Account> {
@@ -127,6 +133,7 @@ impl Sts {
         let shared = Arc::new(Shared {
             account: Mutex::new(Account::new(Rng::from_os()?, system_now())),
             clock_offset: AtomicI64::new(0),
+            frozen_at: AtomicI64::new(0),
         });
         let handler: http::Handler = Arc::new({
             let shared = Arc::clone(&shared);
@@ -255,8 +262,24 @@ impl Sts {
             .collect()
     }
 
-    /// Sets the emulator's clock to the system clock plus `secs` (for clock-skew tests).
+    /// Stops the emulator's clock at `unix_seconds` (until [`Sts::unfreeze_clock`]): a test can
+    /// then compute a TOTP code for that time with no window boundary to race. Requests are
+    /// still signed with the caller's clock, so keep it within SigV4's 15 minutes of it.
+    pub fn freeze_clock(&self, unix_seconds: i64) {
+        self.shared
+            .frozen_at
+            .store(unix_seconds.max(1), Ordering::SeqCst);
+    }
+
+    /// Lets the emulator's clock run again (the system clock plus the offset).
+    pub fn unfreeze_clock(&self) {
+        self.shared.frozen_at.store(0, Ordering::SeqCst);
+    }
+
+    /// Sets the emulator's clock to the system clock plus `secs` (for clock-skew tests); a
+    /// frozen clock runs again.
     pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.frozen_at.store(0, Ordering::SeqCst);
         self.shared.clock_offset.store(secs, Ordering::SeqCst);
     }
 

@@ -28,7 +28,7 @@ fn endpoint(url: String) -> Endpoint {
 
 /// GetSessionToken with the current code, as `unlock` sends it.
 async fn get_session(rig: &Rig, endpoint: &Endpoint) -> Result<Session, Error> {
-    let t = steady_now().await;
+    let t = steady_now(&rig.sts);
     let code = otp::totp(Algorithm::Sha1, &rig.seed, t, 30, 6);
     sts::get_session_token(endpoint, &rig.key(), &rig.serial, &code, 900, t).await
 }

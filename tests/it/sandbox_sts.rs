@@ -147,7 +147,7 @@ async fn enroll(sts: &Sts, name: &str) -> Enrolled {
     let seed_text = device.base32_string_seed().unwrap().as_ref().to_vec();
     assert_eq!(seed_text.len(), 32, "20-byte seed as base32 text");
     let seed = data_encoding::BASE32_NOPAD.decode(&seed_text).unwrap();
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     admin
         .enable_mfa_device()
         .user_name(name)
@@ -183,7 +183,7 @@ async fn full_flow_enroll_then_mfa_session_then_caller_identity() {
     let sts = start();
     let alice = enroll(&sts, "alice").await;
     assert_eq!(alice.arn, "arn:aws:iam::123456789012:user/alice");
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     let out = sts_client(&sts, &alice.key)
         .get_session_token()
         .serial_number(&alice.serial)
@@ -236,7 +236,7 @@ async fn full_flow_enroll_then_mfa_session_then_caller_identity() {
 async fn reused_code_is_rejected() {
     let sts = start();
     let bob = enroll(&sts, "bob").await;
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     mfa_session(&sts, &bob, t).await;
     let err = sts_client(&sts, &bob.key)
         .get_session_token()
@@ -275,7 +275,7 @@ async fn the_codes_used_to_enable_the_device_cannot_be_replayed() {
 async fn code_from_three_windows_ago_is_rejected() {
     let sts = start();
     let dan = enroll(&sts, "dan").await;
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     let err = sts_client(&sts, &dan.key)
         .get_session_token()
         .serial_number(&dan.serial)
@@ -295,7 +295,7 @@ async fn wrong_serial_is_rejected() {
     let sts = start();
     let erin = enroll(&sts, "erin").await;
     let frank = enroll(&sts, "frank").await;
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     for serial in [
         frank.serial.as_str(),
         "arn:aws:iam::123456789012:mfa/nobody",
@@ -448,7 +448,7 @@ async fn expired_session_gets_expired_token() {
 async fn session_credentials_cannot_call_get_session_token() {
     let sts = start();
     let kim = enroll(&sts, "kim").await;
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     let session = mfa_session(&sts, &kim, t).await;
     let err = sts_client(&sts, &session)
         .get_session_token()
@@ -642,7 +642,7 @@ async fn role_requiring_mfa_refuses_sessions_without_mfa() {
     assert!(
         message.contains("sts:AssumeRole on resource: arn:aws:iam::123456789012:role/needs-mfa")
     );
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     let with_mfa = mfa_session(&sts, &pat, t).await;
     assume(with_mfa).await.unwrap();
     assert_eq!(sts.counts().assume_role, 1);
@@ -658,7 +658,7 @@ async fn operator_mfa_device_is_enabled_and_the_current_window_is_fresh() {
     let seed = data_encoding::BASE32_NOPAD
         .decode(seed_text.as_bytes())
         .unwrap();
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     let out = sts_client(&sts, &key)
         .get_session_token()
         .serial_number(&serial)
@@ -712,7 +712,7 @@ async fn mfa_session_assumes_mfa_role_and_a_denying_role_refuses_everyone() {
     let needs_mfa = sts.create_role("needs-mfa", true);
     let locked = sts.create_role_denying("locked");
     assert_eq!(locked, "arn:aws:iam::123456789012:role/locked");
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     let out = sts_client(&sts, &key)
         .get_session_token()
         .serial_number(&serial)
@@ -758,7 +758,7 @@ async fn counts_count_successes_and_mfa_rejections() {
     assert_eq!(sts.counts().get_session_token, 0);
     let quinn = enroll(&sts, "quinn").await;
     let role = sts.create_role("r", false);
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     let client = sts_client(&sts, &quinn.key);
     let bad = |c: u64| {
         client
@@ -945,7 +945,7 @@ async fn enable_mfa_needs_two_consecutive_fresh_codes() {
             .authentication_code2(c2)
             .send()
     };
-    let t = steady_now().await;
+    let t = steady_now(&sts);
     for (a, b) in [(t, t), (t, t - 30), (t - 120, t - 90), (t - 30, t + 30)] {
         let err = enable(code(&seed, a), code(&seed, b)).await.unwrap_err();
         assert_eq!(

@@ -2,7 +2,7 @@
 //! enabled virtual MFA device. Shared by the in-process AWS tests.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
 
@@ -19,14 +19,12 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// Waits out the last 3 seconds of a TOTP window, so that a code computed now is still for the
-/// emulator's current step when it checks it. Returns the time to compute the code at.
-pub async fn steady_now() -> u64 {
-    let into = unix_now() % 30;
-    if into >= 27 {
-        tokio::time::sleep(Duration::from_secs(31 - into)).await;
-    }
-    unix_now()
+/// The time to compute a TOTP code at, with the emulator's clock frozen at it: the code is for
+/// the emulator's current step whenever it checks it (no window boundary to race, no wait).
+pub fn steady_now(sts: &Sts) -> u64 {
+    let now = unix_now();
+    sts.freeze_clock(i64::try_from(now).unwrap());
+    now
 }
 
 /// The emulator with user `breakglass`: its long-term key and an enabled MFA device.
@@ -67,7 +65,7 @@ impl Rig {
 
     /// GetSessionToken with the code of the current window, as `unlock` does.
     pub async fn mfa_session(&self, duration_secs: u64) -> Session {
-        let t = steady_now().await;
+        let t = steady_now(&self.sts);
         let code = otp::totp(Algorithm::Sha1, &self.seed, t, 30, 6);
         sts::get_session_token(
             &self.endpoint,
