@@ -147,7 +147,7 @@ async fn enroll(sts: &Sts, name: &str) -> Enrolled {
     let seed_text = device.base32_string_seed().unwrap().as_ref().to_vec();
     assert_eq!(seed_text.len(), 32, "20-byte seed as base32 text");
     let seed = data_encoding::BASE32_NOPAD.decode(&seed_text).unwrap();
-    let t = steady_now(&sts);
+    let t = steady_now(sts);
     admin
         .enable_mfa_device()
         .user_name(name)
