@@ -87,20 +87,11 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
         return ceremonies(&mut demo, &args, &emulator);
     }
     // Enrolment, then the activation with a typo first: the token counts the try.
-    let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
+    let script = Scripted::new("Alice", "Bob", PASSPHRASE)
         .passphrases(&[PASSPHRASE, PASSPHRASE, "Tr0ub4dor&3 wrong guess"])
-        .pins(&[PIN, "123465", PIN])
-        // The narration's sink cannot fail; a closed stdout stops the demo at its next line.
-        .narrated(|line| {
-            let _ = outln!("  {line}");
-        });
-    let mut tty;
-    let prompt: &mut dyn Prompt = if args.interactive {
-        tty = TtyPrompt::open()?;
-        &mut tty
-    } else {
-        &mut scripted
-    };
+        .pins(&[PIN, "123465", PIN]);
+    let mut prompt = holders(args.interactive, script)?;
+    let prompt: &mut dyn Prompt = &mut *prompt;
     demo.enrol(args.factor, prompt)?;
     let activation = demo.activate(prompt)?;
     demo.use_session(&activation.session)?;
@@ -116,21 +107,26 @@ pub fn demo_cmd(args: DemoArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The demo's two holders: two real people at the terminal (`--interactive`), or `script`,
+/// narrated on standard output as they type.
+fn holders(interactive: bool, script: Scripted) -> Result<Box<dyn Prompt>, CliError> {
+    if interactive {
+        return Ok(TtyPrompt::boxed()?);
+    }
+    // The narration's sink cannot fail; a closed stdout stops the demo at its next line.
+    Ok(Box::new(script.narrated(|line| {
+        let _ = outln!("  {line}");
+    })))
+}
+
 /// `demo ceremonies`: enrolment, a rotation with its transcript, the old key deactivated on
 /// day 100 and deleted on day 110 (the demo's clock and the emulator's moved together).
 fn ceremonies(demo: &mut Demo<'_>, args: &DemoArgs, emulator: &Sts) -> Result<(), CliError> {
-    let mut scripted = Scripted::new("Alice", "Bob", PASSPHRASE)
-        .pins(&[PIN])
-        .narrated(|line| {
-            let _ = outln!("  {line}");
-        });
-    let mut tty;
-    let prompt: &mut dyn Prompt = if args.interactive {
-        tty = TtyPrompt::open()?;
-        &mut tty
-    } else {
-        &mut scripted
-    };
+    let mut prompt = holders(
+        args.interactive,
+        Scripted::new("Alice", "Bob", PASSPHRASE).pins(&[PIN]),
+    )?;
+    let prompt: &mut dyn Prompt = &mut *prompt;
     demo.enrol(args.factor, prompt)?;
     let keys = |e: &Sts| {
         e.access_keys("breakglass")
