@@ -1,7 +1,9 @@
-//! Vault bytes, versions 1 and 2: encoding and strict decoding (documented in
+//! Vault bytes, versions 1 to 3: encoding and strict decoding (documented in
 //! docs/vault-format.md). Version 2 adds, after the key slots, the public facts of the key the
 //! vault holds ([`KeyFacts`]), so that `rotate --check` can read them without a ceremony; a
-//! header without them is written as version 1, byte for byte as before.
+//! header without them is written as version 1, byte for byte as before. Version 3 adds the
+//! custodian set ([`CustodianSet`]) after the key facts: M of N custodians' shares instead of
+//! one passphrase, and key slots that wrap the token key (64 bytes) instead of the data key.
 //!
 //! Decoding checks the trailing SHA-256 first, so every truncation and every changed byte is
 //! reported as damage before any key is derived; only then are fields parsed, and parsing
@@ -14,7 +16,11 @@ pub const MAGIC: [u8; 8] = *b"BRKGLASS";
 /// The first format version (2 bytes, big-endian, after the magic): no key facts.
 pub const VERSION_1: u16 = 1;
 /// The format version with the key facts after the slots, written since key rotation.
-pub const VERSION: u16 = 2;
+pub const VERSION_2: u16 = 2;
+/// The format version with custodians (M of N shares) and the token key in the slots.
+pub const VERSION_3: u16 = 3;
+/// The newest version this build reads; a file of a higher one was made by a newer breakglass.
+pub const LATEST: u16 = VERSION_3;
 /// Key facts tags (one byte, then a one-byte length).
 mod ktag {
     pub const KEY_ID: u8 = 0x01;
@@ -35,8 +41,16 @@ pub const SALT_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;
 /// Length of an AES-256-GCM tag, in bytes.
 pub const TAG_LEN: usize = 16;
-/// Length of a wrapped data key: the 32-byte key and its tag.
+/// Length of a wrapped data key (versions 1 and 2): the 32-byte key and its tag.
 pub const WRAPPED_KEY_LEN: usize = 32 + TAG_LEN;
+/// Length of a wrapped token key (version 3): the 64-byte token key and its tag.
+pub const WRAPPED_TOKEN_KEY_LEN: usize = 64 + TAG_LEN;
+/// Length of a sealed share (version 3): its 32 y bytes and the tag.
+pub const SEALED_SHARE_LEN: usize = 32 + TAG_LEN;
+/// Longest custodian name, in bytes.
+pub const MAX_NAME: usize = 64;
+/// Largest custodian record, with its 2-byte length.
+const MAX_CUSTODIAN_RECORD: usize = 2 + 1 + 1 + MAX_NAME + SALT_LEN + NONCE_LEN + SEALED_SHARE_LEN;
 /// Length of the trailing SHA-256 of the file, in bytes.
 pub const CHECKSUM_LEN: usize = 32;
 /// Most key slots a vault holds.
@@ -61,8 +75,8 @@ const MAX_SLOT_RECORD: usize = 2
     + MAX_PARAMS
     + SALT_LEN
     + NONCE_LEN
-    + WRAPPED_KEY_LEN;
-/// Largest vault file, in bytes (66 876): the fixed header, [`MAX_SLOTS`] records of the
+    + WRAPPED_TOKEN_KEY_LEN;
+/// Largest vault file, in bytes (69 694): the fixed header, [`MAX_SLOTS`] records of the
 /// largest size, the largest payload and the checksum. Anything larger is refused unread.
 pub const MAX_FILE: usize = MAGIC.len()
     + 2
@@ -75,6 +89,8 @@ pub const MAX_FILE: usize = MAGIC.len()
     + MAX_SLOTS * MAX_SLOT_RECORD
     + 2
     + MAX_KEY_FACTS
+    + 2
+    + crate::vault::shares::MAX_CUSTODIANS * MAX_CUSTODIAN_RECORD
     + NONCE_LEN
     + 4
     + MAX_PAYLOAD
@@ -89,8 +105,9 @@ pub struct SlotRecord {
     pub hkdf_salt: [u8; SALT_LEN],
     /// Nonce of the data key's wrap.
     pub wrap_nonce: [u8; NONCE_LEN],
-    /// The data key, wrapped under the slot's KEK (AES-256-GCM).
-    pub wrapped_key: [u8; WRAPPED_KEY_LEN],
+    /// The data key (versions 1 and 2, [`WRAPPED_KEY_LEN`] bytes) or the token key (version
+    /// 3, [`WRAPPED_TOKEN_KEY_LEN`] bytes), wrapped under the slot's KEK (AES-256-GCM).
+    pub wrapped_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for SlotRecord {
@@ -137,8 +154,123 @@ pub struct Header {
     pub kdf_salt: [u8; SALT_LEN],
     /// The key slots, 1 to [`MAX_SLOTS`].
     pub slots: Vec<SlotRecord>,
-    /// The key the vault holds, in the clear (version 2); `None`: a version 1 vault.
+    /// The key the vault holds, in the clear (versions 2 and 3); `None`: a version 1 vault.
     pub key: Option<KeyFacts>,
+    /// The custodians (version 3, with `key`); `None`: one passphrase (versions 1 and 2).
+    /// In version 3, [`Header::kdf_salt`] is the data key's HKDF salt, and each custodian has
+    /// an Argon2id salt of their own.
+    pub custodians: Option<CustodianSet>,
+}
+
+/// Who holds the shares of `P`, and how many must be present (version 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodianSet {
+    /// M: how many custodians' shares open the vault (1 to the number of custodians).
+    pub threshold: u8,
+    /// N custodians, 1 to [`crate::vault::shares::MAX_CUSTODIANS`], distinct x and names.
+    pub members: Vec<CustodianRecord>,
+}
+
+/// One custodian: a name, and their share sealed under their passphrase and the token key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustodianRecord {
+    /// The share's x (1–255), unique in the vault.
+    pub x: u8,
+    /// The custodian's name as typed at the ceremony that made the share (1 to [`MAX_NAME`]
+    /// bytes of UTF-8, no control character).
+    pub name: String,
+    /// The salt of the custodian's Argon2id and of the share key's HKDF.
+    pub salt: [u8; SALT_LEN],
+    /// Nonce of the share's seal.
+    pub nonce: [u8; NONCE_LEN],
+    /// The share's 32 y bytes, AES-256-GCM under the share key, tag included.
+    pub sealed_share: [u8; SEALED_SHARE_LEN],
+}
+
+impl std::fmt::Debug for CustodianRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustodianRecord")
+            .field("x", &self.x)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CustodianRecord {
+    /// The fields the share's seal authenticates: x, name, salt.
+    pub fn bound_fields(&self) -> Vec<u8> {
+        let mut out = vec![self.x, self.name.len() as u8];
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(&self.salt);
+        out
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut body = self.bound_fields();
+        body.extend_from_slice(&self.nonce);
+        body.extend_from_slice(&self.sealed_share);
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(&body);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let len = usize::from(r.u16()?);
+        let mut s = Reader {
+            buf: r.take(len)?,
+            pos: 0,
+        };
+        let x = s.u8()?;
+        let name_len = usize::from(s.u8()?);
+        if x == 0 || name_len == 0 || name_len > MAX_NAME {
+            return Err(Error::Damaged);
+        }
+        let name = std::str::from_utf8(s.take(name_len)?).map_err(|_| Error::Damaged)?;
+        if name.chars().any(char::is_control) {
+            return Err(Error::Damaged);
+        }
+        let record = Self {
+            x,
+            name: name.to_owned(),
+            salt: s.array()?,
+            nonce: s.array()?,
+            sealed_share: s.array()?,
+        };
+        if s.pos != s.buf.len() {
+            return Err(Error::Damaged);
+        }
+        Ok(record)
+    }
+}
+
+impl CustodianSet {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.threshold);
+        out.push(self.members.len() as u8);
+        for m in &self.members {
+            m.encode(out);
+        }
+    }
+
+    /// M and N in range, then N records with distinct x and distinct names.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let threshold = r.u8()?;
+        let n = usize::from(r.u8()?);
+        if n == 0 || n > crate::vault::shares::MAX_CUSTODIANS || threshold == 0 {
+            return Err(Error::Damaged);
+        }
+        if usize::from(threshold) > n {
+            return Err(Error::Damaged);
+        }
+        let mut members: Vec<CustodianRecord> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let m = CustodianRecord::decode(r)?;
+            if members.iter().any(|o| o.x == m.x || o.name == m.name) {
+                return Err(Error::Damaged);
+            }
+            members.push(m);
+        }
+        Ok(Self { threshold, members })
+    }
 }
 
 /// What a version 2 vault says in the clear about the access key it holds: enough to tell,
@@ -219,11 +351,7 @@ impl Header {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.slots.len() * 160);
         out.extend_from_slice(&MAGIC);
-        let version = if self.key.is_some() {
-            VERSION
-        } else {
-            VERSION_1
-        };
+        let version = self.version();
         out.extend_from_slice(&version.to_be_bytes());
         out.extend_from_slice(&self.vault_id);
         out.extend_from_slice(&self.created.to_be_bytes());
@@ -239,7 +367,20 @@ impl Header {
         if let Some(key) = &self.key {
             key.encode(&mut out);
         }
+        if let Some(set) = &self.custodians {
+            set.encode(&mut out);
+        }
         out
+    }
+
+    /// The format version the header is written in: 3 with custodians, 2 with key facts,
+    /// 1 without either.
+    pub fn version(&self) -> u16 {
+        match (&self.key, &self.custodians) {
+            (_, Some(_)) => VERSION_3,
+            (Some(_), None) => VERSION_2,
+            (None, None) => VERSION_1,
+        }
     }
 }
 
@@ -285,13 +426,16 @@ impl Sealed {
         if expected.as_ref() != sum {
             return Err(Error::Damaged);
         }
-        if version != VERSION && version != VERSION_1 {
+        if !(VERSION_1..=LATEST).contains(&version) {
             return Err(Error::UnsupportedVersion { version });
         }
         let mut r = Reader { buf: body, pos: 10 };
-        let mut header = read_header(&mut r)?;
-        if version == VERSION {
+        let mut header = read_header(&mut r, version)?;
+        if version >= VERSION_2 {
             header.key = Some(KeyFacts::decode(&mut r)?);
+        }
+        if version >= VERSION_3 {
+            header.custodians = Some(CustodianSet::decode(&mut r)?);
         }
         let payload_nonce = r.array()?;
         let len = r.u32()? as usize;
@@ -310,7 +454,7 @@ impl Sealed {
     }
 }
 
-fn read_header(r: &mut Reader<'_>) -> Result<Header, Error> {
+fn read_header(r: &mut Reader<'_>, version: u16) -> Result<Header, Error> {
     let vault_id = r.array()?;
     let created = r.u64()?;
     if r.u8()? != KDF_ARGON2ID_13 {
@@ -336,7 +480,7 @@ fn read_header(r: &mut Reader<'_>) -> Result<Header, Error> {
             buf: r.take(len)?,
             pos: 0,
         };
-        let slot = read_slot(&mut s)?;
+        let slot = read_slot(&mut s, version)?;
         if s.pos != s.buf.len() || slots.iter().any(|o| o.info.id == slot.info.id) {
             return Err(Error::Damaged);
         }
@@ -349,10 +493,11 @@ fn read_header(r: &mut Reader<'_>) -> Result<Header, Error> {
         kdf_salt,
         slots,
         key: None,
+        custodians: None,
     })
 }
 
-fn read_slot(s: &mut Reader<'_>) -> Result<SlotRecord, Error> {
+fn read_slot(s: &mut Reader<'_>, version: u16) -> Result<SlotRecord, Error> {
     let id = s.u8()?;
     let kind = FactorKind::from_byte(s.u8()?).ok_or(Error::Damaged)?;
     let label_len = usize::from(s.u8()?);
@@ -384,7 +529,13 @@ fn read_slot(s: &mut Reader<'_>) -> Result<SlotRecord, Error> {
         },
         hkdf_salt: s.array()?,
         wrap_nonce: s.array()?,
-        wrapped_key: s.array()?,
+        wrapped_key: s
+            .take(if version >= VERSION_3 {
+                WRAPPED_TOKEN_KEY_LEN
+            } else {
+                WRAPPED_KEY_LEN
+            })?
+            .to_vec(),
     })
 }
 

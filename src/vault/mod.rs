@@ -5,6 +5,14 @@
 //! P ‖ T, "breakglass v1 kek" ‖ vault id ‖ slot id)`. A random data key is wrapped under each
 //! slot's KEK (AES-256-GCM); the payload is sealed under the data key with the whole header as
 //! associated data. Byte layout: docs/vault-format.md.
+//!
+//! Version 3 replaces the one passphrase with M of N custodians: `P` is random and split into
+//! shares ([`shares`]), each sealed under its custodian's Argon2id key *and* the token key `Q`,
+//! so that the file alone never tells whether a guessed passphrase is right (as in version 1,
+//! where the slot's wrap needs both factors). The slots wrap the token key `Q ‖ K` under
+//! `HKDF(T)`, and the data key is `HKDF(P ‖ K)`: a new custodian set (fresh `P`) or a removed
+//! token (fresh `K`) gives a new data key without touching the other factor. See
+//! docs/vault-format.md, "Keys (version 3)".
 
 pub mod attest;
 pub mod factor;
@@ -12,6 +20,8 @@ pub mod fido2;
 pub mod file;
 pub mod format;
 pub mod piv;
+mod rekey;
+pub mod shares;
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use secrecy::{ExposeSecret, SecretString};
@@ -20,8 +30,11 @@ use zeroize::Zeroizing;
 use crate::secure::{random_bytes, Key32, Random, RandomFailed};
 use crate::token::apdu::{write_tlv, Tlv};
 pub use factor::{OathFactor, PinEntry, SealFactor};
+pub use format::CustodianRecord;
 pub use format::KeyFacts;
-use format::{Header, Sealed, SlotRecord, NONCE_LEN, SALT_LEN, WRAPPED_KEY_LEN};
+use format::{CustodianSet, Header, Sealed, SlotRecord, NONCE_LEN, SALT_LEN};
+pub use rekey::{Change, MemberKey, NewCustodians};
+use shares::Share;
 
 /// Errors of the vault. The wording of the variants is what users read.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +57,10 @@ pub enum Error {
     /// The file (8 bytes or more) does not start with the `BRKGLASS` magic.
     #[error("this file is not a breakglass vault")]
     NotAVault,
-    /// A vault of a format version other than 1.
+    /// A vault of a format version this build does not read: a newer one (made by a newer
+    /// breakglass) or one that never existed.
     #[error(
-        "vault format version {version} is not supported by this breakglass (it reads versions 1 and 2)"
+        "vault format version {version} is not supported by this breakglass (it reads versions 1 to {}){}", format::LATEST, if *.version > format::LATEST { ": it was made by a newer breakglass; upgrade breakglass to use it" } else { "" }
     )]
     UnsupportedVersion {
         /// The version in the file.
@@ -177,6 +191,56 @@ pub enum Error {
     /// The FIDO2 key failed or refused (no PIN set, no user verification, credential not held…).
     #[error("FIDO2: {0}")]
     Fido2(fido2::Fido2Problem),
+    /// A custodian's passphrase (with the token key, which opened) did not open their share.
+    /// Nothing is said of the other custodians' shares.
+    #[error("custodian {name:?}'s passphrase did not open their share of this vault")]
+    ShareNotOpened {
+        /// The custodian, as the vault names them.
+        name: String,
+    },
+    /// A version 3 slot matched the token, but the token's answer did not open it: the token
+    /// answers differently from when the slot was sealed.
+    #[error("the token did not open its key slot {id}: its answer differs from the one it gave when the slot was sealed (was its sealing credential replaced?)")]
+    TokenKeyNotOpened {
+        /// The slot.
+        id: u8,
+    },
+    /// Fewer custodians than the vault's threshold, or custodians given for a vault that has
+    /// one passphrase (or one passphrase for a vault with custodians).
+    #[error("{}", if *.needed == 0 { "this vault has one passphrase, not custodians".to_owned() } else if *.present == 0 { format!("this vault opens with {} of its custodians' passphrases, not with one passphrase", .needed) } else { format!("{} custodian(s) present, {} needed to open this vault", .present, .needed) })]
+    Quorum {
+        /// Custodians who gave a passphrase (0: one passphrase was given).
+        present: usize,
+        /// The vault's threshold (0: the vault has no custodians).
+        needed: usize,
+    },
+    /// No custodian with this x in the vault (or a custodian given twice).
+    #[error("no custodian {x} in this vault, or the same custodian given twice")]
+    NoSuchCustodian {
+        /// The share's x asked for.
+        x: u8,
+    },
+    /// The token presented for a slot that must be sealed again is not the slot's token.
+    #[error("the token presented for key slot {id} ({label:?}) is not the one enrolled there")]
+    WrongTokenForSlot {
+        /// The slot.
+        id: u8,
+        /// Its label.
+        label: String,
+    },
+    /// Removing the slot whose token opened the vault in this sitting.
+    #[error("key slot {id} is the one whose token opened the vault in this sitting; open the vault with another enrolled token to remove it")]
+    RemovingOpeningSlot {
+        /// The slot.
+        id: u8,
+    },
+    /// A change that needs the token key and the custodians of a version 3 vault, asked of a
+    /// version 1 or 2 vault (one passphrase).
+    #[error("this vault (format version {version}) has one passphrase and no custodians: `breakglass rekey --upgrade` converts it first")]
+    NeedsUpgrade {
+        /// The vault's version.
+        version: u16,
+    },
 }
 
 /// The kind of token factor of a slot.
@@ -330,14 +394,185 @@ fn kek(p: &Key32, t: &Key32, salt: &[u8; SALT_LEN], vault_id: &[u8], slot_id: u8
     let mut ikm = Zeroizing::new([0u8; 64]);
     ikm[..32].copy_from_slice(p.expose());
     ikm[32..].copy_from_slice(t.expose());
-    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&*ikm);
-    let info: [&[u8]; 3] = [b"breakglass v1 kek", vault_id, &[slot_id]];
+    hkdf(
+        salt,
+        &ikm[..],
+        &[b"breakglass v1 kek", vault_id, &[slot_id]],
+    )
+}
+
+/// HKDF-SHA256 to 32 bytes.
+fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Key32 {
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(ikm);
     let mut out = Zeroizing::new([0u8; 32]);
     // HKDF-SHA256 can always expand 32 bytes; the error arm is unreachable by construction.
-    if let Ok(okm) = prk.expand(&info, ring::hkdf::HKDF_SHA256) {
+    if let Ok(okm) = prk.expand(info, ring::hkdf::HKDF_SHA256) {
         let _ = okm.fill(&mut *out);
     }
     Key32::new(*out)
+}
+
+/// Version 3: a slot's KEK, from the token factor alone (the passphrase side is in the
+/// data key and the shares).
+fn kek_v3(t: &Key32, salt: &[u8; SALT_LEN], vault_id: &[u8], slot_id: u8) -> Key32 {
+    hkdf(
+        salt,
+        t.expose(),
+        &[b"breakglass v3 kek", vault_id, &[slot_id]],
+    )
+}
+
+/// Version 3: the key of a custodian's share, from their Argon2id key `C` and the token key's
+/// first half `Q`: neither alone tells whether a share opens.
+fn share_key(c: &Key32, q: &[u8], salt: &[u8; SALT_LEN], vault_id: &[u8], x: u8) -> Key32 {
+    let mut ikm = Zeroizing::new([0u8; 64]);
+    ikm[..32].copy_from_slice(c.expose());
+    ikm[32..].copy_from_slice(&q[..32]);
+    hkdf(salt, &ikm[..], &[b"breakglass v3 share", vault_id, &[x]])
+}
+
+/// Version 3: the data key, from `P` and the token key's second half `K`.
+fn data_key_v3(p: &Key32, k: &[u8], salt: &[u8; SALT_LEN], vault_id: &[u8]) -> Key32 {
+    let mut ikm = Zeroizing::new([0u8; 64]);
+    ikm[..32].copy_from_slice(p.expose());
+    ikm[32..].copy_from_slice(&k[..32]);
+    hkdf(salt, &ikm[..], &[b"breakglass v3 data key", vault_id])
+}
+
+/// Versions 1 and 2: the slot's wrap of the data key under `HKDF(P ‖ T)`.
+fn wrap_v1(vault_id: &[u8], record: &mut SlotRecord, p: &Key32, t: &Key32, data_key: &Key32) {
+    let kek = kek(p, t, &record.hkdf_salt, vault_id, record.info.id);
+    record.wrapped_key = seal(
+        &kek,
+        record.wrap_nonce,
+        &slot_aad(vault_id, record),
+        data_key.expose(),
+    );
+}
+
+fn unwrap_v1(vault_id: &[u8], record: &SlotRecord, p: &Key32, t: &Key32) -> Option<Key32> {
+    let kek = kek(p, t, &record.hkdf_salt, vault_id, record.info.id);
+    let key = open(
+        &kek,
+        record.wrap_nonce,
+        &slot_aad(vault_id, record),
+        &record.wrapped_key,
+    )?;
+    Some(Key32::new(key[..].try_into().ok()?))
+}
+
+/// Version 3: the slot's wrap of the token key `Q ‖ K` under `HKDF(T)`.
+fn wrap_v3(vault_id: &[u8], record: &mut SlotRecord, t: &Key32, tk: &[u8; 64]) {
+    let kek = kek_v3(t, &record.hkdf_salt, vault_id, record.info.id);
+    record.wrapped_key = seal(
+        &kek,
+        record.wrap_nonce,
+        &slot_aad_v3(vault_id, record),
+        &tk[..],
+    );
+}
+
+fn unwrap_v3(vault_id: &[u8], record: &SlotRecord, t: &Key32) -> Option<Zeroizing<[u8; 64]>> {
+    let kek = kek_v3(t, &record.hkdf_salt, vault_id, record.info.id);
+    let key = open(
+        &kek,
+        record.wrap_nonce,
+        &slot_aad_v3(vault_id, record),
+        &record.wrapped_key,
+    )?;
+    let mut out = Zeroizing::new([0u8; 64]);
+    if key.len() != 64 {
+        return None;
+    }
+    out.copy_from_slice(&key);
+    Some(out)
+}
+
+fn slot_aad_v3(vault_id: &[u8], record: &SlotRecord) -> Vec<u8> {
+    let mut aad = b"breakglass v3 slot".to_vec();
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&record.bound_fields());
+    aad
+}
+
+fn share_aad(vault_id: &[u8], record: &CustodianRecord) -> Vec<u8> {
+    let mut aad = b"breakglass v3 share".to_vec();
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&record.bound_fields());
+    aad
+}
+
+/// A custodian's share sealed under their key and `Q`, with a fresh nonce.
+fn seal_share(
+    vault_id: &[u8],
+    q: &[u8],
+    name: &str,
+    share: &Share,
+    salt: [u8; SALT_LEN],
+    c: &Key32,
+    rng: &dyn Random,
+) -> Result<CustodianRecord, Error> {
+    let x = share.x;
+    let y = &share.y;
+    let mut record = CustodianRecord {
+        x,
+        name: name.to_owned(),
+        salt,
+        nonce: random_bytes(rng)?,
+        sealed_share: [0; format::SEALED_SHARE_LEN],
+    };
+    let key = share_key(c, q, &record.salt, vault_id, x);
+    let sealed = seal(
+        &key,
+        record.nonce,
+        &share_aad(vault_id, &record),
+        y.expose(),
+    );
+    record.sealed_share.copy_from_slice(&sealed);
+    Ok(record)
+}
+
+/// The audit key of a version 1 or 2 vault: HKDF of its data key. Version 3 vaults carry
+/// theirs in the payload, so that it survives a new data key.
+fn audit_key_of(data_key: &Key32, vault_id: &[u8]) -> Key32 {
+    hkdf(vault_id, data_key.expose(), &[b"breakglass v1 audit seal"])
+}
+
+/// Checks a custodian set before it is sealed: M and N in range, names of 1 to
+/// [`format::MAX_NAME`] bytes without control characters, no name twice (byte for byte; the
+/// ceremony also refuses names that look alike).
+fn check_custodians(threshold: u8, names: &[&str]) -> Result<(), Error> {
+    let bad = |reason: String| {
+        Err(Error::InvalidInput {
+            what: "custodians",
+            reason,
+        })
+    };
+    if names.is_empty() || names.len() > shares::MAX_CUSTODIANS {
+        return bad(format!(
+            "a vault has 1 to {} custodians, not {}",
+            shares::MAX_CUSTODIANS,
+            names.len()
+        ));
+    }
+    if threshold == 0 || usize::from(threshold) > names.len() {
+        return bad(format!(
+            "the number of custodians needed must be 1 to {} (the number of custodians), not {threshold}",
+            names.len()
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() || name.len() > format::MAX_NAME || name.chars().any(char::is_control) {
+            return bad(format!(
+                "a custodian's name is 1 to {} bytes of printable text: {name:?}",
+                format::MAX_NAME
+            ));
+        }
+        if names[..i].contains(name) {
+            return bad(format!("{name:?} is named twice"));
+        }
+    }
+    Ok(())
 }
 
 fn aead_key(key: &Key32) -> LessSafeKey {
@@ -428,12 +663,15 @@ mod ptag {
     pub const CREATED: u32 = 0x05;
     pub const ROTATED: u32 = 0x06;
     pub const PROFILE: u32 = 0x07;
+    pub const AUDIT_KEY: u32 = 0x08;
 }
 
 impl Payload {
-    fn encode(&self) -> Zeroizing<Vec<u8>> {
+    /// The payload's TLV, with the audit key (version 3) last.
+    fn encode(&self, audit: Option<&Key32>) -> Zeroizing<Vec<u8>> {
         // Exact size first: growing the buffer would leave copies of the secret behind.
         let sizes = [
+            if audit.is_some() { 32 } else { 0 },
             self.access_key_id.len(),
             self.secret_access_key.expose_secret().len(),
             self.mfa_serial.len(),
@@ -456,10 +694,14 @@ impl Payload {
         if let Some(profile) = &self.profile {
             write_tlv(&mut out, ptag::PROFILE, profile.as_bytes());
         }
+        if let Some(key) = audit {
+            write_tlv(&mut out, ptag::AUDIT_KEY, key.expose());
+        }
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, Error> {
+    /// The payload, and its audit key when it has one (version 3).
+    fn decode(bytes: &[u8]) -> Result<(Self, Option<Key32>), Error> {
         let list = Tlv::parse_all(bytes).map_err(|_| Error::Damaged)?;
         let text = |tag| {
             Tlv::find(&list, tag)
@@ -474,7 +716,11 @@ impl Payload {
                 .map(u64::from_be_bytes)
                 .ok_or(Error::Damaged)
         };
-        Ok(Self {
+        let audit = match Tlv::find(&list, ptag::AUDIT_KEY) {
+            Ok(v) => Some(Key32::new(v.try_into().map_err(|_| Error::Damaged)?)),
+            Err(_) => None,
+        };
+        let payload = Self {
             access_key_id: text(ptag::KEY_ID)?.to_owned(),
             secret_access_key: SecretString::from(text(ptag::SECRET)?.to_owned()),
             mfa_serial: text(ptag::MFA_SERIAL)?.to_owned(),
@@ -485,7 +731,8 @@ impl Payload {
                 Ok(_) => Some(text(ptag::PROFILE)?.to_owned()),
                 Err(_) => None,
             },
-        })
+        };
+        Ok((payload, audit))
     }
 
     /// Checks the access key id, the secret, the MFA serial's and the profile's form before
@@ -535,14 +782,58 @@ pub struct Vault {
     sealed: Sealed,
 }
 
-/// The passphrase's key for one vault ([`Vault::derive`]); wiped on drop. No `Debug`.
-pub struct PassphraseKey(Key32);
+/// The passphrase side of a vault, derived before the token is opened: the one passphrase's
+/// key ([`Vault::derive`], versions 1 and 2) or the keys of the custodians present
+/// ([`Vault::derive_custodian`], version 3). Wiped on drop. No `Debug`.
+pub struct PassphraseKey(PassSide);
+
+enum PassSide {
+    Single(Key32),
+    Quorum(Vec<CustodianKey>),
+}
+
+impl PassphraseKey {
+    /// The custodians' keys, in the order they were given (the first shares the threshold
+    /// needs are used).
+    pub fn quorum(keys: Vec<CustodianKey>) -> Self {
+        Self(PassSide::Quorum(keys))
+    }
+}
+
+/// One custodian's Argon2id key for one vault ([`Vault::derive_custodian`]). No `Debug`.
+pub struct CustodianKey {
+    x: u8,
+    c: Key32,
+}
+
+/// A custodian whose share opened in this sitting: their key and share, kept to seal again.
+struct Present {
+    x: u8,
+    c: Key32,
+    salt: [u8; SALT_LEN],
+    share: Share,
+}
+
+/// What opened a vault on the passphrase side.
+enum Keys {
+    /// Versions 1 and 2: `P = Argon2id(passphrase)`.
+    Single { p: Key32 },
+    /// Version 3: the rebuilt `P`, the token key `Q ‖ K`, the custodians present.
+    Custodians {
+        p: Key32,
+        tk: Zeroizing<[u8; 64]>,
+        present: Vec<Present>,
+    },
+}
 
 /// A vault opened with both factors: the payload, and what is needed to re-seal it.
 pub struct Opened {
     vault: Vault,
-    p: Key32,
+    keys: Keys,
+    /// The opening slot's token factor `T`: it seals that slot again without a second touch.
+    t: Key32,
     data_key: Key32,
+    audit: Key32,
     /// The opened payload.
     pub payload: Payload,
     /// The slot that opened it.
@@ -562,12 +853,17 @@ impl Vault {
         self.sealed.encode()
     }
 
+    /// The format version the vault is written in (1, 2 or 3).
+    pub fn version(&self) -> u16 {
+        self.sealed.header.version()
+    }
+
     /// The key slots, in file order.
     pub fn slots(&self) -> impl Iterator<Item = &SlotInfo> {
         self.sealed.header.slots.iter().map(|s| &s.info)
     }
 
-    /// The Argon2id parameters of the passphrase factor.
+    /// The Argon2id parameters of the passphrase factor (of every custodian, version 3).
     pub fn kdf(&self) -> KdfParams {
         self.sealed.header.kdf
     }
@@ -577,6 +873,16 @@ impl Vault {
     /// that needs the key.
     pub fn key_facts(&self) -> Option<&KeyFacts> {
         self.sealed.header.key.as_ref()
+    }
+
+    /// The custodians (version 3): the threshold M and every custodian's record, in share
+    /// order; `None` for a vault with one passphrase. Unauthenticated until the vault opens.
+    pub fn custodians(&self) -> Option<(u8, &[CustodianRecord])> {
+        self.sealed
+            .header
+            .custodians
+            .as_ref()
+            .map(|c| (c.threshold, c.members.as_slice()))
     }
 
     /// When the vault was first sealed (enrolment), Unix seconds.
@@ -589,7 +895,7 @@ impl Vault {
         data_encoding::HEXLOWER.encode(&self.sealed.header.vault_id)
     }
 
-    /// Seals a new vault with one slot for `factor`.
+    /// Seals a new vault (version 2) with one passphrase and one slot for `factor`.
     pub fn create(
         passphrase: &SecretString,
         kdf: KdfParams,
@@ -611,31 +917,103 @@ impl Vault {
                 sealed_at: payload.rotated,
                 generation: 0,
             }),
+            custodians: None,
         };
         let p = passphrase_factor(passphrase, &header.kdf_salt, &kdf)?;
         let data_key = Key32::random(rng)?;
-        let mut vault = Self {
+        let mut vault = Self::unsealed(header);
+        let (mut record, t) = vault.new_slot(factor, label, &payload.mfa_serial, rng)?;
+        wrap_v1(
+            &vault.sealed.header.vault_id,
+            &mut record,
+            &p,
+            &t,
+            &data_key,
+        );
+        vault.sealed.header.slots.push(record);
+        vault.reseal(&data_key, payload, None, rng)?;
+        Ok(vault)
+    }
+
+    /// Seals a new vault (version 3) whose passphrase side is `custodians`, any `threshold` of
+    /// whom open it with a token; one slot for `factor`. Each custodian's Argon2id runs here
+    /// (the order of `custodians` is the shares' order, x = 1, 2, …).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with_custodians(
+        custodians: &[(&str, &SecretString)],
+        threshold: u8,
+        kdf: KdfParams,
+        factor: &mut dyn SealFactor,
+        label: &str,
+        payload: &Payload,
+        rng: &dyn Random,
+        now: u64,
+    ) -> Result<Self, Error> {
+        payload.validate()?;
+        let names: Vec<&str> = custodians.iter().map(|(n, _)| *n).collect();
+        check_custodians(threshold, &names)?;
+        kdf.check()?;
+        let mut header = Header {
+            vault_id: random_bytes(rng)?,
+            created: now,
+            kdf,
+            kdf_salt: random_bytes(rng)?,
+            slots: Vec::new(),
+            key: Some(KeyFacts {
+                access_key_id: payload.access_key_id.clone(),
+                sealed_at: payload.rotated,
+                generation: 0,
+            }),
+            custodians: None,
+        };
+        let mut tk = Zeroizing::new([0u8; 64]);
+        rng.fill(&mut tk[..])?;
+        let p = Key32::random(rng)?;
+        let split = shares::split(&p, threshold, custodians.len() as u8, rng)?;
+        let mut members = Vec::with_capacity(custodians.len());
+        for ((name, passphrase), share) in custodians.iter().zip(&split) {
+            let salt = random_bytes(rng)?;
+            let c = passphrase_factor(passphrase, &salt, &kdf)?;
+            members.push(seal_share(
+                &header.vault_id,
+                &tk[..32],
+                name,
+                share,
+                salt,
+                &c,
+                rng,
+            )?);
+        }
+        header.custodians = Some(CustodianSet { threshold, members });
+        let data_key = data_key_v3(&p, &tk[32..], &header.kdf_salt, &header.vault_id);
+        let audit = Key32::random(rng)?;
+        let mut vault = Self::unsealed(header);
+        let (mut record, t) = vault.new_slot(factor, label, &payload.mfa_serial, rng)?;
+        wrap_v3(&vault.sealed.header.vault_id, &mut record, &t, &tk);
+        vault.sealed.header.slots.push(record);
+        vault.reseal(&data_key, payload, Some(&audit), rng)?;
+        Ok(vault)
+    }
+
+    fn unsealed(header: Header) -> Self {
+        Self {
             sealed: Sealed {
                 header,
                 payload_nonce: [0; NONCE_LEN],
                 payload: Vec::new(),
             },
-        };
-        vault.push_slot(&p, &data_key, factor, label, &payload.mfa_serial, rng)?;
-        vault.reseal(&data_key, payload, rng)?;
-        Ok(vault)
+        }
     }
 
-    fn push_slot(
-        &mut self,
-        p: &Key32,
-        data_key: &Key32,
+    /// A new slot's record for `factor` (not yet wrapped) and the token's factor `T`.
+    fn new_slot(
+        &self,
         factor: &mut dyn SealFactor,
         label: &str,
         mfa_serial: &str,
         rng: &dyn Random,
-    ) -> Result<u8, Error> {
-        let header = &mut self.sealed.header;
+    ) -> Result<(SlotRecord, Key32), Error> {
+        let header = &self.sealed.header;
         if header.slots.len() >= format::MAX_SLOTS {
             return Err(Error::TooManySlots {
                 max: format::MAX_SLOTS,
@@ -670,7 +1048,7 @@ impl Vault {
                 ),
             });
         }
-        let mut record = SlotRecord {
+        let record = SlotRecord {
             info: SlotInfo {
                 id,
                 kind: factor.kind(),
@@ -680,108 +1058,174 @@ impl Vault {
             },
             hkdf_salt: random_bytes(rng)?,
             wrap_nonce: random_bytes(rng)?,
-            wrapped_key: [0; WRAPPED_KEY_LEN],
+            wrapped_key: Vec::new(),
         };
-        let kek = kek(p, &t, &record.hkdf_salt, &header.vault_id, id);
-        let wrapped = seal(
-            &kek,
-            record.wrap_nonce,
-            &slot_aad(&header.vault_id, &record),
-            data_key.expose(),
-        );
-        record.wrapped_key.copy_from_slice(&wrapped);
-        header.slots.push(record);
-        Ok(id)
+        Ok((record, t))
     }
 
     fn reseal(
         &mut self,
         data_key: &Key32,
         payload: &Payload,
+        audit: Option<&Key32>,
         rng: &dyn Random,
     ) -> Result<(), Error> {
         let nonce = random_bytes(rng)?;
         let aad = self.sealed.header.encode();
-        self.sealed.payload = seal(data_key, nonce, &aad, &payload.encode());
+        self.sealed.payload = seal(data_key, nonce, &aad, &payload.encode(audit));
         self.sealed.payload_nonce = nonce;
         Ok(())
     }
 
-    /// Opens the vault with the passphrase and whichever enrolled token `factor` is.
+    /// Opens a vault with one passphrase (versions 1 and 2) and whichever enrolled token
+    /// `factor` is.
     pub fn open(
         &self,
         passphrase: &SecretString,
         factor: &mut dyn SealFactor,
     ) -> Result<Opened, Error> {
-        self.open_with(None, passphrase, factor)
+        let key = self.derive(passphrase)?;
+        self.open_derived(&key, factor)
     }
 
-    /// The passphrase's key for this vault (Argon2id with the vault's salt and parameters,
-    /// about a second at the defaults), to derive before a token is opened so that the token
-    /// is not held while it runs: see [`Vault::open_derived`].
+    /// The one passphrase's key for this vault (Argon2id with the vault's salt and
+    /// parameters, about a second at the defaults), to derive before a token is opened so
+    /// that the token is not held while it runs: see [`Vault::open_derived`]. A version 3
+    /// vault has custodians instead ([`Vault::derive_custodian`]).
     pub fn derive(&self, passphrase: &SecretString) -> Result<PassphraseKey, Error> {
         let header = &self.sealed.header;
-        Ok(PassphraseKey(passphrase_factor(
+        if let Some(set) = &header.custodians {
+            return Err(Error::Quorum {
+                present: 0,
+                needed: usize::from(set.threshold),
+            });
+        }
+        Ok(PassphraseKey(PassSide::Single(passphrase_factor(
             passphrase,
             &header.kdf_salt,
             &header.kdf,
-        )?))
+        )?)))
     }
 
-    /// [`Vault::open`] with the passphrase's key derived beforehand ([`Vault::derive`]).
+    /// Custodian `x`'s key (Argon2id of their passphrase with their salt), before the token
+    /// is opened; gather a quorum of them with [`PassphraseKey::quorum`]. Whether it is right
+    /// is known only once a token opens the vault.
+    pub fn derive_custodian(
+        &self,
+        x: u8,
+        passphrase: &SecretString,
+    ) -> Result<CustodianKey, Error> {
+        let header = &self.sealed.header;
+        let Some(set) = &header.custodians else {
+            return Err(Error::Quorum {
+                present: 1,
+                needed: 0,
+            });
+        };
+        let record = set
+            .members
+            .iter()
+            .find(|m| m.x == x)
+            .ok_or(Error::NoSuchCustodian { x })?;
+        Ok(CustodianKey {
+            x,
+            c: passphrase_factor(passphrase, &record.salt, &header.kdf)?,
+        })
+    }
+
+    /// [`Vault::open`] with the passphrase side derived beforehand ([`Vault::derive`], or a
+    /// quorum of [`Vault::derive_custodian`]).
     pub fn open_derived(
         &self,
         key: &PassphraseKey,
         factor: &mut dyn SealFactor,
     ) -> Result<Opened, Error> {
-        self.open_with(Some(key), &SecretString::from(String::new()), factor)
-    }
-
-    fn open_with(
-        &self,
-        derived: Option<&PassphraseKey>,
-        passphrase: &SecretString,
-        factor: &mut dyn SealFactor,
-    ) -> Result<Opened, Error> {
         let header = &self.sealed.header;
-        let mut slot = None;
-        for s in &header.slots {
-            if s.info.kind == factor.kind() && factor.matches(&s.info)? {
-                slot = Some(s);
-                break;
+        // The passphrase side must fit the vault before the token is asked anything.
+        match (&key.0, &header.custodians) {
+            (PassSide::Single(_), None) => {}
+            (PassSide::Single(_), Some(set)) => {
+                return Err(Error::Quorum {
+                    present: 0,
+                    needed: usize::from(set.threshold),
+                })
+            }
+            (PassSide::Quorum(keys), None) => {
+                return Err(Error::Quorum {
+                    present: keys.len(),
+                    needed: 0,
+                })
+            }
+            (PassSide::Quorum(keys), Some(set)) => {
+                for (i, k) in keys.iter().enumerate() {
+                    if keys[..i].iter().any(|o| o.x == k.x)
+                        || !set.members.iter().any(|m| m.x == k.x)
+                    {
+                        return Err(Error::NoSuchCustodian { x: k.x });
+                    }
+                }
+                if keys.len() < usize::from(set.threshold) {
+                    return Err(Error::Quorum {
+                        present: keys.len(),
+                        needed: usize::from(set.threshold),
+                    });
+                }
             }
         }
-        let Some(slot) = slot else {
-            return Err(Error::NotEnrolled {
-                slots: header
-                    .slots
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{} \"{}\" ({})",
-                            s.info.id,
-                            s.info.label,
-                            s.info.kind.name()
-                        )
-                    })
-                    .collect(),
-            });
-        };
-        // The KDF first (about a second), then the touch: the token holder acts last.
-        let p = match derived {
-            Some(key) => Key32::new(*key.0.expose()),
-            None => passphrase_factor(passphrase, &header.kdf_salt, &header.kdf)?,
-        };
+        let slot = self.find_slot(factor)?;
         let t = factor.respond(&slot.info)?;
-        let kek = kek(&p, &t, &slot.hkdf_salt, &header.vault_id, slot.info.id);
-        let data_key = open(
-            &kek,
-            slot.wrap_nonce,
-            &slot_aad(&header.vault_id, slot),
-            &slot.wrapped_key,
-        )
-        .ok_or(Error::NotOpened)?;
-        let data_key = Key32::new(data_key[..].try_into().map_err(|_| Error::Damaged)?);
+        let vault_id = &header.vault_id;
+        let (keys, data_key) = match &key.0 {
+            PassSide::Single(p) => {
+                let data_key = unwrap_v1(vault_id, slot, p, &t).ok_or(Error::NotOpened)?;
+                (
+                    Keys::Single {
+                        p: Key32::new(*p.expose()),
+                    },
+                    data_key,
+                )
+            }
+            PassSide::Quorum(keys) => {
+                let set = header.custodians.as_ref().ok_or(Error::Damaged)?;
+                let tk = unwrap_v3(vault_id, slot, &t)
+                    .ok_or(Error::TokenKeyNotOpened { id: slot.info.id })?;
+                let mut present = Vec::with_capacity(keys.len());
+                for k in keys {
+                    let record = set
+                        .members
+                        .iter()
+                        .find(|m| m.x == k.x)
+                        .ok_or(Error::NoSuchCustodian { x: k.x })?;
+                    let key = share_key(&k.c, &tk[..32], &record.salt, vault_id, k.x);
+                    let y = open(
+                        &key,
+                        record.nonce,
+                        &share_aad(vault_id, record),
+                        &record.sealed_share,
+                    )
+                    .ok_or_else(|| Error::ShareNotOpened {
+                        name: record.name.clone(),
+                    })?;
+                    present.push(Present {
+                        x: k.x,
+                        c: Key32::new(*k.c.expose()),
+                        salt: record.salt,
+                        share: Share {
+                            x: k.x,
+                            y: Key32::new(y[..].try_into().map_err(|_| Error::Damaged)?),
+                        },
+                    });
+                }
+                let used: Vec<&Share> = present
+                    .iter()
+                    .take(usize::from(set.threshold))
+                    .map(|p| &p.share)
+                    .collect();
+                let p = shares::combine(&used).ok_or(Error::Damaged)?;
+                let data_key = data_key_v3(&p, &tk[32..], &header.kdf_salt, vault_id);
+                (Keys::Custodians { p, tk, present }, data_key)
+            }
+        };
         let plain = open(
             &data_key,
             self.sealed.payload_nonce,
@@ -789,7 +1233,12 @@ impl Vault {
             &self.sealed.payload,
         )
         .ok_or(Error::Damaged)?;
-        let payload = Payload::decode(&plain)?;
+        let (payload, audit) = Payload::decode(&plain)?;
+        let audit = match (&keys, audit) {
+            (Keys::Custodians { .. }, Some(a)) => a,
+            (Keys::Single { .. }, None) => audit_key_of(&data_key, vault_id),
+            _ => return Err(Error::Damaged),
+        };
         // The clear facts are authenticated (associated data) and must tell the truth.
         if header
             .key
@@ -800,29 +1249,48 @@ impl Vault {
         }
         Ok(Opened {
             vault: self.clone(),
-            p,
+            keys,
+            t,
             data_key,
+            audit,
             payload,
             slot_id: slot.info.id,
+        })
+    }
+
+    /// The slot of `factor`'s token, or [`Error::NotEnrolled`] naming the slots.
+    fn find_slot(&self, factor: &mut dyn SealFactor) -> Result<&SlotRecord, Error> {
+        let header = &self.sealed.header;
+        for s in &header.slots {
+            if s.info.kind == factor.kind() && factor.matches(&s.info)? {
+                return Ok(s);
+            }
+        }
+        Err(Error::NotEnrolled {
+            slots: header
+                .slots
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} \"{}\" ({})",
+                        s.info.id,
+                        s.info.label,
+                        s.info.kind.name()
+                    )
+                })
+                .collect(),
         })
     }
 }
 
 impl Opened {
-    /// The key that seals this profile's audit records (HKDF-SHA256 of the data key, with the
-    /// vault id): only someone who opened the vault (the two holders) can make a seal, and
-    /// only they can check one. See `audit::Seal`.
+    /// The key that seals this profile's audit records: only someone who opened the vault
+    /// (the holders) can make a seal, and only they can check one. See `audit::Seal`. In a
+    /// version 1 or 2 vault it is HKDF-SHA256 of the data key, with the vault id; a version 3
+    /// vault carries it in its payload, so that it survives a new data key (and an upgrade
+    /// keeps the old one).
     pub fn audit_key(&self) -> Key32 {
-        let prk =
-            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &self.vault.sealed.header.vault_id)
-                .extract(self.data_key.expose());
-        let info: [&[u8]; 1] = [b"breakglass v1 audit seal"];
-        let mut out = Zeroizing::new([0u8; 32]);
-        // HKDF-SHA256 can always expand 32 bytes; the error arm is unreachable by construction.
-        if let Ok(okm) = prk.expand(&info, ring::hkdf::HKDF_SHA256) {
-            let _ = okm.fill(&mut *out);
-        }
-        Key32::new(*out)
+        Key32::new(*self.audit.expose())
     }
 
     /// Checks that the vault was sealed for `profile`: `Ok(true)` when its payload names
@@ -852,8 +1320,24 @@ impl Opened {
             .map_or(self.payload.mfa_serial.as_str(), |s| s.mfa_serial.as_str())
     }
 
-    /// Adds a slot for another token (same passphrase) with its own MFA device; returns the new
-    /// vault and slot id.
+    /// The x of the custodians whose shares opened in this sitting (version 3), in the order
+    /// they were given; empty for a vault with one passphrase.
+    pub fn custodians_present(&self) -> Vec<u8> {
+        match &self.keys {
+            Keys::Custodians { present, .. } => present.iter().map(|p| p.x).collect(),
+            Keys::Single { .. } => Vec::new(),
+        }
+    }
+
+    fn audit_for_payload(&self) -> Option<&Key32> {
+        match self.keys {
+            Keys::Custodians { .. } => Some(&self.audit),
+            Keys::Single { .. } => None,
+        }
+    }
+
+    /// Adds a slot for another token (same passphrase side) with its own MFA device; returns
+    /// the new vault and slot id.
     pub fn add_slot(
         &self,
         factor: &mut dyn SealFactor,
@@ -862,8 +1346,15 @@ impl Opened {
         rng: &dyn Random,
     ) -> Result<(Vault, u8), Error> {
         let mut v = self.vault.clone();
-        let id = v.push_slot(&self.p, &self.data_key, factor, label, mfa_serial, rng)?;
-        v.reseal(&self.data_key, &self.payload, rng)?;
+        let (mut record, t) = v.new_slot(factor, label, mfa_serial, rng)?;
+        let vault_id = v.sealed.header.vault_id;
+        match &self.keys {
+            Keys::Single { p } => wrap_v1(&vault_id, &mut record, p, &t, &self.data_key),
+            Keys::Custodians { tk, .. } => wrap_v3(&vault_id, &mut record, &t, tk),
+        }
+        let id = record.info.id;
+        v.sealed.header.slots.push(record);
+        v.reseal(&self.data_key, &self.payload, self.audit_for_payload(), rng)?;
         Ok((v, id))
     }
 
@@ -894,16 +1385,25 @@ impl Opened {
             sealed_at: now,
             generation,
         });
-        v.reseal(&self.data_key, &payload, rng)?;
+        v.reseal(&self.data_key, &payload, self.audit_for_payload(), rng)?;
         Ok(v)
     }
 
-    /// Removes a slot; the last one cannot go.
+    /// Removes a slot of a version 1 or 2 vault; the last one cannot go.
     ///
     /// The data key stays the same: a removed token together with an *old copy* of the vault
-    /// file can still open later versions. Revoking a lost token therefore also needs a rotated
-    /// access key (the `rotate` ceremony) so that what the old copy holds is worthless.
+    /// file can still open later versions. [`Opened::rekey`] on a version 3 vault gives the
+    /// remaining slots a new token key instead, which closes that; on a version 1 or 2 vault
+    /// revoking a lost token also needs a rotated access key (the `rotate` ceremony) so that
+    /// what the old copy holds is worthless.
     pub fn remove_slot(&self, id: u8, rng: &dyn Random) -> Result<Vault, Error> {
+        if let Keys::Custodians { .. } = self.keys {
+            return Err(Error::InvalidInput {
+                what: "slot removal",
+                reason: "a version 3 vault removes a slot with a new token key (Opened::rekey)"
+                    .into(),
+            });
+        }
         let mut v = self.vault.clone();
         let slots = &mut v.sealed.header.slots;
         let before = slots.len();
@@ -914,7 +1414,7 @@ impl Opened {
         if slots.is_empty() {
             return Err(Error::LastSlot);
         }
-        v.reseal(&self.data_key, &self.payload, rng)?;
+        v.reseal(&self.data_key, &self.payload, None, rng)?;
         Ok(v)
     }
 }

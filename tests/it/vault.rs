@@ -15,17 +15,17 @@ use breakglass::token::otp::Algorithm;
 use breakglass::token::soft::{SimulatedTouch, SoftCard, TouchPolicy};
 use breakglass::vault::{self, Error, KdfParams, OathFactor, Payload, Vault};
 
-const SEAL: &str = "breakglass-seal";
+pub(crate) const SEAL: &str = "breakglass-seal";
 const VECTOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/data/vault-v1-vector.bin"
 );
 
 /// Deterministic bytes: SHA-256(label ‖ counter) blocks.
-struct TestRng(std::cell::Cell<u64>);
+pub(crate) struct TestRng(std::cell::Cell<u64>);
 
 impl TestRng {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(std::cell::Cell::new(0))
     }
 }
@@ -46,7 +46,7 @@ impl Random for TestRng {
 }
 
 /// A soft token whose device salt is fixed by `device` and whose sealing seed is `seed`.
-fn token(device: u8, seed: u8) -> SoftCard {
+pub(crate) fn token(device: u8, seed: u8) -> SoftCard {
     let touch = SimulatedTouch::new(TouchPolicy::Approve, Duration::ZERO);
     let mut card = SoftCard::with_rng(
         Box::new(touch),
@@ -68,11 +68,11 @@ fn token(device: u8, seed: u8) -> SoftCard {
     card
 }
 
-fn payload() -> Payload {
+pub(crate) fn payload() -> Payload {
     common::sample_payload()
 }
 
-fn pass(s: &str) -> SecretString {
+pub(crate) fn pass(s: &str) -> SecretString {
     SecretString::from(s.to_owned())
 }
 
@@ -97,13 +97,13 @@ fn open(v: &Vault, card: &mut SoftCard, passphrase: &str) -> Result<vault::Opene
     v.open(&pass(passphrase), &mut f)
 }
 
-const VECTOR_V2: &str = concat!(
+pub(crate) const VECTOR_V2: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/data/vault-v2-vector.bin"
 );
 
 /// Checks what the vector's inputs sealed.
-fn assert_vector_payload(opened: &vault::Opened) {
+pub(crate) fn assert_vector_payload(opened: &vault::Opened) {
     assert_eq!(opened.payload.access_key_id, "AKIAIOSFODNN7EXAMPLE");
     assert_eq!(
         opened.payload.secret_access_key.expose_secret(),
@@ -220,7 +220,7 @@ fn every_byte_flip_and_truncation_is_damage() {
     }
 }
 
-fn every_flip_and_truncation_of(bytes: &[u8]) {
+pub(crate) fn every_flip_and_truncation_of(bytes: &[u8]) {
     let bytes = bytes.to_vec();
     // Every byte replaced by each of its 255 other values.
     let mut b = bytes.clone();
@@ -336,19 +336,28 @@ fn backup_slot_opens_and_slot_removal_revokes() {
 #[test]
 fn unsupported_version_and_foreign_files() {
     let mut b = std::fs::read(VECTOR).unwrap();
-    b[9] = 3;
+    b[9] = 4;
     let n = b.len() - 32;
     let sum = ring::digest::digest(&ring::digest::SHA256, &b[..n]);
     b[n..].copy_from_slice(sum.as_ref());
-    assert!(matches!(
-        Vault::from_bytes(&b),
-        Err(Error::UnsupportedVersion { version: 3 })
-    ));
-    // A v1 vault relabelled v2 lacks the key facts: damage, not a v2 vault.
-    b[9] = 2;
-    let sum = ring::digest::digest(&ring::digest::SHA256, &b[..n]);
-    b[n..].copy_from_slice(sum.as_ref());
-    assert!(matches!(Vault::from_bytes(&b), Err(Error::Damaged)));
+    let e = Vault::from_bytes(&b).err();
+    assert!(
+        matches!(e, Some(Error::UnsupportedVersion { version: 4 })),
+        "{e:?}"
+    );
+    let said = e.unwrap().to_string();
+    assert!(
+        said.contains("reads versions 1 to 3") && said.contains("upgrade breakglass"),
+        "a vault from a newer release says to upgrade: {said}"
+    );
+    // A v1 vault relabelled v2 lacks the key facts (and relabelled v3 the custodians):
+    // damage, not a newer vault.
+    for version in [2, 3] {
+        b[9] = version;
+        let sum = ring::digest::digest(&ring::digest::SHA256, &b[..n]);
+        b[n..].copy_from_slice(sum.as_ref());
+        assert!(matches!(Vault::from_bytes(&b), Err(Error::Damaged)));
+    }
     assert!(matches!(
         Vault::from_bytes(
             b"{\"json\": true, \"padding\": \"........................................\"}"
@@ -454,7 +463,7 @@ fn huge_kdf_parameters_in_an_edited_header_are_refused_before_any_derivation() {
 #[test]
 fn a_file_larger_than_any_vault_is_refused_unread() {
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(vault::format::MAX_FILE, 66_876);
+    assert_eq!(vault::format::MAX_FILE, 69_694);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vaults/prod.vault");
     let v = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
@@ -597,7 +606,7 @@ fn an_independent_reader_of_the_format_opens_what_the_code_seals() {
         eprintln!("SKIPPED {test}: pip install cryptography argon2-cffi");
         return;
     }
-    let read = |bytes: &[u8]| -> serde_json::Value {
+    let read_as = |bytes: &[u8], passphrases: &str| -> serde_json::Value {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vault");
         std::fs::write(&path, bytes).unwrap();
@@ -619,12 +628,13 @@ fn an_independent_reader_of_the_format_opens_what_the_code_seals() {
             .stdin
             .take()
             .unwrap()
-            .write_all(format!("correct horse battery staple\n{seed}\n").as_bytes())
+            .write_all(format!("{passphrases}\n{seed}\n").as_bytes())
             .unwrap();
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     };
+    let read = |bytes: &[u8]| read_as(bytes, "correct horse battery staple");
     let v1 = read(&std::fs::read(VECTOR).unwrap());
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["key_facts"], serde_json::Value::Null);
@@ -686,5 +696,45 @@ fn an_independent_reader_of_the_format_opens_what_the_code_seals() {
     assert_eq!(
         got["key_facts"],
         serde_json::json!({"access_key_id": "AKIAROTATEDKEY000001", "sealed_at": 1_800_000_100u64, "generation": 1})
+    );
+
+    // Version 3: the vector with two of its three custodians, and the fresh vault upgraded
+    // (its one passphrase now Alice's, Bob's new), whose audit key carries over.
+    let v3 = read_as(
+        &std::fs::read(super::custodians::VECTOR_V3).unwrap(),
+        "Carol\tcarol purple monkey\tAlice\talice correct horse",
+    );
+    assert_eq!(v3["version"], 3);
+    assert_eq!(v3["access_key_id"], "AKIAIOSFODNN7EXAMPLE");
+    assert_eq!(
+        v3["custodians"],
+        serde_json::json!({"threshold": 2, "names": ["Alice", "Bob", "Carol"]})
+    );
+    let bob = pass("bob battery staple");
+    let upgraded = opened
+        .rekey(
+            &vault::Change {
+                custodians: Some(vault::NewCustodians {
+                    threshold: 2,
+                    members: vec![
+                        ("Alice".into(), vault::MemberKey::Upgraded),
+                        ("Bob".into(), vault::MemberKey::Passphrase(&bob)),
+                    ],
+                }),
+                remove_slots: vec![],
+            },
+            &mut |_| Err(Error::Damaged),
+            &breakglass::secure::SystemRandom::new(),
+        )
+        .unwrap();
+    let got = read_as(
+        &upgraded.to_bytes(),
+        "Alice\tcorrect horse battery staple\tBob\tbob battery staple",
+    );
+    assert_eq!(got["version"], 3);
+    assert_eq!(got["profile"], "prod");
+    assert_eq!(
+        got["audit_key"],
+        data_encoding::HEXLOWER.encode(opened.audit_key().expose())
     );
 }

@@ -4,8 +4,10 @@ Rust code: if the two disagree, `tests/it/vault.rs` (which runs this on the vect
 vaults) fails.
 
 Usage: read_vault.py VAULT < secrets
-  secrets: the passphrase on the first line, the hex of the OATH sealing credential's seed on
-  the second (the token's secret, exported for the test; a real token never gives it out).
+  secrets: the passphrase on the first line (versions 1 and 2), or for version 3 the custodians
+  present as NAME<TAB>PASSPHRASE pairs, tab-separated, on that line; the hex of the OATH sealing
+  credential's seed on the second (the token's secret, exported for the test; a real token
+  never gives it out).
 Prints the vault's header facts and its opened payload as one JSON object.
 
 Needs `cryptography` and `argon2-cffi` (PyPI). Handles OATH slots only: the other factors'
@@ -25,6 +27,44 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 OATH, PIV, FIDO2 = 1, 2, 3
+
+
+def gf_mul(a, b):
+    """Multiplication in GF(2^8) modulo x^8 + x^4 + x^3 + x^2 + 1 (0x11d)."""
+    out = 0
+    while b:
+        if b & 1:
+            out ^= a
+        a <<= 1
+        if a & 0x100:
+            a ^= 0x11D
+        b >>= 1
+    return out
+
+
+def gf_inv(a):
+    """The inverse of a non-zero element: a^254."""
+    out = 1
+    for _ in range(254):
+        out = gf_mul(out, a)
+    return out
+
+
+def combine(shares):
+    """Lagrange interpolation at 0 of [(x, y bytes)], byte by byte."""
+    secret = bytearray(len(shares[0][1]))
+    for i, (xi, yi) in enumerate(shares):
+        basis = 1
+        for j, (xj, _) in enumerate(shares):
+            if i != j:
+                basis = gf_mul(basis, gf_mul(xj, gf_inv(xj ^ xi)))
+        for k in range(len(secret)):
+            secret[k] ^= gf_mul(basis, yi[k])
+    return bytes(secret)
+
+
+def hkdf(salt, ikm, info):
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
 
 
 class Reader:
@@ -77,7 +117,7 @@ def tlv(data):
 def main():
     path = sys.argv[1]
     lines = sys.stdin.read().splitlines()
-    passphrase, seed = lines[0].encode(), bytes.fromhex(lines[1])
+    passphrase, seed = lines[0], bytes.fromhex(lines[1])
     data = open(path, "rb").read()
     body, checksum = data[:-32], data[-32:]
     if hashlib.sha256(body).digest() != checksum:
@@ -86,7 +126,7 @@ def main():
     if r.take(8) != b"BRKGLASS":
         raise SystemExit("no magic")
     version = r.u16()
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise SystemExit(f"version {version}")
     vault_id = r.take(16)
     created = r.u64()
@@ -105,12 +145,12 @@ def main():
         slot["hkdf_salt"] = s.take(32)
         slot["bound"] = record[: s.pos]
         slot["wrap_nonce"] = s.take(12)
-        slot["wrapped"] = s.take(48)
+        slot["wrapped"] = s.take(80 if version == 3 else 48)
         if not s.done():
             raise SystemExit("slot record length")
         slots.append(slot)
     facts = None
-    if version == 2:
+    if version >= 2:
         f = Reader(r.take(r.u16()))
         entries = []
         for tag in (1, 2, 3):
@@ -124,22 +164,46 @@ def main():
             "sealed_at": struct.unpack(">Q", entries[1])[0],
             "generation": struct.unpack(">I", entries[2])[0],
         }
+    custodians = None
+    if version == 3:
+        threshold, n = r.u8(), r.u8()
+        custodians = []
+        for _ in range(n):
+            record = r.take(r.u16())
+            c = Reader(record)
+            member = {"x": c.u8()}
+            member["name"] = c.take(c.u8()).decode()
+            member["salt"] = c.take(32)
+            member["bound"] = record[: c.pos]
+            member["nonce"] = c.take(12)
+            member["sealed"] = c.take(48)
+            if not c.done():
+                raise SystemExit("custodian record length")
+            custodians.append(member)
     header = body[: r.pos]
     payload_nonce = r.take(12)
     ciphertext = r.take(r.u32())
     if not r.done():
         raise SystemExit("trailing bytes")
 
-    p = hash_secret_raw(
-        passphrase,
-        kdf_salt,
-        time_cost=passes,
-        memory_cost=m_kib,
-        parallelism=lanes,
-        hash_len=32,
-        type=Type.ID,
-        version=19,
-    )
+    def argon2id(secret, salt):
+        return hash_secret_raw(
+            secret.encode(),
+            salt,
+            time_cost=passes,
+            memory_cost=m_kib,
+            parallelism=lanes,
+            hash_len=32,
+            type=Type.ID,
+            version=19,
+        )
+
+    present = None
+    if version == 3:
+        words = passphrase.split("\t")
+        present = dict(zip(words[0::2], words[1::2]))
+    else:
+        p = argon2id(passphrase, kdf_salt)
     for slot in slots:
         if slot["kind"] != OATH:
             continue
@@ -147,20 +211,35 @@ def main():
         params.take(params.u8())  # the sealing credential's name
         challenge = params.take(32)
         t = hmac.new(seed, challenge, hashlib.sha256).digest()
-        kek = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=slot["hkdf_salt"],
-            info=b"breakglass v1 kek" + vault_id + bytes([slot["id"]]),
-        ).derive(p + t)
+        slot_id = bytes([slot["id"]])
+        if version == 3:
+            kek = hkdf(slot["hkdf_salt"], t, b"breakglass v3 kek" + vault_id + slot_id)
+            aad = b"breakglass v3 slot" + vault_id + slot["bound"]
+        else:
+            kek = hkdf(slot["hkdf_salt"], p + t, b"breakglass v1 kek" + vault_id + slot_id)
+            aad = b"breakglass v1 slot" + vault_id + slot["bound"]
         try:
-            data_key = AESGCM(kek).decrypt(
-                slot["wrap_nonce"],
-                slot["wrapped"],
-                b"breakglass v1 slot" + vault_id + slot["bound"],
-            )
+            unwrapped = AESGCM(kek).decrypt(slot["wrap_nonce"], slot["wrapped"], aad)
         except InvalidTag:
             continue
+        if version == 3:
+            q, k = unwrapped[:32], unwrapped[32:]
+            shares = []
+            for m in custodians:
+                if m["name"] not in present:
+                    continue
+                c = argon2id(present[m["name"]], m["salt"])
+                key = hkdf(m["salt"], c + q, b"breakglass v3 share" + vault_id + bytes([m["x"]]))
+                y = AESGCM(key).decrypt(
+                    m["nonce"], m["sealed"], b"breakglass v3 share" + vault_id + m["bound"]
+                )
+                shares.append((m["x"], y))
+            if len(shares) < threshold:
+                raise SystemExit(f"{len(shares)} custodians present, {threshold} needed")
+            p = combine(shares[:threshold])
+            data_key = hkdf(kdf_salt, p + k, b"breakglass v3 data key" + vault_id)
+        else:
+            data_key = unwrapped
         fields = tlv(AESGCM(data_key).decrypt(payload_nonce, ciphertext, header))
         print(
             json.dumps(
@@ -177,6 +256,15 @@ def main():
                     "payload_created": struct.unpack(">Q", fields[5])[0],
                     "rotated": struct.unpack(">Q", fields[6])[0],
                     "profile": fields[7].decode() if 7 in fields else None,
+                    "custodians": (
+                        None
+                        if custodians is None
+                        else {
+                            "threshold": threshold,
+                            "names": [m["name"] for m in custodians],
+                        }
+                    ),
+                    "audit_key": fields[8].hex() if 8 in fields else None,
                 }
             )
         )
