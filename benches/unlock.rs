@@ -121,6 +121,7 @@ fn main() {
         factor: enroll::Factor::Oath,
         paths: &paths,
         kdf: KdfParams::LIGHT,
+        custodians: None,
         key: enroll::KeySource::Create {
             user: "breakglass".into(),
         },

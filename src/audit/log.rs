@@ -745,6 +745,7 @@ mod tests {
             record: Record::Activation {
                 attempt: attempt.into(),
                 password_holder: "alice".into(),
+                custodians: Vec::new(),
                 token_holder: "bob".into(),
                 reason: "drill".into(),
                 session: None,
@@ -974,6 +975,7 @@ mod tests {
         long.record = Record::Activation {
             attempt: String::new(),
             password_holder: "alice".into(),
+            custodians: Vec::new(),
             token_holder: "bob".into(),
             reason: "r".repeat(3 * TAIL_CHUNK as usize),
             session: None,

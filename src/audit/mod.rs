@@ -194,8 +194,11 @@ pub enum Record {
         /// The id of the `activation started` record this ends; empty in logs written
         /// before attempts had ids.
         attempt: String,
-        /// Who typed the passphrase.
+        /// Who typed the passphrase (with custodians: those present, joined by `+`).
         password_holder: String,
+        /// The custodians present, as the vault names them; empty for a vault with one
+        /// passphrase (and then not written).
+        custodians: Vec<String>,
         /// Who touched the token.
         token_holder: String,
         /// Why the access was needed, as typed.
@@ -291,6 +294,21 @@ pub enum Record {
         /// The vault file.
         vault: String,
     },
+    /// The vault's people or tokens changed (`breakglass rekey`), without touching AWS.
+    Rekey {
+        /// What changed, one sentence each (no secret).
+        changes: Vec<String>,
+        /// The custodians present (or the one password holder).
+        custodians: Vec<String>,
+        /// Who touched the token.
+        token_holder: String,
+        /// Why, as typed.
+        reason: String,
+        /// The vault's format version after the change.
+        version: u16,
+        /// The vault file.
+        vault: String,
+    },
     /// The agent refused a connection from another user.
     ConnectionRefused {
         /// Process id of the peer (SO_PEERCRED).
@@ -331,6 +349,7 @@ impl Record {
             Self::AgentStopped { .. } => "agent stopped",
             Self::ConnectionRefused { .. } => "agent refused a connection",
             Self::KeyRotation { .. } => "key rotation",
+            Self::Rekey { .. } => "rekey",
         }
     }
 
@@ -377,12 +396,19 @@ impl Record {
             Self::Activation {
                 attempt,
                 password_holder,
+                custodians,
                 token_holder,
                 reason,
                 session,
             } => {
                 put("attempt", text(attempt));
                 put("password_holder", text(password_holder));
+                if !custodians.is_empty() {
+                    put(
+                        "custodians",
+                        Value::Array(custodians.iter().map(|c| text(c)).collect()),
+                    );
+                }
                 put("token_holder", text(token_holder));
                 put("reason", text(reason));
                 if let Some((issued, mfa_serial)) = session {
@@ -490,6 +516,27 @@ impl Record {
                 put("peer_pid", Value::from(*peer_pid));
                 put("peer_uid", Value::from(*peer_uid));
                 put("peer_exe", text(peer_exe));
+            }
+            Self::Rekey {
+                changes,
+                custodians,
+                token_holder,
+                reason,
+                version,
+                vault,
+            } => {
+                put(
+                    "changes",
+                    Value::Array(changes.iter().map(|c| text(c)).collect()),
+                );
+                put(
+                    "custodians",
+                    Value::Array(custodians.iter().map(|c| text(c)).collect()),
+                );
+                put("token_holder", text(token_holder));
+                put("reason", text(reason));
+                put("version", Value::from(*version));
+                put("vault", text(vault));
             }
             Self::KeyRotation {
                 step,
@@ -611,6 +658,7 @@ mod tests {
             record: Record::Activation {
                 attempt: "0123456789abcdef".into(),
                 password_holder: "alice".into(),
+                custodians: Vec::new(),
                 token_holder: "bob".into(),
                 reason: format!("drill {n}"),
                 session: None,
@@ -653,6 +701,7 @@ mod tests {
             record: Record::Activation {
                 attempt: "0123456789abcdef".into(),
                 password_holder: "alice".into(),
+                custodians: Vec::new(),
                 token_holder: "bob".into(),
                 reason: "IdP down".into(),
                 session: Some((

@@ -143,6 +143,9 @@ pub struct Request<'a> {
     pub paths: &'a Paths,
     /// Argon2id parameters for the passphrase factor.
     pub kdf: KdfParams,
+    /// Custodians instead of one passphrase (a version 3 vault): any `threshold` of `names`
+    /// open it. Checked with [`check_custodians`] before any I/O.
+    pub custodians: Option<NewCustodianSet>,
     /// Where the access key comes from.
     pub key: KeySource,
     /// Where the MFA device comes from.
@@ -156,6 +159,62 @@ pub struct Request<'a> {
     pub force: bool,
     /// The clock (TOTP windows, audit times).
     pub now: &'a dyn Clock,
+}
+
+/// The custodians a vault is enrolled with: names in share order, and how many must be
+/// present.
+#[derive(Debug, Clone)]
+pub struct NewCustodianSet {
+    /// The custodians' names, as typed.
+    pub names: Vec<String>,
+    /// M, 1 to the number of names.
+    pub threshold: u8,
+}
+
+/// Checks a custodian set before anything is asked or written: 1 to 16 names, each a
+/// name as the holders' prompts accept it and at most 64 bytes, no two of them one person
+/// (the same test as for the two holders), and M from 1 to N.
+pub fn check_custodians(set: &NewCustodianSet) -> Result<(), Error> {
+    let bad = |reason: String| {
+        Err(Error::Vault(vault::Error::InvalidInput {
+            what: "custodians",
+            reason,
+        }))
+    };
+    let n = set.names.len();
+    if n == 0 || n > vault::shares::MAX_CUSTODIANS {
+        return bad(format!(
+            "a vault has 1 to {} custodians, not {n}",
+            vault::shares::MAX_CUSTODIANS
+        ));
+    }
+    if set.threshold == 0 || usize::from(set.threshold) > n {
+        return bad(format!(
+            "the number of custodians needed (--threshold) must be 1 to {n} (the number of custodians), not {}",
+            set.threshold
+        ));
+    }
+    for (i, name) in set.names.iter().enumerate() {
+        let checked = super::names::checked(super::Role::PasswordHolder, name)?;
+        if checked != *name || name.len() > vault::format::MAX_NAME {
+            return bad(format!(
+                "custodian name {} must be 1 to {} bytes without surrounding spaces",
+                super::names::quoted(name),
+                vault::format::MAX_NAME
+            ));
+        }
+        if let Some(other) = set.names[..i]
+            .iter()
+            .find(|o| super::names::same_person(o, name))
+        {
+            return bad(format!(
+                "{} and {} are one person once normalised: each custodian is a different person",
+                super::names::quoted(other),
+                super::names::quoted(name)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What was enrolled (no secret).
@@ -198,8 +257,28 @@ pub async fn enroll(
     if matches!(req.key, KeySource::Create { .. }) || matches!(req.mfa, MfaSource::Create { .. }) {
         admin(&req)?;
     }
-    // The passphrase first: a typo must not strand IAM resources or token accounts.
-    let passphrase = ask_passphrase(prompt)?;
+    // The passphrase(s) first: a typo must not strand IAM resources or token accounts.
+    let passphrase = match &req.custodians {
+        None => NewPassphrases::One(ask_passphrase(prompt, None)?),
+        Some(set) => {
+            check_custodians(set)?;
+            prompt.note(&format!(
+                "The vault will open with {} of these {} custodians and a token: {}. Each custodian types a passphrase of their own now.",
+                set.threshold,
+                set.names.len(),
+                set.names
+                    .iter()
+                    .map(|n| super::names::quoted(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let mut each = Vec::with_capacity(set.names.len());
+            for name in &set.names {
+                each.push((name.clone(), ask_passphrase(prompt, Some(name))?));
+            }
+            NewPassphrases::Custodians(set.threshold, each)
+        }
+    };
     let mut prompt = AccessCodeOnce::new(prompt);
     // The token's OATH accounts are checked before a PIV key is generated, so that a refusal
     // leaves the token untouched.
@@ -380,8 +459,52 @@ fn record(
     }
 }
 
-fn ask_passphrase(prompt: &mut dyn Prompt) -> Result<SecretString, Error> {
-    let passphrase = prompt.passphrase(true)?;
+/// The passphrase side of a new vault.
+enum NewPassphrases {
+    One(SecretString),
+    Custodians(u8, Vec<(String, SecretString)>),
+}
+
+impl NewPassphrases {
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &self,
+        kdf: KdfParams,
+        factor: &mut dyn vault::SealFactor,
+        payload: &Payload,
+        rng: &dyn Random,
+        now: u64,
+    ) -> Result<Vault, vault::Error> {
+        match self {
+            Self::One(p) => Vault::create(p, kdf, factor, "primary", payload, rng, now),
+            Self::Custodians(threshold, each) => {
+                let custodians: Vec<(&str, &SecretString)> =
+                    each.iter().map(|(n, p)| (n.as_str(), p)).collect();
+                Vault::create_with_custodians(
+                    &custodians,
+                    *threshold,
+                    kdf,
+                    factor,
+                    "primary",
+                    payload,
+                    rng,
+                    now,
+                )
+            }
+        }
+    }
+}
+
+/// A new passphrase, typed twice, at least [`MIN_PASSPHRASE`] characters: the one
+/// passphrase's, or custodian `custodian`'s.
+pub fn ask_passphrase(
+    prompt: &mut dyn Prompt,
+    custodian: Option<&str>,
+) -> Result<SecretString, Error> {
+    let passphrase = match custodian {
+        None => prompt.passphrase(true)?,
+        Some(name) => prompt.custodian_passphrase(name, true)?,
+    };
     let len = passphrase.expose_secret().chars().count();
     if len < MIN_PASSPHRASE {
         return Err(Error::WeakPassphrase {
@@ -509,7 +632,7 @@ async fn program_token(
 /// vault was already written (then nothing may be rolled back).
 async fn program_and_seal(
     req: &Request<'_>,
-    passphrase: &SecretString,
+    passphrase: &NewPassphrases,
     session: &mut Session<'_>,
     prepared: Option<&mut Prepared>,
     prompt: &mut dyn Prompt,
@@ -552,19 +675,11 @@ async fn program_and_seal(
     };
     prompt.note("Sealing the vault (passphrase key derivation, then the token's seal).");
     let vault = match prepared {
-        Some(p) => Vault::create(passphrase, req.kdf, p, "primary", &payload, rng, now),
+        Some(p) => passphrase.create(req.kdf, p, &payload, rng, now),
         None => {
             let mut factor = OathFactor::new(session, &req.profile.seal_account);
             prompt.touch_start("sealing the vault");
-            let v = Vault::create(
-                passphrase,
-                req.kdf,
-                &mut factor,
-                "primary",
-                &payload,
-                rng,
-                now,
-            );
+            let v = passphrase.create(req.kdf, &mut factor, &payload, rng, now);
             prompt.touch_end();
             v
         }
@@ -595,15 +710,15 @@ async fn program_and_seal(
 }
 
 /// Opens `vault` with an enrolled token, whatever its slot's factor.
-async fn open_with(
+pub(crate) async fn open_with(
     vault: &Vault,
-    passphrase: &SecretString,
+    passphrase: &super::Passphrases,
     token: &mut dyn Token,
     seal_account: &str,
     prompt: &mut dyn Prompt,
     rng: &dyn Random,
 ) -> Result<vault::Opened, Error> {
-    let passphrase = vault.derive(passphrase)?;
+    let passphrase = passphrase.derive(vault, prompt)?;
     if let Some(opened) = super::open_before_oath(vault, &passphrase, token, prompt)? {
         return Ok(opened);
     }
@@ -680,7 +795,7 @@ pub async fn add_token(
     rng: &dyn Random,
 ) -> Result<Report, Error> {
     let vault = vault::file::read(&req.profile.vault)?;
-    let passphrase = prompt.passphrase(false)?;
+    let passphrase = super::Passphrases::ask(prompt, &vault)?;
     let mut prompt = AccessCodeOnce::new(prompt);
     let opened = open_with(
         &vault,

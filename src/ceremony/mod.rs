@@ -10,6 +10,7 @@ pub mod enroll;
 pub mod handout;
 pub mod mfa;
 pub mod names;
+pub mod rekey;
 pub mod rotate;
 pub mod transcript;
 pub mod unlock;
@@ -70,6 +71,148 @@ pub trait Prompt {
         let _ = question;
         Ok(false)
     }
+    /// The name of the `index`-th of the `needed` custodians (a vault with custodians).
+    fn custodian_name(&mut self, index: usize, needed: usize) -> Result<String, Error> {
+        let _ = (index, needed);
+        self.name(Role::PasswordHolder)
+    }
+    /// Custodian `name`'s passphrase; `confirm` asks twice (a new passphrase).
+    fn custodian_passphrase(&mut self, name: &str, confirm: bool) -> Result<SecretString, Error> {
+        let _ = name;
+        self.passphrase(confirm)
+    }
+}
+
+/// A custodian who answered: which share (x), their name as the vault has it, their
+/// passphrase.
+pub struct Custodian {
+    /// The share's x in the vault.
+    pub x: u8,
+    /// The custodian's name as the vault stores it.
+    pub name: String,
+    /// Their passphrase, as typed.
+    pub passphrase: SecretString,
+}
+
+/// Asks `needed` custodians of `vault` in turn, each their name (which must be one of the
+/// vault's custodians, and not one already given: compared as one person, see [`names`]) and
+/// then their passphrase. Nothing is derived here.
+pub fn ask_custodians(
+    prompt: &mut dyn Prompt,
+    vault: &vault::Vault,
+    needed: usize,
+) -> Result<Vec<Custodian>, Error> {
+    let Some((_, members)) = vault.custodians() else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<Custodian> = Vec::with_capacity(needed);
+    for i in 1..=needed {
+        let typed = names::checked(Role::PasswordHolder, &prompt.custodian_name(i, needed)?)?;
+        let Some(member) = members.iter().find(|m| names::same_person(&m.name, &typed)) else {
+            return Err(Error::NotCustodian {
+                name: typed,
+                custodians: members.iter().map(|m| m.name.clone()).collect(),
+            });
+        };
+        if out.iter().any(|c| c.x == member.x) {
+            return Err(Error::SameCustodianTwice {
+                name: member.name.clone(),
+            });
+        }
+        let passphrase = prompt.custodian_passphrase(&member.name, false)?;
+        out.push(Custodian {
+            x: member.x,
+            name: member.name.clone(),
+            passphrase,
+        });
+    }
+    Ok(out)
+}
+
+/// The passphrase side as typed: one passphrase, or the custodians present.
+pub enum Passphrases {
+    /// A vault with one passphrase (versions 1 and 2).
+    One(SecretString),
+    /// A vault with custodians: a quorum of them.
+    Custodians(Vec<Custodian>),
+}
+
+impl Passphrases {
+    /// Asks what `vault` needs: its one passphrase, or a quorum of its custodians (each their
+    /// name, then their passphrase).
+    pub fn ask(prompt: &mut dyn Prompt, vault: &vault::Vault) -> Result<Self, Error> {
+        Ok(match vault.custodians() {
+            None => Self::One(prompt.passphrase(false)?),
+            Some((needed, _)) => {
+                Self::Custodians(ask_custodians(prompt, vault, usize::from(needed))?)
+            }
+        })
+    }
+
+    /// The derived key(s), with a note for each derivation.
+    pub fn derive(
+        &self,
+        vault: &vault::Vault,
+        prompt: &mut dyn Prompt,
+    ) -> Result<vault::PassphraseKey, Error> {
+        match self {
+            Self::One(p) => {
+                prompt.note("Deriving the passphrase key (Argon2id).");
+                Ok(vault.derive(p)?)
+            }
+            Self::Custodians(c) => derive_custodians(vault, c, prompt),
+        }
+    }
+
+    /// The custodians present (none for one passphrase).
+    pub fn custodians(&self) -> &[Custodian] {
+        match self {
+            Self::One(_) => &[],
+            Self::Custodians(c) => c,
+        }
+    }
+}
+
+/// The token holder's name, who must be none of `vault`'s custodians (present or not: a
+/// custodian who also carried the token would need one person fewer than the vault says).
+pub fn ask_token_holder(prompt: &mut dyn Prompt, vault: &vault::Vault) -> Result<String, Error> {
+    let t = names::checked(Role::TokenHolder, &prompt.name(Role::TokenHolder)?)?;
+    let members = vault.custodians().map_or(&[][..], |(_, m)| m);
+    if let Some(c) = members.iter().find(|c| names::same_person(&c.name, &t)) {
+        return Err(Error::TokenHolderIsCustodian {
+            name: t,
+            custodian: c.name.clone(),
+        });
+    }
+    Ok(t)
+}
+
+/// The custodians present as one "password holder" for records and SourceIdentity:
+/// their names joined by `+`.
+pub fn custodians_label(custodians: &[Custodian]) -> String {
+    custodians
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// The passphrase side of a vault with custodians: each custodian's key, derived in turn
+/// (about a second each at the default KDF), with a note naming them.
+pub fn derive_custodians(
+    vault: &vault::Vault,
+    custodians: &[Custodian],
+    prompt: &mut dyn Prompt,
+) -> Result<vault::PassphraseKey, Error> {
+    let mut keys = Vec::with_capacity(custodians.len());
+    for c in custodians {
+        prompt.note(&format!(
+            "Deriving custodian {}'s key (Argon2id).",
+            names::printable(&c.name)
+        ));
+        keys.push(vault.derive_custodian(c.x, &c.passphrase)?);
+    }
+    Ok(vault::PassphraseKey::quorum(keys))
 }
 
 /// The ceremony's prompt as the vault's [`vault::PinEntry`].
@@ -246,6 +389,62 @@ pub enum Error {
         /// The name as typed (print it with [`names::printable`]).
         name: String,
     },
+    #[error("{} is not a custodian of this vault (its custodians: {})", names::quoted(name), custodians.iter().map(|c| names::quoted(c)).collect::<Vec<_>>().join(", "))]
+    /// A name typed at a custodian's prompt that is none of the vault's custodians.
+    NotCustodian {
+        /// The name typed.
+        name: String,
+        /// The vault's custodians.
+        custodians: Vec<String>,
+    },
+    /// The token holder's name is one of the vault's custodians'.
+    #[error("the token holder {} is custodian {} of this vault: the token holder must be someone who holds no share", names::quoted(name), names::quoted(custodian))]
+    TokenHolderIsCustodian {
+        /// The name the token holder typed.
+        name: String,
+        /// The custodian it is, as the vault names them.
+        custodian: String,
+    },
+    /// A slot that stays must be sealed again and its token is not at hand.
+    #[error("key slot {id} (\"{label}\") stays and must be sealed again under the new token key, but its token is not in any reader given")]
+    OtherTokenNeeded {
+        /// The slot.
+        id: u8,
+        /// Its label.
+        label: String,
+    },
+    /// A rotation of the profile stopped half-way: it is finished before the vault changes.
+    #[error("a key rotation of profile {profile:?} stopped half-way")]
+    RotationInterrupted {
+        /// The profile.
+        profile: String,
+    },
+    /// `rekey --upgrade` of a vault that has custodians.
+    #[error("this vault has custodians already (vault format 3): there is nothing to upgrade")]
+    AlreadyCustodians,
+    /// A slot named by id, label or MFA device that the vault does not have.
+    #[error("the vault has no key slot {which:?} (its slots: {})", slots.join(", "))]
+    NoSuchSlot {
+        /// What was typed.
+        which: String,
+        /// The vault's slots.
+        slots: Vec<String>,
+    },
+    /// A custodian's passphrase change asked for someone not among the quorum present.
+    #[error("custodian {} is not among the custodians present: they must be present (and open the vault with their current passphrase) to change it", names::quoted(name))]
+    CustodianNotPresent {
+        /// The name given.
+        name: String,
+    },
+    /// The same custodian (as one person) answered twice.
+    #[error(
+        "custodian {} was given twice: each custodian present types their own name once",
+        names::quoted(name)
+    )]
+    SameCustodianTwice {
+        /// The custodian, as the vault names them.
+        name: String,
+    },
     /// An activation or role hand-out was asked without a reason.
     #[error("a reason is required and it is empty")]
     EmptyReason,
@@ -364,7 +563,7 @@ pub enum Error {
         problem: String,
     },
     /// Another rotation of this profile is running (its lock is held).
-    #[error("another rotation of this profile is running on this machine (it holds {lock})")]
+    #[error("another ceremony that replaces this profile's vault (a rotation or a rekey) is running on this machine (it holds {lock})")]
     RotationRunning {
         /// The lock file.
         lock: String,
@@ -512,6 +711,12 @@ impl Prompt for AccessCodeOnce<'_> {
     }
     fn confirm(&mut self, question: &str) -> Result<bool, Error> {
         self.inner.confirm(question)
+    }
+    fn custodian_name(&mut self, index: usize, needed: usize) -> Result<String, Error> {
+        self.inner.custodian_name(index, needed)
+    }
+    fn custodian_passphrase(&mut self, name: &str, confirm: bool) -> Result<SecretString, Error> {
+        self.inner.custodian_passphrase(name, confirm)
     }
 }
 

@@ -276,7 +276,7 @@ pub const CRASH_POINTS: &[&str] = &[
     "after-delete",
 ];
 
-fn crash_point(name: &str) {
+pub(crate) fn crash_point(name: &str) {
     #[cfg(feature = "sandbox")]
     if std::env::var("BREAKGLASS_CRASH_AT").is_ok_and(|v| v == name) {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
@@ -372,7 +372,7 @@ pub async fn rotate<P: Plug + ?Sized>(
 }
 
 /// Takes `JOURNAL.lock` (exclusive, not waiting).
-fn lock(journal: &Path) -> Result<std::fs::File, Error> {
+pub(crate) fn lock(journal: &Path) -> Result<std::fs::File, Error> {
     let path = journal.with_extension("lock");
     let write = |source| Error::Write {
         path: path.display().to_string(),

@@ -261,6 +261,19 @@ impl super::Prompt for Recorder<'_> {
     fn confirm(&mut self, question: &str) -> Result<bool, super::Error> {
         self.inner.confirm(question)
     }
+    fn custodian_name(&mut self, index: usize, needed: usize) -> Result<String, super::Error> {
+        let name = self.inner.custodian_name(index, needed)?;
+        self.people
+            .push((name.trim().to_owned(), "custodian".to_owned()));
+        Ok(name)
+    }
+    fn custodian_passphrase(
+        &mut self,
+        name: &str,
+        confirm: bool,
+    ) -> Result<secrecy::SecretString, super::Error> {
+        self.inner.custodian_passphrase(name, confirm)
+    }
 }
 
 #[cfg(test)]

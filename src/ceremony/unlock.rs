@@ -8,7 +8,7 @@
 //! decrypted only once the MFA window is ready.
 
 use super::mfa::{self, Windows};
-use super::{ask_holders, AccessCodeOnce, Error, Prompt};
+use super::{ask_holders, AccessCodeOnce, Custodian, Error, Prompt};
 use crate::audit;
 use crate::aws::{self, sts, Endpoint, Signer};
 use crate::clock::Clock;
@@ -21,8 +21,10 @@ use crate::vault::{self, OathFactor};
 pub struct Activation {
     /// The STS session from GetSessionToken with the MFA code.
     pub session: sts::Session,
-    /// Who typed the passphrase.
+    /// Who typed the passphrase; with custodians, the custodians present joined by `+`.
     pub password_holder: String,
+    /// The custodians present, as the vault names them (empty: a vault with one passphrase).
+    pub custodians: Vec<String>,
     /// Who touched the token.
     pub token_holder: String,
     /// The MFA device the code was for (the opening slot's).
@@ -71,6 +73,7 @@ impl<T: Token> Plug for T {
 struct Progress {
     reason: String,
     holders: Option<(String, String)>,
+    custodians: Vec<String>,
 }
 
 /// Runs the activation. Every attempt leaves an `activation started` record before anything
@@ -110,6 +113,7 @@ async fn activation<P: Plug + ?Sized>(
     let mut progress = Progress {
         reason: req.reason.unwrap_or_default().trim().to_owned(),
         holders: None,
+        custodians: Vec::new(),
     };
     let result = run(req, token, prompt, &mut progress, keep).await;
     let (password_holder, token_holder) = match (&result, progress.holders) {
@@ -126,6 +130,7 @@ async fn activation<P: Plug + ?Sized>(
     let rec = audit::Record::Activation {
         attempt,
         password_holder: password_holder.clone(),
+        custodians: progress.custodians.clone(),
         token_holder: token_holder.clone(),
         reason: progress.reason.clone(),
         session: result.as_ref().ok().map(|(s, serial, ..)| {
@@ -154,6 +159,7 @@ async fn activation<P: Plug + ?Sized>(
         Activation {
             session,
             password_holder,
+            custodians: progress.custodians,
             token_holder,
             mfa_serial,
             user_arn,
@@ -271,8 +277,32 @@ async fn run<P: Plug + ?Sized>(
             return Err(Error::EmptyReason);
         }
     }
-    progress.holders = Some(ask_holders(prompt)?);
-    let granted = activate(req, &vault, token, prompt, keep).await?;
+    // A vault with custodians: each of the quorum in turn (name, then passphrase), then the
+    // token holder, who is none of them. With one passphrase, both names now and the
+    // passphrase in `activate`.
+    let custodians = match vault.custodians() {
+        Some((needed, members)) => {
+            prompt.note(&format!(
+                "This vault opens with {needed} of its {} custodians ({}) and a token.",
+                members.len(),
+                members
+                    .iter()
+                    .map(|m| super::names::quoted(&m.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let present = super::ask_custodians(prompt, &vault, usize::from(needed))?;
+            progress.custodians = present.iter().map(|c| c.name.clone()).collect();
+            let token_holder = super::ask_token_holder(prompt, &vault)?;
+            progress.holders = Some((super::custodians_label(&present), token_holder));
+            Some(present)
+        }
+        None => {
+            progress.holders = Some(ask_holders(prompt)?);
+            None
+        }
+    };
+    let granted = activate(req, &vault, token, prompt, keep, custodians.as_deref()).await?;
     // Said last, when the glass is open: what to do once the outage is over.
     let journal = super::rotate::Journal::load(&req.paths.rotation_journal(&req.profile.name));
     if let Ok(Some(j)) = journal
@@ -294,8 +324,12 @@ async fn activate(
     token: &mut dyn Token,
     prompt: &mut dyn Prompt,
     keep: bool,
+    custodians: Option<&[Custodian]>,
 ) -> Result<Granted, Error> {
-    let passphrase = prompt.passphrase(false)?;
+    let passphrase = match custodians {
+        Some(_) => None,
+        None => Some(prompt.passphrase(false)?),
+    };
     // The OATH application may be opened twice (a second code after a refusal): its access
     // code is asked once.
     let mut prompt = AccessCodeOnce::new(prompt);
@@ -315,8 +349,18 @@ async fn activate(
     }
 
     // The passphrase's key before the token is opened: the token is not held while it runs.
-    prompt.note("Deriving the passphrase key (Argon2id).");
-    let passphrase = vault.derive(&passphrase)?;
+    let passphrase = match (passphrase, custodians) {
+        (Some(passphrase), _) => {
+            prompt.note("Deriving the passphrase key (Argon2id).");
+            vault.derive(&passphrase)?
+        }
+        (None, Some(custodians)) => super::derive_custodians(vault, custodians, prompt)?,
+        (None, None) => {
+            return Err(Error::EmptyName {
+                role: "password holder",
+            })
+        }
+    };
 
     // The token is held for the vault's seal and the code, then released.
     let (opened, first) = {

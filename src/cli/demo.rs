@@ -273,6 +273,7 @@ impl<'a> Demo<'a> {
             factor,
             paths: self.paths,
             kdf: KdfParams::LIGHT,
+            custodians: None,
             key: enroll::KeySource::Create {
                 user: "breakglass".into(),
             },

@@ -75,6 +75,15 @@ pub struct EnrollArgs {
     /// Overwrite an existing vault and token accounts of the same names.
     #[arg(long)]
     force: bool,
+    /// A custodian of the passphrase side, by name (repeat for each, in order; at most 16):
+    /// the vault opens with --threshold of them, each typing their own passphrase, and a
+    /// token. Without it the vault has one passphrase.
+    #[arg(long = "custodian", value_name = "NAME", conflicts_with = "add_token")]
+    custodians: Vec<String>,
+    /// With --custodian: how many custodians must be present to open the vault (1 to their
+    /// number; required with two custodians or more).
+    #[arg(long, value_name = "M", requires = "custodians")]
+    threshold: Option<u8>,
     /// Write a Markdown transcript of the ceremony for the witnesses (no secret in it).
     #[arg(long, value_name = "FILE")]
     transcript: Option<std::path::PathBuf>,
@@ -119,6 +128,40 @@ pub struct EnrollArgs {
     /// the file `breakglass sandbox card --piv-root-out FILE` writes.
     #[arg(long, value_name = "FILE")]
     attestation_roots: Option<PathBuf>,
+}
+
+/// `--custodian` and `--threshold` as a checked set, before any I/O.
+fn custodian_set(args: &EnrollArgs) -> Result<Option<enroll::NewCustodianSet>, CliError> {
+    if args.custodians.is_empty() {
+        return Ok(None);
+    }
+    let threshold = match (args.threshold, args.custodians.len()) {
+        (Some(m), _) => m,
+        (None, 1) => 1,
+        (None, n) => {
+            return Err(CliError::usage(
+                format!("{n} custodians were named but not how many must be present"),
+                format!(
+                    "add --threshold M, M from 1 to {n} (for example --threshold 2 for any two)"
+                ),
+            ))
+        }
+    };
+    let set = enroll::NewCustodianSet {
+        names: args
+            .custodians
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .collect(),
+        threshold,
+    };
+    enroll::check_custodians(&set).map_err(|e| {
+        CliError::usage(
+            e.to_string(),
+            "name each custodian once with --custodian NAME, and --threshold from 1 to their number",
+        )
+    })?;
+    Ok(Some(set))
 }
 
 fn parse_piv_slot(s: &str) -> Result<u8, String> {
@@ -306,6 +349,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         ));
     }
     super::check_transcript_path(args.transcript.as_deref())?;
+    let custodians = custodian_set(&args)?;
     let paths = paths()?;
     let mut profile = match config::load(&paths, &args.profile) {
         Ok(p) => p,
@@ -346,6 +390,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         factor: factor(&args, chosen, &roots),
         paths: &paths,
         kdf,
+        custodians,
         key,
         mfa,
         admin: admin_id.as_deref().zip(admin_secret.as_ref()),
@@ -466,6 +511,7 @@ fn add_token_cmd(
         factor: factor(args, chosen, &roots),
         paths,
         kdf: KdfParams::DEFAULT,
+        custodians: None,
         key: enroll::KeySource::Create {
             user: String::new(),
         },

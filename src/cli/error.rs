@@ -277,6 +277,38 @@ impl From<breakglass::vault::Error> for CliError {
                 exit::FAILURE,
             ),
             E::UnsupportedVersion { .. } => ("use the breakglass release that wrote this vault, or a newer one", exit::FAILURE),
+            E::ShareNotOpened { .. } => (
+                "that custodian types their own passphrase again (check the keyboard layout and Caps Lock); nothing was changed, and the other custodians need not retype theirs in a new attempt",
+                exit::REFUSED,
+            ),
+            E::Quorum { needed: 0, .. } => (
+                "this vault's password holder types its one passphrase; `breakglass rekey --upgrade` gives it custodians",
+                exit::REFUSED,
+            ),
+            E::Quorum { .. } => (
+                "bring as many of the vault's custodians as it needs (`breakglass status` lists them), each to type their own name and passphrase",
+                exit::REFUSED,
+            ),
+            E::TokenKeyNotOpened { .. } => (
+                "bring another enrolled token; if this token's sealing credential was replaced, remove its slot with `breakglass rekey --remove-token` using another token, and enrol it again",
+                exit::REFUSED,
+            ),
+            E::NoSuchCustodian { .. } => (
+                "each custodian types their own name once, as the vault names them",
+                exit::USAGE,
+            ),
+            E::WrongTokenForSlot { .. } => (
+                "put the token enrolled in that slot (its label is named above) in the reader when it is asked for; nothing was changed",
+                exit::REFUSED,
+            ),
+            E::RemovingOpeningSlot { .. } => (
+                "open the vault with another enrolled token (--reader) to remove this one",
+                exit::USAGE,
+            ),
+            E::NeedsUpgrade { .. } => (
+                "run `breakglass rekey PROFILE --upgrade --custodian NAME …` first, which converts the vault to custodians",
+                exit::USAGE,
+            ),
             E::UnsafePermissions { path, directory, .. } => {
                 let mode = if directory { 700 } else { 600 };
                 let next = format!("make it private: `chmod {mode} {path}`, then run the command again");
@@ -445,6 +477,18 @@ impl From<breakglass::ceremony::Error> for CliError {
                 exit::UNAVAILABLE,
             ),
             E::SameHolder { .. } => ("the password holder and the token holder each type their own name", exit::REFUSED),
+            E::NotCustodian { .. } => (
+                "each custodian present types their own name as the vault knows it (listed above); someone who holds no share cannot stand in",
+                exit::REFUSED,
+            ),
+            E::SameCustodianTwice { .. } => (
+                "each custodian present types their name once: bring another custodian for the next share",
+                exit::REFUSED,
+            ),
+            E::TokenHolderIsCustodian { .. } => (
+                "the token is held and touched by someone who is none of the vault's custodians: hand it to another person",
+                exit::REFUSED,
+            ),
             E::EmptyName { .. } => ("type your name at the prompt", exit::USAGE),
             E::UnprintableName { .. } | E::InvisibleName { .. } => (
                 "type your name at the prompt with printable letters only (no escape sequences, tabs or invisible characters)",

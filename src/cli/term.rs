@@ -212,6 +212,27 @@ impl Prompt for TtyPrompt {
         Ok(first)
     }
 
+    fn custodian_name(&mut self, index: usize, needed: usize) -> Result<String, CError> {
+        self.ask(&format!(
+            "Custodian {index} of {needed} needed: type your name: "
+        ))
+    }
+
+    fn custodian_passphrase(&mut self, name: &str, confirm: bool) -> Result<SecretString, CError> {
+        let name = breakglass::ceremony::names::printable(name);
+        let first = self.secret(&format!(
+            "Custodian {name}, type your passphrase (not shown): "
+        ))?;
+        if confirm {
+            let second = self.secret(&format!("Custodian {name}, type your passphrase again: "))?;
+            use secrecy::ExposeSecret;
+            if first.expose_secret() != second.expose_secret() {
+                return Err(CError::PassphraseMismatch);
+            }
+        }
+        Ok(first)
+    }
+
     fn access_code(&mut self) -> Result<SecretString, CError> {
         self.secret("Password holder, type the token's access code (not shown): ")
     }

@@ -15,6 +15,7 @@ pub struct Scripted {
     token_holder: String,
     passphrases: VecDeque<String>,
     pins: VecDeque<String>,
+    custodians: Vec<(String, String)>,
     narrate: Option<Narrator>,
 }
 
@@ -29,8 +30,20 @@ impl Scripted {
             token_holder: token_holder.to_owned(),
             passphrases: VecDeque::from([passphrase.to_owned()]),
             pins: VecDeque::new(),
+            custodians: Vec::new(),
             narrate: None,
         }
+    }
+
+    /// The custodians present, in the order they answer, with their passphrases: the n-th
+    /// custodian asked gives the n-th name, and each gives their own passphrase (a name not
+    /// listed types the next of [`Scripted::passphrases`]).
+    pub fn custodians(mut self, present: &[(&str, &str)]) -> Self {
+        self.custodians = present
+            .iter()
+            .map(|(n, p)| ((*n).to_owned(), (*p).to_owned()))
+            .collect();
+        self
     }
 
     /// The passphrases typed, in order (the last one repeats).
@@ -86,6 +99,35 @@ impl Prompt for Scripted {
         let times = if confirm { " (twice)" } else { "" };
         self.say(&format!(
             "[password holder] types the passphrase{times}: {}",
+            dots(&p)
+        ));
+        Ok(SecretString::from(p))
+    }
+
+    fn custodian_name(&mut self, index: usize, needed: usize) -> Result<String, Error> {
+        let name = self
+            .custodians
+            .get(index.saturating_sub(1))
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| {
+                Error::NoAnswer(format!(
+                    "custodian {index} of {needed} is not in the script"
+                ))
+            })?;
+        self.say(&format!(
+            "[custodian {index} of {needed}] types their name: {name}"
+        ));
+        Ok(name)
+    }
+
+    fn custodian_passphrase(&mut self, name: &str, confirm: bool) -> Result<SecretString, Error> {
+        let p = match self.custodians.iter().find(|(n, _)| n == name) {
+            Some((_, p)) => p.clone(),
+            None => next(&mut self.passphrases).unwrap_or_default(),
+        };
+        let times = if confirm { " (twice)" } else { "" };
+        self.say(&format!(
+            "[custodian {name}] types their passphrase{times}: {}",
             dots(&p)
         ));
         Ok(SecretString::from(p))

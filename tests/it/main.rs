@@ -11,6 +11,7 @@ mod aws_errors;
 mod ceremony_pty;
 mod closed_pipe;
 mod console;
+mod custodian_ceremony;
 mod custodians;
 mod demo;
 mod endpoint_policy;

@@ -63,6 +63,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         factor,
         paths: &paths,
         kdf: KdfParams::LIGHT,
+        custodians: None,
         key: enroll::KeySource::Import {
             access_key_id: key_id.clone(),
             secret_access_key: key_secret.clone(),

@@ -706,7 +706,7 @@ fn a_second_rotation_at_once_is_refused_and_a_killed_wait_is_undone() {
     );
     let out = second.exp_eof().unwrap();
     assert!(
-        out.contains("another rotation of this profile is running"),
+        out.contains("another ceremony that replaces this profile's vault (a rotation or a rekey) is running"),
         "{out}"
     );
     assert!(!out.contains("type your name"), "{out}");
