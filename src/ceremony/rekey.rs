@@ -77,26 +77,54 @@ pub struct Request<'a> {
     pub rng: &'a dyn Random,
 }
 
-/// The tokens of slots that stay and must be sealed again (a new token key), other than the
-/// one that opened the vault.
+/// What [`OtherTokens::find`] asks of each token: its factor for the slot sought, `None`
+/// when it is not that slot's token.
+pub type TryToken<'f> = dyn FnMut(&mut dyn Token) -> Result<Option<Key32>, Error> + 'f;
+
+/// The tokens at hand besides the one that opened the vault: those of slots that stay and
+/// must be sealed again (a new token key) are found among them.
 pub trait OtherTokens {
-    /// The token enrolled in `slot`, plugged in now (the holders are asked to bring it).
-    fn token_for(
-        &mut self,
-        slot: &SlotInfo,
-        prompt: &mut dyn Prompt,
-    ) -> Result<&mut dyn Token, Error>;
+    /// Calls `f` with each token at hand, in turn, until it answers `Some`.
+    fn find(&mut self, f: &mut TryToken<'_>) -> Result<Option<Key32>, Error>;
 }
 
 /// No other token: a change that needs one fails naming the slot.
 pub struct NoOtherTokens;
 
 impl OtherTokens for NoOtherTokens {
-    fn token_for(&mut self, slot: &SlotInfo, _: &mut dyn Prompt) -> Result<&mut dyn Token, Error> {
-        Err(Error::OtherTokenNeeded {
-            id: slot.id,
-            label: slot.label.clone(),
-        })
+    fn find(&mut self, _: &mut TryToken<'_>) -> Result<Option<Key32>, Error> {
+        Ok(None)
+    }
+}
+
+/// The tokens in the readers named (`rekey --other-reader`), each opened when first needed.
+pub struct OtherReaders<'a> {
+    readers: &'a [String],
+    open: Vec<Option<crate::token::Device>>,
+}
+
+impl<'a> OtherReaders<'a> {
+    /// The readers whose names contain these texts.
+    pub fn new(readers: &'a [String]) -> Self {
+        Self {
+            readers,
+            open: readers.iter().map(|_| None).collect(),
+        }
+    }
+}
+
+impl OtherTokens for OtherReaders<'_> {
+    fn find(&mut self, f: &mut TryToken<'_>) -> Result<Option<Key32>, Error> {
+        for (reader, open) in self.readers.iter().zip(self.open.iter_mut()) {
+            let device = match open {
+                Some(d) => d,
+                None => open.insert(crate::token::Device::open(Some(reader), None)?),
+            };
+            if let Some(k) = f(device)? {
+                return Ok(Some(k));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -328,8 +356,18 @@ async fn run(
             slot.id,
             names::printable(&slot.label)
         ));
-        let t = others.token_for(slot, prompt)?;
-        respond(t, slot, &req.profile.seal_account, prompt, req.rng)
+        let found =
+            others.find(
+                &mut |t| match respond(t, slot, &req.profile.seal_account, prompt, req.rng) {
+                    Ok(k) => Ok(Some(k)),
+                    Err(Error::Vault(vault::Error::WrongTokenForSlot { .. })) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            )?;
+        found.ok_or_else(|| Error::OtherTokenNeeded {
+            id: slot.id,
+            label: slot.label.clone(),
+        })
     };
     let new = match &req.what {
         What::Passphrase { custodian } => {

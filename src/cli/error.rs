@@ -477,6 +477,29 @@ impl From<breakglass::ceremony::Error> for CliError {
                 exit::UNAVAILABLE,
             ),
             E::SameHolder { .. } => ("the password holder and the token holder each type their own name", exit::REFUSED),
+            E::OtherTokenNeeded { .. } => (
+                "put that slot's token in another reader and name it with --other-reader (repeat for each token); nothing was written",
+                exit::UNAVAILABLE,
+            ),
+            E::RotationInterrupted { profile } => {
+                return Self::new(
+                    what,
+                    format!("finish or undo the rotation first: `breakglass rotate {profile}`, then run the rekey again"),
+                    exit::REFUSED,
+                )
+            }
+            E::AlreadyCustodians => (
+                "leave out --upgrade: `breakglass rekey PROFILE --custodian NAME … --threshold M` deals a new custodian set",
+                exit::USAGE,
+            ),
+            E::NoSuchSlot { .. } => (
+                "name a slot by its id, label or MFA device ARN, as listed above",
+                exit::USAGE,
+            ),
+            E::CustodianNotPresent { .. } => (
+                "run the rekey again with that custodian among those who open the vault; a custodian who forgot their passphrase is given a new share with --custodian … instead",
+                exit::USAGE,
+            ),
             E::NotCustodian { .. } => (
                 "each custodian present types their own name as the vault knows it (listed above); someone who holds no share cannot stand in",
                 exit::REFUSED,

@@ -18,6 +18,7 @@ mod env;
 mod error;
 mod exec;
 mod lock;
+mod rekey;
 mod rotate;
 #[cfg(feature = "sandbox")]
 mod sandbox;
@@ -77,6 +78,9 @@ enum Command {
     /// Key rotation: a new access key sealed by both holders, the old one retired on the
     /// policy's days (`--finish`); `--check` says what is due.
     Rotate(rotate::RotateArgs),
+    /// Change the vault's custodians, a custodian's passphrase, or remove a token slot,
+    /// without touching AWS (two or more people, and a token).
+    Rekey(rekey::RekeyArgs),
     /// Check the audit log's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -123,6 +127,7 @@ impl Cli {
             Command::Agent(args) => agent::agent_cmd(args),
             Command::Enroll(args) => enroll::enroll_cmd(args),
             Command::Rotate(args) => rotate::rotate_cmd(args),
+            Command::Rekey(args) => rekey::rekey_cmd(args),
             Command::Audit(AuditCommand::Verify { expect_head }) => {
                 audit::verify_cmd(expect_head.as_deref())
             }

@@ -119,6 +119,20 @@ fn expect(p: &mut PtySession, prompt: &str, out: &mut String) -> bool {
     }
 }
 
+/// Ends the agent's session of `profile`, so that the next unlock is a ceremony again.
+fn lock(home: &Home, profile: &str) {
+    let o = home.command(&["lock", profile]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// An unlock that must run the ceremony and succeed; the session is locked again after it.
+fn opens(home: &Home, profile: &str, reader: &str, who: &[(&str, &str)]) {
+    let out = unlock(home, profile, reader, who, "Trent");
+    assert!(!out.contains("already unlocked"), "{out}");
+    session_json(&out);
+    lock(home, profile);
+}
+
 fn people(idx: &[usize]) -> Vec<(&'static str, &'static str)> {
     idx.iter().map(|i| PEOPLE[*i]).collect()
 }
@@ -155,6 +169,7 @@ fn custodians_one_of_one_two_of_three_three_of_five_unlock_through_pcscd() {
         assert_eq!(vault.version(), 3);
         assert_eq!(vault.custodians().unwrap().0 as usize, m);
         let out = unlock(&home, profile, &r, &people(&present), "Trent");
+        assert!(!out.contains("already unlocked"), "{out}");
         let session = session_json(&out);
         assert!(
             session["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
@@ -240,6 +255,509 @@ fn custodian_refusals_name_the_cause_and_the_person() {
         );
     }
     // None of these used an MFA window or the token's seal: a good quorum opens at once.
-    let out = unlock(&home, "prod", &r, &people(&[1, 2]), "Trent");
-    session_json(&out);
+    opens(&home, "prod", &r, &people(&[1, 2]));
+}
+
+/// `breakglass ARGS` on a pty, answering each `(prompt, answer)` in turn as far as the command
+/// asks; returns all it printed and how it ended.
+fn converse(
+    home: &Home,
+    args: &[&str],
+    answers: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> (String, String) {
+    let mut cmd = home.command(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut p = pty(cmd, 30_000);
+    let mut out = String::new();
+    for (ask, answer) in answers {
+        if !expect(&mut p, ask, &mut out) {
+            let end = format!("{:?}", p.process().wait().unwrap());
+            return (out, end);
+        }
+        p.send_line(answer).unwrap();
+    }
+    out += &p.exp_eof().unwrap();
+    let end = format!("{:?}", p.process().wait().unwrap());
+    (out, end)
+}
+
+/// The prompts and answers of custodians `who` opening the vault, then token holder Trent.
+fn quorum(who: &[usize], needed: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, c) in who.iter().enumerate() {
+        let (name, passphrase) = PEOPLE[*c];
+        out.push((
+            format!("Custodian {} of {needed} needed: type your name: ", i + 1),
+            name.to_owned(),
+        ));
+        out.push((
+            format!("Custodian {name}, type your passphrase (not shown): "),
+            passphrase.to_owned(),
+        ));
+    }
+    out.push(("Token holder, type your name: ".into(), "Trent".into()));
+    out
+}
+
+/// A new passphrase typed twice by custodian `name`.
+fn new_passphrase(name: &str, passphrase: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            format!("Custodian {name}, type your passphrase (not shown): "),
+            passphrase.to_owned(),
+        ),
+        (
+            format!("Custodian {name}, type your passphrase again: "),
+            passphrase.to_owned(),
+        ),
+    ]
+}
+
+fn refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
+fn rekey_records(home: &Home) -> Vec<Value> {
+    home.audit()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["event"] == "rekey")
+        .collect()
+}
+
+/// 2 of 3 → Carol leaves, Dan joins (Alice and Bob present keep theirs); then Bob changes his
+/// passphrase. Each time the new people unlock, the old ones are refused, the record names
+/// what changed, and no AWS call is made.
+#[test]
+fn rekey_replaces_a_custodian_and_changes_a_passphrase_without_aws() {
+    let test = "rekey_replaces_a_custodian_and_changes_a_passphrase_without_aws";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, "prod", &r, 3, 2);
+    let calls = sts.counts();
+    let transcript = home.config_file().with_file_name("rekey.md");
+    let mut answers = quorum(&[0, 1], 2);
+    answers.extend(new_passphrase("Dan", PEOPLE[3].1));
+    let (out, end) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--custodian",
+            "Alice",
+            "--custodian",
+            "Bob",
+            "--custodian",
+            "Dan",
+            "--threshold",
+            "2",
+            "--reason",
+            "Carol left the company",
+            "--reader",
+            &r,
+            "--transcript",
+            transcript.to_str().unwrap(),
+        ],
+        &refs(&answers),
+        &[],
+    );
+    assert!(
+        end.contains("Exited") && end.ends_with(", 0)"),
+        "{end}\n{out}"
+    );
+    assert!(out.contains("changed:   custodian Carol removed"), "{out}");
+    assert!(out.contains("changed:   custodian Dan added"), "{out}");
+    assert!(out.contains("unchanged: the key slots"), "{out}");
+    assert!(out.contains("breakglass rotate prod --now"), "{out}");
+    assert_eq!(sts.counts(), calls, "rekey sends nothing to AWS");
+    let rec = rekey_records(&home).pop().unwrap();
+    assert_eq!(rec["outcome"], "success", "{rec}");
+    assert_eq!(rec["custodians"], serde_json::json!(["Alice", "Bob"]));
+    assert_eq!(rec["token_holder"], "Trent");
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    assert!(
+        t.contains("custodian Dan added") && t.contains("Alice (custodian)"),
+        "{t}"
+    );
+    assert!(!home.vault("prod").with_extension("vault.previous").exists());
+
+    // Dan and Alice open it; Carol is no custodian any more.
+    opens(&home, "prod", &r, &people(&[3, 0]));
+    let out = unlock(&home, "prod", &r, &people(&[2]), "Trent");
+    assert!(out.contains("\"Carol\" is not a custodian"), "{out}");
+
+    // Bob's new passphrase: Bob and Dan open, Bob's old passphrase is refused naming him.
+    home.skip_ahead(Some(&sts), 60);
+    let mut answers = quorum(&[1, 3], 2);
+    answers.extend(new_passphrase("Bob", "bob's brand new passphrase"));
+    let (out, end) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--passphrase",
+            "Bob",
+            "--reason",
+            "yearly change",
+            "--reader",
+            &r,
+        ],
+        &refs(&answers),
+        &[],
+    );
+    assert!(end.ends_with(", 0)"), "{end}\n{out}");
+    assert!(
+        out.contains("changed:   custodian Bob's passphrase changed"),
+        "{out}"
+    );
+    opens(
+        &home,
+        "prod",
+        &r,
+        &[("Bob", "bob's brand new passphrase"), PEOPLE[3]],
+    );
+    home.skip_ahead(Some(&sts), 60);
+    let out = unlock(&home, "prod", &r, &[PEOPLE[1], PEOPLE[3]], "Trent");
+    assert!(
+        out.contains("custodian \"Bob\"'s passphrase did not open their share"),
+        "{out}"
+    );
+    home.assert_no_secret(&[("Bob's new passphrase", "bob's brand new passphrase")]);
+
+    // Refusals before anyone is asked anything: no change, a slot that is not there, a
+    // passphrase change for someone absent, the token holder among the new custodians.
+    let (out, _) = converse(&home, &["rekey", "prod", "--reader", &r], &[], &[]);
+    assert!(out.contains("rekey was given no change"), "{out}");
+    let (out, _) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--remove-token",
+            "spare",
+            "--reason",
+            "x",
+            "--reader",
+            &r,
+        ],
+        &[],
+        &[],
+    );
+    assert!(
+        out.contains("the vault has no key slot \"spare\" (its slots: 0 \"primary\""),
+        "{out}"
+    );
+    let answers = quorum(&[0, 3], 2);
+    let (out, _) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--passphrase",
+            "Bob",
+            "--reason",
+            "x",
+            "--reader",
+            &r,
+        ],
+        &refs(&answers),
+        &[],
+    );
+    assert!(
+        out.contains("custodian \"Bob\" is not among the custodians present"),
+        "{out}"
+    );
+    let answers = quorum(&[0, 3], 2);
+    let (out, _) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--custodian",
+            "Alice",
+            "--custodian",
+            "Trent",
+            "--threshold",
+            "1",
+            "--reason",
+            "x",
+            "--reader",
+            &r,
+        ],
+        &refs(&answers),
+        &[],
+    );
+    assert!(
+        out.contains("the token holder \"Trent\" is custodian \"Trent\""),
+        "{out}"
+    );
+    let failures = rekey_records(&home)
+        .iter()
+        .filter(|r| r["outcome"].as_str().unwrap_or("").starts_with("failure"))
+        .count();
+    assert_eq!(
+        failures, 2,
+        "a refused ceremony leaves a record once people answered"
+    );
+}
+
+/// A vault with one passphrase and two tokens becomes 1 of 2 custodians: the password holder
+/// keeps her passphrase, Bob chooses his, and the backup token (in the other reader) is
+/// sealed again. Then the backup's slot is removed: the primary opens, the backup no longer.
+#[test]
+fn rekey_upgrades_a_vault_and_removes_a_token_with_the_others_at_hand() {
+    let test = "rekey_upgrades_a_vault_and_removes_a_token_with_the_others_at_hand";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let primary = SoftToken::approve(0);
+    let backup = SoftToken::approve(1);
+    let (pr, br) = (primary.reader(), backup.reader());
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol_at_emulator(&home, &sts, "prod", &pr);
+    let (admin_id, admin_secret) = sts.admin_key();
+    let admin = [
+        ("AWS_ACCESS_KEY_ID", admin_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", admin_secret.expose_secret()),
+    ];
+    let (out, end) = converse(
+        &home,
+        &[
+            "enroll",
+            "prod",
+            "--add-token",
+            "--factor",
+            "oath",
+            "--create-mfa",
+            "--user",
+            "breakglass",
+            "--reader",
+            &br,
+            "--from-reader",
+            &pr,
+        ],
+        &[(
+            "Password holder, type the vault passphrase (not shown): ",
+            PASSPHRASE,
+        )],
+        &admin,
+    );
+    assert!(out.contains("Token added to "), "{end}\n{out}");
+    let old_copy = std::fs::read(home.vault("prod")).unwrap();
+
+    // Without the backup at hand the upgrade stops before writing, naming the slot.
+    let v2_answers = [
+        ("Password holder, type your name: ", "Alice"),
+        ("Token holder, type your name: ", "Trent"),
+        (
+            "Password holder, type the vault passphrase (not shown): ",
+            PASSPHRASE,
+        ),
+        (
+            "Custodian Bob, type your passphrase (not shown): ",
+            PEOPLE[1].1,
+        ),
+        ("Custodian Bob, type your passphrase again: ", PEOPLE[1].1),
+    ];
+    let upgrade = [
+        "rekey",
+        "prod",
+        "--upgrade",
+        "--custodian",
+        "Alice",
+        "--custodian",
+        "Bob",
+        "--threshold",
+        "1",
+        "--reason",
+        "custodians",
+        "--reader",
+        &pr,
+    ];
+    let (out, _) = converse(&home, &upgrade, &v2_answers, &[]);
+    assert!(
+        out.contains("key slot 1 (\"backup\") stays and must be sealed again"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(home.vault("prod")).unwrap(),
+        old_copy,
+        "nothing written"
+    );
+
+    let mut with_backup = upgrade.to_vec();
+    with_backup.extend(["--other-reader", &br]);
+    let (out, end) = converse(&home, &with_backup, &v2_answers, &[]);
+    assert!(end.ends_with(", 0)"), "{end}\n{out}");
+    assert!(
+        out.contains("converted to custodians (vault format 3): 1 of 2 needed: Alice, Bob"),
+        "{out}"
+    );
+    let v =
+        breakglass::vault::Vault::from_bytes(&std::fs::read(home.vault("prod")).unwrap()).unwrap();
+    assert_eq!(v.version(), 3);
+    // Alice with the old passphrase and the primary; Bob with the backup.
+    opens(&home, "prod", &pr, &[("Alice", PASSPHRASE)]);
+    home.skip_ahead(Some(&sts), 60);
+    opens(&home, "prod", &br, &[PEOPLE[1]]);
+
+    // The backup's slot goes; the primary, which opens, needs no other token.
+    let mut answers = quorum(&[1], 1);
+    answers.truncate(3);
+    let (out, end) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--remove-token",
+            "backup",
+            "--reason",
+            "backup token lost",
+            "--reader",
+            &pr,
+        ],
+        &refs(&answers),
+        &[],
+    );
+    assert!(end.ends_with(", 0)"), "{end}\n{out}");
+    assert!(
+        out.contains("changed:   key slot 1 (\"backup\") removed"),
+        "{out}"
+    );
+    assert!(out.contains("including those just removed"), "{out}");
+    home.skip_ahead(Some(&sts), 60);
+    let out = unlock(&home, "prod", &br, &[PEOPLE[1]], "Trent");
+    assert!(out.contains("not enrolled in this vault"), "{out}");
+    home.skip_ahead(Some(&sts), 60);
+    opens(&home, "prod", &pr, &[PEOPLE[1]]);
+    // The token that opens cannot remove itself.
+    let (out, _) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--remove-token",
+            "primary",
+            "--reason",
+            "x",
+            "--reader",
+            &pr,
+        ],
+        &refs(&quorum(&[1], 1)),
+        &[],
+    );
+    assert!(
+        out.contains("is the one whose token opened the vault"),
+        "{out}"
+    );
+}
+
+/// A rekey killed at each step leaves a vault that opens, with the old custodians or the new
+/// ones, never neither; the next rekey runs and removes the copy left behind.
+#[test]
+fn a_rekey_killed_at_every_step_leaves_the_old_vault_or_the_new() {
+    let test = "a_rekey_killed_at_every_step_leaves_the_old_vault_or_the_new";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(1);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol(&home, &sts, "prod", &r, 2, 1);
+    let mut current = ["Alice", "Bob"];
+    for point in breakglass::ceremony::rekey::CRASH_POINTS {
+        // Alternately drop and restore Carol: the set differs from the one in place.
+        let next: [&str; 2] = if current[1] == "Bob" {
+            ["Alice", "Carol"]
+        } else {
+            ["Alice", "Bob"]
+        };
+        let mut answers = quorum(&[0], 1);
+        if next[1] == "Carol" {
+            answers.extend(new_passphrase("Carol", PEOPLE[2].1));
+        } else {
+            answers.extend(new_passphrase("Bob", PEOPLE[1].1));
+        }
+        let (out, end) = converse(
+            &home,
+            &[
+                "rekey",
+                "prod",
+                "--custodian",
+                next[0],
+                "--custodian",
+                next[1],
+                "--threshold",
+                "1",
+                "--reason",
+                "drill",
+                "--reader",
+                &r,
+            ],
+            &refs(&answers),
+            &[("BREAKGLASS_CRASH_AT", point)],
+        );
+        assert!(end.contains("SIGKILL"), "{point}: {end}\n{out}");
+        let v = breakglass::vault::Vault::from_bytes(&std::fs::read(home.vault("prod")).unwrap())
+            .unwrap();
+        let names: Vec<String> = v
+            .custodians()
+            .unwrap()
+            .1
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        let expected: &[&str] = if *point == "rekey-after-vault" {
+            &next
+        } else {
+            &current
+        };
+        assert_eq!(names, expected, "{point}");
+        // It opens, with whoever is in it now.
+        home.skip_ahead(Some(&sts), 60);
+        let who = if expected[1] == "Carol" { 2 } else { 1 };
+        opens(&home, "prod", &r, &people(&[who]));
+        current = [expected[0], expected[1]];
+    }
+    // The next rekey notes the copy left behind and removes it.
+    let previous = home.vault("prod").with_extension("vault.previous");
+    assert!(previous.exists());
+    let who = if current[1] == "Carol" { 2 } else { 1 };
+    let mut answers = quorum(&[who], 1);
+    answers.extend(new_passphrase("Dan", PEOPLE[3].1));
+    let (out, end) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--custodian",
+            current[1],
+            "--custodian",
+            "Dan",
+            "--threshold",
+            "1",
+            "--reason",
+            "after the drill",
+            "--reader",
+            &r,
+        ],
+        &refs(&answers),
+        &[],
+    );
+    assert!(end.ends_with(", 0)"), "{end}\n{out}");
+    assert!(
+        out.contains("was left by an earlier rekey that stopped"),
+        "{out}"
+    );
+    assert!(!previous.exists());
 }
