@@ -23,7 +23,10 @@ fn main() -> ExitCode {
                 true,
             )
         }
-        _ => (cli::Cli::parse().run(), false),
+        _ => (
+            cli::Cli::parse_from(cli::respelled(std::env::args_os())).run(),
+            false,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,6 +186,17 @@ fn want<'a>(
     }
 }
 
+/// The arguments with `rekey … --add-token …` spelt as `enroll … --add-token …`: adding a
+/// token is a rekey, and `enroll --add-token` (the older spelling) stays the one
+/// implementation, with its flags.
+pub fn respelled(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.collect();
+    if args.get(1).is_some_and(|c| c == "rekey") && args.iter().any(|a| a == "--add-token") {
+        args[1] = "enroll".into();
+    }
+    args
+}
+
 /// Writes a ceremony's transcript to `path` and says where (or why not: the ceremony's outcome
 /// stands either way, and the audit log holds the same facts).
 fn save_transcript(
@@ -248,5 +259,51 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rekey_add_token_is_the_enrolment_of_a_backup_token() {
+        let spelt = |v: &[&str]| -> Vec<String> {
+            respelled(v.iter().map(std::ffi::OsString::from))
+                .into_iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            spelt(&[
+                "breakglass",
+                "rekey",
+                "prod",
+                "--add-token",
+                "--reader",
+                "B"
+            ]),
+            [
+                "breakglass",
+                "enroll",
+                "prod",
+                "--add-token",
+                "--reader",
+                "B"
+            ]
+        );
+        assert_eq!(
+            spelt(&["breakglass", "rekey", "prod", "--remove-token", "1"]),
+            ["breakglass", "rekey", "prod", "--remove-token", "1"]
+        );
+        let parsed = Cli::try_parse_from(spelt(&[
+            "breakglass",
+            "rekey",
+            "prod",
+            "--add-token",
+            "--reader",
+            "B",
+            "--from-reader",
+            "A",
+            "--create-mfa",
+            "--user",
+            "u",
+        ]));
+        assert!(matches!(parsed.map(|c| c.command), Ok(Command::Enroll(_))));
     }
 }

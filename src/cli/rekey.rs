@@ -48,6 +48,11 @@ pub struct RekeyArgs {
     /// (repeat for each).
     #[arg(long = "other-reader", value_name = "NAME")]
     other_readers: Vec<String>,
+    /// Add a backup token's key slot: the same ceremony as `breakglass enroll PROFILE
+    /// --add-token`, with its flags (--reader for the new token, --from-reader for an
+    /// enrolled one, --create-mfa --user NAME or --mfa-serial ARN, --label, --factor).
+    #[arg(long)]
+    add_token: bool,
     /// Why the people or tokens change (asked when not given).
     #[arg(long)]
     reason: Option<String>,

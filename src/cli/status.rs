@@ -65,6 +65,40 @@ fn rotations_due(paths: &Paths) -> Vec<String> {
         .collect()
 }
 
+/// Who and what opens each profile's vault, from its clear header (nothing is opened): the
+/// custodians and threshold, or one passphrase, and the token slots.
+fn vaults(paths: &Paths) -> Vec<String> {
+    config::load_all(paths)
+        .unwrap_or_default()
+        .values()
+        .filter_map(|p| {
+            let v = breakglass::vault::file::read(&p.vault).ok()?;
+            let people = match v.custodians() {
+                Some((m, members)) => format!(
+                    "{m} of its {} custodians ({})",
+                    members.len(),
+                    members
+                        .iter()
+                        .map(|c| printable(&c.name).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "its passphrase".to_owned(),
+            };
+            let slots: Vec<String> = v
+                .slots()
+                .map(|s| format!("{} \"{}\" ({})", s.id, printable(&s.label), s.kind.name()))
+                .collect();
+            Some(format!(
+                "profile {:?}: the vault (format {}) opens with {people} and a token: slots {}",
+                p.name,
+                v.version(),
+                slots.join(", ")
+            ))
+        })
+        .collect()
+}
+
 pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
     let paths = paths()?;
     if !args.json {
@@ -72,6 +106,9 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
             outln!("{line}")?;
         }
         for line in rotations_due(&paths) {
+            outln!("{line}")?;
+        }
+        for line in vaults(&paths) {
             outln!("{line}")?;
         }
     }

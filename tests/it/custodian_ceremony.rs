@@ -202,6 +202,13 @@ fn custodian_refusals_name_the_cause_and_the_person() {
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let home = Home::new();
     enrol(&home, &sts, "prod", &r, 3, 2);
+    // `status` says who opens it, from the clear header.
+    let o = home.command(&["status"]).output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("profile \"prod\": the vault (format 3) opens with 2 of its 3 custodians (Alice, Bob, Carol) and a token: slots 0 \"primary\" (oath)"),
+        "{said}"
+    );
 
     // A wrong passphrase: that custodian is named, the other is not.
     let out = unlock(
@@ -532,7 +539,7 @@ fn rekey_upgrades_a_vault_and_removes_a_token_with_the_others_at_hand() {
     let (out, end) = converse(
         &home,
         &[
-            "enroll",
+            "rekey",
             "prod",
             "--add-token",
             "--factor",
