@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use breakglass::aws::{self, sts, Endpoint, Signer};
 use breakglass::ceremony::console::{make_url, SigninRequest};
 use breakglass::ceremony::names::printable;
+use breakglass::ceremony::rekey::{self, NoOtherTokens};
 use breakglass::ceremony::transcript::{host_name, Head, Recorder, Transcript};
 use breakglass::ceremony::{self, enroll, mfa, rotate, runtime, unlock, Prompt};
 use breakglass::clock::{Clock, SkewedClock, SystemClock};
@@ -49,7 +50,8 @@ pub struct DemoArgs {
 pub enum Show {
     /// The activation, hand-outs, refusals, the console and the audit log.
     Activation,
-    /// Key ceremonies: enrolment, then a rotation and its retirement steps.
+    /// Key ceremonies: enrolment, a rotation and its retirement steps, then custodians (a
+    /// 2-of-3 rekey and an unlock by two of the three).
     Ceremonies,
 }
 
@@ -57,6 +59,10 @@ pub enum Show {
 const PIN: &str = "123456";
 
 const PASSPHRASE: &str = "correct horse battery staple";
+
+/// The passphrases of the demo's custodians Carol and Dan.
+const CAROL: &str = "carol's own passphrase";
+const DAN: &str = "dan's own passphrase";
 
 fn step(n: u32, text: &str) -> Result<(), CliError> {
     outln!("\n{n}. {text}")
@@ -168,9 +174,53 @@ fn ceremonies(demo: &mut Demo<'_>, args: &DemoArgs, emulator: &Sts) -> Result<()
             }
         }
     }
-    step(5, "The audit log's rotation records")?;
+    // Custodians: the one passphrase becomes Alice's share of 2 of 3, Carol and Dan choose
+    // theirs; then Carol and Dan open the vault without Alice.
+    step(
+        5,
+        "Custodians: breakglass rekey demo --upgrade --custodian Alice --custodian Carol --custodian Dan --threshold 2",
+    )?;
+    let mut prompt = holders(
+        args.interactive,
+        Scripted::new("Alice", "Bob", PASSPHRASE)
+            .custodians(&[("Carol", CAROL), ("Dan", DAN)])
+            .pins(&[PIN]),
+    )?;
+    let prompt: &mut dyn Prompt = &mut *prompt;
+    let report = demo.rekey(
+        rekey::What::Custodians {
+            names: vec!["Alice".into(), "Carol".into(), "Dan".into()],
+            threshold: 2,
+            upgrade: true,
+            remove: Vec::new(),
+        },
+        prompt,
+    )?;
+    for c in &report.changed {
+        outln!("  changed:   {c}")?;
+    }
+    for u in &report.unchanged {
+        outln!("  unchanged: {u}")?;
+    }
+    demo.skip(60);
+    step(
+        6,
+        "Alice is on holiday: Carol and Dan (two of the three custodians) and Bob with the token unlock",
+    )?;
+    let activation = demo
+        .unlock(prompt)
+        .map_err(|e| fail(format!("the unlock with two custodians failed: {e}")))?;
+    outln!(
+        "  Unlocked by custodians {} with token holder {}: temporary key {}",
+        activation.custodians.join(" and "),
+        activation.token_holder,
+        breakglass::secure::mask_key_id(&activation.session.access_key_id)
+    )?;
+    step(7, "The audit log's rotation, rekey and activation records")?;
     let log = std::fs::read_to_string(demo.paths.audit_log()).unwrap_or_default();
-    for line in log.lines().filter(|l| l.contains("\"key rotation\"")) {
+    for line in log.lines().filter(|l| {
+        l.contains("\"key rotation\"") || l.contains("\"rekey\"") || l.contains("\"custodians\"")
+    }) {
         outln!("  {line}")?;
     }
     outln!("\nDone. The temporary home is removed.")?;
@@ -357,6 +407,28 @@ impl<'a> Demo<'a> {
             head_after: Head::of(&self.paths.audit_log()),
         };
         Ok(t.to_markdown())
+    }
+
+    /// `rekey demo` with the demo's clock and token (one slot: no other token is needed).
+    fn rekey(
+        &mut self,
+        what: rekey::What,
+        prompt: &mut dyn Prompt,
+    ) -> Result<rekey::Report, CliError> {
+        let req = rekey::Request {
+            profile: &self.profile,
+            paths: self.paths,
+            reason: Some("custodians for the holidays"),
+            what,
+            now: &self.clock,
+            rng: &SystemRandom::new(),
+        };
+        Ok(self.rt.block_on(rekey::rekey(
+            &req,
+            &mut self.card,
+            &mut NoOtherTokens,
+            prompt,
+        ))?)
     }
 
     /// `unlock demo --reason "IdP outage drill"` with the demo's clock.

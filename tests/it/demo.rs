@@ -44,7 +44,8 @@ fn the_demo_runs_the_whole_flow_and_ends_in_the_console() {
 }
 
 /// `breakglass demo ceremonies`: a rotation with its transcript, the old key deactivated on
-/// day 100 and deleted on day 110, with the emulator's IAM showing each step.
+/// day 100 and deleted on day 110, with the emulator's IAM showing each step; then a 2-of-3
+/// custodian rekey and an unlock by two of the three.
 #[test]
 fn the_ceremonies_demo_rotates_the_key_and_retires_the_old_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -76,7 +77,14 @@ fn the_ceremonies_demo_rotates_the_key_and_retires_the_old_one() {
         at("Deactivated the old key"),
         at(" Inactive"),
         at("Deleted the old key"),
+        // Then custodians: 2 of 3 by a rekey, and Carol and Dan unlock without Alice; the
+        // audit log's records last.
+        at("changed:   converted to custodians (vault format 3): 2 of 3 needed: Alice, Carol, Dan"),
+        at("[custodian 1 of 2] types their name: Carol"),
+        at("Unlocked by custodians Carol and Dan with token holder Bob"),
         at("\"step\":\"old key deleted\""),
+        at("\"event\":\"rekey\""),
+        at("\"custodians\":[\"Carol\",\"Dan\"]"),
     ];
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{out}");
     let last_keys = out
