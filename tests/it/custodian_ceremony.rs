@@ -349,6 +349,7 @@ fn rekey_replaces_a_custodian_and_changes_a_passphrase_without_aws() {
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let home = Home::new();
     enrol(&home, &sts, "prod", &r, 3, 2);
+    let old_copy = std::fs::read(home.vault("prod")).unwrap();
     let calls = sts.counts();
     let transcript = home.config_file().with_file_name("rekey.md");
     let mut answers = quorum(&[0, 1], 2);
@@ -514,6 +515,35 @@ fn rekey_replaces_a_custodian_and_changes_a_passphrase_without_aws() {
         failures, 2,
         "a refused ceremony leaves a record once people answered"
     );
+
+    // The old copy still opens with Carol (a rekey cannot reach copies) until the key is
+    // rotated at once, with the new custodians: then what it holds is refused by AWS.
+    home.skip_ahead(Some(&sts), 60);
+    let (out, end) = converse(
+        &home,
+        &[
+            "rotate",
+            "prod",
+            "--now",
+            "--reason",
+            "Carol left",
+            "--reader",
+            &r,
+        ],
+        &refs(&quorum(&[0, 3], 2)),
+        &[],
+    );
+    assert!(end.ends_with(", 0)"), "{end}\n{out}");
+    let vault = home.vault("prod");
+    let rotated = std::fs::read(&vault).unwrap();
+    breakglass::files::atomic_write(&vault, &old_copy).unwrap();
+    home.skip_ahead(Some(&sts), 60);
+    let out = unlock(&home, "prod", &r, &people(&[2, 0]), "Trent");
+    assert!(
+        out.contains("AWS does not accept the access key") && !out.contains("\"AccessKeyId\""),
+        "the old copy's key is deleted: {out}"
+    );
+    breakglass::files::atomic_write(&vault, &rotated).unwrap();
 }
 
 /// A vault with one passphrase and two tokens becomes 1 of 2 custodians: the password holder
