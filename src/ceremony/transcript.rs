@@ -272,7 +272,12 @@ impl super::Prompt for Recorder<'_> {
         name: &str,
         confirm: bool,
     ) -> Result<secrecy::SecretString, super::Error> {
-        self.inner.custodian_passphrase(name, confirm)
+        let passphrase = self.inner.custodian_passphrase(name, confirm)?;
+        // A custodian choosing a passphrase (enrolment, a new share) was not asked a name.
+        if confirm && !self.people.iter().any(|(n, _)| n == name) {
+            self.people.push((name.to_owned(), "custodian".to_owned()));
+        }
+        Ok(passphrase)
     }
 }
 

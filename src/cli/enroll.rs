@@ -407,9 +407,9 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
         &mut recorder,
         &SystemRandom::new(),
     ));
-    let steps = recorder.steps;
+    let (steps, people) = (recorder.steps, recorder.people);
     if let Some(path) = &args.transcript {
-        let t = enrol_transcript(
+        let mut t = enrol_transcript(
             "Enrolment",
             &profile,
             &paths,
@@ -423,6 +423,7 @@ pub fn enroll_cmd(args: EnrollArgs) -> Result<(), CliError> {
                 )
             }),
         );
+        t.people = people;
         super::save_transcript(path, &t, &mut prompt);
     }
     let report = result?;

@@ -38,6 +38,10 @@ fn enrol(home: &Home, sts: &Sts, profile: &str, reader: &str, n: usize, m: usize
         head.extend(["--custodian", name]);
     }
     head.extend(["--threshold", &threshold]);
+    let witnesses = tempfile::tempdir().unwrap();
+    let transcript = witnesses.path().join(format!("{profile}-enrolment.md"));
+    let transcript_arg = transcript.to_str().unwrap().to_owned();
+    head.extend(["--transcript", &transcript_arg]);
     let cmd = home.command(&{
         let mut all = vec!["enroll"];
         all.extend(light_enrolment(&head, &endpoint, reader));
@@ -63,6 +67,11 @@ fn enrol(home: &Home, sts: &Sts, profile: &str, reader: &str, n: usize, m: usize
     }
     let out = p.exp_eof().unwrap();
     assert!(out.contains("Enrolled "), "enrolment failed:\n{out}");
+    // The witnesses' transcript names every custodian who chose a passphrase.
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    for (name, _) in &PEOPLE[..n] {
+        assert!(t.contains(&format!("{name} (custodian): ____")), "{t}");
+    }
     out
 }
 
