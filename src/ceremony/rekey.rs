@@ -154,6 +154,69 @@ pub async fn rekey<P: Plug + ?Sized>(
     others: &mut dyn OtherTokens,
     prompt: &mut dyn Prompt,
 ) -> Result<Report, Error> {
+    let mut seen = Seen::default();
+    let result = attempt(req, token, others, prompt, &mut seen).await;
+    // Every attempt leaves one record, whatever stopped it.
+    let path = &req.profile.vault;
+    let rec = audit::Record::Rekey {
+        changes: result
+            .as_ref()
+            .map(|(r, _)| r.changed.clone())
+            .unwrap_or_default(),
+        custodians: seen.custodians,
+        token_holder: seen.token_holder,
+        reason: seen.reason,
+        version: result.as_ref().map_or(seen.version, |(_, v)| *v),
+        vault: path.display().to_string(),
+    };
+    let entry = audit::Entry {
+        time: req.now.now(),
+        profile: &req.profile.name,
+        record: rec,
+        outcome: audit::Outcome::of(&result),
+    };
+    let logged = audit::append(&req.paths.audit_log(), &entry);
+    if let (Err(_), Err(e)) = (&result, &logged) {
+        prompt.note(&format!(
+            "The outcome of this rekey could not be written to the audit log: {e}"
+        ));
+    }
+    let (report, _) = result?;
+    // The vault in place is the new one; its record is written, or said to be missing.
+    if let Err(e) = logged {
+        prompt.note(&format!(
+            "WARNING: the vault was changed, but its audit record could not be written ({e}). Tell the security team and keep this terminal's output."
+        ));
+    }
+    let previous = previous_path(path);
+    match std::fs::remove_file(&previous) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => prompt.note(&format!(
+            "WARNING: the copy of the previous vault {} could not be removed ({e}); remove it by hand: it still opens with the old people and tokens.",
+            previous.display()
+        )),
+    }
+    Ok(report)
+}
+
+/// What an attempt learnt on its way, for its record.
+#[derive(Default)]
+struct Seen {
+    custodians: Vec<String>,
+    token_holder: String,
+    reason: String,
+    version: u16,
+}
+
+async fn attempt<P: Plug + ?Sized>(
+    req: &Request<'_>,
+    token: &mut P,
+    others: &mut dyn OtherTokens,
+    prompt: &mut dyn Prompt,
+    seen: &mut Seen,
+) -> Result<(Report, u16), Error> {
+    seen.reason = req.reason.unwrap_or_default().trim().to_owned();
     let journal = req.paths.rotation_journal(&req.profile.name);
     let _lock = lock(&journal)?;
     if Journal::load(&journal)?.is_some_and(|j| j.interrupted()) {
@@ -173,6 +236,7 @@ pub async fn rekey<P: Plug + ?Sized>(
     }
     let vault = vault::file::read(path)?;
     let version = vault.version();
+    seen.version = version;
     let remove_ids = match &req.what {
         What::RemoveToken { slot } => vec![slot_id(&vault, slot)?],
         What::Custodians { remove, .. } => remove
@@ -204,68 +268,26 @@ pub async fn rekey<P: Plug + ?Sized>(
         })?;
     }
     let token = token.plug(&vault)?;
-    let reason = match req.reason {
-        Some(r) => r.trim().to_owned(),
-        None => prompt
+    if req.reason.is_none() {
+        seen.reason = prompt
             .line("Why are the vault's people or tokens changing? (goes to the audit log): ")?
             .trim()
-            .to_owned(),
-    };
-    if reason.is_empty() {
+            .to_owned();
+    }
+    if seen.reason.is_empty() {
         return Err(Error::EmptyReason);
     }
-    let mut custodians = Vec::new();
-    let mut token_holder = String::new();
-    let result = run(
+    run(
         req,
         &vault,
         token,
         others,
         prompt,
         &remove_ids,
-        &mut custodians,
-        &mut token_holder,
+        &mut seen.custodians,
+        &mut seen.token_holder,
     )
-    .await;
-    let rec = audit::Record::Rekey {
-        changes: result
-            .as_ref()
-            .map(|(r, _)| r.changed.clone())
-            .unwrap_or_default(),
-        custodians: custodians.clone(),
-        token_holder: token_holder.clone(),
-        reason,
-        version: result.as_ref().map_or(version, |(_, v)| *v),
-        vault: path.display().to_string(),
-    };
-    let entry = audit::Entry {
-        time: req.now.now(),
-        profile: &req.profile.name,
-        record: rec,
-        outcome: audit::Outcome::of(&result),
-    };
-    let logged = audit::append(&req.paths.audit_log(), &entry);
-    if let (Err(_), Err(e)) = (&result, &logged) {
-        prompt.note(&format!(
-            "The outcome of this rekey could not be written to the audit log: {e}"
-        ));
-    }
-    let (report, _) = result?;
-    // The vault in place is the new one; its record is written, or said to be missing.
-    if let Err(e) = logged {
-        prompt.note(&format!(
-            "WARNING: the vault was changed, but its audit record could not be written ({e}). Tell the security team and keep this terminal's output."
-        ));
-    }
-    match std::fs::remove_file(&previous) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => prompt.note(&format!(
-            "WARNING: the copy of the previous vault {} could not be removed ({e}); remove it by hand: it still opens with the old people and tokens.",
-            previous.display()
-        )),
-    }
-    Ok(report)
+    .await
 }
 
 /// The slot named by `which`: its id, its label, or its MFA device's ARN.
