@@ -309,6 +309,10 @@ impl From<breakglass::vault::Error> for CliError {
                 "run `breakglass rekey PROFILE --upgrade --custodian NAME …` first, which converts the vault to custodians",
                 exit::USAGE,
             ),
+            E::LastSlot => (
+                "a vault needs one token: add the replacement first (`breakglass rekey PROFILE --add-token …`), then remove this one",
+                exit::USAGE,
+            ),
             E::UnsafePermissions { path, directory, .. } => {
                 let mode = if directory { 700 } else { 600 };
                 let next = format!("make it private: `chmod {mode} {path}`, then run the command again");

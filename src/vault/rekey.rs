@@ -115,17 +115,18 @@ impl Opened {
         // Slots first: what is removed, what stays.
         let mut slots = old.slots.clone();
         for id in &change.remove_slots {
-            if *id == self.slot_id {
-                return Err(Error::RemovingOpeningSlot { id: *id });
-            }
             let before = slots.len();
             slots.retain(|s| s.info.id != *id);
             if slots.len() == before {
                 return Err(Error::NoSuchSlot { id: *id });
             }
         }
+        // Removing every slot says so, before saying the opening one cannot go.
         if slots.is_empty() {
             return Err(Error::LastSlot);
+        }
+        if change.remove_slots.contains(&self.slot_id) {
+            return Err(Error::RemovingOpeningSlot { id: self.slot_id });
         }
         let resplit = change.custodians.is_some();
         let new_k = upgrading || !change.remove_slots.is_empty();
