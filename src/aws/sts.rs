@@ -492,6 +492,9 @@ mod tests {
         let name = role_session_name(None, "alice", "bob").unwrap();
         assert_eq!(name, "alice+bob");
         assert_eq!(source_identity("alice", "bob"), "alice+bob");
+        // With custodians the password holder is those present, joined by `+`: all of them
+        // reach SourceIdentity, in AWS's alphabet.
+        assert_eq!(source_identity("Carol+Dan", "Bob"), "Carol+Dan+Bob");
         assert_eq!(
             role_session_name(Some(DEFAULT_SESSION_NAME_PATTERN), "alice", "bob").unwrap(),
             name

@@ -219,7 +219,10 @@ fn custodian_refusals_name_the_cause_and_the_person() {
         "{said}"
     );
 
-    // A wrong passphrase: that custodian is named, the other is not.
+    // A wrong passphrase: that custodian is named, the other is not; it is found before the
+    // MFA code is read, so no window is spent and nothing reaches STS.
+    let calls = sts.counts();
+    let windows = std::fs::read(home.state_file("mfa-windows.json")).ok();
     let out = unlock(
         &home,
         "prod",
@@ -235,11 +238,63 @@ fn custodian_refusals_name_the_cause_and_the_person() {
         "{out}"
     );
     assert!(!out.contains("\"Alice\"'s passphrase"), "{out}");
+    assert_eq!(sts.counts(), calls);
+    assert_eq!(
+        std::fs::read(home.state_file("mfa-windows.json")).ok(),
+        windows
+    );
     let rec = activation(&home, "prod");
     assert!(
         rec["outcome"].as_str().unwrap().starts_with("failure"),
         "{rec}"
     );
+
+    // Custodian sets the enrolment refuses before anything is asked or read (exit 2).
+    for (set, said) in [
+        (
+            &[
+                "--custodian",
+                "Alice",
+                "--custodian",
+                "ALICE",
+                "--threshold",
+                "1",
+            ][..],
+            "are one person once normalised",
+        ),
+        (
+            &["--custodian", "Alice", "--custodian", "Bob"][..],
+            "not how many must be present",
+        ),
+        (
+            &[
+                "--custodian",
+                "Alice",
+                "--custodian",
+                "Bob",
+                "--threshold",
+                "3",
+            ][..],
+            "must be 1 to 2",
+        ),
+    ] {
+        let mut args = vec![
+            "enroll",
+            "other",
+            "--import-key",
+            "--mfa-serial",
+            "arn:aws:iam::123456789012:mfa/x",
+        ];
+        args.extend_from_slice(set);
+        let o = home
+            .command(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(said), "{err}");
+    }
 
     // A name that is no custodian ends it before any passphrase, listing the custodians.
     let out = unlock(&home, "prod", &r, &[("Mallory", "x")], "Trent");
@@ -656,6 +711,27 @@ fn rekey_upgrades_a_vault_and_removes_a_token_with_the_others_at_hand() {
     home.skip_ahead(Some(&sts), 60);
     opens(&home, "prod", &br, &[PEOPLE[1]]);
 
+    // The token that opens cannot remove itself while another slot stays.
+    let (out, _) = converse(
+        &home,
+        &[
+            "rekey",
+            "prod",
+            "--remove-token",
+            "primary",
+            "--reason",
+            "x",
+            "--reader",
+            &pr,
+        ],
+        &refs(&quorum(&[1], 1)),
+        &[],
+    );
+    assert!(
+        out.contains("is the one whose token opened the vault"),
+        "{out}"
+    );
+
     // The backup's slot goes; the primary, which opens, needs no other token.
     let mut answers = quorum(&[1], 1);
     answers.truncate(3);
@@ -664,8 +740,9 @@ fn rekey_upgrades_a_vault_and_removes_a_token_with_the_others_at_hand() {
         &[
             "rekey",
             "prod",
+            // By its MFA device, as `status` and the error list show it.
             "--remove-token",
-            "backup",
+            "arn:aws:iam::123456789012:mfa/breakglass-backup",
             "--reason",
             "backup token lost",
             "--reader",
@@ -685,7 +762,7 @@ fn rekey_upgrades_a_vault_and_removes_a_token_with_the_others_at_hand() {
     assert!(out.contains("not enrolled in this vault"), "{out}");
     home.skip_ahead(Some(&sts), 60);
     opens(&home, "prod", &pr, &[PEOPLE[1]]);
-    // The token that opens cannot remove itself.
+    // The last slot cannot go, and says what to do.
     let (out, _) = converse(
         &home,
         &[
@@ -702,7 +779,7 @@ fn rekey_upgrades_a_vault_and_removes_a_token_with_the_others_at_hand() {
         &[],
     );
     assert!(
-        out.contains("is the one whose token opened the vault"),
+        out.contains("the last key slot cannot be removed") && out.contains("--add-token"),
         "{out}"
     );
 }
@@ -754,6 +831,14 @@ fn a_rekey_killed_at_every_step_leaves_the_old_vault_or_the_new() {
             &[("BREAKGLASS_CRASH_AT", point)],
         );
         assert!(end.contains("SIGKILL"), "{point}: {end}\n{out}");
+        if *point == "rekey-after-previous" {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(home.vault("prod").with_extension("vault.previous"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "the copy is private");
+        }
         let v = breakglass::vault::Vault::from_bytes(&std::fs::read(home.vault("prod")).unwrap())
             .unwrap();
         let names: Vec<String> = v
@@ -806,4 +891,48 @@ fn a_rekey_killed_at_every_step_leaves_the_old_vault_or_the_new() {
         "{out}"
     );
     assert!(!previous.exists());
+
+    // Not while another ceremony replaces the vault (it holds the lock), nor while a rotation
+    // is unfinished: refused before anyone is asked, with a record.
+    let lock = std::fs::File::create(home.state_file("rotations/prod.lock")).unwrap();
+    lock.lock().unwrap();
+    let change = [
+        "rekey",
+        "prod",
+        "--passphrase",
+        "Dan",
+        "--reason",
+        "x",
+        "--reader",
+        &r,
+    ];
+    let (out, _) = converse(&home, &change, &[], &[]);
+    assert!(out.contains("another ceremony that replaces this profile's vault (a rotation or a rekey) is running"), "{out}");
+    drop(lock);
+    home.skip_ahead(Some(&sts), 60);
+    let (out, end) = converse(
+        &home,
+        &[
+            "rotate",
+            "prod",
+            "--reason",
+            "killed rotation",
+            "--reader",
+            &r,
+        ],
+        &refs(&quorum(&[3], 1)),
+        &[("BREAKGLASS_CRASH_AT", "after-created")],
+    );
+    assert!(end.contains("SIGKILL"), "{end}\n{out}");
+    let (out, _) = converse(&home, &change, &[], &[]);
+    assert!(
+        out.contains("a key rotation of profile \"prod\" stopped half-way"),
+        "{out}"
+    );
+    assert!(out.contains("breakglass rotate prod"), "{out}");
+    let last = rekey_records(&home).pop().unwrap();
+    assert!(
+        last["outcome"].as_str().unwrap().starts_with("failure"),
+        "{last}"
+    );
 }

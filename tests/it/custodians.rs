@@ -563,6 +563,21 @@ fn upgrading_a_version_2_vault_keeps_its_passphrase_and_audit_key() {
     assert_eq!(o.audit_key().expose(), opened.audit_key().expose());
 }
 
+/// A version 3 slot that matches the token (same device) but whose answer differs (the
+/// sealing credential was replaced) says so, naming the slot, instead of blaming a passphrase.
+#[test]
+fn a_replaced_sealing_credential_is_told_apart_from_a_wrong_passphrase() {
+    let rng = SystemRandom::new();
+    let v = create(2, 1, &mut token(13, 13), &rng);
+    let e = open(&v, &mut token(13, 14), &[0]).err().unwrap();
+    assert!(matches!(e, Error::TokenKeyNotOpened { id: 0 }), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("the token did not open its key slot 0: its answer differs"),
+        "{e}"
+    );
+}
+
 /// Custodian sets that cannot be sealed.
 #[test]
 fn bad_custodian_sets_are_refused_naming_the_problem() {

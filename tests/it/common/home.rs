@@ -124,6 +124,11 @@ impl Home {
             .join(format!("data/breakglass/vaults/{profile}.vault"))
     }
 
+    /// A file in the state directory (`STATE/breakglass/NAME`).
+    pub fn state_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("state/breakglass").join(name)
+    }
+
     pub fn audit(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("state/breakglass/audit.log"))
             .unwrap_or_default()
