@@ -819,6 +819,45 @@ mod tests {
     }
 
     #[test]
+    fn session_duration_and_idle_timeout_accept_their_ranges_and_nothing_outside() {
+        let p = paths();
+        let duration = |d: u64| {
+            parse(
+                &format!("[profiles.prod]\nsession_duration = {d}\n"),
+                Path::new("/c.toml"),
+                &p,
+            )
+            .map(|m| m["prod"].session_duration_secs)
+        };
+        assert_eq!(duration(900).unwrap(), 900);
+        assert_eq!(duration(129_600).unwrap(), 129_600);
+        for bad in [899, 129_601] {
+            let e = duration(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("session_duration {bad} is out of range")),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            parse("[profiles.prod]\n", Path::new("/c.toml"), &p).unwrap()["prod"]
+                .session_duration_secs,
+            3600
+        );
+        let idle = |t: &str| parse_agent(t, Path::new("/c.toml"));
+        assert_eq!(idle("").unwrap().idle_timeout_minutes, 60, "the default");
+        assert_eq!(
+            idle("[agent]\nidle_timeout = 1440\n")
+                .unwrap()
+                .idle_timeout_minutes,
+            1440
+        );
+        let e = idle("[agent]\nidle_timeout = 1441\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("idle_timeout 1441 is out of range"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_and_line() {
         let p = paths();
         let text = "[profiles.prod]\nregion = \"eu-west-1\"\nsession_duration = 60\n";

@@ -261,6 +261,47 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Secrets are never taken from arguments: every option or argument whose name speaks of
+    /// a secret is a switch (the secret comes from stdin or the terminal) or takes a name.
+    #[test]
+    fn no_argument_takes_a_secret() {
+        fn walk(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str().to_lowercase();
+                let secretish = [
+                    "secret",
+                    "passphrase",
+                    "password",
+                    "pin",
+                    "puk",
+                    "seed",
+                    "token_value",
+                ]
+                .iter()
+                .any(|w| id.contains(w));
+                let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values())
+                    && !matches!(
+                        arg.get_action(),
+                        clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+                    );
+                let names_someone = arg
+                    .get_value_names()
+                    .is_some_and(|v| v.iter().all(|n| n.as_str() == "NAME"));
+                if secretish && takes_value && !names_someone {
+                    found.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut found = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        walk(&cmd, "breakglass", &mut found);
+        assert!(found.is_empty(), "arguments that take a secret: {found:?}");
+    }
+
     #[test]
     fn rekey_add_token_is_the_enrolment_of_a_backup_token() {
         let spelt = |v: &[&str]| -> Vec<String> {

@@ -23,6 +23,7 @@ mod holder_names;
 mod mixed_slots;
 mod piv_attestation;
 mod piv_factor;
+mod promises;
 mod rotation;
 mod sandbox_signin;
 mod sandbox_sts;

@@ -307,6 +307,35 @@ fn a_rotation_seals_a_new_key_and_retires_the_old_one_on_its_days() {
 }
 
 #[test]
+fn rotate_finish_now_retires_a_staged_old_key_on_the_day_of_the_rotation() {
+    let test = "rotate_finish_now_retires_a_staged_old_key_on_the_day_of_the_rotation";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(1);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    let old = enrol(&home, &sts, &r);
+    rotate(&home, &r, &[], &[]).ok();
+    let (new, _) = vault_key(&home);
+    let mut both = vec![(old.clone(), "Active"), (new.clone(), "Active")];
+    both.sort();
+    let mut listed = keys(&sts);
+    listed.sort();
+    assert_eq!(listed, both);
+    // On day 0 `--finish` alone has nothing due; `--finish --now` retires the old key.
+    let o = run(&home, &["rotate", "prod", "--finish"]);
+    assert!(stdout(&o).contains("Nothing is due yet"), "{}", stdout(&o));
+    home.skip_ahead(Some(&sts), 60);
+    let out = rotate(&home, &r, &["--finish", "--now"], &[])
+        .ok()
+        .to_owned();
+    assert!(out.contains("Deleted the old key"), "{out}");
+    assert_eq!(keys(&sts), vec![(new, "Active")]);
+}
+
+#[test]
 fn rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy() {
     let test = "rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy";
     if !pcsc_ready(test) {

@@ -333,6 +333,36 @@ fn backup_slot_opens_and_slot_removal_revokes() {
     ));
 }
 
+/// A slot added to or removed from a version 1 vault keeps it version 1 (its header as
+/// before, but for the slot), and the other slots' records are byte for byte the same: each
+/// wrap binds only its own record.
+#[test]
+fn a_slot_change_keeps_a_version_1_vault_version_1_and_the_other_slots_untouched() {
+    let rng = breakglass::secure::SystemRandom::new();
+    let v1 = Vault::from_bytes(&std::fs::read(VECTOR).unwrap()).unwrap();
+    let opened = open(&v1, &mut token(0x11, 0x22), "correct horse battery staple").unwrap();
+    let mut backup = token(3, 3);
+    let (added, id) = {
+        let mut s = Session::select(&mut backup).unwrap();
+        let mut f = OathFactor::new(&mut s, SEAL);
+        opened
+            .add_slot(&mut f, "backup", "arn:aws:iam::123456789012:mfa/b", &rng)
+            .unwrap()
+    };
+    let bytes = added.to_bytes();
+    assert_eq!(&bytes[8..10], &[0, 1], "still version 1");
+    assert!(added.key_facts().is_none());
+    let old = std::fs::read(VECTOR).unwrap();
+    // Slot 0's record (from offset 80, its length first) is unchanged.
+    let len0 = 2 + usize::from(u16::from_be_bytes([old[80], old[81]]));
+    assert_eq!(&bytes[80..80 + len0], &old[80..80 + len0]);
+    assert_eq!(bytes[79], 2, "two slots");
+    let reopened = open(&added, &mut backup, "correct horse battery staple").unwrap();
+    let removed = reopened.remove_slot(0, &rng).unwrap();
+    assert_eq!(&removed.to_bytes()[8..10], &[0, 1]);
+    assert_eq!(removed.slots().map(|s| s.id).collect::<Vec<_>>(), [id]);
+}
+
 #[test]
 fn unsupported_version_and_foreign_files() {
     let mut b = std::fs::read(VECTOR).unwrap();
