@@ -20,6 +20,7 @@ mod fido2_factor;
 mod fuzz_corpora;
 mod hardening;
 mod holder_names;
+mod mfa_retry;
 mod mixed_slots;
 mod piv_attestation;
 mod piv_factor;
