@@ -62,6 +62,7 @@ impl Prompt for Skipping<'_> {
         self.inner.access_code()
     }
     fn touch_start(&mut self, what: &str) {
+        self.notes.push(format!("touch: {what}"));
         self.inner.touch_start(what);
     }
     fn touch_end(&mut self) {
@@ -197,6 +198,39 @@ fn a_refused_code_is_retried_once_with_a_fresh_window_and_a_second_refusal_ends_
         2,
         "{said}"
     );
+
+    // At once again: the last window used is the current one, so the next (which AWS also
+    // takes) is used without a wait; once that is spent too, the countdown comes first,
+    // before the token is asked to open the vault (nothing decrypted, the token free).
+    let mut waited = Vec::new();
+    for _ in 0..2 {
+        let mut prompt = Skipping {
+            inner: Scripted::new("Alice", "Bob", PASSPHRASE),
+            clock: &clock,
+            sts: &sts,
+            notes: Vec::new(),
+        };
+        rt.block_on(unlock::unlock(&req, &mut card, &mut prompt))
+            .unwrap_or_else(|e| panic!("{e}\n{:?}", prompt.notes));
+        waited.push(prompt.notes);
+    }
+    assert!(
+        !waited[0].iter().any(|n| n.starts_with("waited")),
+        "the adjacent window needs no wait: {:?}",
+        waited[0]
+    );
+    let notes = &waited[1];
+    let at = |needle: &str| {
+        notes
+            .iter()
+            .position(|n| n.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {notes:?}"))
+    };
+    assert!(
+        at("waiting for a fresh MFA time window") < at("touch: opening the vault"),
+        "{notes:?}"
+    );
+    assert!(at("touch: opening the vault") < at("touch: the MFA code"));
 
     // Both the window it picks and the next one spent: refused twice, and said so.
     let step = clock.now() / 30 + 1;

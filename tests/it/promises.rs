@@ -1,6 +1,6 @@
 //! Promises of README.md and SECURITY.md that no other test checked (issue 18's table): the
-//! sandbox stays on this machine, the passphrase minimum, and the default Argon2id parameters
-//! of a new vault.
+//! sandbox stays on this machine, the passphrase minimum, the access key proven at enrolment
+//! (an unknown one leaves nothing behind), and the default Argon2id parameters of a new vault.
 
 use crate::common;
 
@@ -73,6 +73,29 @@ fn the_passphrase_minimum_and_the_default_kdf_of_a_new_vault() {
     p.exp_string("the passphrase is too short (11 characters; at least 12)")
         .unwrap();
     p.exp_eof().unwrap();
+    let list = ok(bg(&["token", "list", "--reader", &r], None));
+    assert!(!list.contains("breakglass:prod"), "{list}");
+    assert!(!home.vault("prod").exists());
+
+    // A key AWS does not know: GetCallerIdentity refuses it after the token was programmed,
+    // and the enrolment takes back what it put there; no vault.
+    let mut p = pty(home.command(&args), 30_000);
+    for line in [
+        "AKIAUNKNOWNKEY000001",
+        "notAsecretAWSknowsOfnotAsecretAWSknowsOf",
+        &seed,
+    ] {
+        p.send_line(line).unwrap();
+    }
+    for ask in [
+        "Password holder, type the vault passphrase (not shown): ",
+        "Password holder, type the passphrase again: ",
+    ] {
+        p.exp_string(ask).unwrap();
+        p.send_line(PASSPHRASE).unwrap();
+    }
+    let out = p.exp_eof().unwrap();
+    assert!(out.contains("AWS does not accept the access key"), "{out}");
     let list = ok(bg(&["token", "list", "--reader", &r], None));
     assert!(!list.contains("breakglass:prod"), "{list}");
     assert!(!home.vault("prod").exists());
