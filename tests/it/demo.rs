@@ -99,3 +99,60 @@ fn the_ceremonies_demo_rotates_the_key_and_retires_the_old_one() {
         "the temporary home is removed"
     );
 }
+
+/// `demo --factor fido2|oath` seal the demo vault with that factor and still end granted;
+/// `demo --browser CMD` hands the console's sign-in URL to CMD (and never prints it).
+#[test]
+fn the_demo_takes_each_factor_and_a_browser_command() {
+    let run = |args: &[&str]| {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = Command::new(BIN)
+            .arg("demo")
+            .args(args)
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{args:?}: {out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+        out
+    };
+    for (factor, said) in [
+        ("fido2", "its FIDO2 application seals the vault"),
+        (
+            "oath",
+            "its OATH challenge-response credential seals the vault",
+        ),
+    ] {
+        let out = run(&["--factor", factor]);
+        assert!(out.contains(said), "{out}");
+        assert!(out.contains(&format!("\"factor\":\"{factor}\"")), "{out}");
+        assert!(out.contains("granted to Alice and Bob"), "{out}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("browser.sh");
+    let got = dir.path().join("url.txt");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", got.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = run(&["--browser", script.to_str().unwrap()]);
+    let url = std::fs::read_to_string(&got).unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/federation?Action=login"),
+        "{url}"
+    );
+    assert!(url.contains("SigninToken="), "{url}");
+    assert!(
+        !out.contains("SigninToken="),
+        "the URL is not printed: {out}"
+    );
+}
