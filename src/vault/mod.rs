@@ -906,19 +906,7 @@ impl Vault {
         now: u64,
     ) -> Result<Self, Error> {
         payload.validate()?;
-        let header = Header {
-            vault_id: random_bytes(rng)?,
-            created: now,
-            kdf,
-            kdf_salt: random_bytes(rng)?,
-            slots: Vec::new(),
-            key: Some(KeyFacts {
-                access_key_id: payload.access_key_id.clone(),
-                sealed_at: payload.rotated,
-                generation: 0,
-            }),
-            custodians: None,
-        };
+        let header = Self::new_header(payload, kdf, rng, now)?;
         let p = passphrase_factor(passphrase, &header.kdf_salt, &kdf)?;
         let data_key = Key32::random(rng)?;
         let mut vault = Self::unsealed(header);
@@ -953,19 +941,7 @@ impl Vault {
         let names: Vec<&str> = custodians.iter().map(|(n, _)| *n).collect();
         check_custodians(threshold, &names)?;
         kdf.check()?;
-        let mut header = Header {
-            vault_id: random_bytes(rng)?,
-            created: now,
-            kdf,
-            kdf_salt: random_bytes(rng)?,
-            slots: Vec::new(),
-            key: Some(KeyFacts {
-                access_key_id: payload.access_key_id.clone(),
-                sealed_at: payload.rotated,
-                generation: 0,
-            }),
-            custodians: None,
-        };
+        let mut header = Self::new_header(payload, kdf, rng, now)?;
         let mut tk = Zeroizing::new([0u8; 64]);
         rng.fill(&mut tk[..])?;
         let p = Key32::random(rng)?;
@@ -993,6 +969,29 @@ impl Vault {
         vault.sealed.header.slots.push(record);
         vault.reseal(&data_key, payload, Some(&audit), rng)?;
         Ok(vault)
+    }
+
+    /// The header of a new vault: a random vault id and salt (drawn in that order, which the
+    /// known-answer vectors depend on), no slot yet, the key facts of generation 0.
+    fn new_header(
+        payload: &Payload,
+        kdf: KdfParams,
+        rng: &dyn Random,
+        now: u64,
+    ) -> Result<Header, Error> {
+        Ok(Header {
+            vault_id: random_bytes(rng)?,
+            created: now,
+            kdf,
+            kdf_salt: random_bytes(rng)?,
+            slots: Vec::new(),
+            key: Some(KeyFacts {
+                access_key_id: payload.access_key_id.clone(),
+                sealed_at: payload.rotated,
+                generation: 0,
+            }),
+            custodians: None,
+        })
     }
 
     fn unsealed(header: Header) -> Self {
