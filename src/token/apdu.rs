@@ -484,6 +484,29 @@ pub fn tlv(tag: u32, value: &[u8]) -> Zeroizing<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Command and response data are never printed, only their lengths: a PIN, a seed or a
+    /// key passing through an APDU cannot reach a log through `Debug`.
+    #[test]
+    fn debug_shows_lengths_never_the_bytes() {
+        let marker = b"SECRET-MARKER-123456";
+        let cmd = Command {
+            cla: 0,
+            ins: 0x20,
+            p1: 0,
+            p2: 0x80,
+            data: Zeroizing::new(marker.to_vec()),
+            le: None,
+        };
+        let resp = Response::new(marker.to_vec(), StatusWord(0x9000));
+        for shown in [format!("{cmd:?}"), format!("{resp:?}")] {
+            assert!(shown.contains("20 bytes"), "{shown}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+            assert!(!shown.to_lowercase().contains("534543"), "{shown}");
+            assert!(!shown.contains("83, 69, 67"), "{shown}");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

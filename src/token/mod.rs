@@ -303,3 +303,53 @@ pub fn transceive(
     }
     Ok(Response { data, sw: resp.sw })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A card that answers `parts` chained pieces of 255 bytes (`61 FF`), then `90 00`;
+    /// `usize::MAX`: it never stops chaining.
+    struct Chaining {
+        parts: usize,
+        sent: usize,
+    }
+
+    impl Transport for Chaining {
+        fn transmit_raw(&mut self, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+            self.sent += 1;
+            let mut out = vec![0xAB; 255];
+            out.extend_from_slice(if self.sent < self.parts {
+                &[0x61, 0xFF]
+            } else {
+                &[0x90, 0x00]
+            });
+            Ok(Zeroizing::new(out))
+        }
+    }
+
+    #[test]
+    fn chained_answers_are_joined_and_a_card_that_never_stops_is_cut_at_64_kib() {
+        let cmd = Command::new(0, 0xA1, 0, 0);
+        let mut three = Chaining { parts: 3, sent: 0 };
+        let r = transceive(&mut three, &cmd, 0xA5, "LIST").unwrap();
+        assert_eq!((r.data.len(), three.sent), (3 * 255, 3));
+        assert_eq!(r.sw, apdu::StatusWord(0x9000));
+
+        let mut endless = Chaining {
+            parts: usize::MAX,
+            sent: 0,
+        };
+        let e = transceive(&mut endless, &cmd, 0xA5, "LIST").unwrap_err();
+        assert!(
+            e.to_string().contains("response chaining exceeded 64 KiB"),
+            "{e}"
+        );
+        // Stopped just past the cap, not after reading forever.
+        assert!(
+            endless.sent <= apdu::EXTENDED_MAX / 255 + 2,
+            "{}",
+            endless.sent
+        );
+    }
+}
