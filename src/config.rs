@@ -18,6 +18,13 @@
 //! rotate_after_days = 90                      # key age at which `rotate` is due
 //! deactivate_after_days = 100                 # the old key is deactivated this much later
 //! delete_after_days = 110                     #   (and deleted), counted like rotate_after_days
+//! drill_role = "BreakGlass"                   # the role `drill` tries (default: role_arn's name)
+//! drill_accounts = ["210987654321"]           # the accounts `drill` tries without --organization
+//! drill_max_session = 3600                    # the roles' expected MaxSessionDuration, seconds
+//! drill_other_users = ["arn:aws:iam::123456789012:user/breakglass-2"]  # also trusted
+//!
+//! [profiles.prod.drill_role_overrides]        # another role name in some accounts
+//! "111122223333" = "EmergencyAccess"
 //!
 //! [agent]
 //! idle_timeout = 60                           # minutes without a hand-out before a wipe
@@ -266,6 +273,35 @@ struct RawProfile {
     rotate_after_days: Option<Spanned<u32>>,
     deactivate_after_days: Option<Spanned<u32>>,
     delete_after_days: Option<Spanned<u32>>,
+    drill_role: Option<Spanned<String>>,
+    drill_accounts: Option<Spanned<Vec<String>>>,
+    drill_max_session: Option<Spanned<u64>>,
+    drill_other_users: Option<Spanned<Vec<String>>>,
+    drill_role_overrides: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+/// The drill's settings of a profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrillSettings {
+    /// The role name tried in every account; `None`: the name of `role_arn`'s role.
+    pub role: Option<String>,
+    /// The accounts tried without `--organization` or `--accounts`.
+    pub accounts: Vec<String>,
+    /// The roles' expected `MaxSessionDuration`, seconds ([`DEFAULT_DRILL_MAX_SESSION_SECS`]).
+    pub max_session_secs: u64,
+    /// Other break-glass users the roles may trust (IAM user ARNs).
+    pub other_users: Vec<String>,
+    /// Account id → the role name tried there instead.
+    pub role_overrides: BTreeMap<String, String>,
+}
+
+/// The roles' expected `MaxSessionDuration` when the profile sets none: one hour, the longest
+/// a session chained from the two-person session can last anyway.
+pub const DEFAULT_DRILL_MAX_SESSION_SECS: u64 = 3600;
+
+/// Whether `id` is an AWS account id: exactly 12 digits.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One profile with its defaults applied.
@@ -302,6 +338,8 @@ pub struct Profile {
     pub call_timeout_secs: u64,
     /// When the access key is rotated and the old one retired.
     pub rotation: RotationPolicy,
+    /// What `drill` tries.
+    pub drill: DrillSettings,
 }
 
 impl Profile {
@@ -322,6 +360,10 @@ impl Profile {
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
             call_timeout_secs: DEFAULT_CALL_TIMEOUT_SECS,
             rotation: RotationPolicy::default(),
+            drill: DrillSettings {
+                max_session_secs: DEFAULT_DRILL_MAX_SESSION_SECS,
+                ..DrillSettings::default()
+            },
         }
     }
 
@@ -597,9 +639,76 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
             raw.delete_after_days,
         )
         .map_err(|(pos, m)| invalid(pos, m))?;
+        if let Some(r) = raw.drill_role {
+            check_role_name(r.get_ref()).map_err(|m| invalid(r.span().start, m))?;
+            p.drill.role = Some(r.into_inner());
+        }
+        if let Some(a) = raw.drill_accounts {
+            if let Some(bad) = a.get_ref().iter().find(|id| !is_account_id(id)) {
+                return Err(invalid(
+                    a.span().start,
+                    format!("drill_accounts holds {bad:?}, which is not a 12-digit account id"),
+                ));
+            }
+            p.drill.accounts = a.into_inner();
+        }
+        if let Some(m) = raw.drill_max_session {
+            if !(3600..=43_200).contains(m.get_ref()) {
+                return Err(invalid(
+                    m.span().start,
+                    format!(
+                        "drill_max_session {} is out of range: use 3600 to 43200 seconds (IAM's limits)",
+                        m.get_ref()
+                    ),
+                ));
+            }
+            p.drill.max_session_secs = *m.get_ref();
+        }
+        if let Some(u) = raw.drill_other_users {
+            if let Some(bad) = u
+                .get_ref()
+                .iter()
+                .find(|arn| crate::aws::iam::user_name(arn).is_none())
+            {
+                return Err(invalid(
+                    u.span().start,
+                    format!("drill_other_users holds {bad:?}, which is not an IAM user ARN"),
+                ));
+            }
+            p.drill.other_users = u.into_inner();
+        }
+        if let Some(o) = raw.drill_role_overrides {
+            for (id, role) in o.get_ref() {
+                if !is_account_id(id) {
+                    return Err(invalid(
+                        o.span().start,
+                        format!(
+                            "drill_role_overrides names {id:?}, which is not a 12-digit account id"
+                        ),
+                    ));
+                }
+                check_role_name(role).map_err(|m| invalid(o.span().start, m))?;
+            }
+            p.drill.role_overrides = o.into_inner();
+        }
         out.insert(name, p);
     }
     Ok(out)
+}
+
+/// IAM's role names: 1-64 of `[\w+=,.@-]`.
+fn check_role_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "role name {name:?} must be 1-64 letters, digits or _+=,.@- (IAM's role names)"
+        ))
+    }
 }
 
 /// The rotation policy of a profile: each day in [`POLICY_DAYS`], and rotation before

@@ -185,6 +185,53 @@ impl Log {
         Ok(())
     }
 
+    /// The last record of `event` for `profile` (any outcome, or successes only), searching the
+    /// live log, then the segments from the newest: its JSON object. Lines that are not JSON
+    /// (a torn last line) are passed over; `verify` is the check of the chain.
+    pub fn last(
+        &self,
+        event: &str,
+        profile: &str,
+        success_only: bool,
+    ) -> Result<Option<serde_json::Map<String, Value>>, Error> {
+        let mut files = vec![self.path.clone()];
+        if self.dir().exists() {
+            let mut numbers = self.segment_numbers()?;
+            numbers.sort_unstable();
+            files.extend(numbers.into_iter().rev().map(|n| self.segment(n)));
+        }
+        for path in files {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(Error::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            };
+            let mut found = None;
+            for line in BufReader::new(file).lines() {
+                let Ok(line) = line else { break };
+                let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let matches = obj.get("event").and_then(Value::as_str) == Some(event)
+                    && obj.get("profile").and_then(Value::as_str) == Some(profile)
+                    && (!success_only
+                        || obj.get("outcome").and_then(Value::as_str) == Some("success"));
+                if matches {
+                    found = Some(obj);
+                }
+            }
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     /// Checks every segment from `audit.log.1` on, then the live log: each line a JSON object
     /// with a newline, each `prev` the hash of the line before (across files), no segment
     /// number missing. The files are opened, and the live log's length taken, under the lock:

@@ -309,6 +309,31 @@ pub enum Record {
         /// The vault file.
         vault: String,
     },
+    /// A drill (`breakglass drill`): its counts, the report's hash, the first findings.
+    Drill {
+        /// Both holders (the password holder: custodians joined by `+`).
+        holders: (String, String),
+        /// Why, as typed.
+        reason: String,
+        /// Accounts listed, passed, with findings, skipped, not tried.
+        accounts: usize,
+        /// Accounts that passed every check.
+        passed: usize,
+        /// Accounts with findings.
+        failed: usize,
+        /// Suspended accounts, not tried.
+        skipped: usize,
+        /// Accounts not tried: the drill was stopped.
+        not_tried: usize,
+        /// Findings in all.
+        findings: usize,
+        /// The report's summary line.
+        summary: String,
+        /// The first findings, one line each (at most [`DRILL_FINDINGS_LOGGED`]).
+        first_findings: Vec<String>,
+        /// SHA-256 of the Markdown report, hex.
+        report_sha256: String,
+    },
     /// The agent refused a connection from another user.
     ConnectionRefused {
         /// Process id of the peer (SO_PEERCRED).
@@ -319,6 +344,9 @@ pub enum Record {
         peer_exe: String,
     },
 }
+
+/// How many findings a `drill` record lists (the report has them all).
+pub const DRILL_FINDINGS_LOGGED: usize = 20;
 
 /// What an enrolment made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,6 +378,7 @@ impl Record {
             Self::ConnectionRefused { .. } => "agent refused a connection",
             Self::KeyRotation { .. } => "key rotation",
             Self::Rekey { .. } => "rekey",
+            Self::Drill { .. } => "drill",
         }
     }
 
@@ -537,6 +566,35 @@ impl Record {
                 put("reason", text(reason));
                 put("version", Value::from(*version));
                 put("vault", text(vault));
+            }
+            Self::Drill {
+                holders,
+                reason,
+                accounts,
+                passed,
+                failed,
+                skipped,
+                not_tried,
+                findings,
+                summary,
+                first_findings,
+                report_sha256,
+            } => {
+                put("password_holder", text(&holders.0));
+                put("token_holder", text(&holders.1));
+                put("reason", text(reason));
+                put("accounts", Value::from(*accounts));
+                put("passed", Value::from(*passed));
+                put("failed", Value::from(*failed));
+                put("skipped", Value::from(*skipped));
+                put("not_tried", Value::from(*not_tried));
+                put("findings", Value::from(*findings));
+                put("summary", text(summary));
+                put(
+                    "first_findings",
+                    Value::Array(first_findings.iter().map(|c| text(c)).collect()),
+                );
+                put("report_sha256", text(report_sha256));
             }
             Self::KeyRotation {
                 step,

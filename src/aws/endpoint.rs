@@ -29,6 +29,8 @@ pub enum Service {
     Sts,
     /// AWS IAM (enrolment).
     Iam,
+    /// AWS Organizations (the drill's account list).
+    Organizations,
 }
 
 impl Service {
@@ -37,6 +39,7 @@ impl Service {
         match self {
             Self::Sts => "AWS STS",
             Self::Iam => "AWS IAM",
+            Self::Organizations => "AWS Organizations",
         }
     }
 
@@ -45,6 +48,7 @@ impl Service {
         match self {
             Self::Sts => "AWS_ENDPOINT_URL_STS",
             Self::Iam => "AWS_ENDPOINT_URL_IAM",
+            Self::Organizations => "AWS_ENDPOINT_URL_ORGANIZATIONS",
         }
     }
 }
@@ -153,6 +157,13 @@ pub fn resolve_with(
         (Partition::GovCloud, Service::Iam) => "https://iam.us-gov.amazonaws.com".into(),
         (_, Service::Iam) => "https://iam.amazonaws.com".into(),
         (_, Service::Sts) => format!("https://sts.{region}.amazonaws.com"),
+        (Partition::China, Service::Organizations) => {
+            "https://organizations.cn-northwest-1.amazonaws.com.cn".into()
+        }
+        (Partition::GovCloud, Service::Organizations) => {
+            "https://organizations.us-gov-west-1.amazonaws.com".into()
+        }
+        (_, Service::Organizations) => "https://organizations.us-east-1.amazonaws.com".into(),
     };
     Resolved {
         url,

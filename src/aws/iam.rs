@@ -254,6 +254,147 @@ pub async fn access_key_last_used(
     Ok((user, used))
 }
 
+/// A role as `GetRole` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleFacts {
+    /// Its ARN.
+    pub arn: String,
+    /// The trust policy, decoded JSON.
+    pub trust_policy: String,
+    /// `MaxSessionDuration`, seconds.
+    pub max_session_secs: u64,
+}
+
+/// GetRole `name` (in the account of the signing credentials).
+pub async fn get_role(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    name: &str,
+) -> Result<RoleFacts, Error> {
+    let call = Call::start("AWS IAM", "GetRole", endpoint);
+    let out = client(endpoint, signer, &call)
+        .await?
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    let role = out.role.ok_or(Error::Incomplete {
+        action: "GetRole",
+        what: "the role",
+    })?;
+    let encoded = role.assume_role_policy_document.ok_or(Error::Incomplete {
+        action: "GetRole",
+        what: "the trust policy",
+    })?;
+    // IAM answers the document URL-encoded.
+    let trust_policy = percent_encoding::percent_decode_str(&encoded)
+        .decode_utf8()
+        .map_err(|_| Error::Incomplete {
+            action: "GetRole",
+            what: "a UTF-8 trust policy",
+        })?
+        .into_owned();
+    Ok(RoleFacts {
+        arn: role.arn,
+        trust_policy,
+        max_session_secs: role
+            .max_session_duration
+            .map_or(3600, |d| u64::try_from(d).unwrap_or(0)),
+    })
+}
+
+/// ListAttachedRolePolicies `name`: the policies' ARNs.
+pub async fn list_attached_role_policies(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    name: &str,
+) -> Result<Vec<String>, Error> {
+    let call = Call::start("AWS IAM", "ListAttachedRolePolicies", endpoint);
+    let out = client(endpoint, signer, &call)
+        .await?
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    Ok(out
+        .attached_policies
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| p.policy_arn)
+        .collect())
+}
+
+/// What IAM says of a user for the drill: its MFA devices, its console password, its policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UserFacts {
+    /// The serials (ARNs) of its MFA devices.
+    pub mfa_devices: Vec<String>,
+    /// Whether it has a console password (a login profile).
+    pub console_password: bool,
+    /// Its attached managed policies' ARNs.
+    pub attached_policies: Vec<String>,
+    /// Its inline policies' names.
+    pub inline_policies: Vec<String>,
+}
+
+/// ListMFADevices, GetLoginProfile, ListAttachedUserPolicies and ListUserPolicies for `user`.
+pub async fn user_facts(
+    endpoint: &Endpoint,
+    signer: &Signer<'_>,
+    user: &str,
+) -> Result<UserFacts, Error> {
+    let call = Call::start("AWS IAM", "ListMFADevices", endpoint);
+    let c = client(endpoint, signer, &call).await?;
+    let devices = c
+        .list_mfa_devices()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    let call = Call::start("AWS IAM", "GetLoginProfile", endpoint);
+    let c = client(endpoint, signer, &call).await?;
+    let console_password = match c.get_login_profile().user_name(user).send().await {
+        Ok(_) => true,
+        Err(e) => match call.error(e) {
+            Error::Denied { code, .. } if code == "NoSuchEntity" => false,
+            other => return Err(other),
+        },
+    };
+    let call = Call::start("AWS IAM", "ListAttachedUserPolicies", endpoint);
+    let c = client(endpoint, signer, &call).await?;
+    let attached = c
+        .list_attached_user_policies()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    let call = Call::start("AWS IAM", "ListUserPolicies", endpoint);
+    let c = client(endpoint, signer, &call).await?;
+    let inline = c
+        .list_user_policies()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| call.error(e))?;
+    Ok(UserFacts {
+        mfa_devices: devices
+            .mfa_devices
+            .into_iter()
+            .map(|d| d.serial_number)
+            .collect(),
+        console_password,
+        attached_policies: attached
+            .attached_policies
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.policy_arn)
+            .collect(),
+        inline_policies: inline.policy_names,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

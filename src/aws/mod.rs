@@ -6,6 +6,9 @@ pub mod console;
 pub mod endpoint;
 pub mod iam;
 mod net;
+pub mod org;
+pub mod pace;
+pub mod policy;
 pub mod probe;
 pub mod sts;
 
@@ -154,10 +157,10 @@ impl<'a> Call<'a> {
 
     /// The host the call went to (else the one it was resolved to).
     fn host(&self) -> String {
-        let service = if self.service == "AWS IAM" {
-            Service::Iam
-        } else {
-            Service::Sts
+        let service = match self.service {
+            "AWS IAM" => Service::Iam,
+            "AWS Organizations" => Service::Organizations,
+            _ => Service::Sts,
         };
         self.tracker
             .host()

@@ -6,6 +6,7 @@
 //! one person, and escapes names for the terminal.
 
 pub mod console;
+pub mod drill;
 pub mod enroll;
 pub mod handout;
 pub mod mfa;

@@ -5,8 +5,6 @@
 //! also in the audit log or public (key ids are masked all the same).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::audit::rfc3339;
@@ -163,29 +161,7 @@ impl Transcript {
     /// Writes the transcript to `path`: a new file, 0600, written whole and fsynced, then
     /// renamed into place (an existing file is replaced only once the new one is complete).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = dir.join(name);
-        let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(self.to_markdown().as_bytes())?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)?;
-            crate::files::sync_dir(dir)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        crate::files::write_document(path, self.to_markdown().as_bytes())
     }
 }
 

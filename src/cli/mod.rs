@@ -13,6 +13,7 @@ mod console;
 mod credential_process;
 #[cfg(feature = "sandbox")]
 mod demo;
+mod drill;
 mod enroll;
 mod env;
 mod error;
@@ -81,6 +82,10 @@ enum Command {
     /// Change the vault's custodians, a custodian's passphrase, or remove a token slot,
     /// without touching AWS (two or more people, and a token).
     Rekey(rekey::RekeyArgs),
+    /// The quarterly drill: a two-person activation, then the break-glass user and its role
+    /// checked in every account (AssumeRole, trust policy, session length), and a report;
+    /// nothing is handed out. `--last` shows the last drill.
+    Drill(drill::DrillArgs),
     /// Check the audit log's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -128,6 +133,7 @@ impl Cli {
             Command::Enroll(args) => enroll::enroll_cmd(args),
             Command::Rotate(args) => rotate::rotate_cmd(args),
             Command::Rekey(args) => rekey::rekey_cmd(args),
+            Command::Drill(args) => drill::drill_cmd(args),
             Command::Audit(AuditCommand::Verify { expect_head }) => {
                 audit::verify_cmd(expect_head.as_deref())
             }

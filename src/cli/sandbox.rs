@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
+use breakglass::sandbox::sts::Drift;
 use breakglass::token::soft::{vpcd, SimulatedTouch, SoftCard, TouchPolicy, TOUCH_TIMEOUT};
 
 use super::error::{exit, CliError};
@@ -30,6 +31,56 @@ pub struct StsArgs {
     /// Address to listen on (loopback only; port 0 picks a free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// Make the emulated account the management account of an organization of N member
+    /// accounts, each with a sound BreakGlass role trusting the user `breakglass` (for `drill
+    /// --organization`).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    accounts: u64,
+    /// Break members' roles or accounts, `KIND` or `KIND:INDEX` (repeatable): no-role,
+    /// trusts-account, no-mfa, denies-source-identity, long-sessions, suspended, silent.
+    /// Without an index, member 1, 2, … in the order given.
+    #[arg(long, value_name = "KIND[:INDEX]", requires = "accounts")]
+    broken: Vec<String>,
+    /// Limit STS to N requests a second (AWS's account limit is 600), answering Throttling
+    /// beyond it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    throttle: Option<u32>,
+}
+
+/// The drifts of `--broken`, each with its member index (1-based).
+fn parse_broken(list: &[String], members: usize) -> Result<Vec<(usize, Drift)>, CliError> {
+    let mut out = Vec::new();
+    for (n, item) in list.iter().enumerate() {
+        let (kind, index) = match item.split_once(':') {
+            Some((k, i)) => (k, i.parse::<usize>().ok()),
+            None => (item.as_str(), Some(n + 1)),
+        };
+        let drift = match kind {
+            "no-role" => Drift::NoRole,
+            "trusts-account" => Drift::TrustsAccount,
+            "no-mfa" => Drift::NoMfaCondition,
+            "denies-source-identity" => Drift::DeniesSourceIdentity,
+            "long-sessions" => Drift::LongSessions,
+            "suspended" => Drift::Suspended,
+            "silent" => Drift::Silent,
+            other => {
+                return Err(CliError::usage(
+                    format!("--broken {other:?} is not a kind of drift"),
+                    "use no-role, trusts-account, no-mfa, denies-source-identity, long-sessions, suspended or silent",
+                ))
+            }
+        };
+        match index {
+            Some(i) if (1..=members).contains(&i) => out.push((i, drift)),
+            _ => {
+                return Err(CliError::usage(
+                    format!("--broken {item:?} names no member account"),
+                    format!("give an index from 1 to {members}: KIND:INDEX"),
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +126,8 @@ fn sts(args: StsArgs) -> Result<(), CliError> {
             "use 127.0.0.1:PORT: the emulator holds sandbox secrets and serves this machine only",
         ));
     }
+    let members = usize::try_from(args.accounts).unwrap_or(0);
+    let broken = parse_broken(&args.broken, members)?;
     let emulator = breakglass::sandbox::sts::Sts::start(args.listen).map_err(|e| {
         CliError::new(
             format!("cannot listen on {}: {e}", args.listen),
@@ -85,6 +138,22 @@ fn sts(args: StsArgs) -> Result<(), CliError> {
     let user = emulator.create_user("breakglass");
     let (id, secret) = emulator.admin_key();
     let role = emulator.create_role("BreakGlass", true);
+    if members > 0 {
+        let ids = emulator.create_organization(members, "BreakGlass", std::slice::from_ref(&user));
+        for (i, drift) in &broken {
+            emulator.drift(&ids[i - 1], "BreakGlass", *drift);
+            outln!("member {} ({}): {drift:?}", i, ids[i - 1])?;
+        }
+        outln!(
+            "organization: {members} member accounts {} to {}, role BreakGlass in each",
+            ids[0],
+            ids[members - 1]
+        )?;
+    }
+    if let Some(rate) = args.throttle {
+        emulator.throttle_sts(Some(rate));
+        outln!("STS limited to {rate} requests a second")?;
+    }
     outln!("endpoint {}", emulator.endpoint())?;
     outln!("signin-endpoint {}", emulator.federation_endpoint())?;
     outln!("user {user}")?;

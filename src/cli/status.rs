@@ -65,6 +65,40 @@ fn rotations_due(paths: &Paths) -> Vec<String> {
         .collect()
 }
 
+/// Each profile's last successful drill, with a warning when none is on record or it is
+/// [`drill::DRILL_DUE_DAYS`] old.
+fn drills(paths: &Paths) -> Vec<String> {
+    use breakglass::ceremony::drill::{self, LastDrill};
+    let now = super::clock().now();
+    let log = paths.audit_log();
+    config::load_all(paths)
+        .unwrap_or_default()
+        .values()
+        .filter_map(|p| {
+            let last = drill::last_success(&log, &p.name, now).ok()?;
+            let text = match last {
+                LastDrill::Never => format!(
+                    "warning: profile {:?} has never passed a drill: run `breakglass drill {}`",
+                    p.name, p.name
+                ),
+                LastDrill::At { time, days } if last.due() => format!(
+                    "warning: profile {:?}: the last drill that passed was {days} days ago ({}); drill every {} days: `breakglass drill {}`",
+                    p.name,
+                    breakglass::audit::rfc3339(time),
+                    drill::DRILL_DUE_DAYS,
+                    p.name
+                ),
+                LastDrill::At { time, days } => format!(
+                    "profile {:?}: last drill passed {days} days ago ({})",
+                    p.name,
+                    breakglass::audit::rfc3339(time)
+                ),
+            };
+            Some(text)
+        })
+        .collect()
+}
+
 /// Who and what opens each profile's vault, from its clear header (nothing is opened): the
 /// custodians and threshold, or one passphrase, and the token slots.
 fn vaults(paths: &Paths) -> Vec<String> {
@@ -109,6 +143,9 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
             outln!("{line}")?;
         }
         for line in vaults(&paths) {
+            outln!("{line}")?;
+        }
+        for line in drills(&paths) {
             outln!("{line}")?;
         }
     }

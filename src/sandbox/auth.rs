@@ -49,6 +49,14 @@ impl Caller {
         }
     }
 
+    /// The account the caller acts in: a role session's is its role's.
+    pub fn account(&self) -> &str {
+        match &self.principal {
+            Principal::User { .. } => ACCOUNT_ID,
+            Principal::Role { role_arn, .. } => role_arn.split(':').nth(4).unwrap_or(ACCOUNT_ID),
+        }
+    }
+
     /// `AIDA…` for users, `AROA…:SESSION` for role sessions.
     pub fn user_id(&self, account: &Account) -> String {
         match &self.principal {
@@ -68,7 +76,8 @@ impl Caller {
 /// The STS ARN of a session of role `role_arn`.
 pub fn assumed_role_arn(role_arn: &str, session_name: &str) -> String {
     let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
-    format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/{session_name}")
+    let account = role_arn.split(':').nth(4).unwrap_or(ACCOUNT_ID);
+    format!("arn:aws:sts::{account}:assumed-role/{role}/{session_name}")
 }
 
 /// The credentials a key id names, before the signature is checked.

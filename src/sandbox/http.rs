@@ -45,7 +45,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server still reads what a client sends after the answer (see [`linger`]).
 const LINGER: Duration = Duration::from_millis(500);
 /// Connections served at once; more get 503.
-const MAX_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS: usize = 256;
 /// Pause after a failed accept (EMFILE, ECONNABORTED) before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -167,6 +167,10 @@ impl Refusal {
         Zeroizing::new(out)
     }
 }
+
+/// A response header the handler sets to have the answer held back this many milliseconds
+/// (within the request's deadline): a hung endpoint, for deadline tests. Never sent.
+pub const HOLD_HEADER: &str = "x-sandbox-hold-ms";
 
 /// The handler the server calls for each well-formed request.
 pub type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
@@ -421,9 +425,14 @@ async fn respond(
     };
     let Response {
         status,
-        headers,
+        mut headers,
         body,
     } = response;
+    if let Some(at) = headers.iter().position(|(name, _)| name == HOLD_HEADER) {
+        let (_, ms) = headers.remove(at);
+        let hold = Duration::from_millis(ms.parse().unwrap_or(0));
+        tokio::time::sleep_until((Instant::now() + hold).min(deadline)).await;
+    }
     let mut builder = hyper::Response::builder().status(status);
     for (name, value) in &headers {
         builder = builder.header(name, value);

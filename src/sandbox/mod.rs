@@ -8,6 +8,7 @@ mod auth;
 pub(crate) mod http;
 mod iam_api;
 mod model;
+mod org_api;
 mod signin;
 pub(crate) mod sigv4;
 mod sts_api;

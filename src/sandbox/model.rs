@@ -170,6 +170,75 @@ pub struct Role {
     /// A trust policy that admits no one: every AssumeRole of this role is refused.
     pub denies_all: bool,
     pub max_session_secs: i64,
+    /// The principals the trust policy names (ARNs, `arn:aws:iam::ACCOUNT:root`); empty: any
+    /// principal of the emulated account [`ACCOUNT_ID`].
+    pub trusted: Vec<String>,
+    /// The trust policy denies `sts:SetSourceIdentity`: AssumeRole with a SourceIdentity is
+    /// refused.
+    pub denies_source_identity: bool,
+    /// The ARNs of the managed policies attached to it.
+    pub attached: Vec<String>,
+    pub created: i64,
+}
+
+impl Role {
+    /// Whether the trust policy admits `caller_arn` (an IAM user or an assumed-role ARN).
+    pub fn trusts(&self, caller_arn: &str) -> bool {
+        if self.denies_all {
+            return false;
+        }
+        let caller_account = caller_arn.split(':').nth(4).unwrap_or_default();
+        if self.trusted.is_empty() {
+            return caller_account == ACCOUNT_ID;
+        }
+        self.trusted.iter().any(|t| {
+            t == "*"
+                || t == caller_arn
+                || t.strip_suffix(":root")
+                    .and_then(|a| a.split(':').nth(4))
+                    .is_some_and(|a| a == caller_account)
+        })
+    }
+
+    /// The trust policy as IAM would hold it: the JSON that GetRole answers.
+    pub fn trust_policy(&self) -> String {
+        use serde_json::json;
+        let principal = if self.denies_all {
+            json!({ "AWS": format!("arn:aws:iam::{ACCOUNT_ID}:user/nobody") })
+        } else if self.trusted.is_empty() {
+            json!({ "AWS": format!("arn:aws:iam::{ACCOUNT_ID}:root") })
+        } else if self.trusted.iter().any(|t| t == "*") {
+            json!("*")
+        } else {
+            json!({ "AWS": self.trusted })
+        };
+        let mut allow = json!({
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+        });
+        if self.require_mfa {
+            allow["Condition"] = json!({ "Bool": { "aws:MultiFactorAuthPresent": "true" } });
+        }
+        let mut statements = vec![allow];
+        if self.denies_source_identity {
+            statements.push(json!({
+                "Effect": "Deny",
+                "Principal": { "AWS": "*" },
+                "Action": "sts:SetSourceIdentity",
+            }));
+        }
+        json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
+    }
+}
+
+/// A member account of the emulated organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgAccount {
+    pub id: String,
+    pub name: String,
+    /// `ACTIVE` or `SUSPENDED`.
+    pub status: &'static str,
 }
 
 /// What a role's trust policy asks of the caller.
@@ -245,6 +314,15 @@ pub struct Account {
     pub key_propagation_secs: i64,
     /// Actions denied to a user by an explicit policy: (user, action such as `CreateAccessKey`).
     pub denied: std::collections::BTreeSet<(String, String)>,
+    /// The organization's accounts (the emulated account is its management account); empty:
+    /// no organization.
+    pub organization: Vec<OrgAccount>,
+    /// Users with a console password (a login profile).
+    pub login_profiles: std::collections::BTreeSet<String>,
+    /// Managed policies attached to users: user → policy ARNs.
+    pub user_policies: BTreeMap<String, Vec<String>>,
+    /// Accounts whose role sessions get no answer (a hung endpoint), for deadline tests.
+    pub silent_accounts: std::collections::BTreeSet<String>,
 }
 
 impl Account {
@@ -262,6 +340,10 @@ impl Account {
             federation: Federation::default(),
             key_propagation_secs: 0,
             denied: std::collections::BTreeSet::new(),
+            organization: Vec::new(),
+            login_profiles: std::collections::BTreeSet::new(),
+            user_policies: BTreeMap::new(),
+            silent_accounts: std::collections::BTreeSet::new(),
         };
         account.admin_key_id = account.create_key(ADMIN_USER, now).id.clone();
         account
@@ -324,6 +406,10 @@ impl Account {
                 require_mfa,
                 denies_all,
                 max_session_secs: ROLE_MAX_SESSION_SECS,
+                trusted: Vec::new(),
+                denies_source_identity: false,
+                attached: Vec::new(),
+                created: 0,
             };
             self.roles.insert(arn.clone(), role);
         }

@@ -62,7 +62,9 @@ use super::auth::{self, Caller};
 use super::http::{self, Request, Response, Server};
 use super::model::{self, Account, Rng, Trust};
 use super::wire::{self, Fault, Params, Service, Xml};
-use super::{iam_api, signin, sts_api};
+use super::{iam_api, org_api, signin, sts_api};
+
+pub use super::model::OrgAccount;
 
 pub use super::model::{ACCOUNT_ID, ADMIN_USER, REGION};
 
@@ -91,6 +93,8 @@ pub struct Sts {
 
 struct Shared {
     account: Mutex<Account>,
+    /// STS's request rate limit (the account-level limit AWS documents), when set.
+    sts_limit: Mutex<Option<Bucket>>,
     clock_offset: AtomicI64,
     /// A time the clock stands still at (0: it runs).
     frozen_at: AtomicI64,
@@ -132,6 +136,7 @@ impl Sts {
     pub fn start(listen: SocketAddr) -> io::Result<Sts> {
         let shared = Arc::new(Shared {
             account: Mutex::new(Account::new(Rng::from_os()?, system_now())),
+            sts_limit: Mutex::new(None),
             clock_offset: AtomicI64::new(0),
             frozen_at: AtomicI64::new(0),
         });
@@ -283,6 +288,111 @@ impl Sts {
         self.shared.clock_offset.store(secs, Ordering::SeqCst);
     }
 
+    /// Makes the emulated account the management account of an organization of `members`
+    /// member accounts ([`member_account_id`] 1..=members, named `member-NNNN`), each holding
+    /// role `role_name` that trusts only `trusted` (IAM user ARNs), requires MFA, allows
+    /// `sts:SetSourceIdentity`, lasts at most an hour and has `AdministratorAccess`: a sound
+    /// break-glass role. [`Sts::drift`] then breaks some. Returns the member ids.
+    pub fn create_organization(
+        &self,
+        members: usize,
+        role_name: &str,
+        trusted: &[String],
+    ) -> Vec<String> {
+        let now = self.shared.now();
+        let mut account = self.shared.lock();
+        let mut ids = Vec::with_capacity(members);
+        for i in 1..=members {
+            let id = member_account_id(i);
+            let arn = format!("arn:aws:iam::{id}:role/{role_name}");
+            let role = model::Role {
+                id: account.rng.id("AROA", 17),
+                require_mfa: true,
+                denies_all: false,
+                max_session_secs: 3600,
+                trusted: trusted.to_vec(),
+                denies_source_identity: false,
+                attached: vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()],
+                created: now,
+            };
+            account.roles.insert(arn, role);
+            account.organization.push(OrgAccount {
+                id: id.clone(),
+                name: format!("member-{i:04}"),
+                status: "ACTIVE",
+            });
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Breaks member account `account_id`'s break-glass role `role_name` (or the account) as
+    /// `drift` says.
+    pub fn drift(&self, account_id: &str, role_name: &str, drift: Drift) {
+        let arn = format!("arn:aws:iam::{account_id}:role/{role_name}");
+        let mut account = self.shared.lock();
+        let root = format!("arn:aws:iam::{ACCOUNT_ID}:root");
+        match drift {
+            Drift::NoRole => {
+                account.roles.remove(&arn);
+            }
+            Drift::Suspended => {
+                if let Some(a) = account.organization.iter_mut().find(|a| a.id == account_id) {
+                    a.status = "SUSPENDED";
+                }
+            }
+            Drift::Silent => {
+                account.silent_accounts.insert(account_id.to_owned());
+            }
+            other => {
+                if let Some(role) = account.roles.get_mut(&arn) {
+                    match other {
+                        Drift::TrustsAccount => role.trusted = vec![root],
+                        Drift::NoMfaCondition => role.require_mfa = false,
+                        Drift::DeniesSourceIdentity => role.denies_source_identity = true,
+                        Drift::LongSessions => role.max_session_secs = 43_200,
+                        Drift::NoRole | Drift::Suspended | Drift::Silent => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Limits STS to `per_second` requests a second (with a second's burst), answering
+    /// `Throttling` ("Rate exceeded") beyond it, as AWS's account-level limit does; `None`
+    /// lifts the limit.
+    pub fn throttle_sts(&self, per_second: Option<u32>) {
+        *self
+            .shared
+            .sts_limit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = per_second.map(|r| Bucket {
+            rate: f64::from(r.max(1)),
+            tokens: f64::from(r.max(1)),
+            last: std::time::Instant::now(),
+        });
+    }
+
+    /// Gives `user` a console password (a login profile), or takes it away.
+    pub fn set_login_profile(&self, user: &str, present: bool) {
+        let mut account = self.shared.lock();
+        if present {
+            account.login_profiles.insert(user.to_owned());
+        } else {
+            account.login_profiles.remove(user);
+        }
+    }
+
+    /// Attaches managed policy `arn` to `user`.
+    pub fn attach_user_policy(&self, user: &str, arn: &str) {
+        self.shared
+            .lock()
+            .user_policies
+            .entry(user.to_owned())
+            .or_default()
+            .push(arn.to_owned());
+    }
+
     /// The SourceIdentity of the session whose access key id is `access_key_id`.
     pub fn session_source_identity(&self, access_key_id: &str) -> Option<String> {
         self.shared
@@ -301,6 +411,31 @@ impl Sts {
             .get(access_key_id)
             .map(|s| (s.secret.clone(), s.token.clone()))
     }
+}
+
+/// The id of member account `i` of [`Sts::create_organization`]: `1000000000NN`.
+pub fn member_account_id(i: usize) -> String {
+    format!("{:012}", 100_000_000_000u64 + i as u64)
+}
+
+/// How a member account's break-glass role (or the account) has drifted, for
+/// [`Sts::drift`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drift {
+    /// The role was deleted.
+    NoRole,
+    /// The trust policy names the break-glass account's root: anyone there may assume it.
+    TrustsAccount,
+    /// The trust policy lost its MFA condition.
+    NoMfaCondition,
+    /// The trust policy denies `sts:SetSourceIdentity`.
+    DeniesSourceIdentity,
+    /// The role allows 12-hour sessions.
+    LongSessions,
+    /// The account is suspended.
+    Suspended,
+    /// Calls signed by the account's role sessions get no answer.
+    Silent,
 }
 
 /// What an action handler gets.
@@ -330,6 +465,24 @@ const ACTIONS: &[(&str, Service, Handler)] = &[
         iam_api::get_access_key_last_used,
     ),
     ("GetUser", Service::Iam, iam_api::get_user),
+    ("GetRole", Service::Iam, org_api::get_role),
+    (
+        "ListAttachedRolePolicies",
+        Service::Iam,
+        org_api::list_attached_role_policies,
+    ),
+    ("ListMFADevices", Service::Iam, org_api::list_mfa_devices),
+    ("GetLoginProfile", Service::Iam, org_api::get_login_profile),
+    (
+        "ListAttachedUserPolicies",
+        Service::Iam,
+        org_api::list_attached_user_policies,
+    ),
+    (
+        "ListUserPolicies",
+        Service::Iam,
+        org_api::list_user_policies,
+    ),
     (
         "CreateVirtualMFADevice",
         Service::Iam,
@@ -355,7 +508,16 @@ fn answer(shared: &Shared, request: &Request) -> Response {
         return Response::text(405, "Method Not Allowed");
     }
     let now = shared.now();
+    if shared.throttles(request) {
+        return query_error(Service::Sts, &Fault::Throttling, "throttled", now);
+    }
+    if request.header("x-amz-target").is_some() {
+        return answer_json(shared, request, now);
+    }
     let mut account = shared.lock();
+    if silenced(&account, request) {
+        return hold();
+    }
     let request_id = account.rng.request_id();
     let (service, outcome) = dispatch(&mut account, request, now);
     drop(account);
@@ -377,6 +539,123 @@ fn answer(shared: &Shared, request: &Request) -> Response {
             ("Date".into(), model::http_date(now)),
         ],
         body: Zeroizing::new(body.as_bytes().to_vec()),
+    }
+}
+
+fn query_error(service: Service, fault: &Fault, request_id: &str, now: i64) -> Response {
+    Response {
+        status: fault.status(),
+        headers: vec![
+            ("Content-Type".into(), "text/xml".into()),
+            ("x-amzn-RequestId".into(), request_id.to_owned()),
+            ("Date".into(), model::http_date(now)),
+        ],
+        body: Zeroizing::new(wire::error(service, fault, request_id).into_bytes()),
+    }
+}
+
+/// No answer until the request's deadline: a hung endpoint.
+fn hold() -> Response {
+    let mut r = Response::text(503, "Service Unavailable");
+    r.headers.push((http::HOLD_HEADER.into(), "600000".into()));
+    r
+}
+
+/// The access key id of the request's `Authorization` header.
+fn key_id(request: &Request) -> Option<&str> {
+    let header = request.header("authorization")?;
+    let (_, rest) = header.split_once("Credential=")?;
+    rest.split('/').next()
+}
+
+/// Whether the request is signed by a session of a role in a silent account.
+fn silenced(account: &Account, request: &Request) -> bool {
+    if account.silent_accounts.is_empty() {
+        return false;
+    }
+    let Some(session) = key_id(request).and_then(|id| account.sessions.get(id)) else {
+        return false;
+    };
+    match &session.principal {
+        model::Principal::Role { role_arn, .. } => role_arn
+            .split(':')
+            .nth(4)
+            .is_some_and(|a| account.silent_accounts.contains(a)),
+        model::Principal::User { .. } => false,
+    }
+}
+
+/// A request in the JSON protocol (`X-Amz-Target`): Organizations.
+fn answer_json(shared: &Shared, request: &Request, now: i64) -> Response {
+    let mut account = shared.lock();
+    let request_id = account.rng.request_id();
+    let target = request.header("x-amz-target").unwrap_or_default();
+    let result = match target {
+        "AWSOrganizationsV20161128.ListAccounts" => {
+            match auth::authenticate(&account, request, Some(Service::Organizations), now) {
+                Ok((caller, _)) => org_api::list_accounts(&account, &caller, &request.body),
+                Err(fault) => Err(org_api::JsonFault::of(&fault)),
+            }
+        }
+        other => Err(org_api::JsonFault {
+            status: 400,
+            kind: "UnknownOperationException",
+            message: format!("the operation {other:?} is not known"),
+        }),
+    };
+    drop(account);
+    let (status, body, kind) = match result {
+        Ok(value) => (200, value.to_string(), None),
+        Err(fault) => (fault.status, fault.body(), Some(fault.kind)),
+    };
+    let mut headers = vec![
+        ("Content-Type".into(), "application/x-amz-json-1.1".into()),
+        ("x-amzn-RequestId".into(), request_id),
+        ("Date".into(), model::http_date(now)),
+    ];
+    if let Some(kind) = kind {
+        headers.push(("x-amzn-ErrorType".into(), kind.into()));
+    }
+    Response {
+        status,
+        headers,
+        body: Zeroizing::new(body.into_bytes()),
+    }
+}
+
+/// A token bucket: `rate` requests a second, a second's worth of burst.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Shared {
+    /// Takes a token for an STS request; true when there is none (the request is throttled).
+    fn throttles(&self, request: &Request) -> bool {
+        let mut limit = self
+            .sts_limit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(bucket) = limit.as_mut() else {
+            return false;
+        };
+        let is_sts = request
+            .header("authorization")
+            .is_some_and(|h| h.contains("/sts/aws4_request"));
+        if !is_sts {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(bucket.last).as_secs_f64() * bucket.rate;
+        bucket.tokens = (bucket.tokens + refill).min(bucket.rate);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            false
+        } else {
+            true
+        }
     }
 }
 

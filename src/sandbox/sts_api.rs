@@ -4,9 +4,7 @@
 use secrecy::ExposeSecret;
 
 use super::auth::assumed_role_arn;
-use super::model::{
-    iso8601, Account, Origin, Principal, Session, SessionSpec, ACCOUNT_ID, TOTP_PERIOD_SECS,
-};
+use super::model::{iso8601, Account, Origin, Principal, Session, SessionSpec, TOTP_PERIOD_SECS};
 use super::sts::Cx;
 use super::wire::{check_name, Fault, Params, Xml};
 
@@ -61,7 +59,7 @@ pub fn get_caller_identity(cx: &mut Cx<'_>, _: &Params) -> Result<Option<Xml>, F
     let mut xml = Xml::new();
     xml.el("Arn", &cx.caller.arn())
         .el("UserId", &cx.caller.user_id(cx.account))
-        .el("Account", ACCOUNT_ID);
+        .el("Account", cx.caller.account());
     cx.account.counts.get_caller_identity += 1;
     Ok(Some(xml))
 }
@@ -170,10 +168,17 @@ pub fn assume_role(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
         .account
         .roles
         .get(request.role_arn)
-        .filter(|role| !role.denies_all)
+        .filter(|role| role.trusts(&caller_arn))
         .ok_or_else(denied)?;
     let (role_id, require_mfa, max_secs) =
         (role.id.clone(), role.require_mfa, role.max_session_secs);
+    if role.denies_source_identity && request.source_identity.is_some() {
+        return Err(Fault::not_authorized(
+            &caller_arn,
+            "sts:SetSourceIdentity",
+            request.role_arn,
+        ));
+    }
     let chained = matches!(caller.principal, Principal::Role { .. });
     if chained && request.duration > CHAINED_MAX_SECS {
         return Err(Fault::Validation(CHAINING_LIMIT.into()));

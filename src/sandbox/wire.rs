@@ -10,6 +10,8 @@ use zeroize::{Zeroize, Zeroizing};
 pub enum Service {
     Sts,
     Iam,
+    /// AWS Organizations: the JSON protocol (`X-Amz-Target`), not Query.
+    Organizations,
 }
 
 impl Service {
@@ -18,6 +20,7 @@ impl Service {
         match self {
             Self::Sts => "sts",
             Self::Iam => "iam",
+            Self::Organizations => "organizations",
         }
     }
 
@@ -25,6 +28,7 @@ impl Service {
         match name {
             "sts" => Some(Self::Sts),
             "iam" => Some(Self::Iam),
+            "organizations" => Some(Self::Organizations),
             _ => None,
         }
     }
@@ -34,6 +38,7 @@ impl Service {
         match self {
             Self::Sts => "2011-06-15",
             Self::Iam => "2010-05-08",
+            Self::Organizations => "2016-11-28",
         }
     }
 
@@ -41,6 +46,7 @@ impl Service {
         match self {
             Self::Sts => "https://sts.amazonaws.com/doc/2011-06-15/",
             Self::Iam => "https://iam.amazonaws.com/doc/2010-05-08/",
+            Self::Organizations => "",
         }
     }
 }
@@ -91,6 +97,9 @@ pub enum Fault {
     /// 409 (IAM): the name is taken or the device is in use.
     #[error("{0}")]
     EntityAlreadyExists(String),
+    /// 400: the account's request rate is exceeded.
+    #[error("Rate exceeded")]
+    Throttling,
 }
 
 impl Fault {
@@ -110,6 +119,7 @@ impl Fault {
             Self::LimitExceeded(_) => "LimitExceeded",
             Self::NoSuchEntity(_) => "NoSuchEntity",
             Self::EntityAlreadyExists(_) => "EntityAlreadyExists",
+            Self::Throttling => "Throttling",
         }
     }
 
@@ -125,7 +135,8 @@ impl Fault {
             | Self::ContentSha256Mismatch
             | Self::Validation(_)
             | Self::InvalidAction(_)
-            | Self::MalformedQueryString(_) => 400,
+            | Self::MalformedQueryString(_)
+            | Self::Throttling => 400,
             Self::NoSuchEntity(_) => 404,
             Self::LimitExceeded(_) | Self::EntityAlreadyExists(_) => 409,
         }

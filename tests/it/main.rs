@@ -14,6 +14,7 @@ mod console;
 mod custodian_ceremony;
 mod custodians;
 mod demo;
+mod drill;
 mod endpoint_policy;
 mod faults;
 mod fido2_factor;

@@ -1,0 +1,288 @@
+//! The emulator's read-only calls of the drill: IAM `GetRole`, `ListAttachedRolePolicies`,
+//! `ListMFADevices`, `GetLoginProfile`, `ListUserPolicies`, `ListAttachedUserPolicies` (Query
+//! protocol, like the rest of IAM), and AWS Organizations `ListAccounts` (the JSON protocol:
+//! `X-Amz-Target`, `application/x-amz-json-1.1`).
+//!
+//! Role sessions act in their role's account: `GetRole` by a session of a member account's
+//! role reads that account's roles.
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::model::{iso8601, Account, ACCOUNT_ID};
+use super::sts::Cx;
+use super::wire::{check_name, Fault, Params, Xml};
+
+/// `ListAccounts` pages hold at most this many accounts (AWS's maximum `MaxResults`).
+pub const MAX_RESULTS: usize = 20;
+
+/// The role `RoleName` names in the caller's account.
+fn role_arn(cx: &Cx<'_>, p: &Params) -> Result<String, Fault> {
+    let name = p.required("RoleName", "roleName")?;
+    check_name("roleName", name, (1, 64), "")?;
+    let arn = format!("arn:aws:iam::{}:role/{name}", cx.caller.account());
+    if !cx.account.roles.contains_key(&arn) {
+        return Err(Fault::NoSuchEntity(format!(
+            "The role with name {name} cannot be found."
+        )));
+    }
+    Ok(arn)
+}
+
+fn check_session(caller: &Caller) -> Result<(), Fault> {
+    if caller.session && caller.user().is_some() && !caller.mfa {
+        return Err(Fault::InvalidClientTokenId);
+    }
+    Ok(())
+}
+
+pub fn get_role(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
+    check_session(cx.caller)?;
+    let arn = role_arn(cx, p)?;
+    let role = &cx.account.roles[&arn];
+    let name = arn.rsplit('/').next().unwrap_or_default();
+    // IAM answers the trust policy URL-encoded.
+    let document = utf8_percent_encode(&role.trust_policy(), NON_ALPHANUMERIC).to_string();
+    let mut xml = Xml::new();
+    xml.open("Role")
+        .el("Path", "/")
+        .el("RoleName", name)
+        .el("RoleId", &role.id)
+        .el("Arn", &arn)
+        .el("CreateDate", &iso8601(role.created))
+        .el("AssumeRolePolicyDocument", &document)
+        .el("MaxSessionDuration", &role.max_session_secs.to_string())
+        .close("Role");
+    Ok(Some(xml))
+}
+
+fn policies(xml: &mut Xml, arns: &[String]) {
+    xml.open("AttachedPolicies");
+    for arn in arns {
+        xml.open("member")
+            .el("PolicyName", arn.rsplit('/').next().unwrap_or(arn))
+            .el("PolicyArn", arn)
+            .close("member");
+    }
+    xml.close("AttachedPolicies").el("IsTruncated", "false");
+}
+
+pub fn list_attached_role_policies(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
+    check_session(cx.caller)?;
+    let arn = role_arn(cx, p)?;
+    let mut xml = Xml::new();
+    policies(&mut xml, &cx.account.roles[&arn].attached);
+    Ok(Some(xml))
+}
+
+/// The user an IAM call is about: `UserName`, else the caller. A user may read itself; role
+/// sessions of the emulated account may read anyone of it.
+fn user(cx: &Cx<'_>, p: &Params, action: &str) -> Result<String, Fault> {
+    check_session(cx.caller)?;
+    let name = match (p.get("UserName"), cx.caller.user()) {
+        (Some(n), _) => {
+            check_name("userName", n, (1, 64), "")?;
+            n.to_owned()
+        }
+        (None, Some(me)) => me.to_owned(),
+        (None, None) => {
+            return Err(Fault::Validation(
+                "Must specify userName when calling with non-User credentials".into(),
+            ))
+        }
+    };
+    let me = cx.caller.user();
+    let may = me == Some(super::model::ADMIN_USER)
+        || me == Some(name.as_str())
+        || (me.is_none() && cx.caller.account() == ACCOUNT_ID);
+    if !may {
+        return Err(Fault::not_authorized(
+            &cx.caller.arn(),
+            &format!("iam:{action}"),
+            &Account::user_arn(&name),
+        ));
+    }
+    if !cx.account.users.contains_key(&name) {
+        return Err(Fault::NoSuchEntity(format!(
+            "The user with name {name} cannot be found."
+        )));
+    }
+    Ok(name)
+}
+
+pub fn list_mfa_devices(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
+    let name = user(cx, p, "ListMFADevices")?;
+    let mut xml = Xml::new();
+    xml.open("MFADevices");
+    for (serial, _) in cx
+        .account
+        .devices
+        .iter()
+        .filter(|(_, d)| d.user.as_deref() == Some(name.as_str()))
+    {
+        xml.open("member")
+            .el("UserName", &name)
+            .el("SerialNumber", serial)
+            .el("EnableDate", &iso8601(cx.now))
+            .close("member");
+    }
+    xml.close("MFADevices").el("IsTruncated", "false");
+    Ok(Some(xml))
+}
+
+pub fn get_login_profile(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
+    let name = user(cx, p, "GetLoginProfile")?;
+    if !cx.account.login_profiles.contains(&name) {
+        return Err(Fault::NoSuchEntity(format!(
+            "Login Profile for User {name} cannot be found."
+        )));
+    }
+    let mut xml = Xml::new();
+    xml.open("LoginProfile")
+        .el("UserName", &name)
+        .el("CreateDate", &iso8601(cx.now))
+        .el("PasswordResetRequired", "false")
+        .close("LoginProfile");
+    Ok(Some(xml))
+}
+
+pub fn list_attached_user_policies(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
+    let name = user(cx, p, "ListAttachedUserPolicies")?;
+    let attached = cx
+        .account
+        .user_policies
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
+    let mut xml = Xml::new();
+    policies(&mut xml, &attached);
+    Ok(Some(xml))
+}
+
+pub fn list_user_policies(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fault> {
+    user(cx, p, "ListUserPolicies")?;
+    let mut xml = Xml::new();
+    xml.open("PolicyNames")
+        .close("PolicyNames")
+        .el("IsTruncated", "false");
+    Ok(Some(xml))
+}
+
+/// An Organizations error: its `__type` and message, and the HTTP status.
+pub struct JsonFault {
+    pub status: u16,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl JsonFault {
+    /// The error body the JSON protocol carries.
+    pub fn body(&self) -> String {
+        json!({ "__type": self.kind, "Message": self.message }).to_string()
+    }
+
+    /// A signature or credential failure, in the JSON protocol's words.
+    pub fn of(fault: &Fault) -> Self {
+        let kind = match fault {
+            Fault::AccessDenied(_) => "AccessDeniedException",
+            Fault::Throttling => "TooManyRequestsException",
+            Fault::InvalidClientTokenId => "UnrecognizedClientException",
+            Fault::Validation(_) => "InvalidInputException",
+            _ => fault.code(),
+        };
+        Self {
+            status: fault.status(),
+            kind,
+            message: fault.to_string(),
+        }
+    }
+}
+
+/// `ListAccounts` for `caller`: the organization's accounts, [`MAX_RESULTS`] (or
+/// `MaxResults`) a page, `NextToken` the offset of the next.
+pub fn list_accounts(account: &Account, caller: &Caller, body: &[u8]) -> Result<Value, JsonFault> {
+    let input: Value =
+        serde_json::from_slice(if body.is_empty() { b"{}" } else { body }).map_err(|_| {
+            JsonFault {
+                status: 400,
+                kind: "SerializationException",
+                message: "the body is not JSON".into(),
+            }
+        })?;
+    if caller.session && caller.user().is_some() && !caller.mfa {
+        return Err(JsonFault::of(&Fault::AccessDenied(
+            "You don't have permissions to access this resource.".into(),
+        )));
+    }
+    let denied = caller.user().is_some_and(|u| {
+        account
+            .denied
+            .contains(&(u.to_owned(), "ListAccounts".to_owned()))
+    });
+    if denied || caller.account() != ACCOUNT_ID {
+        return Err(JsonFault {
+            status: 400,
+            kind: "AccessDeniedException",
+            message: format!(
+                "User: {} is not authorized to perform: organizations:ListAccounts",
+                caller.arn()
+            ),
+        });
+    }
+    if account.organization.is_empty() {
+        return Err(JsonFault {
+            status: 400,
+            kind: "AWSOrganizationsNotInUseException",
+            message: "Your account is not a member of an organization.".into(),
+        });
+    }
+    let bad_token = || JsonFault {
+        status: 400,
+        kind: "InvalidInputException",
+        message: "You specified an invalid value for nextToken.".into(),
+    };
+    let start = match input.get("NextToken") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(t)) => t
+            .strip_prefix("page-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n < account.organization.len())
+            .ok_or_else(bad_token)?,
+        Some(_) => return Err(bad_token()),
+    };
+    let size = match input.get("MaxResults") {
+        None | Some(Value::Null) => MAX_RESULTS,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=MAX_RESULTS).contains(n))
+            .ok_or_else(|| JsonFault {
+                status: 400,
+                kind: "InvalidInputException",
+                message: format!("MaxResults must be between 1 and {MAX_RESULTS}."),
+            })?,
+    };
+    let page: Vec<Value> = account
+        .organization
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|a| {
+            json!({
+                "Id": a.id,
+                "Arn": format!("arn:aws:organizations::{ACCOUNT_ID}:account/o-sandbox/{}", a.id),
+                "Email": format!("{}@example.com", a.name),
+                "Name": a.name,
+                "Status": a.status,
+                "JoinedMethod": "CREATED",
+                "JoinedTimestamp": 1_700_000_000,
+            })
+        })
+        .collect();
+    let mut out = json!({ "Accounts": page });
+    if start + size < account.organization.len() {
+        out["NextToken"] = json!(format!("page-{}", start + size));
+    }
+    Ok(out)
+}
