@@ -12,7 +12,7 @@ use breakglass::ceremony::console::{make_url, SigninRequest};
 use breakglass::ceremony::names::printable;
 use breakglass::ceremony::rekey::{self, NoOtherTokens};
 use breakglass::ceremony::transcript::{host_name, Head, Recorder, Transcript};
-use breakglass::ceremony::{self, enroll, mfa, rotate, runtime, unlock, Prompt};
+use breakglass::ceremony::{self, drill, enroll, mfa, rotate, runtime, unlock, Prompt};
 use breakglass::clock::{Clock, SkewedClock, SystemClock};
 use breakglass::config::{Paths, Profile};
 use breakglass::sandbox::sts::Sts;
@@ -51,7 +51,7 @@ pub enum Show {
     /// The activation, hand-outs, refusals, the console and the audit log.
     Activation,
     /// Key ceremonies: enrolment, a rotation and its retirement steps, then custodians (a
-    /// 2-of-3 rekey and an unlock by two of the three).
+    /// 2-of-3 rekey and an unlock by two of the three), then a drill of 50 accounts.
     Ceremonies,
 }
 
@@ -216,10 +216,25 @@ fn ceremonies(demo: &mut Demo<'_>, args: &DemoArgs, emulator: &Sts) -> Result<()
         activation.token_holder,
         breakglass::secure::mask_key_id(&activation.session.access_key_id)
     )?;
-    step(7, "The audit log's rotation, rekey and activation records")?;
+    demo.skip(60);
+    step(
+        7,
+        "The quarterly drill: breakglass drill demo --organization (50 accounts, three of them seeded with faults)",
+    )?;
+    let report = demo.drill(prompt)?;
+    for line in report.markdown().lines() {
+        outln!("    {line}")?;
+    }
+    step(
+        8,
+        "The audit log's rotation, rekey, activation and drill records",
+    )?;
     let log = std::fs::read_to_string(demo.paths.audit_log()).unwrap_or_default();
     for line in log.lines().filter(|l| {
-        l.contains("\"key rotation\"") || l.contains("\"rekey\"") || l.contains("\"custodians\"")
+        l.contains("\"key rotation\"")
+            || l.contains("\"rekey\"")
+            || l.contains("\"custodians\"")
+            || l.contains("\"event\":\"drill\"")
     }) {
         outln!("  {line}")?;
     }
@@ -428,6 +443,49 @@ impl<'a> Demo<'a> {
             &mut self.card,
             &mut NoOtherTokens,
             prompt,
+        ))?)
+    }
+
+    /// `drill demo --organization` with the demo's clock, over 50 member accounts of which
+    /// three have drifted (a deleted role, a trust policy without MFA, one trusting the whole
+    /// account).
+    fn drill(&mut self, prompt: &mut dyn Prompt) -> Result<drill::Report, CliError> {
+        use breakglass::sandbox::sts::Drift;
+        let user = self.emulator.create_user("breakglass");
+        let ids = self
+            .emulator
+            .create_organization(50, "BreakGlass", std::slice::from_ref(&user));
+        for (i, drift) in [
+            (7, Drift::NoRole),
+            (21, Drift::NoMfaCondition),
+            (42, Drift::TrustsAccount),
+        ] {
+            self.emulator.drift(&ids[i - 1], "BreakGlass", drift);
+        }
+        let req = drill::Request {
+            activation: unlock::Request {
+                profile: &self.profile,
+                paths: self.paths,
+                reason: Some(drill::DEFAULT_REASON),
+                requested_by: "breakglass drill",
+                endpoint: self.endpoint.clone(),
+                now: &self.clock,
+                rng: &SystemRandom::new(),
+            },
+            accounts: drill::Accounts::Organization,
+            role: "BreakGlass".into(),
+            role_overrides: Default::default(),
+            other_users: Vec::new(),
+            concurrency: drill::DEFAULT_CONCURRENCY,
+            max_session_secs: 3600,
+            account_budget: std::time::Duration::from_secs(60),
+        };
+        Ok(self.rt.block_on(drill::drill(
+            &req,
+            &mut self.card,
+            prompt,
+            &mut drill::Quiet,
+            std::future::pending(),
         ))?)
     }
 

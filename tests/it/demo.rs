@@ -45,7 +45,7 @@ fn the_demo_runs_the_whole_flow_and_ends_in_the_console() {
 
 /// `breakglass demo ceremonies`: a rotation with its transcript, the old key deactivated on
 /// day 100 and deleted on day 110, with the emulator's IAM showing each step; then a 2-of-3
-/// custodian rekey and an unlock by two of the three.
+/// custodian rekey and an unlock by two of the three; a drill of 50 accounts.
 #[test]
 fn the_ceremonies_demo_rotates_the_key_and_retires_the_old_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -82,9 +82,17 @@ fn the_ceremonies_demo_rotates_the_key_and_retires_the_old_one() {
         at("changed:   converted to custodians (vault format 3): 2 of 3 needed: Alice, Carol, Dan"),
         at("[custodian 1 of 2] types their name: Carol"),
         at("Unlocked by custodians Carol and Dan with token holder Bob"),
+        // The drill of 50 accounts finds the three seeded faults.
+        at("# Break-glass drill: profile `demo`"),
+        at("**Result:** 50 accounts: 47 passed, 3 with findings, 0 skipped; 3 findings"),
+        at("| 100000000007 | AssumeRole failed"),
+        at("(`trust-no-mfa`)"),
+        at("(`trust-others`)"),
+        at("| 100000000050 | member-0050 | passed | 3600 s | - |"),
         at("\"step\":\"old key deleted\""),
         at("\"event\":\"rekey\""),
         at("\"custodians\":[\"Carol\",\"Dan\"]"),
+        at("\"event\":\"drill\""),
     ];
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{out}");
     let last_keys = out
