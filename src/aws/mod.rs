@@ -36,6 +36,10 @@ pub struct Endpoint {
     /// (`clock::SkewedClock`) of the demo, which moves its clock and the emulator's together
     /// by days. 0 everywhere else.
     pub signing_ahead_secs: u64,
+    /// One HTTP client for every call made with this endpoint ([`Endpoint::sharing_connections`]):
+    /// TLS roots loaded once, connections kept alive. `None`: each call gets the SDK's default
+    /// client of its own, as a ceremony's few calls do.
+    pub http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 }
 
 /// The SDK's clock, `ahead_secs` past the system clock.
@@ -57,7 +61,21 @@ impl Endpoint {
             deadlines: Deadlines::default(),
             retries: Retries::default(),
             signing_ahead_secs: 0,
+            http: None,
         }
+    }
+
+    /// This endpoint with one HTTP client shared by all its calls (the drill's thousands).
+    pub fn sharing_connections(mut self) -> Self {
+        use aws_smithy_http_client::tls;
+        self.http = Some(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_https(),
+        );
+        self
     }
 
     /// The profile's region, `sts_endpoint` and deadlines (`connect_timeout_secs`,
@@ -119,6 +137,9 @@ pub(crate) async fn sdk_config(
         .retry_config(retries);
     if endpoint.signing_ahead_secs > 0 {
         loader = loader.time_source(AheadTimeSource(endpoint.signing_ahead_secs));
+    }
+    if let Some(http) = &endpoint.http {
+        loader = loader.http_client(http.clone());
     }
     let config = loader.load().await;
     Ok((config, resolved.sdk_url()))

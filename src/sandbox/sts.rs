@@ -36,7 +36,20 @@
 //!   and role sessions assumed with temporary credentials *and* `DurationSeconds` refused, as
 //!   AWS documents. `login` opens a console session on the emulator's own `/console` page.
 //!
+//! - The drill's reads: IAM `GetRole` (the trust policy URL-encoded, as IAM answers it),
+//!   `ListAttachedRolePolicies`, `ListMFADevices`, `GetLoginProfile` (`NoSuchEntity` without a
+//!   console password), `ListAttachedUserPolicies`, `ListUserPolicies`; AWS Organizations
+//!   `ListAccounts` in the JSON protocol (`X-Amz-Target`), paged by 20, management account only,
+//!   `AWSOrganizationsNotInUseException` without an organization. Role sessions act in their
+//!   role's account (GetCallerIdentity, GetRole).
+//! - [`Sts::throttle_sts`]: a token bucket on STS answering `Throttling` ("Rate exceeded"),
+//!   as AWS's account-level limit does.
+//!
 //! # Simplified
+//! - Member accounts ([`Sts::create_organization`]) hold one role each and nothing else; their
+//!   trust is a list of principals plus the MFA and SourceIdentity flags, rendered as a policy
+//!   document for GetRole ([`Drift`] breaks them). [`Drift::Silent`] accounts never answer
+//!   their role sessions (a hung endpoint).
 //! - Policies: there are none. The admin key ([`Sts::admin_key`]) may call IAM for any user;
 //!   an IAM user may call IAM for itself only; role sessions may not call IAM; any principal of
 //!   the account may assume any role (trust policies are all "this account", plus the MFA flag),

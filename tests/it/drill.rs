@@ -25,7 +25,8 @@ struct Ran {
 fn drill(home: &Home, reader: &str, args: &[&str]) -> Ran {
     let mut all = vec!["drill", "prod", "--reader", reader];
     all.extend_from_slice(args);
-    let mut p = pty(home.command(&all), 60_000);
+    // Generous: a thousand moto accounts take most of a minute; only a hang reaches it.
+    let mut p = pty(home.command(&all), 300_000);
     let out = answer_until_end(&mut p, || {});
     let status = p.process().wait().unwrap();
     let code = match status {
@@ -399,4 +400,190 @@ fn ctrl_c_stops_the_drill_with_a_partial_report() {
         "{rec}"
     );
     assert!(rec["not_tried"].as_u64().unwrap() >= 18, "{rec}");
+}
+
+/// A client of moto's `service` signed with `creds` (id, secret, token).
+fn moto_config(endpoint: &str, creds: (&str, &str, Option<&str>)) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    creds.0,
+                    creds.1,
+                    creds.2.map(str::to_owned),
+                    None,
+                    "test",
+                ),
+            ),
+        )
+        .build()
+}
+
+fn trust_policy(user: &str, condition: &str, actions: &str, principal: &str) -> String {
+    let principal = if principal.is_empty() {
+        format!(r#"{{"AWS":"{user}"}}"#)
+    } else {
+        principal.to_owned()
+    };
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{principal},"Action":{actions}{condition}}}]}}"#
+    )
+}
+
+/// moto holds no trust-policy logic (AssumeRole of any role, even a missing one, succeeds):
+/// the drill's findings there come from its own reading of each role, which this test proves
+/// on a thousand accounts made by the test, a handful broken each way.
+#[test]
+fn a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles() {
+    let test = "a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let Some(moto) = Moto::start(test) else {
+        return;
+    };
+    let rt = rt();
+    let user = moto.breakglass_user(&rt);
+    let user_arn = "arn:aws:iam::123456789012:user/breakglass";
+    let code = |step: u64| {
+        let key = data_encoding::BASE32_NOPAD
+            .decode(user.seed.as_bytes())
+            .unwrap();
+        breakglass::token::otp::hotp(breakglass::token::otp::Algorithm::Sha1, &key, step, 6)
+    };
+    rt.block_on(
+        user.iam
+            .enable_mfa_device()
+            .user_name("breakglass")
+            .serial_number(&user.mfa_serial)
+            .authentication_code1(code(1).as_str())
+            .authentication_code2(code(2).as_str())
+            .send(),
+    )
+    .unwrap();
+    let admin = moto_config(
+        &moto.endpoint,
+        ("AKIAADMIN0000000000", "admin-secret-for-moto", None),
+    );
+    let org = aws_sdk_organizations::Client::new(&admin);
+    rt.block_on(
+        org.create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send(),
+    )
+    .unwrap();
+    let sts = aws_sdk_sts::Client::new(&admin);
+    const SOUND: &str = r#","Condition":{"Bool":{"aws:MultiFactorAuthPresent":"true"}}"#;
+    const BOTH: &str = r#"["sts:AssumeRole","sts:SetSourceIdentity"]"#;
+    // (every 200th from an offset: five of each) → the finding expected.
+    let broken = |i: usize| match i % 200 {
+        3 => Some("role-missing"),
+        5 => Some("trust-others"),
+        7 => Some("trust-no-mfa"),
+        9 => Some("trust-no-source-identity"),
+        11 => Some("session-duration"),
+        _ => None,
+    };
+    let t0 = std::time::Instant::now();
+    let mut expected = std::collections::BTreeMap::new();
+    rt.block_on(async {
+        for i in 0..1000 {
+            let made = org
+                .create_account()
+                .account_name(format!("member-{i:04}"))
+                .email(format!("member-{i}@example.com"))
+                .send()
+                .await
+                .unwrap();
+            let id = made.create_account_status.unwrap().account_id.unwrap();
+            if let Some(kind) = broken(i) {
+                expected.insert(id.clone(), kind);
+            }
+            if broken(i) == Some("role-missing") {
+                continue;
+            }
+            // moto lets the admin into any account this way (no trust is evaluated).
+            let c = sts
+                .assume_role()
+                .role_arn(format!(
+                    "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+                ))
+                .role_session_name("setup")
+                .send()
+                .await
+                .unwrap()
+                .credentials
+                .unwrap();
+            let iam = aws_sdk_iam::Client::new(&moto_config(
+                &moto.endpoint,
+                (
+                    &c.access_key_id,
+                    &c.secret_access_key,
+                    Some(&c.session_token),
+                ),
+            ));
+            let policy = match broken(i) {
+                Some("trust-others") => trust_policy(
+                    user_arn,
+                    SOUND,
+                    BOTH,
+                    r#"{"AWS":"arn:aws:iam::123456789012:root"}"#,
+                ),
+                Some("trust-no-mfa") => trust_policy(user_arn, "", BOTH, ""),
+                Some("trust-no-source-identity") => {
+                    trust_policy(user_arn, SOUND, r#""sts:AssumeRole""#, "")
+                }
+                _ => trust_policy(user_arn, SOUND, BOTH, ""),
+            };
+            iam.create_role()
+                .role_name(ROLE)
+                .assume_role_policy_document(policy)
+                .max_session_duration(if broken(i) == Some("session-duration") {
+                    43_200
+                } else {
+                    3600
+                })
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    eprintln!(
+        "1,000 moto accounts with their roles made in {:?}",
+        t0.elapsed()
+    );
+
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let home = Home::new();
+    enroll_imported(
+        &home,
+        "prod",
+        &moto.endpoint,
+        &r,
+        &user.mfa_serial,
+        (&user.key_id, &user.secret, &user.seed),
+    );
+    let t0 = std::time::Instant::now();
+    let ran = drill(&home, &r, &["--organization", "--role", ROLE, "--json"]);
+    eprintln!("a drill of 1,000 moto accounts: {:?}", t0.elapsed());
+    assert_eq!(ran.code, Some(1), "{}", ran.out);
+    let report = report_json(&ran.out);
+    // The management account is a member of its own organization; its role is missing too.
+    let accounts = report["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 1001);
+    for a in accounts {
+        let id = a["id"].as_str().unwrap();
+        let found = kinds(&report, Some(id));
+        match expected.get(id) {
+            Some(kind) => assert_eq!(found, [*kind], "{id}: {a}"),
+            None if id == "123456789012" => assert_eq!(found, ["role-missing"], "{a}"),
+            None => assert!(found.is_empty(), "{id}: {found:?}"),
+        }
+    }
+    assert_eq!(report["counts"]["failed"], expected.len() + 1);
+    assert!(kinds(&report, None).is_empty(), "{report:#}");
 }

@@ -183,7 +183,7 @@ pub async fn drill<P: Plug + ?Sized>(
         },
         ..Report::default()
     };
-    let mut endpoint = a.endpoint.clone();
+    let mut endpoint = a.endpoint.clone().sharing_connections();
     // The drill retries by itself, pacing the service (see the module doc).
     endpoint.retries.max_attempts = 1;
     let shared = Arc::new(Shared {
@@ -745,6 +745,10 @@ fn call_failed(id: &str, arn: &str, action: &str, e: &aws::Error) -> Finding {
         }
         ("AssumeRole", aws::Error::RoleDenied { .. }) => (
             "role-denied",
+            "deploy the break-glass role in this account (the guardrails StackSet), trusting the break-glass user with MFA",
+        ),
+        ("GetRole", aws::Error::Denied { code, .. }) if code == "NoSuchEntity" => (
+            "role-missing",
             "deploy the break-glass role in this account (the guardrails StackSet), trusting the break-glass user with MFA",
         ),
         ("GetRole", aws::Error::Denied { code, .. }) if code == "AccessDenied" => (
