@@ -1,8 +1,10 @@
 //! `cargo bench --bench drill`: wall time of a drill of 1,000 member accounts against the
 //! sandbox's emulator, in-process (scripted holders, the soft token, a light KDF): at the
 //! default concurrency, at concurrency 1, and with the emulator limiting STS to 600 requests a
-//! second (AWS's documented account limit), compared with the time that limit allows. Printed,
-//! never asserted. `BREAKGLASS_BENCH_ACCOUNTS` changes the number of accounts.
+//! second (AWS's documented account limit), compared with the time that limit allows; first
+//! as loopback gives it (each call costs its CPU time only), then with the emulator holding
+//! every answer 10 ms, a network round trip, which is what concurrency hides. Printed, never
+//! asserted. `BREAKGLASS_BENCH_ACCOUNTS` changes the number of accounts.
 //!
 //! Each drill is a full activation first (its GetSessionToken is one of the STS calls); the
 //! bench moves its clock and the emulator's a minute ahead between drills for a fresh MFA
@@ -114,6 +116,7 @@ impl World {
             concurrency,
             max_session_secs: 3600,
             account_budget: Duration::from_secs(600),
+            audit_keys: false,
         };
         let mut prompt = Scripted::new("Alice", "Bob", PASSPHRASE);
         let t0 = Instant::now();
@@ -137,28 +140,37 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let mut w = World::new(accounts);
-    let (t_default, r) = w.drill(drill::DEFAULT_CONCURRENCY);
-    assert_eq!(r.counts().passed, accounts, "{}", r.summary());
-    println!(
-        "drill of {accounts} accounts, concurrency {}: {t_default:.2?} ({} STS requests)",
-        drill::DEFAULT_CONCURRENCY,
-        r.requests
-    );
-    let (t_one, r) = w.drill(1);
-    assert_eq!(r.counts().passed, accounts, "{}", r.summary());
-    println!(
-        "drill of {accounts} accounts, concurrency 1: {t_one:.2?} ({:.1}× the default's time)",
-        t_one.as_secs_f64() / t_default.as_secs_f64()
-    );
-    w.sts.throttle_sts(Some(600));
-    let (t_limited, r) = w.drill(drill::DEFAULT_CONCURRENCY);
-    assert_eq!(r.counts().passed, accounts, "{}", r.summary());
-    // The bucket starts full: a second's worth goes at once, the rest at 600 a second.
-    let sts_calls = r.requests as f64 + 1.0;
-    let allowed = (sts_calls - 600.0).max(0.0) / 600.0;
-    println!(
-        "drill of {accounts} accounts at 600 STS requests/s: {t_limited:.2?}, {} throttled answers retried; the limit allows {allowed:.2} s for {sts_calls} STS calls ({:.2}×)",
-        r.throttled,
-        t_limited.as_secs_f64() / allowed
-    );
+    for latency in [0, 10] {
+        w.sts.throttle_sts(None);
+        w.sts.set_latency_ms(latency);
+        let label = if latency == 0 {
+            "loopback".to_owned()
+        } else {
+            format!("{latency} ms round trip")
+        };
+        let (t_default, r) = w.drill(drill::DEFAULT_CONCURRENCY);
+        assert_eq!(r.counts().passed, accounts, "{}", r.summary());
+        println!(
+            "[{label}] drill of {accounts} accounts, concurrency {}: {t_default:.2?} ({} STS requests)",
+            drill::DEFAULT_CONCURRENCY,
+            r.requests
+        );
+        let (t_one, r) = w.drill(1);
+        assert_eq!(r.counts().passed, accounts, "{}", r.summary());
+        println!(
+            "[{label}] drill of {accounts} accounts, concurrency 1: {t_one:.2?} ({:.1}× the default's time)",
+            t_one.as_secs_f64() / t_default.as_secs_f64()
+        );
+        w.sts.throttle_sts(Some(600));
+        let (t_limited, r) = w.drill(drill::DEFAULT_CONCURRENCY);
+        assert_eq!(r.counts().passed, accounts, "{}", r.summary());
+        // The bucket starts full: a second's worth goes at once, the rest at 600 a second.
+        let sts_calls = r.requests as f64 + 1.0;
+        let allowed = (sts_calls - 600.0).max(0.0) / 600.0;
+        println!(
+            "[{label}] drill of {accounts} accounts at 600 STS requests/s: {t_limited:.2?}, {} throttled answers retried; the limit allows {allowed:.2} s for {sts_calls} STS calls ({:.2}×)",
+            r.throttled,
+            t_limited.as_secs_f64() / allowed
+        );
+    }
 }

@@ -254,6 +254,29 @@ pub async fn access_key_last_used(
     Ok((user, used))
 }
 
+/// ListUsers (every page): the names of the account's IAM users.
+pub async fn list_users(endpoint: &Endpoint, signer: &Signer<'_>) -> Result<Vec<String>, Error> {
+    let call = Call::start("AWS IAM", "ListUsers", endpoint);
+    let client = client(endpoint, signer, &call).await?;
+    let mut names = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = client
+            .list_users()
+            .set_marker(marker.take())
+            .send()
+            .await
+            .map_err(|e| call.error(e))?;
+        names.extend(out.users.into_iter().map(|u| u.user_name));
+        match (out.is_truncated, out.marker) {
+            // IAM allows 5,000 users an account: a server that pages forever stops there.
+            (true, Some(m)) if names.len() < 5_000 => marker = Some(m),
+            _ => break,
+        }
+    }
+    Ok(names)
+}
+
 /// A role as `GetRole` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleFacts {

@@ -479,6 +479,7 @@ impl<'a> Demo<'a> {
             concurrency: drill::DEFAULT_CONCURRENCY,
             max_session_secs: 3600,
             account_budget: std::time::Duration::from_secs(60),
+            audit_keys: false,
         };
         Ok(self.rt.block_on(drill::drill(
             &req,

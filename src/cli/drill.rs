@@ -52,8 +52,13 @@ pub struct DrillArgs {
     /// Write a Markdown transcript of the ceremony for the witnesses (no secret in it).
     #[arg(long, value_name = "FILE")]
     transcript: Option<PathBuf>,
+    /// Also list every IAM user's access keys in every account through the role sessions
+    /// (read-only) and report those past the rotation policy: older than rotate_after_days,
+    /// unused that long, a user with two active keys.
+    #[arg(long)]
+    audit_keys: bool,
     /// Print the last drill's summary from the audit log, with no ceremony.
-    #[arg(long, conflicts_with_all = ["organization", "accounts", "role", "report", "transcript"])]
+    #[arg(long, conflicts_with_all = ["organization", "accounts", "role", "report", "transcript", "audit_keys"])]
     last: bool,
 }
 
@@ -207,6 +212,7 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
         concurrency: usize::try_from(args.concurrency).unwrap_or(drill::DEFAULT_CONCURRENCY),
         max_session_secs: profile.drill.max_session_secs,
         account_budget: Duration::from_secs(600),
+        audit_keys: args.audit_keys,
     };
     let mut token = Plugged::new(args.reader.as_deref().or(profile.reader.as_deref()));
     let head_before = Head::of(&paths.audit_log());

@@ -169,6 +169,26 @@ pub fn list_user_policies(cx: &mut Cx<'_>, p: &Params) -> Result<Option<Xml>, Fa
     Ok(Some(xml))
 }
 
+/// ListUsers: the users of the caller's account (member accounts have none), never truncated.
+pub fn list_users(cx: &mut Cx<'_>, _: &Params) -> Result<Option<Xml>, Fault> {
+    check_session(cx.caller)?;
+    let mut xml = Xml::new();
+    xml.open("Users");
+    if cx.caller.account() == ACCOUNT_ID {
+        for u in cx.account.users.values() {
+            xml.open("member")
+                .el("Path", "/")
+                .el("UserName", &u.name)
+                .el("UserId", &u.id)
+                .el("Arn", &u.arn)
+                .el("CreateDate", &iso8601(u.created))
+                .close("member");
+        }
+    }
+    xml.close("Users").el("IsTruncated", "false");
+    Ok(Some(xml))
+}
+
 /// An Organizations error: its `__type` and message, and the HTTP status.
 pub struct JsonFault {
     pub status: u16,

@@ -108,6 +108,8 @@ struct Shared {
     account: Mutex<Account>,
     /// STS's request rate limit (the account-level limit AWS documents), when set.
     sts_limit: Mutex<Option<Bucket>>,
+    /// Milliseconds every answer is held back: a network round trip to AWS.
+    latency_ms: AtomicI64,
     clock_offset: AtomicI64,
     /// A time the clock stands still at (0: it runs).
     frozen_at: AtomicI64,
@@ -150,12 +152,22 @@ impl Sts {
         let shared = Arc::new(Shared {
             account: Mutex::new(Account::new(Rng::from_os()?, system_now())),
             sts_limit: Mutex::new(None),
+            latency_ms: AtomicI64::new(0),
             clock_offset: AtomicI64::new(0),
             frozen_at: AtomicI64::new(0),
         });
         let handler: http::Handler = Arc::new({
             let shared = Arc::clone(&shared);
-            move |request: &Request| answer(&shared, request)
+            move |request: &Request| {
+                let mut response = answer(&shared, request);
+                let latency = shared.latency_ms.load(Ordering::Relaxed);
+                if latency > 0 && !response.headers.iter().any(|(n, _)| n == http::HOLD_HEADER) {
+                    response
+                        .headers
+                        .push((http::HOLD_HEADER.into(), latency.to_string()));
+                }
+                response
+            }
         });
         let server = Server::start(listen, handler)?;
         Ok(Sts { server, shared })
@@ -386,6 +398,14 @@ impl Sts {
         });
     }
 
+    /// Holds every answer back `ms` milliseconds (without blocking the server): the round trip
+    /// to AWS that loopback lacks, for benchmarks of concurrency.
+    pub fn set_latency_ms(&self, ms: u32) {
+        self.shared
+            .latency_ms
+            .store(i64::from(ms), Ordering::Relaxed);
+    }
+
     /// Gives `user` a console password (a login profile), or takes it away.
     pub fn set_login_profile(&self, user: &str, present: bool) {
         let mut account = self.shared.lock();
@@ -496,6 +516,7 @@ const ACTIONS: &[(&str, Service, Handler)] = &[
         Service::Iam,
         org_api::list_user_policies,
     ),
+    ("ListUsers", Service::Iam, org_api::list_users),
     (
         "CreateVirtualMFADevice",
         Service::Iam,

@@ -489,6 +489,7 @@ fn a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles() {
     };
     let t0 = std::time::Instant::now();
     let mut expected = std::collections::BTreeMap::new();
+    let mut audited = None;
     rt.block_on(async {
         for i in 0..1000 {
             let made = org
@@ -538,6 +539,18 @@ fn a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles() {
                 }
                 _ => trust_policy(user_arn, SOUND, BOTH, ""),
             };
+            if i == 100 {
+                // A user of this member account with two active keys, for --audit-keys.
+                iam.create_user().user_name("ci").send().await.unwrap();
+                for _ in 0..2 {
+                    iam.create_access_key()
+                        .user_name("ci")
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                audited = Some(id.clone());
+            }
             iam.create_role()
                 .role_name(ROLE)
                 .assume_role_policy_document(policy)
@@ -580,10 +593,44 @@ fn a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles() {
         let found = kinds(&report, Some(id));
         match expected.get(id) {
             Some(kind) => assert_eq!(found, [*kind], "{id}: {a}"),
+            // The management account: no role there either (the user's own second key is
+            // not there: moto made one key).
             None if id == "123456789012" => assert_eq!(found, ["role-missing"], "{a}"),
             None => assert!(found.is_empty(), "{id}: {found:?}"),
         }
     }
     assert_eq!(report["counts"]["failed"], expected.len() + 1);
     assert!(kinds(&report, None).is_empty(), "{report:#}");
+
+    // `--audit-keys` over three of them: the user with two active keys is found, in its account.
+    let audited = audited.unwrap();
+    let clean: Vec<&str> = accounts
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .filter(|id| *id != "123456789012" && !expected.contains_key(*id) && *id != audited)
+        .take(2)
+        .collect();
+    let file = home.config_file().with_file_name("three.txt");
+    std::fs::write(&file, format!("{audited}\n{}\n{}\n", clean[0], clean[1])).unwrap();
+    home.skip_ahead(None, 60);
+    let ran = drill(
+        &home,
+        &r,
+        &[
+            "--accounts",
+            file.to_str().unwrap(),
+            "--role",
+            ROLE,
+            "--json",
+            "--audit-keys",
+        ],
+    );
+    assert_eq!(ran.code, Some(1), "{}", ran.out);
+    let report = report_json(&ran.out);
+    assert_eq!(
+        kinds(&report, Some(&audited)),
+        ["iam-user-two-keys"],
+        "{report:#}"
+    );
+    assert_eq!(report["counts"]["passed"], 2, "{report:#}");
 }

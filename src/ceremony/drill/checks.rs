@@ -227,6 +227,73 @@ pub fn user(
     out
 }
 
+/// One IAM user's keys in a member account, for `--audit-keys`: each key, and when it was
+/// last used (`None`: never).
+pub struct UserKeys {
+    /// The user's name.
+    pub user: String,
+    /// Its keys, each with its last use (Unix seconds).
+    pub keys: Vec<(KeyMeta, Option<u64>)>,
+}
+
+/// `--audit-keys` findings of account `account`: keys created more than `days` ago, keys not
+/// used for `days` (or never, when older than that), users with two active keys.
+pub fn audit_keys(account: &str, users: &[UserKeys], days: u32, now: u64) -> Vec<Finding> {
+    let limit = u64::from(days) * 86_400;
+    let old = |t: u64| t > 0 && now.saturating_sub(t) > limit;
+    let mut out = Vec::new();
+    for u in users {
+        let active: Vec<_> = u
+            .keys
+            .iter()
+            .filter(|(k, _)| k.status == KeyStatus::Active)
+            .collect();
+        if active.len() > 1 {
+            out.push(Finding::account(
+                account,
+                "iam-user-two-keys",
+                format!(
+                    "IAM user {} has {} active access keys",
+                    u.user,
+                    active.len()
+                ),
+                "keep one: deactivate and delete the other once nothing uses it",
+            ));
+        }
+        for (k, used) in active {
+            let id = mask_key_id(&k.access_key_id);
+            if old(k.created) {
+                out.push(Finding::account(
+                    account,
+                    "iam-key-old",
+                    format!(
+                        "IAM user {}'s access key {id} is {} days old (policy: {days})",
+                        u.user,
+                        now.saturating_sub(k.created) / 86_400
+                    ),
+                    "rotate it (a new key, the old one deactivated, then deleted)",
+                ));
+            }
+            let unused = match used {
+                Some(t) => old(*t),
+                None => old(k.created),
+            };
+            if unused {
+                out.push(Finding::account(
+                    account,
+                    "iam-key-unused",
+                    format!(
+                        "IAM user {}'s access key {id} has not been used for {days} days",
+                        u.user
+                    ),
+                    "deactivate it; delete it if nothing complains",
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +363,70 @@ mod tests {
             status,
             created,
         }
+    }
+
+    #[test]
+    fn audited_keys_past_the_policy_are_findings() {
+        let day = 86_400;
+        let now = 400 * day;
+        let users = [
+            UserKeys {
+                user: "ci".into(),
+                keys: vec![
+                    (
+                        key("AKIAOLDUSEDKEY000001", KeyStatus::Active, 200 * day),
+                        Some(now - day),
+                    ),
+                    (
+                        key("AKIANEWKEYNEVERUSED2", KeyStatus::Active, now - day),
+                        None,
+                    ),
+                ],
+            },
+            UserKeys {
+                user: "legacy".into(),
+                keys: vec![
+                    (
+                        key("AKIASTALEKEY00000003", KeyStatus::Active, 300 * day),
+                        Some(301 * day),
+                    ),
+                    (
+                        key("AKIAINACTIVE00000004", KeyStatus::Inactive, 10 * day),
+                        None,
+                    ),
+                ],
+            },
+            UserKeys {
+                user: "fresh".into(),
+                keys: vec![(
+                    key("AKIAFRESHKEY00000005", KeyStatus::Active, now - day),
+                    None,
+                )],
+            },
+        ];
+        let found: Vec<_> = audit_keys("111122223333", &users, 90, now)
+            .into_iter()
+            .map(|f| (f.kind, f.what))
+            .collect();
+        let kinds: Vec<_> = found.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            [
+                "iam-user-two-keys",
+                "iam-key-old",
+                "iam-key-old",
+                "iam-key-unused"
+            ],
+            "{found:?}"
+        );
+        assert!(found[1]
+            .1
+            .contains("ci's access key ****************0001 is 200 days old"));
+        assert!(found[3].1.contains("legacy"));
+        assert!(
+            found.iter().all(|(_, w)| !w.contains("OLDUSEDKEY")),
+            "masked"
+        );
     }
 
     #[test]

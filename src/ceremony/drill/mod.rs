@@ -71,6 +71,9 @@ pub struct Request<'a> {
     pub max_session_secs: u64,
     /// Time one account's checks may take, retries and throttling included.
     pub account_budget: Duration,
+    /// Also list every IAM user's access keys in every account (read-only) and report those
+    /// past the profile's rotation policy.
+    pub audit_keys: bool,
 }
 
 /// What the drill tells the terminal as it goes.
@@ -142,6 +145,8 @@ struct Shared {
     sts: Pace,
     iam: Pace,
     budget: Duration,
+    /// `Some(days)`: audit every IAM user's keys against this age.
+    audit_keys: Option<u32>,
 }
 
 /// Runs the drill: the activation, the checks, the report and its `drill` audit record. `stop`
@@ -204,6 +209,9 @@ pub async fn drill<P: Plug + ?Sized>(
         sts: Pace::new(seed(a.rng)),
         iam: Pace::new(seed(a.rng)),
         budget: req.account_budget,
+        audit_keys: req
+            .audit_keys
+            .then_some(a.profile.rotation.rotate_after_days),
     });
     drop(activation);
     // Polled once now, so that a signal it waits for is caught from here on (tokio's
@@ -718,8 +726,52 @@ async fn account_findings(
     {
         result.attached_policies = attached;
     }
+    if let Some(days) = shared.audit_keys {
+        match audited_keys(shared, &signer, budget, &mut throttled).await {
+            Ok(users) => findings.extend(checks::audit_keys(id, &users, days, now)),
+            Err(e) => findings.push(Finding::account(
+                id,
+                "keys-unreadable",
+                format!("the account's IAM users and keys could not be listed: {e}"),
+                "allow iam:ListUsers, iam:ListAccessKeys and iam:GetAccessKeyLastUsed to the role",
+            )),
+        }
+    }
     result.throttled = throttled;
     findings
+}
+
+/// Every IAM user of the account the role session is in, with its keys and their last use.
+async fn audited_keys(
+    shared: &Shared,
+    signer: &Signer<'_>,
+    budget: Instant,
+    throttled: &mut u32,
+) -> Result<Vec<checks::UserKeys>, aws::Error> {
+    let users = retry(&shared.iam, budget, throttled, || {
+        iam::list_users(&shared.endpoint, signer)
+    })
+    .await?;
+    let mut out = Vec::with_capacity(users.len());
+    for user in users {
+        let keys = retry(&shared.iam, budget, throttled, || {
+            iam::list_access_keys(&shared.endpoint, signer, &user)
+        })
+        .await?;
+        let mut with_use = Vec::with_capacity(keys.len());
+        for k in keys {
+            let (_, used) = retry(&shared.iam, budget, throttled, || {
+                iam::access_key_last_used(&shared.endpoint, signer, &k.access_key_id)
+            })
+            .await?;
+            with_use.push((k, used.map(|(t, _)| t)));
+        }
+        out.push(checks::UserKeys {
+            user,
+            keys: with_use,
+        });
+    }
+    Ok(out)
 }
 
 /// A call of an account's checks that failed, as a finding.
@@ -781,6 +833,7 @@ mod tests {
             sts: Pace::new(1),
             iam: Pace::new(2),
             budget: Duration::from_secs(1),
+            audit_keys: None,
         };
         assert_eq!(
             role_arn(&shared, "111122223333", "BreakGlass"),
