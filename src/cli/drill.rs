@@ -57,8 +57,12 @@ pub struct DrillArgs {
     /// unused that long, a user with two active keys.
     #[arg(long)]
     audit_keys: bool,
+    /// Run a new two-person activation even when the agent holds a live session of the
+    /// profile (by default that session is used, and nobody is asked anything).
+    #[arg(long)]
+    ceremony: bool,
     /// Print the last drill's summary from the audit log, with no ceremony.
-    #[arg(long, conflicts_with_all = ["organization", "accounts", "role", "report", "transcript", "audit_keys"])]
+    #[arg(long, conflicts_with_all = ["organization", "accounts", "role", "report", "transcript", "audit_keys", "ceremony"])]
     last: bool,
 }
 
@@ -180,6 +184,11 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
     super::check_transcript_path(args.transcript.as_deref())?;
 
     let failed = breakglass::agent::harden::no_dumps();
+    let live = if args.ceremony {
+        None
+    } else {
+        live_session(&paths, &profile.name)?
+    };
     let mut tty = TtyPrompt::open()?;
     if !failed.is_empty() {
         tty.say(&format!(
@@ -188,8 +197,16 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
         ));
     }
     tty.say(&format!(
-        "breakglass: drill of profile {:?}: a two-person activation, then checks of role {role} in {}. Nothing is handed out.",
+        "breakglass: drill of profile {:?}: {}, then checks of role {role} in {}. Nothing is handed out.",
         profile.name,
+        match &live {
+            Some(l) => format!(
+                "the live session of {} and {} (held by the agent; --ceremony for a new activation)",
+                printable(&l.password_holder),
+                printable(&l.token_holder)
+            ),
+            None => "a two-person activation".to_owned(),
+        },
         match &accounts {
             Accounts::Organization => "every account of the organization".to_owned(),
             Accounts::Listed { ids, .. } => format!("{} account{}", ids.len(), if ids.len() == 1 { "" } else { "s" }),
@@ -224,15 +241,30 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
             std::future::pending::<()>().await;
         }
     };
-    let result = runtime()?.block_on(drill::drill(
-        &req,
-        &mut token,
-        &mut recorder,
-        &mut progress,
-        stop,
-    ));
+    let live_people = live.as_ref().map(|l| {
+        vec![
+            (
+                l.password_holder.clone(),
+                "password holder (at the unlock)".to_owned(),
+            ),
+            (
+                l.token_holder.clone(),
+                "token holder (at the unlock)".to_owned(),
+            ),
+        ]
+    });
+    let result = match live {
+        Some(l) => runtime()?.block_on(drill::drill_live(&req, l, &mut progress, stop)),
+        None => runtime()?.block_on(drill::drill(
+            &req,
+            &mut token,
+            &mut recorder,
+            &mut progress,
+            stop,
+        )),
+    };
     progress.finish();
-    let (steps, people) = (recorder.steps, recorder.people);
+    let (steps, people) = (recorder.steps, live_people.unwrap_or(recorder.people));
     if let Some(path) = &args.transcript {
         let mut facts = vec![("role".to_owned(), role.clone())];
         if let Ok(r) = &result {
@@ -315,6 +347,30 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+/// The agent's live two-person session of `profile`, when it holds one; `None` when the agent
+/// is not running or holds none (nothing is asked of anyone here).
+fn live_session(
+    paths: &breakglass::config::Paths,
+    profile: &str,
+) -> Result<Option<drill::Live>, CliError> {
+    use breakglass::agent::client::{Client, Error as AgentError, Reply};
+    let client = match Client::running(paths) {
+        Ok(c) => c,
+        Err(AgentError::NotRunning) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match client.get(profile, None, false, false)? {
+        Reply::Creds(h) if !h.role => Some(drill::Live {
+            session: h.session,
+            password_holder: h.password_holder,
+            token_holder: h.token_holder,
+            user_arn: h.identity,
+        }),
+        // No session, or (not asked for here) a lead: a new activation then.
+        _ => None,
+    })
 }
 
 /// `drill --last [PROFILE]`: the last drill of each profile (or of one), from the audit log.

@@ -246,6 +246,24 @@ fn a_clean_drill_passes_and_status_reminds_after_ninety_days() {
         status.contains("the last drill that passed was 91 days ago"),
         "{status}"
     );
+
+    // With a live session in the agent, the drill uses it: nobody is asked anything.
+    home.skip_ahead(Some(&sts), 60);
+    let out = unlock(&home, "prod", &r, ("Carol", "Dan"), PASSPHRASE);
+    assert!(out.contains("\"Version\""), "{out}");
+    let mut p = pty(
+        home.command(&["drill", "prod", "--accounts", file.to_str().unwrap()]),
+        60_000,
+    );
+    let out = p.exp_eof().unwrap();
+    assert!(out.contains("the live session of Carol and Dan"), "{out}");
+    assert!(!out.contains("type your name"), "{out}");
+    assert!(out.contains("5 accounts: 5 passed"), "{out}");
+    let records = drill_records(&home);
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["password_holder"], "Carol");
+    assert_eq!(records[1]["outcome"], "success");
+    ok(run_with_input(home.command(&["lock", "prod"]), None));
 }
 
 #[test]

@@ -145,7 +145,7 @@ pub fn user(
     facts: &UserFacts,
     vault_devices: &[String],
     keys: &[KeyMeta],
-    vault_key: &str,
+    vault_key: Option<&str>,
     policy: &RotationPolicy,
     now: u64,
 ) -> Vec<Finding> {
@@ -171,6 +171,22 @@ pub fn user(
             "re-enrol that token (`breakglass enroll --add-token`) and remove its old slot (`breakglass rekey --remove-token`)",
         ));
     }
+    let Some(vault_key) = vault_key else {
+        // A vault of format 1 does not say its key outside the sealed payload (a drill on the
+        // agent's live session never opens it): only the count can be judged.
+        let active = keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active)
+            .count();
+        if active > 1 {
+            out.push(Finding::user(
+                "key-second",
+                format!("the user has {active} active access keys; one is the vault's"),
+                "unless a rotation is under way, find out who made the other and delete it",
+            ));
+        }
+        return out_with_password(out, facts);
+    };
     let vault = keys.iter().find(|k| k.access_key_id == vault_key);
     match vault {
         None => out.push(Finding::user(
@@ -217,6 +233,10 @@ pub fn user(
             "unless a rotation is under way (`breakglass rotate --check`), find out who made it and delete it",
         ));
     }
+    out_with_password(out, facts)
+}
+
+fn out_with_password(mut out: Vec<Finding>, facts: &UserFacts) -> Vec<Finding> {
     if facts.console_password {
         out.push(Finding::user(
             "console-password",
@@ -446,10 +466,17 @@ mod tests {
             key("AKIAVAULTKEY00000001", KeyStatus::Active, 190 * 86_400),
             key("AKIAOTHERKEY00000002", KeyStatus::Active, 190 * 86_400),
         ];
-        let found: Vec<_> = user(&facts, &vault, &keys, "AKIAVAULTKEY00000001", &policy, now)
-            .iter()
-            .map(|f| f.kind)
-            .collect();
+        let found: Vec<_> = user(
+            &facts,
+            &vault,
+            &keys,
+            Some("AKIAVAULTKEY00000001"),
+            &policy,
+            now,
+        )
+        .iter()
+        .map(|f| f.kind)
+        .collect();
         assert_eq!(
             found,
             [
@@ -464,7 +491,14 @@ mod tests {
             mfa_devices: vault.to_vec(),
             ..UserFacts::default()
         };
-        let f = user(&clean, &vault, &old, "AKIAVAULTKEY00000001", &policy, now);
+        let f = user(
+            &clean,
+            &vault,
+            &old,
+            Some("AKIAVAULTKEY00000001"),
+            &policy,
+            now,
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, "key-old");
         assert!(f[0].what.contains("190 days"), "{}", f[0].what);
@@ -473,13 +507,29 @@ mod tests {
             &clean,
             &vault,
             &inactive,
-            "AKIAVAULTKEY00000001",
+            Some("AKIAVAULTKEY00000001"),
             &policy,
             now,
         );
         assert_eq!(f[0].kind, "key-inactive");
-        let f = user(&clean, &vault, &[], "AKIAVAULTKEY00000001", &policy, now);
+        let f = user(
+            &clean,
+            &vault,
+            &[],
+            Some("AKIAVAULTKEY00000001"),
+            &policy,
+            now,
+        );
         assert_eq!(f[0].kind, "key-missing");
+        // The vault's key unknown (format 1, live session): two active keys are still one too many.
+        let two = [
+            key("AKIAVAULTKEY00000001", KeyStatus::Active, now),
+            key("AKIAOTHERKEY00000002", KeyStatus::Active, now),
+        ];
+        let f = user(&clean, &vault, &two, None, &policy, now);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, "key-second");
+        assert!(user(&clean, &vault, &two[..1], None, &policy, now).is_empty());
         assert!(
             !f[0].what.contains("VAULTKEY"),
             "the key id is masked: {}",

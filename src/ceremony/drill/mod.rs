@@ -149,6 +149,30 @@ struct Shared {
     audit_keys: Option<u32>,
 }
 
+/// The agent's live two-person session of the profile, for a drill without a new ceremony.
+pub struct Live {
+    /// The GetSessionToken session the agent holds.
+    pub session: sts::Session,
+    /// Who typed the passphrase at its unlock.
+    pub password_holder: String,
+    /// Who touched the token.
+    pub token_holder: String,
+    /// The IAM user's ARN.
+    pub user_arn: String,
+}
+
+/// What the checks start from: a session, its people, and what the vault says.
+struct Start {
+    session: sts::Session,
+    holders: (String, String),
+    user_arn: String,
+    reason: String,
+    /// The vault's access key id; `None` when the vault was not opened and its header does not
+    /// say (format 1).
+    vault_key: Option<String>,
+    vault_devices: Vec<String>,
+}
+
 /// Runs the drill: the activation, the checks, the report and its `drill` audit record. `stop`
 /// ends the checks early (Ctrl-C): the accounts not yet tried are reported as such.
 pub async fn drill<P: Plug + ?Sized>(
@@ -169,21 +193,74 @@ pub async fn drill<P: Plug + ?Sized>(
         .collect();
     // The long-term key is not needed past this point.
     drop(opened);
-    let user_arn = activation.user_arn.clone();
-    let holders = (
-        activation.password_holder.clone(),
-        activation.token_holder.clone(),
-    );
+    let start = Start {
+        holders: (
+            activation.password_holder.clone(),
+            activation.token_holder.clone(),
+        ),
+        user_arn: activation.user_arn.clone(),
+        reason: activation.reason.clone(),
+        session: activation.session,
+        vault_key: Some(vault_key),
+        vault_devices,
+    };
+    checks_and_report(req, start, started, progress, stop).await
+}
+
+/// [`drill`] with the agent's live session instead of a new activation: the vault is not
+/// opened; its header says which MFA devices its tokens hold (and, from format 2, its key).
+pub async fn drill_live(
+    req: &Request<'_>,
+    live: Live,
+    progress: &mut dyn Progress,
+    stop: impl Future<Output = ()>,
+) -> Result<Report, Error> {
+    let a = &req.activation;
+    let started = a.now.now();
+    let vault = crate::vault::file::read(&a.profile.vault).map_err(Error::Vault)?;
+    let reason = a.reason.unwrap_or(DEFAULT_REASON).trim().to_owned();
+    if reason.is_empty() {
+        return Err(Error::EmptyReason);
+    }
+    let start = Start {
+        session: live.session,
+        holders: (live.password_holder, live.token_holder),
+        user_arn: live.user_arn,
+        reason,
+        vault_key: vault.key_facts().map(|k| k.access_key_id.clone()),
+        vault_devices: vault.slots().map(|s| s.mfa_serial.clone()).collect(),
+    };
+    checks_and_report(req, start, started, progress, stop).await
+}
+
+async fn checks_and_report(
+    req: &Request<'_>,
+    start: Start,
+    started: u64,
+    progress: &mut dyn Progress,
+    stop: impl Future<Output = ()>,
+) -> Result<Report, Error> {
+    let a = &req.activation;
+    let Start {
+        session,
+        holders,
+        user_arn,
+        reason,
+        vault_key,
+        vault_devices,
+    } = start;
     let mut report = Report {
         profile: a.profile.name.clone(),
         holders: holders.clone(),
-        reason: activation.reason.clone(),
+        reason,
         started,
         role: req.role.clone(),
         user: UserCheck {
             arn: user_arn.clone(),
             vault_devices: vault_devices.clone(),
-            vault_key: mask_key_id(&vault_key),
+            vault_key: vault_key
+                .as_deref()
+                .map_or_else(|| "not known (vault format 1)".to_owned(), mask_key_id),
             ..UserCheck::default()
         },
         ..Report::default()
@@ -193,7 +270,7 @@ pub async fn drill<P: Plug + ?Sized>(
     endpoint.retries.max_attempts = 1;
     let shared = Arc::new(Shared {
         endpoint,
-        base: Creds::of(&activation.session),
+        base: Creds::of(&session),
         partition: user_arn.split(':').nth(1).unwrap_or("aws").to_owned(),
         session_name: sts::role_session_name(
             a.profile.role_session_name.as_deref(),
@@ -213,7 +290,7 @@ pub async fn drill<P: Plug + ?Sized>(
             .audit_keys
             .then_some(a.profile.rotation.rotate_after_days),
     });
-    drop(activation);
+    drop(session);
     // Polled once now, so that a signal it waits for is caught from here on (tokio's
     // `ctrl_c` installs its handler at the first poll), not only once the accounts start.
     let mut stop = std::pin::pin!(stop);
@@ -227,7 +304,7 @@ pub async fn drill<P: Plug + ?Sized>(
         req,
         &shared,
         &mut report,
-        &vault_key,
+        vault_key.as_deref(),
         &vault_devices,
         progress,
     )
@@ -361,7 +438,7 @@ async fn check_user(
     req: &Request<'_>,
     shared: &Shared,
     report: &mut Report,
-    vault_key: &str,
+    vault_key: Option<&str>,
     vault_devices: &[String],
     progress: &mut dyn Progress,
 ) {
