@@ -101,43 +101,16 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Writes a document for people (a transcript, a report) to `path` atomically, mode 0600: a
-/// temporary file beside it, fsync, rename, fsync of the folder. Unlike [`atomic_write`] the
-/// folder may be any the user can write (a shared ceremony folder): the document holds no
-/// secret.
-pub fn write_document(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
+/// The folder `path` is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(name);
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        .unwrap_or(Path::new("."))
 }
 
-/// Replaces `path` with `bytes` atomically, mode 0600, in a private directory.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    ensure_private_dir(dir)?;
+/// Writes `bytes` to a new temporary file beside `path` (mode 0600), fsyncs it, renames it over
+/// `path` and fsyncs the folder; the temporary file is removed on any failure.
+fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -150,12 +123,25 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        sync_dir(folder_of(path))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes a document for people (a transcript, a report) to `path` atomically, mode 0600 (see
+/// [`replace`]). Unlike [`atomic_write`] the folder may be any the user can write (a shared
+/// ceremony folder): the document holds no secret.
+pub fn write_document(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes)
+}
+
+/// Replaces `path` with `bytes` atomically, mode 0600, in a private directory.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    ensure_private_dir(folder_of(path))?;
+    replace(path, bytes)
 }
 
 #[cfg(test)]
