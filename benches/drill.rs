@@ -117,6 +117,8 @@ impl World {
             max_session_secs: 3600,
             account_budget: Duration::from_secs(600),
             audit_keys: false,
+            rule: None,
+            role_policies: Vec::new(),
         };
         let mut prompt = Scripted::new("Alice", "Bob", PASSPHRASE);
         let t0 = Instant::now();

@@ -23,6 +23,9 @@
 //! drill_max_session = 3600                    # the roles' expected MaxSessionDuration, seconds
 //! drill_other_users = ["arn:aws:iam::123456789012:user/breakglass-2"]  # also trusted
 //!
+//! drill_rule = "breakglass-activity"          # an EventBridge rule every account must have, enabled
+//! drill_role_policies = ["arn:aws:iam::aws:policy/AdministratorAccess"]  # attached to the role
+//!
 //! [profiles.prod.drill_role_overrides]        # another role name in some accounts
 //! "111122223333" = "EmergencyAccess"
 //!
@@ -278,6 +281,8 @@ struct RawProfile {
     drill_max_session: Option<Spanned<u64>>,
     drill_other_users: Option<Spanned<Vec<String>>>,
     drill_role_overrides: Option<Spanned<BTreeMap<String, String>>>,
+    drill_rule: Option<Spanned<String>>,
+    drill_role_policies: Option<Spanned<Vec<String>>>,
 }
 
 /// The drill's settings of a profile.
@@ -293,6 +298,10 @@ pub struct DrillSettings {
     pub other_users: Vec<String>,
     /// Account id → the role name tried there instead.
     pub role_overrides: BTreeMap<String, String>,
+    /// An EventBridge rule every account must have, enabled (the alert rule).
+    pub rule: Option<String>,
+    /// Managed policies (ARNs) the role must have attached.
+    pub role_policies: Vec<String>,
 }
 
 /// The roles' expected `MaxSessionDuration` when the profile sets none: one hour, the longest
@@ -690,6 +699,35 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
                 check_role_name(role).map_err(|m| invalid(o.span().start, m))?;
             }
             p.drill.role_overrides = o.into_inner();
+        }
+        if let Some(r) = raw.drill_rule {
+            let ok = (1..=64).contains(&r.get_ref().len())
+                && r.get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !ok {
+                return Err(invalid(
+                    r.span().start,
+                    format!(
+                        "drill_rule {:?} is not an EventBridge rule name (1-64 of letters, digits, . _ -)",
+                        r.get_ref()
+                    ),
+                ));
+            }
+            p.drill.rule = Some(r.into_inner());
+        }
+        if let Some(list) = raw.drill_role_policies {
+            if let Some(bad) = list
+                .get_ref()
+                .iter()
+                .find(|a| !a.starts_with("arn:") || !a.contains(":policy/"))
+            {
+                return Err(invalid(
+                    list.span().start,
+                    format!("drill_role_policies holds {bad:?}, which is not a policy ARN"),
+                ));
+            }
+            p.drill.role_policies = list.into_inner();
         }
         out.insert(name, p);
     }

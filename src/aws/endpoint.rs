@@ -31,6 +31,8 @@ pub enum Service {
     Iam,
     /// AWS Organizations (the drill's account list).
     Organizations,
+    /// Amazon EventBridge (the drill's check of each account's alert rule).
+    Events,
 }
 
 impl Service {
@@ -40,6 +42,7 @@ impl Service {
             Self::Sts => "AWS STS",
             Self::Iam => "AWS IAM",
             Self::Organizations => "AWS Organizations",
+            Self::Events => "Amazon EventBridge",
         }
     }
 
@@ -49,6 +52,7 @@ impl Service {
             Self::Sts => "AWS_ENDPOINT_URL_STS",
             Self::Iam => "AWS_ENDPOINT_URL_IAM",
             Self::Organizations => "AWS_ENDPOINT_URL_ORGANIZATIONS",
+            Self::Events => "AWS_ENDPOINT_URL_EVENTBRIDGE",
         }
     }
 }
@@ -164,6 +168,8 @@ pub fn resolve_with(
             "https://organizations.us-gov-west-1.amazonaws.com".into()
         }
         (_, Service::Organizations) => "https://organizations.us-east-1.amazonaws.com".into(),
+        (Partition::China, Service::Events) => format!("https://events.{region}.amazonaws.com.cn"),
+        (_, Service::Events) => format!("https://events.{region}.amazonaws.com"),
     };
     Resolved {
         url,

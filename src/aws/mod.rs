@@ -4,6 +4,7 @@
 pub mod config_file;
 pub mod console;
 pub mod endpoint;
+pub mod events;
 pub mod iam;
 mod net;
 pub mod org;
@@ -181,6 +182,7 @@ impl<'a> Call<'a> {
         let service = match self.service {
             "AWS IAM" => Service::Iam,
             "AWS Organizations" => Service::Organizations,
+            "Amazon EventBridge" => Service::Events,
             _ => Service::Sts,
         };
         self.tracker

@@ -480,6 +480,8 @@ impl<'a> Demo<'a> {
             max_session_secs: 3600,
             account_budget: std::time::Duration::from_secs(60),
             audit_keys: false,
+            rule: None,
+            role_policies: Vec::new(),
         };
         Ok(self.rt.block_on(drill::drill(
             &req,

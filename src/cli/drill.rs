@@ -230,6 +230,8 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
         max_session_secs: profile.drill.max_session_secs,
         account_budget: Duration::from_secs(600),
         audit_keys: args.audit_keys,
+        rule: profile.drill.rule.clone(),
+        role_policies: profile.drill.role_policies.clone(),
     };
     let mut token = Plugged::new(args.reader.as_deref().or(profile.reader.as_deref()));
     let head_before = Head::of(&paths.audit_log());

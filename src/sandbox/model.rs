@@ -323,6 +323,8 @@ pub struct Account {
     pub user_policies: BTreeMap<String, Vec<String>>,
     /// Accounts whose role sessions get no answer (a hung endpoint), for deadline tests.
     pub silent_accounts: std::collections::BTreeSet<String>,
+    /// EventBridge rules on each account's default bus: (account, name) → enabled.
+    pub rules: BTreeMap<(String, String), bool>,
 }
 
 impl Account {
@@ -344,6 +346,7 @@ impl Account {
             login_profiles: std::collections::BTreeSet::new(),
             user_policies: BTreeMap::new(),
             silent_accounts: std::collections::BTreeSet::new(),
+            rules: BTreeMap::new(),
         };
         account.admin_key_id = account.create_key(ADMIN_USER, now).id.clone();
         account

@@ -219,6 +219,36 @@ impl JsonFault {
     }
 }
 
+/// EventBridge `DescribeRule`: the rule `Name` on the caller's account's default bus.
+pub fn describe_rule(account: &Account, caller: &Caller, body: &[u8]) -> Result<Value, JsonFault> {
+    let input: Value = serde_json::from_slice(body).map_err(|_| JsonFault {
+        status: 400,
+        kind: "SerializationException",
+        message: "the body is not JSON".into(),
+    })?;
+    let Some(name) = input.get("Name").and_then(Value::as_str) else {
+        return Err(JsonFault {
+            status: 400,
+            kind: "ValidationException",
+            message: "1 validation error detected: Value null at 'name' failed to satisfy constraint: Member must not be null".into(),
+        });
+    };
+    let key = (caller.account().to_owned(), name.to_owned());
+    let Some(enabled) = account.rules.get(&key) else {
+        return Err(JsonFault {
+            status: 400,
+            kind: "ResourceNotFoundException",
+            message: format!("Rule {name} does not exist on EventBus default."),
+        });
+    };
+    Ok(json!({
+        "Name": name,
+        "Arn": format!("arn:aws:events:us-east-1:{}:rule/{name}", caller.account()),
+        "State": if *enabled { "ENABLED" } else { "DISABLED" },
+        "EventBusName": "default",
+    }))
+}
+
 /// `ListAccounts` for `caller`: the organization's accounts, [`MAX_RESULTS`] (or
 /// `MaxResults`) a page, `NextToken` the offset of the next.
 pub fn list_accounts(account: &Account, caller: &Caller, body: &[u8]) -> Result<Value, JsonFault> {

@@ -406,6 +406,29 @@ impl Sts {
             .store(i64::from(ms), Ordering::Relaxed);
     }
 
+    /// Puts EventBridge rule `name` on the default bus of `account` (enabled or not), or
+    /// removes it (`None`).
+    pub fn put_rule(&self, account: &str, name: &str, enabled: Option<bool>) {
+        let mut a = self.shared.lock();
+        let key = (account.to_owned(), name.to_owned());
+        match enabled {
+            Some(e) => {
+                a.rules.insert(key, e);
+            }
+            None => {
+                a.rules.remove(&key);
+            }
+        }
+    }
+
+    /// Sets the managed policies attached to `account`'s role `role`.
+    pub fn set_role_policies(&self, account: &str, role: &str, arns: &[&str]) {
+        let arn = format!("arn:aws:iam::{account}:role/{role}");
+        if let Some(r) = self.shared.lock().roles.get_mut(&arn) {
+            r.attached = arns.iter().map(|a| (*a).to_owned()).collect();
+        }
+    }
+
     /// Gives `user` a console password (a login profile), or takes it away.
     pub fn set_login_profile(&self, user: &str, present: bool) {
         let mut account = self.shared.lock();
@@ -628,6 +651,12 @@ fn answer_json(shared: &Shared, request: &Request, now: i64) -> Response {
         "AWSOrganizationsV20161128.ListAccounts" => {
             match auth::authenticate(&account, request, Some(Service::Organizations), now) {
                 Ok((caller, _)) => org_api::list_accounts(&account, &caller, &request.body),
+                Err(fault) => Err(org_api::JsonFault::of(&fault)),
+            }
+        }
+        "AWSEvents.DescribeRule" => {
+            match auth::authenticate(&account, request, Some(Service::Events), now) {
+                Ok((caller, _)) => org_api::describe_rule(&account, &caller, &request.body),
                 Err(fault) => Err(org_api::JsonFault::of(&fault)),
             }
         }

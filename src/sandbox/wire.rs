@@ -12,6 +12,8 @@ pub enum Service {
     Iam,
     /// AWS Organizations: the JSON protocol (`X-Amz-Target`), not Query.
     Organizations,
+    /// Amazon EventBridge: the JSON protocol too.
+    Events,
 }
 
 impl Service {
@@ -21,6 +23,7 @@ impl Service {
             Self::Sts => "sts",
             Self::Iam => "iam",
             Self::Organizations => "organizations",
+            Self::Events => "events",
         }
     }
 
@@ -29,6 +32,7 @@ impl Service {
             "sts" => Some(Self::Sts),
             "iam" => Some(Self::Iam),
             "organizations" => Some(Self::Organizations),
+            "events" => Some(Self::Events),
             _ => None,
         }
     }
@@ -39,6 +43,7 @@ impl Service {
             Self::Sts => "2011-06-15",
             Self::Iam => "2010-05-08",
             Self::Organizations => "2016-11-28",
+            Self::Events => "2015-10-07",
         }
     }
 
@@ -46,7 +51,7 @@ impl Service {
         match self {
             Self::Sts => "https://sts.amazonaws.com/doc/2011-06-15/",
             Self::Iam => "https://iam.amazonaws.com/doc/2010-05-08/",
-            Self::Organizations => "",
+            Self::Organizations | Self::Events => "",
         }
     }
 }

@@ -88,10 +88,18 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let home = Home::new();
     let (_, key_secret) = enrol_at_emulator(&home, &sts, "prod", &r);
-    // A hung account fails at the call deadline: one second here.
-    configure(&home, "connect_timeout_secs = 1\ncall_timeout_secs = 1\n");
+    // A hung account fails at the call deadline: one second here. Every account must have
+    // the alert rule, enabled, and the role its policy.
+    configure(
+        &home,
+        "connect_timeout_secs = 1\ncall_timeout_secs = 1\ndrill_rule = \"breakglass-activity\"\n\
+         drill_role_policies = [\"arn:aws:iam::aws:policy/AdministratorAccess\"]\n",
+    );
     let user = sts.create_user("breakglass");
     let ids = sts.create_organization(50, ROLE, std::slice::from_ref(&user));
+    for id in &ids {
+        sts.put_rule(id, "breakglass-activity", Some(true));
+    }
     let broken = [
         (3, Drift::NoRole, "role-denied"),
         (7, Drift::TrustsAccount, "trust-others"),
@@ -103,6 +111,15 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
     for (i, drift, _) in broken {
         sts.drift(&ids[i - 1], ROLE, drift);
     }
+    // The optional checks: a rule missing, a rule disabled, the role's policy detached.
+    sts.put_rule(&ids[30], "breakglass-activity", None);
+    sts.put_rule(&ids[34], "breakglass-activity", Some(false));
+    sts.set_role_policies(&ids[38], ROLE, &[]);
+    let optional = [
+        (31, "rule-missing"),
+        (35, "rule-disabled"),
+        (39, "role-policy-missing"),
+    ];
     sts.drift(&ids[22], ROLE, Drift::Suspended);
     // The user's own drift: a console password, a second key, a device no token holds.
     sts.set_login_profile("breakglass", true);
@@ -129,9 +146,16 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
     let report = report_json(&ran.out);
     assert_eq!(report["counts"]["accounts"], 50, "{report:#}");
     assert_eq!(report["counts"]["skipped"], 1);
-    assert_eq!(report["counts"]["failed"], broken.len());
-    assert_eq!(report["counts"]["passed"], 50 - 1 - broken.len());
+    assert_eq!(report["counts"]["failed"], broken.len() + optional.len());
+    assert_eq!(
+        report["counts"]["passed"],
+        50 - 1 - broken.len() - optional.len()
+    );
     for (i, _, kind) in broken {
+        let id = member_account_id(i);
+        assert_eq!(kinds(&report, Some(&id)), [kind], "account {i}: {report:#}");
+    }
+    for (i, kind) in optional {
         let id = member_account_id(i);
         assert_eq!(kinds(&report, Some(&id)), [kind], "account {i}: {report:#}");
     }
@@ -175,8 +199,8 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
         .encode(ring::digest::digest(&ring::digest::SHA256, md.as_bytes()).as_ref());
     assert_eq!(rec["report_sha256"], sha);
     assert_eq!(rec["accounts"], 50);
-    assert_eq!(rec["failed"], broken.len());
-    assert_eq!(rec["findings"], broken.len() + 3);
+    assert_eq!(rec["failed"], broken.len() + optional.len());
+    assert_eq!(rec["findings"], broken.len() + optional.len() + 3);
     assert!(rec["outcome"]
         .as_str()
         .unwrap()
@@ -193,7 +217,7 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
         None,
     ));
     assert!(
-        last.contains("50 accounts: 43 passed, 6 with findings, 1 skipped"),
+        last.contains("50 accounts: 40 passed, 9 with findings, 1 skipped"),
         "{last}"
     );
     assert!(last.contains(&member_account_id(3)), "{last}");

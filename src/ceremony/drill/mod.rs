@@ -25,7 +25,7 @@ use super::unlock::{self, Plug};
 use super::{Error, Prompt};
 use crate::audit;
 use crate::aws::pace::Pace;
-use crate::aws::{self, iam, org, sts, Endpoint, Failure, Signer};
+use crate::aws::{self, events, iam, org, sts, Endpoint, Failure, Signer};
 use crate::secure::mask_key_id;
 
 pub use report::{AccountResult, Counts, Finding, Outcome, Report, UserCheck};
@@ -74,6 +74,10 @@ pub struct Request<'a> {
     /// Also list every IAM user's access keys in every account (read-only) and report those
     /// past the profile's rotation policy.
     pub audit_keys: bool,
+    /// An EventBridge rule every account must have, enabled.
+    pub rule: Option<String>,
+    /// Managed policies (ARNs) every role must have attached.
+    pub role_policies: Vec<String>,
 }
 
 /// What the drill tells the terminal as it goes.
@@ -147,6 +151,8 @@ struct Shared {
     budget: Duration,
     /// `Some(days)`: audit every IAM user's keys against this age.
     audit_keys: Option<u32>,
+    rule: Option<String>,
+    role_policies: Vec<String>,
 }
 
 /// The agent's live two-person session of the profile, for a drill without a new ceremony.
@@ -289,6 +295,8 @@ async fn checks_and_report(
         audit_keys: req
             .audit_keys
             .then_some(a.profile.rotation.rotate_after_days),
+        rule: req.rule.clone(),
+        role_policies: req.role_policies.clone(),
     });
     drop(session);
     // Polled once now, so that a signal it waits for is caught from here on (tokio's
@@ -801,7 +809,41 @@ async fn account_findings(
     })
     .await
     {
+        for want in shared
+            .role_policies
+            .iter()
+            .filter(|p| !attached.contains(p))
+        {
+            findings.push(Finding::account(
+                id,
+                "role-policy-missing",
+                format!("the role does not have the policy {want} attached"),
+                "attach it (the guardrails StackSet does), or change drill_role_policies",
+            ));
+        }
         result.attached_policies = attached;
+    }
+    if let Some(rule) = &shared.rule {
+        let described = retry(&shared.iam, budget, &mut throttled, || {
+            events::describe_rule(&shared.endpoint, &signer, rule)
+        })
+        .await;
+        match described {
+            Ok(events::Rule::Present { enabled: true }) => {}
+            Ok(events::Rule::Present { enabled: false }) => findings.push(Finding::account(
+                id,
+                "rule-disabled",
+                format!("the EventBridge rule {rule} is disabled: break-glass activity here alerts nobody"),
+                "enable it (aws events enable-rule), and find out who disabled it",
+            )),
+            Ok(events::Rule::Missing) => findings.push(Finding::account(
+                id,
+                "rule-missing",
+                format!("the EventBridge rule {rule} is not in this account (default event bus)"),
+                "deploy it (the guardrails StackSet), or change drill_rule",
+            )),
+            Err(e) => findings.push(call_failed(id, arn, "DescribeRule", &e)),
+        }
     }
     if let Some(days) = shared.audit_keys {
         match audited_keys(shared, &signer, budget, &mut throttled).await {
@@ -911,6 +953,8 @@ mod tests {
             iam: Pace::new(2),
             budget: Duration::from_secs(1),
             audit_keys: None,
+            rule: None,
+            role_policies: Vec::new(),
         };
         assert_eq!(
             role_arn(&shared, "111122223333", "BreakGlass"),
