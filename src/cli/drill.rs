@@ -183,19 +183,14 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
     }
     super::check_transcript_path(args.transcript.as_deref())?;
 
-    let failed = breakglass::agent::harden::no_dumps();
     let live = if args.ceremony {
         None
     } else {
         live_session(&paths, &profile.name)?
     };
-    let mut tty = TtyPrompt::open()?;
-    if !failed.is_empty() {
-        tty.say(&format!(
-            "Warning: this process could not be protected from memory reads ({}).",
-            failed.join(", ")
-        ));
-    }
+    // Made non-dumpable here at the latest (the agent client already did, if a live session
+    // came from it).
+    let mut tty = TtyPrompt::for_ceremony()?;
     tty.say(&format!(
         "breakglass: drill of profile {:?}: {}, then checks of role {role} in {}. Nothing is handed out.",
         profile.name,

@@ -119,14 +119,7 @@ pub fn rekey_cmd(args: RekeyArgs) -> Result<(), CliError> {
     }
     super::check_transcript_path(args.transcript.as_deref())?;
     let (paths, profile) = load(&args.profile)?;
-    let failed = breakglass::agent::harden::no_dumps();
-    let mut tty = TtyPrompt::open()?;
-    if !failed.is_empty() {
-        tty.say(&format!(
-            "Warning: this process could not be protected from memory reads ({}).",
-            failed.join(", ")
-        ));
-    }
+    let mut tty = TtyPrompt::for_ceremony()?;
     tty.say(&format!(
         "breakglass: rekey of profile {:?}: the vault's people or tokens change; nothing is sent to AWS.",
         profile.name

@@ -105,14 +105,7 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
         }
     }
     super::check_transcript_path(args.transcript.as_deref())?;
-    let failed = breakglass::agent::harden::no_dumps();
-    let mut tty = TtyPrompt::open()?;
-    if !failed.is_empty() {
-        tty.say(&format!(
-            "Warning: this process could not be protected from memory reads ({}).",
-            failed.join(", ")
-        ));
-    }
+    let mut tty = TtyPrompt::for_ceremony()?;
     let mut mode = if args.finish {
         Mode::Finish { now: args.now }
     } else {

@@ -165,6 +165,20 @@ impl TtyPrompt {
         Ok(Self { tty, touch: None })
     }
 
+    /// The terminal of a ceremony, with this process first made non-dumpable (no core, no
+    /// ptrace by the same user); a protection that could not be set is said on the terminal.
+    pub fn for_ceremony() -> Result<Self, CError> {
+        let failed = breakglass::agent::harden::no_dumps();
+        let mut tty = Self::open()?;
+        if !failed.is_empty() {
+            tty.say(&format!(
+                "Warning: this process could not be protected from memory reads ({}).",
+                failed.join(", ")
+            ));
+        }
+        Ok(tty)
+    }
+
     /// The terminal as the prompt of a ceremony this process may lead.
     pub fn boxed() -> Result<Box<dyn Prompt>, CError> {
         Ok(Box::new(Self::open()?))
