@@ -27,7 +27,8 @@
 //! drill_role_policies = ["arn:aws:iam::aws:policy/AdministratorAccess"]  # attached to the role
 //!
 //! [profiles.prod.drill_role_overrides]        # another role name in some accounts
-//! "111122223333" = "EmergencyAccess"
+//! "111122223333" = "EmergencyAccess"          #   by account id (wins), or by OU id: every
+//! "ou-ab12-cdef3456" = "BreakGlassLegacy"     #   account under it, nested OUs included
 //!
 //! [agent]
 //! idle_timeout = 60                           # minutes without a hand-out before a wipe
@@ -296,7 +297,8 @@ pub struct DrillSettings {
     pub max_session_secs: u64,
     /// Other break-glass users the roles may trust (IAM user ARNs).
     pub other_users: Vec<String>,
-    /// Account id → the role name tried there instead.
+    /// Account id or OU id (`ou-…`: every account under it, down to the next OU named) → the
+    /// role name tried there instead.
     pub role_overrides: BTreeMap<String, String>,
     /// An EventBridge rule every account must have, enabled (the alert rule).
     pub rule: Option<String>,
@@ -688,11 +690,11 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         }
         if let Some(o) = raw.drill_role_overrides {
             for (id, role) in o.get_ref() {
-                if !is_account_id(id) {
+                if !is_account_id(id) && !crate::aws::org::is_ou_id(id) {
                     return Err(invalid(
                         o.span().start,
                         format!(
-                            "drill_role_overrides names {id:?}, which is not a 12-digit account id"
+                            "drill_role_overrides names {id:?}, which is neither a 12-digit account id nor an OU id (ou-…)"
                         ),
                     ));
                 }

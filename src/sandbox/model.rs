@@ -239,6 +239,18 @@ pub struct OrgAccount {
     pub name: String,
     /// `ACTIVE` or `SUSPENDED`.
     pub status: &'static str,
+    /// The root's or an OU's id.
+    pub parent: String,
+}
+
+/// An organizational unit of the emulated organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgUnit {
+    /// `ou-sbx0-` and 8 characters.
+    pub id: String,
+    pub name: String,
+    /// The root's or an OU's id.
+    pub parent: String,
 }
 
 /// What a role's trust policy asks of the caller.
@@ -317,6 +329,8 @@ pub struct Account {
     /// The organization's accounts (the emulated account is its management account); empty:
     /// no organization.
     pub organization: Vec<OrgAccount>,
+    /// The organization's OUs.
+    pub org_units: Vec<OrgUnit>,
     /// Users with a console password (a login profile).
     pub login_profiles: std::collections::BTreeSet<String>,
     /// Managed policies attached to users: user → policy ARNs.
@@ -343,6 +357,7 @@ impl Account {
             key_propagation_secs: 0,
             denied: std::collections::BTreeSet::new(),
             organization: Vec::new(),
+            org_units: Vec::new(),
             login_profiles: std::collections::BTreeSet::new(),
             user_policies: BTreeMap::new(),
             silent_accounts: std::collections::BTreeSet::new(),

@@ -1,6 +1,7 @@
 //! The emulator's read-only calls of the drill: IAM `GetRole`, `ListAttachedRolePolicies`,
 //! `ListMFADevices`, `GetLoginProfile`, `ListUserPolicies`, `ListAttachedUserPolicies` (Query
-//! protocol, like the rest of IAM), and AWS Organizations `ListAccounts` (the JSON protocol:
+//! protocol, like the rest of IAM), and AWS Organizations `ListAccounts`,
+//! `ListOrganizationalUnitsForParent` and `ListAccountsForParent` (the JSON protocol:
 //! `X-Amz-Target`, `application/x-amz-json-1.1`).
 //!
 //! Role sessions act in their role's account: `GetRole` by a session of a member account's
@@ -10,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::model::{iso8601, Account, ACCOUNT_ID};
+use super::model::{iso8601, Account, OrgAccount, OrgUnit, ACCOUNT_ID};
 use super::sts::Cx;
 use super::wire::{check_name, Fault, Params, Xml};
 
@@ -249,33 +250,35 @@ pub fn describe_rule(account: &Account, caller: &Caller, body: &[u8]) -> Result<
     }))
 }
 
-/// `ListAccounts` for `caller`: the organization's accounts, [`MAX_RESULTS`] (or
-/// `MaxResults`) a page, `NextToken` the offset of the next.
-pub fn list_accounts(account: &Account, caller: &Caller, body: &[u8]) -> Result<Value, JsonFault> {
-    let input: Value =
-        serde_json::from_slice(if body.is_empty() { b"{}" } else { body }).map_err(|_| {
-            JsonFault {
-                status: 400,
-                kind: "SerializationException",
-                message: "the body is not JSON".into(),
-            }
-        })?;
+/// The organization's root id (real ids are `r-` and 4 to 32 lowercase letters or digits).
+pub const ROOT_ID: &str = "r-sbx0";
+
+/// The request body of a JSON call (an empty body reads as `{}`).
+fn input(body: &[u8]) -> Result<Value, JsonFault> {
+    serde_json::from_slice(if body.is_empty() { b"{}" } else { body }).map_err(|_| JsonFault {
+        status: 400,
+        kind: "SerializationException",
+        message: "the body is not JSON".into(),
+    })
+}
+
+/// Whether `caller` may call Organizations' `action`: the management account, with MFA when
+/// it is a session of a user, and no explicit deny.
+fn gate(account: &Account, caller: &Caller, action: &str) -> Result<(), JsonFault> {
     if caller.session && caller.user().is_some() && !caller.mfa {
         return Err(JsonFault::of(&Fault::AccessDenied(
             "You don't have permissions to access this resource.".into(),
         )));
     }
-    let denied = caller.user().is_some_and(|u| {
-        account
-            .denied
-            .contains(&(u.to_owned(), "ListAccounts".to_owned()))
-    });
+    let denied = caller
+        .user()
+        .is_some_and(|u| account.denied.contains(&(u.to_owned(), action.to_owned())));
     if denied || caller.account() != ACCOUNT_ID {
         return Err(JsonFault {
             status: 400,
             kind: "AccessDeniedException",
             message: format!(
-                "User: {} is not authorized to perform: organizations:ListAccounts",
+                "User: {} is not authorized to perform: organizations:{action}",
                 caller.arn()
             ),
         });
@@ -287,6 +290,12 @@ pub fn list_accounts(account: &Account, caller: &Caller, body: &[u8]) -> Result<
             message: "Your account is not a member of an organization.".into(),
         });
     }
+    Ok(())
+}
+
+/// One page of `items` as `input`'s `NextToken` (`page-OFFSET`) and `MaxResults` ask: the
+/// page, and the next token when more follow.
+fn page<T: Clone>(items: &[T], input: &Value) -> Result<(Vec<T>, Option<String>), JsonFault> {
     let bad_token = || JsonFault {
         status: 400,
         kind: "InvalidInputException",
@@ -297,7 +306,7 @@ pub fn list_accounts(account: &Account, caller: &Caller, body: &[u8]) -> Result<
         Some(Value::String(t)) => t
             .strip_prefix("page-")
             .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n < account.organization.len())
+            .filter(|&n| n < items.len())
             .ok_or_else(bad_token)?,
         Some(_) => return Err(bad_token()),
     };
@@ -313,26 +322,109 @@ pub fn list_accounts(account: &Account, caller: &Caller, body: &[u8]) -> Result<
                 message: format!("MaxResults must be between 1 and {MAX_RESULTS}."),
             })?,
     };
-    let page: Vec<Value> = account
-        .organization
-        .iter()
-        .skip(start)
-        .take(size)
-        .map(|a| {
-            json!({
-                "Id": a.id,
-                "Arn": format!("arn:aws:organizations::{ACCOUNT_ID}:account/o-sandbox/{}", a.id),
-                "Email": format!("{}@example.com", a.name),
-                "Name": a.name,
-                "Status": a.status,
-                "JoinedMethod": "CREATED",
-                "JoinedTimestamp": 1_700_000_000,
-            })
-        })
-        .collect();
-    let mut out = json!({ "Accounts": page });
-    if start + size < account.organization.len() {
-        out["NextToken"] = json!(format!("page-{}", start + size));
+    let next = (start + size < items.len()).then(|| format!("page-{}", start + size));
+    Ok((items.iter().skip(start).take(size).cloned().collect(), next))
+}
+
+fn account_json(a: &OrgAccount) -> Value {
+    json!({
+        "Id": a.id,
+        "Arn": format!("arn:aws:organizations::{ACCOUNT_ID}:account/o-sandbox/{}", a.id),
+        "Email": format!("{}@example.com", a.name),
+        "Name": a.name,
+        "Status": a.status,
+        "JoinedMethod": "CREATED",
+        "JoinedTimestamp": 1_700_000_000,
+    })
+}
+
+fn with_token(mut out: Value, next: Option<String>) -> Value {
+    if let Some(next) = next {
+        out["NextToken"] = json!(next);
     }
-    Ok(out)
+    out
+}
+
+/// `ListAccounts` for `caller`: the organization's accounts, [`MAX_RESULTS`] (or
+/// `MaxResults`) a page, `NextToken` the offset of the next.
+pub fn list_accounts(account: &Account, caller: &Caller, body: &[u8]) -> Result<Value, JsonFault> {
+    let input = input(body)?;
+    gate(account, caller, "ListAccounts")?;
+    let (items, next) = page(&account.organization, &input)?;
+    let page: Vec<Value> = items.iter().map(account_json).collect();
+    Ok(with_token(json!({ "Accounts": page }), next))
+}
+
+/// What a `…ForParent` call lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Children {
+    /// `ListOrganizationalUnitsForParent`.
+    Units,
+    /// `ListAccountsForParent`.
+    Accounts,
+}
+
+/// `ListOrganizationalUnitsForParent` or `ListAccountsForParent`: what sits directly under
+/// `ParentId` (the root or an OU), paged like [`list_accounts`].
+pub fn list_children(
+    account: &Account,
+    caller: &Caller,
+    body: &[u8],
+    children: Children,
+) -> Result<Value, JsonFault> {
+    let input = input(body)?;
+    gate(
+        account,
+        caller,
+        match children {
+            Children::Units => "ListOrganizationalUnitsForParent",
+            Children::Accounts => "ListAccountsForParent",
+        },
+    )?;
+    let Some(parent) = input.get("ParentId").and_then(Value::as_str) else {
+        return Err(JsonFault {
+            status: 400,
+            kind: "InvalidInputException",
+            message: "You provided a value that does not match the required pattern: ParentId"
+                .into(),
+        });
+    };
+    if parent != ROOT_ID && !account.org_units.iter().any(|u| u.id == parent) {
+        return Err(JsonFault {
+            status: 400,
+            kind: "ParentNotFoundException",
+            message: "We can't find a root or OU with the ParentId that you specified.".into(),
+        });
+    }
+    Ok(match children {
+        Children::Units => {
+            let units: Vec<&OrgUnit> = account
+                .org_units
+                .iter()
+                .filter(|u| u.parent == parent)
+                .collect();
+            let (items, next) = page(&units, &input)?;
+            let page: Vec<Value> = items
+                .iter()
+                .map(|u| {
+                    json!({
+                        "Id": u.id,
+                        "Arn": format!("arn:aws:organizations::{ACCOUNT_ID}:ou/o-sandbox/{}", u.id),
+                        "Name": u.name,
+                    })
+                })
+                .collect();
+            with_token(json!({ "OrganizationalUnits": page }), next)
+        }
+        Children::Accounts => {
+            let accounts: Vec<&OrgAccount> = account
+                .organization
+                .iter()
+                .filter(|a| a.parent == parent)
+                .collect();
+            let (items, next) = page(&accounts, &input)?;
+            let page: Vec<Value> = items.iter().map(|a| account_json(a)).collect();
+            with_token(json!({ "Accounts": page }), next)
+        }
+    })
 }

@@ -39,8 +39,10 @@
 //! - The drill's reads: IAM `GetRole` (the trust policy URL-encoded, as IAM answers it),
 //!   `ListAttachedRolePolicies`, `ListMFADevices`, `GetLoginProfile` (`NoSuchEntity` without a
 //!   console password), `ListAttachedUserPolicies`, `ListUserPolicies`; AWS Organizations
-//!   `ListAccounts` in the JSON protocol (`X-Amz-Target`), paged by 20, management account only,
-//!   `AWSOrganizationsNotInUseException` without an organization. Role sessions act in their
+//!   `ListAccounts`, `ListOrganizationalUnitsForParent` and `ListAccountsForParent` in the JSON
+//!   protocol (`X-Amz-Target`), paged by 20, management account only,
+//!   `AWSOrganizationsNotInUseException` without an organization, `ParentNotFoundException`
+//!   for an unknown parent ([`Sts::create_ou`], [`Sts::move_account`]). Role sessions act in their
 //!   role's account (GetCallerIdentity, GetRole).
 //! - [`Sts::throttle_sts`]: a token bucket on STS answering `Throttling` ("Rate exceeded"),
 //!   as AWS's account-level limit does.
@@ -329,26 +331,51 @@ impl Sts {
         let mut ids = Vec::with_capacity(members);
         for i in 1..=members {
             let id = member_account_id(i);
-            let arn = format!("arn:aws:iam::{id}:role/{role_name}");
-            let role = model::Role {
-                id: account.rng.id("AROA", 17),
-                require_mfa: true,
-                denies_all: false,
-                max_session_secs: 3600,
-                trusted: trusted.to_vec(),
-                denies_source_identity: false,
-                attached: vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()],
-                created: now,
-            };
-            account.roles.insert(arn, role);
+            let role = sound_role(&mut account, trusted, now);
+            account
+                .roles
+                .insert(format!("arn:aws:iam::{id}:role/{role_name}"), role);
             account.organization.push(OrgAccount {
                 id: id.clone(),
                 name: format!("member-{i:04}"),
                 status: "ACTIVE",
+                parent: org_api::ROOT_ID.to_owned(),
             });
             ids.push(id);
         }
         ids
+    }
+
+    /// Adds an organizational unit named `name` under `parent` (the root,
+    /// [`org_api::ROOT_ID`], or an OU); returns its id.
+    pub fn create_ou(&self, name: &str, parent: &str) -> String {
+        let mut account = self.shared.lock();
+        let id = format!("ou-sbx0-{}", account.rng.id("", 8).to_ascii_lowercase());
+        account.org_units.push(model::OrgUnit {
+            id: id.clone(),
+            name: name.to_owned(),
+            parent: parent.to_owned(),
+        });
+        id
+    }
+
+    /// Moves member account `account_id` under `parent` (the root or an OU).
+    pub fn move_account(&self, account_id: &str, parent: &str) {
+        let mut account = self.shared.lock();
+        if let Some(a) = account.organization.iter_mut().find(|a| a.id == account_id) {
+            a.parent = parent.to_owned();
+        }
+    }
+
+    /// Gives member account `account_id` a sound break-glass role named `role_name` (as
+    /// [`Sts::create_organization`] makes them) trusting `trusted`.
+    pub fn add_role(&self, account_id: &str, role_name: &str, trusted: &[String]) {
+        let now = self.shared.now();
+        let mut account = self.shared.lock();
+        let role = sound_role(&mut account, trusted, now);
+        account
+            .roles
+            .insert(format!("arn:aws:iam::{account_id}:role/{role_name}"), role);
     }
 
     /// Breaks member account `account_id`'s break-glass role `role_name` (or the account) as
@@ -466,6 +493,24 @@ impl Sts {
             .sessions
             .get(access_key_id)
             .map(|s| (s.secret.clone(), s.token.clone()))
+    }
+}
+
+/// The emulated organization's root id, the parent of every account until moved.
+pub const ORG_ROOT_ID: &str = org_api::ROOT_ID;
+
+/// A break-glass role as it should be: trusting only `trusted`, requiring MFA, allowing
+/// `sts:SetSourceIdentity`, an hour at most, with `AdministratorAccess`.
+fn sound_role(account: &mut model::Account, trusted: &[String], now: i64) -> model::Role {
+    model::Role {
+        id: account.rng.id("AROA", 17),
+        require_mfa: true,
+        denies_all: false,
+        max_session_secs: 3600,
+        trusted: trusted.to_vec(),
+        denies_source_identity: false,
+        attached: vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()],
+        created: now,
     }
 }
 
@@ -651,6 +696,20 @@ fn answer_json(shared: &Shared, request: &Request, now: i64) -> Response {
         "AWSOrganizationsV20161128.ListAccounts" => {
             match auth::authenticate(&account, request, Some(Service::Organizations), now) {
                 Ok((caller, _)) => org_api::list_accounts(&account, &caller, &request.body),
+                Err(fault) => Err(org_api::JsonFault::of(&fault)),
+            }
+        }
+        "AWSOrganizationsV20161128.ListOrganizationalUnitsForParent"
+        | "AWSOrganizationsV20161128.ListAccountsForParent" => {
+            let children = if target.ends_with("ListAccountsForParent") {
+                org_api::Children::Accounts
+            } else {
+                org_api::Children::Units
+            };
+            match auth::authenticate(&account, request, Some(Service::Organizations), now) {
+                Ok((caller, _)) => {
+                    org_api::list_children(&account, &caller, &request.body, children)
+                }
                 Err(fault) => Err(org_api::JsonFault::of(&fault)),
             }
         }

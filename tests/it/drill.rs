@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use breakglass::sandbox::sts::{member_account_id, Drift, Sts};
+use breakglass::sandbox::sts::{member_account_id, Drift, Sts, ORG_ROOT_ID};
 use common::home::*;
 use common::*;
 
@@ -64,6 +64,15 @@ fn configure(home: &Home, lines: &str) {
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
     config += lines;
     std::fs::write(home.config_file(), config).unwrap();
+}
+
+/// Whether a finding of `report` names `what`.
+fn text_has(report: &Value, what: &str) -> bool {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f.to_string().contains(what))
 }
 
 /// The findings of `report` for `account` (`None`: the user's), by kind.
@@ -121,6 +130,33 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
         (39, "role-policy-missing"),
     ];
     sts.drift(&ids[22], ROLE, Drift::Suspended);
+    // Roles by OU: legacy (its own role) ⊃ legacy/mid (none: legacy's) ⊃ legacy/mid/eu (its
+    // own), and one account of eu with a role of its own. None of them has the default role,
+    // so an override missed is a finding. An OU that is not the organization's is a finding.
+    let legacy = sts.create_ou("legacy", ORG_ROOT_ID);
+    let mid = sts.create_ou("mid", &legacy);
+    let eu = sts.create_ou("eu", &mid);
+    let placed = [
+        (41, &legacy, "BreakGlassLegacy"),
+        (42, &legacy, "BreakGlassLegacy"),
+        (43, &mid, "BreakGlassLegacy"),
+        (44, &eu, "BreakGlassEU"),
+        (45, &eu, "BreakGlassOwn"),
+    ];
+    for (i, ou, role) in placed {
+        sts.move_account(&ids[i - 1], ou);
+        sts.drift(&ids[i - 1], ROLE, Drift::NoRole);
+        sts.add_role(&ids[i - 1], role, std::slice::from_ref(&user));
+    }
+    configure(
+        &home,
+        &format!(
+            "[profiles.prod.drill_role_overrides]\n\"{legacy}\" = \"BreakGlassLegacy\"\n\
+             \"{eu}\" = \"BreakGlassEU\"\n\"{}\" = \"BreakGlassOwn\"\n\
+             \"ou-sbx0-gone0000\" = \"BreakGlassGone\"\n",
+            ids[44]
+        ),
+    );
     // The user's own drift: a console password, a second key, a device no token holds.
     sts.set_login_profile("breakglass", true);
     let (second, _) = sts.create_access_key("breakglass");
@@ -160,12 +196,30 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
         assert_eq!(kinds(&report, Some(&id)), [kind], "account {i}: {report:#}");
     }
     assert_eq!(report["accounts"][22]["outcome"], "skipped");
+    for (i, _, role) in placed {
+        let id = member_account_id(i);
+        assert_eq!(
+            kinds(&report, Some(&id)),
+            [""; 0],
+            "account {i}: {report:#}"
+        );
+        assert_eq!(
+            report["accounts"][i - 1]["role_arn"],
+            format!("arn:aws:iam::{id}:role/{role}")
+        );
+    }
     let mut user_kinds = kinds(&report, None);
     user_kinds.sort();
     assert_eq!(
         user_kinds,
-        ["console-password", "key-second", "mfa-unknown-device"]
+        [
+            "console-password",
+            "key-second",
+            "mfa-unknown-device",
+            "ou-unreadable"
+        ]
     );
+    assert!(text_has(&report, "ou-sbx0-gone0000"), "{report:#}");
     let text = report.to_string();
     assert!(text.contains(&rogue), "the unknown device is named");
     assert!(!text.contains(&second), "key ids are masked: {text}");
@@ -200,7 +254,7 @@ fn a_drill_of_fifty_accounts_finds_each_drift_and_reports_it() {
     assert_eq!(rec["report_sha256"], sha);
     assert_eq!(rec["accounts"], 50);
     assert_eq!(rec["failed"], broken.len() + optional.len());
-    assert_eq!(rec["findings"], broken.len() + optional.len() + 3);
+    assert_eq!(rec["findings"], broken.len() + optional.len() + 4);
     assert!(rec["outcome"]
         .as_str()
         .unwrap()
@@ -654,6 +708,37 @@ fn a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles() {
         .collect();
     let file = home.config_file().with_file_name("three.txt");
     std::fs::write(&file, format!("{audited}\n{}\n{}\n", clean[0], clean[1])).unwrap();
+    // And a role by OU: the second clean account moves to an OU whose role is named
+    // otherwise, which it lacks (moto then lets AssumeRole in; GetRole finds no role).
+    let ou = rt.block_on(async {
+        let root = org.list_roots().send().await.unwrap().roots.unwrap()[0]
+            .id
+            .clone()
+            .unwrap();
+        let ou = org
+            .create_organizational_unit()
+            .parent_id(&root)
+            .name("legacy")
+            .send()
+            .await
+            .unwrap()
+            .organizational_unit
+            .unwrap()
+            .id
+            .unwrap();
+        org.move_account()
+            .account_id(clean[1])
+            .source_parent_id(&root)
+            .destination_parent_id(&ou)
+            .send()
+            .await
+            .unwrap();
+        ou
+    });
+    configure(
+        &home,
+        &format!("[profiles.prod.drill_role_overrides]\n\"{ou}\" = \"BreakGlassLegacy\"\n"),
+    );
     home.skip_ahead(None, 60);
     let ran = drill(
         &home,
@@ -674,5 +759,20 @@ fn a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles() {
         ["iam-user-two-keys"],
         "{report:#}"
     );
-    assert_eq!(report["counts"]["passed"], 2, "{report:#}");
+    assert_eq!(
+        kinds(&report, Some(clean[1])),
+        ["role-missing"],
+        "{report:#}"
+    );
+    let legacy = report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == clean[1])
+        .unwrap();
+    assert_eq!(
+        legacy["role_arn"],
+        format!("arn:aws:iam::{}:role/BreakGlassLegacy", clean[1])
+    );
+    assert_eq!(report["counts"]["passed"], 1, "{report:#}");
 }

@@ -12,7 +12,7 @@
 pub mod checks;
 pub mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +61,8 @@ pub struct Request<'a> {
     pub accounts: Accounts,
     /// The role's name in every account…
     pub role: String,
-    /// …except these: account id → role name.
+    /// …except these: account id or OU id (`ou-…`, the accounts under it, nested OUs
+    /// included, down to the next OU named here) → role name. An account's own entry wins.
     pub role_overrides: BTreeMap<String, String>,
     /// Other break-glass users the roles may trust besides the profile's (IAM user ARNs).
     pub other_users: Vec<String>,
@@ -318,7 +319,8 @@ async fn checks_and_report(
     )
     .await;
     let members = accounts(req, &shared, &mut report, progress).await;
-    let stopped = run_accounts(req, &shared, members, &mut report, progress, stop).await;
+    let roles = roles(req, &shared, &mut report, progress).await;
+    let stopped = run_accounts(req, &shared, &roles, members, &mut report, progress, stop).await;
     report.stopped = stopped;
     let (requests, throttled) = shared.sts.counts();
     report.requests = requests;
@@ -563,6 +565,7 @@ async fn accounts(
 async fn run_accounts(
     req: &Request<'_>,
     shared: &Arc<Shared>,
+    roles: &Roles,
     members: Vec<org::Member>,
     report: &mut Report,
     progress: &mut dyn Progress,
@@ -574,7 +577,7 @@ async fn run_accounts(
         if m.active() {
             queue.push(i);
         } else {
-            results[i] = Some(skipped(shared, req, m, Outcome::Skipped));
+            results[i] = Some(skipped(shared, roles, m, Outcome::Skipped));
         }
     }
     progress.start(queue.len());
@@ -588,7 +591,7 @@ async fn run_accounts(
     let spawn = |tasks: &mut JoinSet<(usize, AccountResult)>, i: usize| {
         let shared = Arc::clone(shared);
         let member = members[i].clone();
-        let role = role_name(req, &member.id).to_owned();
+        let role = roles.of(&member.id).to_owned();
         let now = req.activation.now.now();
         tasks.spawn(async move { (i, check_account(&shared, &member, &role, now).await) });
     };
@@ -622,26 +625,115 @@ async fn run_accounts(
     report.accounts = results
         .into_iter()
         .zip(&members)
-        .map(|(r, m)| r.unwrap_or_else(|| skipped(shared, req, m, Outcome::NotTried)))
+        .map(|(r, m)| r.unwrap_or_else(|| skipped(shared, roles, m, Outcome::NotTried)))
         .collect();
     stopped
 }
 
-fn role_name<'r>(req: &'r Request<'_>, account: &str) -> &'r str {
-    req.role_overrides
-        .get(account)
-        .map_or(req.role.as_str(), String::as_str)
+/// The role tried in each account.
+struct Roles {
+    /// The drill's role.
+    default: String,
+    /// Accounts with another: their own override, else their nearest overridden OU's.
+    by_account: HashMap<String, String>,
+}
+
+impl Roles {
+    fn of(&self, account: &str) -> &str {
+        self.by_account
+            .get(account)
+            .map_or(self.default.as_str(), String::as_str)
+    }
+}
+
+/// The role of every account: `role_overrides` by account id, else by the nearest OU above
+/// the account that has one (its accounts listed with Organizations, every OU below it
+/// walked down to the next overridden OU), else the drill's role.
+async fn roles(
+    req: &Request<'_>,
+    shared: &Shared,
+    report: &mut Report,
+    progress: &mut dyn Progress,
+) -> Roles {
+    let mut by_account = HashMap::new();
+    let units: BTreeMap<&str, &str> = req
+        .role_overrides
+        .iter()
+        .filter(|(k, _)| org::is_ou_id(k))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let signer = shared.base.signer();
+    for (&top, &role) in &units {
+        let mut stack = vec![top.to_owned()];
+        let mut seen = HashSet::new();
+        let mut under = 0usize;
+        while let Some(unit) = stack.pop() {
+            if !seen.insert(unit.clone()) {
+                continue;
+            }
+            let mut throttled = 0;
+            let budget = Instant::now() + shared.budget;
+            match retry(&shared.iam, budget, &mut throttled, || {
+                org::children(&shared.endpoint, &signer, &unit)
+            })
+            .await
+            {
+                Ok((children, accounts)) => {
+                    for a in accounts {
+                        under += 1;
+                        by_account.entry(a).or_insert_with(|| role.to_owned());
+                    }
+                    // An overridden OU below is walked from its own top, so that an account
+                    // gets its nearest OU's role.
+                    stack.extend(
+                        children
+                            .into_iter()
+                            .filter(|c| !units.contains_key(c.as_str())),
+                    );
+                }
+                Err(e) => {
+                    report.findings.push(Finding::user(
+                        "ou-unreadable",
+                        format!(
+                            "the accounts under {unit}{} could not be listed, so they were tried with the role {:?} instead of {role:?}: {e}",
+                            if unit == top {
+                                " (named in drill_role_overrides)".to_owned()
+                            } else {
+                                format!(" (below {top}, named in drill_role_overrides)")
+                            },
+                            req.role
+                        ),
+                        format!("give the break-glass user organizations:ListOrganizationalUnitsForParent and organizations:ListAccountsForParent (they work from the management account or a delegated administrator), and check that {top} is an OU of this organization"),
+                    ));
+                    break;
+                }
+            }
+        }
+        progress.note(&format!(
+            "{under} account{} under {top} use the role {role}.",
+            if under == 1 { "" } else { "s" }
+        ));
+    }
+    for (key, role) in &req.role_overrides {
+        if crate::config::is_account_id(key) {
+            by_account.insert(key.clone(), role.clone());
+        }
+    }
+    Roles {
+        default: req.role.clone(),
+        by_account,
+    }
 }
 
 fn role_arn(shared: &Shared, account: &str, role: &str) -> String {
     format!("arn:{}:iam::{account}:role/{role}", shared.partition)
 }
 
-fn skipped(shared: &Shared, req: &Request<'_>, m: &org::Member, outcome: Outcome) -> AccountResult {
+fn skipped(shared: &Shared, roles: &Roles, m: &org::Member, outcome: Outcome) -> AccountResult {
     AccountResult {
         id: m.id.clone(),
         name: m.name.clone(),
-        role_arn: role_arn(shared, &m.id, role_name(req, &m.id)),
+        role_arn: role_arn(shared, &m.id, roles.of(&m.id)),
         outcome,
         findings: Vec::new(),
         attached_policies: Vec::new(),
