@@ -6,12 +6,14 @@
 //! sets it to a fraction of the rate measured over the last second; each success then adds a
 //! little. Decreases are at most one per [`DECREASE_GAP`], so a burst of throttled answers to
 //! requests already in flight counts once.
+//!
+//! The arithmetic takes the time as an argument ([`Pace::schedule`], [`Pace::throttled_at`]),
+//! so that its tests run on a made-up clock; [`Pace::turn`] and [`Pace::throttled`] read the
+//! system's monotonic clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The factor of the measured rate a throttled service is paced at.
 pub const DECREASE: f64 = 0.7;
@@ -72,13 +74,18 @@ impl Pace {
 
     /// Waits for this request's turn at the current rate.
     pub async fn turn(&self) {
+        let at = self.schedule(Instant::now());
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+    }
+
+    /// Books a request asked for at `now`: the time it may go.
+    pub fn schedule(&self, now: Instant) -> Instant {
         let at = {
             let mut s = self.lock();
-            let now = Instant::now();
             while s
                 .recent
                 .front()
-                .is_some_and(|t| now - *t > Duration::from_secs(1))
+                .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(1))
             {
                 s.recent.pop_front();
             }
@@ -90,16 +97,22 @@ impl Pace {
             at
         };
         self.sent.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep_until(at).await;
+        at
     }
 
     /// The service throttled a request: pace at [`DECREASE`] of the measured rate (at most
     /// once per [`DECREASE_GAP`]).
     pub fn throttled(&self) {
+        self.throttled_at(Instant::now());
+    }
+
+    /// [`Pace::throttled`], at `now`.
+    pub fn throttled_at(&self, now: Instant) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
         let mut s = self.lock();
-        let now = Instant::now();
-        if s.last_decrease.is_some_and(|t| now - t < DECREASE_GAP) {
+        if s.last_decrease
+            .is_some_and(|t| now.saturating_duration_since(t) < DECREASE_GAP)
+        {
             return;
         }
         let measured = s.recent.len() as f64;
@@ -151,32 +164,32 @@ impl Pace {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn unthrottled_calls_never_wait() {
+    #[test]
+    fn unthrottled_calls_never_wait() {
         let pace = Pace::new(7);
         let start = Instant::now();
         for _ in 0..1000 {
-            pace.turn().await;
+            assert_eq!(pace.schedule(start), start);
             pace.succeeded();
         }
-        assert_eq!(Instant::now(), start);
         assert!(pace.rate().is_infinite());
         assert_eq!(pace.counts(), (1000, 0));
     }
 
     /// A service that allows `limit` requests per second (a token bucket of one second's
-    /// worth): the paced sender converges near the limit and wastes few requests.
-    #[tokio::test(start_paused = true)]
-    async fn a_throttled_rate_converges_near_the_limit() {
+    /// worth): the paced sender converges near the limit and wastes few requests. The clock
+    /// is made up: each request goes at the time it was booked for.
+    #[test]
+    fn a_throttled_rate_converges_near_the_limit() {
         let limit = 600.0;
         let pace = Pace::new(42);
         let start = Instant::now();
+        let mut now = start;
         let mut tokens = limit;
         let mut last = start;
         let mut done = 0u32;
         while done < 6000 {
-            pace.turn().await;
-            let now = Instant::now();
+            now = pace.schedule(now);
             tokens = (tokens + (now - last).as_secs_f64() * limit).min(limit);
             last = now;
             if tokens >= 1.0 {
@@ -184,10 +197,10 @@ mod tests {
                 pace.succeeded();
                 done += 1;
             } else {
-                pace.throttled();
+                pace.throttled_at(now);
             }
         }
-        let elapsed = (Instant::now() - start).as_secs_f64();
+        let elapsed = (now - start).as_secs_f64();
         let ideal = 6000.0 / limit;
         assert!(
             elapsed < ideal * 1.35,
@@ -202,22 +215,37 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn decreases_come_at_most_once_per_gap_and_never_below_the_floor() {
+    #[test]
+    fn decreases_come_at_most_once_per_gap_and_never_below_the_floor() {
         let pace = Pace::new(1);
+        let mut now = Instant::now();
         for _ in 0..100 {
-            pace.turn().await;
+            pace.schedule(now);
         }
-        pace.throttled();
+        pace.throttled_at(now);
         let once = pace.rate();
         assert!((once - 70.0).abs() < 1e-9, "{once}");
-        pace.throttled();
+        pace.throttled_at(now);
         assert_eq!(pace.rate(), once);
         for _ in 0..200 {
-            tokio::time::advance(DECREASE_GAP).await;
-            pace.throttled();
+            now += DECREASE_GAP;
+            pace.throttled_at(now);
         }
         assert_eq!(pace.rate(), MIN_RATE);
+    }
+
+    #[test]
+    fn a_paced_request_is_booked_one_interval_after_the_last() {
+        let pace = Pace::new(3);
+        let now = Instant::now();
+        pace.schedule(now);
+        pace.throttled_at(now);
+        // One request measured in the last second: 0.7 a second from now on.
+        assert!((pace.rate() - DECREASE).abs() < 1e-9, "{}", pace.rate());
+        assert_eq!(pace.schedule(now), now);
+        let gap = Duration::from_secs_f64(1.0 / DECREASE);
+        assert_eq!(pace.schedule(now), now + gap);
+        assert_eq!(pace.schedule(now), now + gap + gap);
     }
 
     #[test]
