@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -92,46 +92,6 @@ fn wait_until_agent_gone(home: &Home) {
 fn status(home: &Home) -> Value {
     let out = ok(run(home.command(&["status", "--json"])));
     serde_json::from_str(&out).unwrap()
-}
-
-/// Every readable mapping of process `pid`, read through `/proc/PID/mem` (root only: the
-/// agent is not dumpable); counts the occurrences of each needle.
-fn scan_memory(pid: u64, needles: &[&str]) -> Vec<usize> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
-    let mut hits = vec![0; needles.len()];
-    let mut scanned = 0usize;
-    for line in maps.lines() {
-        let mut parts = line.split_whitespace();
-        let (range, perms) = (parts.next().unwrap(), parts.next().unwrap());
-        let name = parts.nth(3).unwrap_or("");
-        if !perms.starts_with('r') || name == "[vvar]" || name == "[vsyscall]" {
-            continue;
-        }
-        let (a, b) = range.split_once('-').unwrap();
-        let (a, b) = (
-            u64::from_str_radix(a, 16).unwrap(),
-            u64::from_str_radix(b, 16).unwrap(),
-        );
-        let mut buf = vec![0u8; (b - a) as usize];
-        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
-            continue;
-        }
-        scanned += buf.len();
-        for (i, n) in needles.iter().enumerate() {
-            hits[i] += buf.windows(n.len()).filter(|w| *w == n.as_bytes()).count();
-        }
-    }
-    assert!(scanned > 1 << 20, "scanned only {scanned} bytes");
-    hits
-}
-
-fn my_uid() -> u32 {
-    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap())
-}
-
-fn is_root() -> bool {
-    my_uid() == 0
 }
 
 /// Enrols `prod` on the soft token with an MFA device made at the emulator (no TOTP window

@@ -339,3 +339,75 @@ pub fn rechain(log: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
     }
     out
 }
+
+/// Every readable mapping of process `pid`, read through `/proc/PID/mem` (root only: the
+/// agent is not dumpable); counts the occurrences of each needle.
+pub fn scan_memory(pid: u64, needles: &[&str]) -> Vec<usize> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut hits = vec![0; needles.len()];
+    let mut scanned = 0usize;
+    for line in maps.lines() {
+        let mut parts = line.split_whitespace();
+        let (range, perms) = (parts.next().unwrap(), parts.next().unwrap());
+        let name = parts.nth(3).unwrap_or("");
+        if !perms.starts_with('r') || name == "[vvar]" || name == "[vsyscall]" {
+            continue;
+        }
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if std::io::Seek::seek(&mut mem, std::io::SeekFrom::Start(a)).is_err()
+            || std::io::Read::read_exact(&mut mem, &mut buf).is_err()
+        {
+            continue;
+        }
+        scanned += buf.len();
+        for (i, n) in needles.iter().enumerate() {
+            hits[i] += buf.windows(n.len()).filter(|w| *w == n.as_bytes()).count();
+        }
+    }
+    assert!(scanned > 1 << 20, "scanned only {scanned} bytes");
+    hits
+}
+
+pub fn my_uid() -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap())
+}
+
+pub fn is_root() -> bool {
+    my_uid() == 0
+}
+
+/// The pid of this test process's child whose arguments include every one of `args` (a pty
+/// child, whose pid rexpect keeps to itself).
+pub fn child_pid(args: &[&str]) -> u64 {
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let parent = status.lines().find_map(|l| l.strip_prefix("PPid:"));
+        if parent.map(str::trim) != Some(me.as_str()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.iter().all(|a| argv.contains(&a.as_bytes())) {
+            return pid;
+        }
+    }
+    panic!("no child process runs with {args:?}");
+}
