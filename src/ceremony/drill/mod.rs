@@ -695,16 +695,18 @@ async fn roles(
                     report.findings.push(Finding::user(
                         "ou-unreadable",
                         format!(
-                            "the accounts under {unit}{} could not be listed, so they were tried with the role {:?} instead of {role:?}: {e}",
+                            "the accounts under {top} (named in drill_role_overrides) could not all be listed{}, so those not listed were tried with the role {:?} instead of {role:?}: {e}",
                             if unit == top {
-                                " (named in drill_role_overrides)".to_owned()
+                                String::new()
                             } else {
-                                format!(" (below {top}, named in drill_role_overrides)")
+                                format!(" (at {unit}, below it)")
                             },
                             req.role
                         ),
                         format!("give the break-glass user organizations:ListOrganizationalUnitsForParent and organizations:ListAccountsForParent (they work from the management account or a delegated administrator), and check that {top} is an OU of this organization"),
                     ));
+                    // The rest of this OU's walk would fail the same way (a permission):
+                    // one finding, not one per OU.
                     break;
                 }
             }
