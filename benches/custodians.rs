@@ -175,6 +175,7 @@ fn main() {
             profile: &profile,
             paths: &paths,
             reason: Some("benchmark"),
+            ticket: None,
             what: rekey::What::Custodians {
                 names: vec!["Alice".into(), "Bob".into(), "Dan".into()],
                 threshold: 2,

@@ -104,6 +104,7 @@ impl World {
                 profile: &self.profile,
                 paths: &self.paths,
                 reason: Some("bench"),
+                ticket: None,
                 requested_by: "breakglass drill",
                 endpoint,
                 now: &self.clock,

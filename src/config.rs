@@ -30,12 +30,26 @@
 //! "111122223333" = "EmergencyAccess"          #   by account id (wins), or by OU id: every
 //! "ou-ab12-cdef3456" = "BreakGlassLegacy"     #   account under it, nested OUs included
 //!
+//! require_ticket = true                       # a ticket is needed (see `notify`)
+//! ticket_pattern = "INC[0-9]{6}"
+//!
+//! [notify]                                    # where notices go: see the `notify` module
+//! [[notify.webhooks]]
+//! url = "https://hooks.slack.com/services/T000/B000/XXXX"
+//!
 //! [agent]
 //! idle_timeout = 60                           # minutes without a hand-out before a wipe
 //! ```
 
+mod notify;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+pub use notify::{
+    topic_region, BadTicket, Notify, SnsChannel, TicketPolicy, Webhook,
+    DEFAULT_NOTIFY_TIMEOUT_SECS, NOTIFY_TIMEOUT_SECS,
+};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -243,6 +257,7 @@ struct File {
     #[serde(default)]
     profiles: BTreeMap<String, Spanned<RawProfile>>,
     agent: Option<RawAgent>,
+    notify: Option<notify::RawNotify>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +299,9 @@ struct RawProfile {
     drill_role_overrides: Option<Spanned<BTreeMap<String, String>>>,
     drill_rule: Option<Spanned<String>>,
     drill_role_policies: Option<Spanned<Vec<String>>>,
+    notify: Option<notify::RawNotify>,
+    require_ticket: Option<bool>,
+    ticket_pattern: Option<Spanned<String>>,
 }
 
 /// The drill's settings of a profile.
@@ -351,6 +369,10 @@ pub struct Profile {
     pub rotation: RotationPolicy,
     /// What `drill` tries.
     pub drill: DrillSettings,
+    /// Where notices go: the profile's `[profiles.NAME.notify]`, else the file's `[notify]`.
+    pub notify: Notify,
+    /// Whether a ticket is needed, and its pattern (`require_ticket`, `ticket_pattern`).
+    pub ticket: TicketPolicy,
 }
 
 impl Profile {
@@ -375,6 +397,8 @@ impl Profile {
                 max_session_secs: DEFAULT_DRILL_MAX_SESSION_SECS,
                 ..DrillSettings::default()
             },
+            notify: Notify::default(),
+            ticket: TicketPolicy::default(),
         }
     }
 
@@ -562,6 +586,10 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
         message,
     };
     let file = read_file(text, path)?;
+    let global = match file.notify {
+        Some(raw) => notify::notify(raw).map_err(|(pos, m)| invalid(pos, m))?,
+        None => Notify::default(),
+    };
     let mut out = BTreeMap::new();
     for (name, raw) in file.profiles {
         let at = raw.span().start;
@@ -731,6 +759,15 @@ pub fn parse(text: &str, path: &Path, paths: &Paths) -> Result<BTreeMap<String, 
             }
             p.drill.role_policies = list.into_inner();
         }
+        p.notify = match raw.notify {
+            Some(own) => notify::notify(own).map_err(|(pos, m)| invalid(pos, m))?,
+            None => global.clone(),
+        };
+        p.ticket.required = raw.require_ticket.unwrap_or(false);
+        if let Some(t) = raw.ticket_pattern {
+            notify::check_ticket_pattern(t.get_ref()).map_err(|m| invalid(t.span().start, m))?;
+            p.ticket.pattern = Some(t.into_inner());
+        }
         out.insert(name, p);
     }
     Ok(out)
@@ -861,6 +898,66 @@ mod tests {
             PathBuf::from("/d/breakglass/vaults/x.vault")
         );
         assert!(Paths::from_lookup(|_| None).is_err());
+    }
+
+    #[test]
+    fn notify_is_global_unless_a_profile_has_its_own_and_bad_values_name_their_line() {
+        let p = paths();
+        let text = "[notify]\ntimeout_secs = 7\n[notify.sns]\ntopic = \"arn:aws:sns:eu-west-1:111122223333:alerts\"\nrequired = true\n[[notify.webhooks]]\nurl = \"https://hooks.example.com/services/X\"\n\n[profiles.a]\nrequire_ticket = true\nticket_pattern = \"INC[0-9]+\"\n\n[profiles.b]\n[[profiles.b.notify.webhooks]]\nname = \"teams\"\nurl = \"http://127.0.0.1:9/x\"\n";
+        let parsed = parse(text, Path::new("/c.toml"), &p).unwrap();
+        let a = &parsed["a"];
+        assert_eq!(a.notify.timeout_secs, 7);
+        let sns = a.notify.sns.as_ref().unwrap();
+        assert_eq!((sns.region.as_str(), sns.required), ("eu-west-1", true));
+        assert_eq!(a.notify.webhooks[0].name, "hooks.example.com");
+        assert!(!a.notify.webhooks[0].required);
+        assert!(a.ticket.required);
+        assert_eq!(a.ticket.pattern.as_deref(), Some("INC[0-9]+"));
+        let b = &parsed["b"];
+        assert!(b.notify.sns.is_none());
+        assert_eq!(b.notify.webhooks[0].name, "teams");
+        assert_eq!(b.notify.timeout_secs, DEFAULT_NOTIFY_TIMEOUT_SECS);
+        assert!(!b.ticket.required);
+
+        let e = |text: &str| {
+            parse(text, Path::new("/c.toml"), &p)
+                .unwrap_err()
+                .to_string()
+        };
+        let msg = e("[notify]\n[[notify.webhooks]]\nurl = \"http://hooks.example.com/x\"\n");
+        assert!(
+            msg.starts_with("/c.toml:3: webhook url") && msg.contains("https://"),
+            "{msg}"
+        );
+        let msg = e("[notify.sns]\ntopic = \"arn:aws:sqs:us-east-1:111122223333:q\"\n");
+        assert!(
+            msg.starts_with("/c.toml:2: topic") && msg.contains("SNS topic ARN"),
+            "{msg}"
+        );
+        let msg = e("[notify]\ntimeout_secs = 0\n");
+        assert!(
+            msg.starts_with("/c.toml:2: timeout_secs 0 is out of range"),
+            "{msg}"
+        );
+        let msg = e("[profiles.a]\nticket_pattern = \"INC[\"\n");
+        assert!(msg.starts_with("/c.toml:2: ticket_pattern"), "{msg}");
+        let msg = e("[[notify.webhooks]]\nurl = \"https://a/1\"\n[[notify.webhooks]]\nurl = \"https://a/2\"\n");
+        assert!(msg.contains("two webhooks are named \"a\""), "{msg}");
+    }
+
+    #[test]
+    fn the_readme_config_sample_is_a_valid_config() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("## Configuration").nth(1).unwrap();
+        let sample = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap();
+        let parsed = parse(sample, Path::new("README.md"), &paths()).unwrap();
+        let prod = &parsed["prod"];
+        assert!(prod.ticket.required && prod.notify.sns.as_ref().unwrap().required);
+        assert_eq!(prod.notify.webhooks.len(), 1);
     }
 
     #[test]

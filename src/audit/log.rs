@@ -143,15 +143,29 @@ impl Log {
     /// a new segment when this line would take the live log past the segment size, and
     /// returns once the line is on disk.
     pub fn append(&self, entry: &Entry<'_>) -> Result<(), Error> {
-        self.append_with(entry, None)
+        self.append_with(entry, None).map(drop)
     }
 
     /// [`Log::append`], the record sealed with `seal` (see [`super::Seal`]).
     pub fn append_sealed(&self, entry: &Entry<'_>, seal: &super::Seal<'_>) -> Result<(), Error> {
-        self.append_with(entry, Some(seal))
+        self.append_with(entry, Some(seal)).map(drop)
     }
 
-    fn append_with(&self, entry: &Entry<'_>, seal: Option<&super::Seal<'_>>) -> Result<(), Error> {
+    /// [`Log::append_sealed`] (unsealed when `seal` is `None`); returns the chain's head after
+    /// the record: the hash that the notices of the event carry off the machine.
+    pub fn append_head(
+        &self,
+        entry: &Entry<'_>,
+        seal: Option<&super::Seal<'_>>,
+    ) -> Result<String, Error> {
+        self.append_with(entry, seal)
+    }
+
+    fn append_with(
+        &self,
+        entry: &Entry<'_>,
+        seal: Option<&super::Seal<'_>>,
+    ) -> Result<String, Error> {
         let _guard = self.lock()?;
         let (mut file, mut created) = self.open_live()?;
         let len = file.metadata().map_err(|e| read_err(&self.path, e))?.len();
@@ -182,7 +196,7 @@ impl Log {
         if created {
             files::sync_dir(self.dir()).map_err(|e| write_err(&self.path, e))?;
         }
-        Ok(())
+        Ok(sha256_hex(line.trim_end_matches('\n').as_bytes()))
     }
 
     /// The last record of `event` for `profile` (any outcome, or successes only), searching the
@@ -795,6 +809,7 @@ mod tests {
                 custodians: Vec::new(),
                 token_holder: "bob".into(),
                 reason: "drill".into(),
+                ticket: None,
                 session: None,
             },
             outcome: Outcome::Failure {
@@ -1025,6 +1040,7 @@ mod tests {
             custodians: Vec::new(),
             token_holder: "bob".into(),
             reason: "r".repeat(3 * TAIL_CHUNK as usize),
+            ticket: None,
             session: None,
         };
         log.append(&long).unwrap();

@@ -203,8 +203,33 @@ pub enum Record {
         token_holder: String,
         /// Why the access was needed, as typed.
         reason: String,
+        /// The ticket given (`--ticket`, or at the prompt); `None`: none (and not written).
+        ticket: Option<String>,
         /// The session and the MFA device's ARN; `None` on failure.
         session: Option<(Issued, String)>,
+    },
+    /// A notice of an event went to one channel (`[notify]`); its outcome says whether it
+    /// was delivered. Written after the event's own record, whose chain head the notice
+    /// carried.
+    Notice {
+        /// The event notified (`"activation granted"`…, see `notify::Event`).
+        event: &'static str,
+        /// The channel: `"sns:TOPIC-ARN"` or `"webhook:NAME"`.
+        channel: String,
+        /// The channel is `required = true`.
+        required: bool,
+        /// The chain head the notice carried (the head after the event's record).
+        audit_head: String,
+    },
+    /// A granted activation was taken back before anything was handed out: a required
+    /// notice could not be delivered. Its session was wiped.
+    ActivationWithdrawn {
+        /// The attempt's id (as in its `activation` record).
+        attempt: String,
+        /// The withdrawn session's temporary access key id.
+        temporary_access_key_id: String,
+        /// The required channels that failed.
+        channels: Vec<String>,
     },
     /// AssumeRole with the two-person session, for a shell or the console.
     RoleAssumed {
@@ -304,6 +329,8 @@ pub enum Record {
         token_holder: String,
         /// Why, as typed.
         reason: String,
+        /// The ticket given; `None`: none (not written).
+        ticket: Option<String>,
         /// The vault's format version after the change.
         version: u16,
         /// The vault file.
@@ -379,6 +406,8 @@ impl Record {
             Self::KeyRotation { .. } => "key rotation",
             Self::Rekey { .. } => "rekey",
             Self::Drill { .. } => "drill",
+            Self::Notice { .. } => "notice",
+            Self::ActivationWithdrawn { .. } => "activation withdrawn",
         }
     }
 
@@ -428,6 +457,7 @@ impl Record {
                 custodians,
                 token_holder,
                 reason,
+                ticket,
                 session,
             } => {
                 put("attempt", text(attempt));
@@ -440,6 +470,9 @@ impl Record {
                 }
                 put("token_holder", text(token_holder));
                 put("reason", text(reason));
+                if let Some(t) = ticket {
+                    put("ticket", text(t));
+                }
                 if let Some((issued, mfa_serial)) = session {
                     put(
                         "temporary_access_key_id",
@@ -537,6 +570,29 @@ impl Record {
                 put("by_pid", Value::from(*by_pid));
                 put("by_exe", text(by_exe));
             }
+            Self::Notice {
+                event,
+                channel,
+                required,
+                audit_head,
+            } => {
+                put("notice_of", text(event));
+                put("channel", text(channel));
+                put("required", Value::Bool(*required));
+                put("audit_head", text(audit_head));
+            }
+            Self::ActivationWithdrawn {
+                attempt,
+                temporary_access_key_id,
+                channels,
+            } => {
+                put("attempt", text(attempt));
+                put("temporary_access_key_id", text(temporary_access_key_id));
+                put(
+                    "channels",
+                    Value::Array(channels.iter().map(|c| text(c)).collect()),
+                );
+            }
             Self::ConnectionRefused {
                 peer_pid,
                 peer_uid,
@@ -551,6 +607,7 @@ impl Record {
                 custodians,
                 token_holder,
                 reason,
+                ticket,
                 version,
                 vault,
             } => {
@@ -564,6 +621,9 @@ impl Record {
                 );
                 put("token_holder", text(token_holder));
                 put("reason", text(reason));
+                if let Some(t) = ticket {
+                    put("ticket", text(t));
+                }
                 put("version", Value::from(*version));
                 put("vault", text(vault));
             }
@@ -719,6 +779,7 @@ mod tests {
                 custodians: Vec::new(),
                 token_holder: "bob".into(),
                 reason: format!("drill {n}"),
+                ticket: None,
                 session: None,
             },
             outcome: Outcome::Success,
@@ -762,6 +823,7 @@ mod tests {
                 custodians: Vec::new(),
                 token_holder: "bob".into(),
                 reason: "IdP down".into(),
+                ticket: Some("INC123456".into()),
                 session: Some((
                     Issued {
                         temporary_access_key_id: "ASIAEXAMPLE".into(),
@@ -775,7 +837,7 @@ mod tests {
         assert_eq!(
             Value::Object(e.to_json()).to_string(),
             "{\"time\":\"2023-11-14T22:13:20Z\",\"event\":\"activation\",\"profile\":\"prod\",\
-             \"attempt\":\"0123456789abcdef\",\"password_holder\":\"alice\",\"token_holder\":\"bob\",\"reason\":\"IdP down\",\
+             \"attempt\":\"0123456789abcdef\",\"password_holder\":\"alice\",\"token_holder\":\"bob\",\"reason\":\"IdP down\",\"ticket\":\"INC123456\",\
              \"temporary_access_key_id\":\"ASIAEXAMPLE\",\"mfa_serial\":\"arn:aws:iam::123456789012:mfa/bg\",\
              \"expiration\":\"2023-11-14T23:13:20Z\",\"outcome\":\"failure: x\"}"
         );

@@ -33,6 +33,8 @@ pub enum Service {
     Organizations,
     /// Amazon EventBridge (the drill's check of each account's alert rule).
     Events,
+    /// Amazon SNS (activation notices).
+    Sns,
 }
 
 impl Service {
@@ -43,6 +45,7 @@ impl Service {
             Self::Iam => "AWS IAM",
             Self::Organizations => "AWS Organizations",
             Self::Events => "Amazon EventBridge",
+            Self::Sns => "Amazon SNS",
         }
     }
 
@@ -53,6 +56,7 @@ impl Service {
             Self::Iam => "AWS_ENDPOINT_URL_IAM",
             Self::Organizations => "AWS_ENDPOINT_URL_ORGANIZATIONS",
             Self::Events => "AWS_ENDPOINT_URL_EVENTBRIDGE",
+            Self::Sns => "AWS_ENDPOINT_URL_SNS",
         }
     }
 }
@@ -170,6 +174,8 @@ pub fn resolve_with(
         (_, Service::Organizations) => "https://organizations.us-east-1.amazonaws.com".into(),
         (Partition::China, Service::Events) => format!("https://events.{region}.amazonaws.com.cn"),
         (_, Service::Events) => format!("https://events.{region}.amazonaws.com"),
+        (Partition::China, Service::Sns) => format!("https://sns.{region}.amazonaws.com.cn"),
+        (_, Service::Sns) => format!("https://sns.{region}.amazonaws.com"),
     };
     Resolved {
         url,

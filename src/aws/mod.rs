@@ -11,6 +11,7 @@ pub mod org;
 pub mod pace;
 pub mod policy;
 pub mod probe;
+pub mod sns;
 pub mod sts;
 
 use std::time::{Duration, Instant};
@@ -183,6 +184,7 @@ impl<'a> Call<'a> {
             "AWS IAM" => Service::Iam,
             "AWS Organizations" => Service::Organizations,
             "Amazon EventBridge" => Service::Events,
+            "Amazon SNS" => Service::Sns,
             _ => Service::Sts,
         };
         self.tracker

@@ -26,6 +26,8 @@ pub struct Want<'a> {
     pub paths: &'a Paths,
     /// Given on the command line; otherwise asked at the prompt when leading.
     pub reason: Option<&'a str>,
+    /// Given on the command line (`--ticket`); otherwise asked when the profile requires one.
+    pub ticket: Option<&'a str>,
     /// The reader of the token (overrides the profile's).
     pub reader: Option<&'a str>,
     /// A person can answer a ceremony here (there is a terminal).
@@ -107,6 +109,7 @@ fn ceremony(w: &Want<'_>, open_prompt: OpenPrompt<'_>) -> Result<unlock::Activat
         profile: w.profile,
         paths: w.paths,
         reason: w.reason,
+        ticket: w.ticket,
         requested_by: w.requested_by,
         endpoint: Endpoint::of(w.profile),
         now: w.clock,

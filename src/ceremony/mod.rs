@@ -449,6 +449,20 @@ pub enum Error {
     /// An activation or role hand-out was asked without a reason.
     #[error("a reason is required and it is empty")]
     EmptyReason,
+    /// No ticket where the profile requires one, or one its pattern refuses.
+    #[error("{0}")]
+    Ticket(#[from] crate::config::BadTicket),
+    /// A notice could not be delivered to a channel with `required = true`: nothing was
+    /// handed out (a granted session was wiped).
+    #[error("the {event} notice could not be delivered to a required channel ({}); {}", failures.join("; "), if *withdrawn { "the session STS granted was wiped and nothing was handed out" } else { "STS was not called" })]
+    NoticeNotDelivered {
+        /// The event (`"activation attempt"`, `"activation granted"`).
+        event: &'static str,
+        /// Each failed required channel, with why.
+        failures: Vec<String>,
+        /// A granted session was wiped (the granted notice), or STS was not called yet.
+        withdrawn: bool,
+    },
     /// A prompt could not be answered (cancelled, no terminal, a script ran out).
     #[error("the answer was cancelled or no terminal is available: {0}")]
     NoAnswer(String),

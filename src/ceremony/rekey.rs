@@ -69,6 +69,8 @@ pub struct Request<'a> {
     pub paths: &'a Paths,
     /// Why, for the audit log; `None`: asked at the prompt.
     pub reason: Option<&'a str>,
+    /// The incident's or change's ticket; `None`: asked when the profile requires one.
+    pub ticket: Option<&'a str>,
     /// The change.
     pub what: What,
     /// Audit times.
@@ -166,6 +168,7 @@ pub async fn rekey<P: Plug + ?Sized>(
         custodians: seen.custodians,
         token_holder: seen.token_holder,
         reason: seen.reason,
+        ticket: seen.ticket,
         version: result.as_ref().map_or(seen.version, |(_, v)| *v),
         vault: path.display().to_string(),
     };
@@ -206,6 +209,7 @@ struct Seen {
     custodians: Vec<String>,
     token_holder: String,
     reason: String,
+    ticket: Option<String>,
     version: u16,
 }
 
@@ -217,6 +221,9 @@ async fn attempt<P: Plug + ?Sized>(
     seen: &mut Seen,
 ) -> Result<(Report, u16), Error> {
     seen.reason = req.reason.unwrap_or_default().trim().to_owned();
+    if req.ticket.is_some() {
+        seen.ticket = req.profile.ticket.check(&req.profile.name, req.ticket)?;
+    }
     let journal = req.paths.rotation_journal(&req.profile.name);
     let _lock = lock(&journal)?;
     if Journal::load(&journal)?.is_some_and(|j| j.interrupted()) {
@@ -276,6 +283,13 @@ async fn attempt<P: Plug + ?Sized>(
     }
     if seen.reason.is_empty() {
         return Err(Error::EmptyReason);
+    }
+    if seen.ticket.is_none() && req.profile.ticket.required {
+        let typed = prompt.line(&format!(
+            "Ticket (profile {:?} requires one): ",
+            req.profile.name
+        ))?;
+        seen.ticket = req.profile.ticket.check(&req.profile.name, Some(&typed))?;
     }
     run(
         req,

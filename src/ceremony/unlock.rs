@@ -13,6 +13,7 @@ use crate::audit;
 use crate::aws::{self, sts, Endpoint, Signer};
 use crate::clock::Clock;
 use crate::config::{Paths, Profile};
+use crate::notify::{self, Event, Notice};
 use crate::secure::mask_key_id;
 use crate::token::Token;
 use crate::vault::{self, OathFactor};
@@ -33,6 +34,8 @@ pub struct Activation {
     pub user_arn: String,
     /// Why the glass was broken, as recorded.
     pub reason: String,
+    /// The ticket, as recorded.
+    pub ticket: Option<String>,
 }
 
 /// What `unlock` needs besides people and a token.
@@ -44,6 +47,8 @@ pub struct Request<'a> {
     /// Why the access is needed, for the audit log; `None`: asked at the prompt once the
     /// checks have passed.
     pub reason: Option<&'a str>,
+    /// The incident's ticket; `None`: asked at the prompt when the profile requires one.
+    pub ticket: Option<&'a str>,
     /// The command that asked (`"breakglass unlock"`), for the attempt's record.
     pub requested_by: &'a str,
     /// The STS endpoint.
@@ -71,9 +76,15 @@ impl<T: Token> Plug for T {
 /// What the attempt learnt on its way, for its outcome record.
 #[derive(Default)]
 struct Progress {
+    attempt: String,
     reason: String,
+    ticket: Option<String>,
     holders: Option<(String, String)>,
     custodians: Vec<String>,
+    /// The user's ARN, once the vault is open.
+    user_arn: String,
+    /// The chain head after the last record written.
+    head: String,
 }
 
 /// Runs the activation. Every attempt leaves an `activation started` record before anything
@@ -109,14 +120,24 @@ async fn activation<P: Plug + ?Sized>(
     if req.reason.is_some_and(|r| r.trim().is_empty()) {
         return Err(Error::EmptyReason);
     }
-    let attempt = start(req)?;
+    // A ticket given is checked before anything starts; a missing one is asked with the
+    // reason (or refused then, without a terminal).
+    let ticket = match req.ticket {
+        Some(t) => req.profile.ticket.check(&req.profile.name, Some(t))?,
+        None => None,
+    };
+    let (attempt, head) = start(req)?;
     let mut progress = Progress {
+        attempt: attempt.clone(),
         reason: req.reason.unwrap_or_default().trim().to_owned(),
+        ticket,
         holders: None,
         custodians: Vec::new(),
+        user_arn: String::new(),
+        head,
     };
     let result = run(req, token, prompt, &mut progress, keep).await;
-    let (password_holder, token_holder) = match (&result, progress.holders) {
+    let (password_holder, token_holder) = match (&result, progress.holders.clone()) {
         (_, Some(names)) => names,
         (
             Err(Error::SameHolder {
@@ -133,6 +154,7 @@ async fn activation<P: Plug + ?Sized>(
         custodians: progress.custodians.clone(),
         token_holder: token_holder.clone(),
         reason: progress.reason.clone(),
+        ticket: progress.ticket.clone(),
         session: result.as_ref().ok().map(|(s, serial, ..)| {
             (
                 audit::Issued {
@@ -153,8 +175,68 @@ async fn activation<P: Plug + ?Sized>(
             "The outcome of this attempt could not be written to the audit log: {e}"
         ));
     }
-    let (session, mfa_serial, user_arn, _, opened) = result?;
+    if let Ok(head) = &logged {
+        progress.head.clone_from(head);
+    }
+    let base = NoticeBase {
+        progress: &progress,
+        holders: (&password_holder, &token_holder),
+    };
+    let (session, mfa_serial, user_arn, _, opened) = match result {
+        Ok(granted) => granted,
+        Err(e) => {
+            let notice = base.notice(req, Event::ActivationRefused, Some(e.to_string()), None);
+            notify(req, prompt, &notice, None).await;
+            return Err(e);
+        }
+    };
     logged.map_err(Error::AuditFailed)?;
+    if !req.profile.notify.is_empty() {
+        progress.user_arn.clone_from(&user_arn);
+        let base = NoticeBase {
+            progress: &progress,
+            holders: (&password_holder, &token_holder),
+        };
+        let notice = base.notice(req, Event::ActivationGranted, None, Some(&session));
+        let with = notify::With {
+            signer: Signer {
+                access_key_id: &session.access_key_id,
+                secret_access_key: &session.secret_access_key,
+                session_token: Some(&session.session_token),
+            },
+            signing_ahead_secs: req.endpoint.signing_ahead_secs,
+        };
+        let failures = notify(req, prompt, &notice, Some(&with)).await;
+        if !failures.is_empty() {
+            // Nothing leaves this function: the session is dropped (and wiped) here.
+            let rec = audit::Record::ActivationWithdrawn {
+                attempt: progress.attempt.clone(),
+                temporary_access_key_id: session.access_key_id.clone(),
+                channels: failures.iter().map(|(c, _)| c.clone()).collect(),
+            };
+            let why = audit::Outcome::Failure {
+                reason: format!(
+                    "a required notice was not delivered: {}",
+                    failures
+                        .iter()
+                        .map(|(c, e)| format!("{c}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            };
+            drop(session);
+            drop(opened);
+            record(req, rec, why).map_err(Error::AuditFailed)?;
+            return Err(Error::NoticeNotDelivered {
+                event: Event::ActivationGranted.name(),
+                failures: failures
+                    .into_iter()
+                    .map(|(c, e)| format!("{c}: {e}"))
+                    .collect(),
+                withdrawn: true,
+            });
+        }
+    }
     Ok((
         Activation {
             session,
@@ -164,14 +246,109 @@ async fn activation<P: Plug + ?Sized>(
             mfa_serial,
             user_arn,
             reason: progress.reason,
+            ticket: progress.ticket,
         },
         opened,
     ))
 }
 
-/// Writes the `activation started` record; returns the attempt's id. An attempt that cannot
-/// be recorded does not start.
-fn start(req: &Request<'_>) -> Result<String, Error> {
+/// What every notice of this attempt says about it.
+struct NoticeBase<'a> {
+    progress: &'a Progress,
+    holders: (&'a str, &'a str),
+}
+
+impl NoticeBase<'_> {
+    fn notice(
+        &self,
+        req: &Request<'_>,
+        event: Event,
+        detail: Option<String>,
+        session: Option<&sts::Session>,
+    ) -> Notice {
+        Notice {
+            event,
+            time: req.now.now(),
+            profile: req.profile.name.clone(),
+            user_arn: self.progress.user_arn.clone(),
+            password_holder: self.holders.0.to_owned(),
+            token_holder: self.holders.1.to_owned(),
+            custodians: self.progress.custodians.clone(),
+            reason: self.progress.reason.clone(),
+            ticket: self.progress.ticket.clone(),
+            temporary_access_key_id: session.map(|s| s.access_key_id.clone()),
+            expiration: session.map(|s| s.expiration),
+            detail,
+            audit_head: self.progress.head.clone(),
+        }
+    }
+}
+
+/// Delivers `notice` to the profile's channels, records each delivery, warns the holders of
+/// each failure; returns the required channels that failed, with why.
+async fn notify(
+    req: &Request<'_>,
+    prompt: &mut dyn Prompt,
+    notice: &Notice,
+    with: Option<&notify::With<'_>>,
+) -> Vec<(String, String)> {
+    if req.profile.notify.is_empty() {
+        return Vec::new();
+    }
+    let deliveries = notify::deliver(req.profile, notice, with).await;
+    record_deliveries(req, prompt, notice, &deliveries)
+}
+
+/// The `notice` records of `deliveries` (a record that cannot be written is said); the
+/// warnings; the required failures.
+pub(super) fn record_deliveries(
+    req: &Request<'_>,
+    prompt: &mut dyn Prompt,
+    notice: &Notice,
+    deliveries: &[notify::Delivery],
+) -> Vec<(String, String)> {
+    let mut blocking = Vec::new();
+    for d in deliveries {
+        let rec = audit::Record::Notice {
+            event: notice.event.name(),
+            channel: d.channel.clone(),
+            required: d.required,
+            audit_head: notice.audit_head.clone(),
+        };
+        let outcome = match &d.result {
+            Ok(()) => audit::Outcome::Success,
+            Err(e) => audit::Outcome::Failure { reason: e.clone() },
+        };
+        if let Err(e) = record(req, rec, outcome) {
+            prompt.note(&format!(
+                "The delivery of the {} notice to {} could not be written to the audit log: {e}",
+                notice.event.name(),
+                d.channel
+            ));
+        }
+        match &d.result {
+            Ok(()) => {}
+            Err(e) if d.required => {
+                prompt.note(&format!(
+                    "The {} notice could not be delivered to {} (required): {e}",
+                    notice.event.name(),
+                    d.channel
+                ));
+                blocking.push((d.channel.clone(), e.clone()));
+            }
+            Err(e) => prompt.note(&format!(
+                "WARNING: the {} notice could not be delivered to {}: {e}. It is not required, so this goes on; tell the security team yourself.",
+                notice.event.name(),
+                d.channel
+            )),
+        }
+    }
+    blocking
+}
+
+/// Writes the `activation started` record; returns the attempt's id and the chain head. An
+/// attempt that cannot be recorded does not start.
+fn start(req: &Request<'_>) -> Result<(String, String), Error> {
     let id: [u8; 8] = crate::secure::random_bytes(req.rng).map_err(vault::Error::from)?;
     let attempt = data_encoding::HEXLOWER.encode(&id);
     let parent_pid = std::os::unix::process::parent_id();
@@ -184,8 +361,8 @@ fn start(req: &Request<'_>) -> Result<String, Error> {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
     };
-    record(req, rec, audit::Outcome::Success)?;
-    Ok(attempt)
+    let head = record(req, rec, audit::Outcome::Success)?;
+    Ok((attempt, head))
 }
 
 /// What a granted activation brings back: the session, the MFA device, the user's ARN, the
@@ -206,7 +383,7 @@ fn sealed_record(
     record: audit::Record,
     key: &crate::secure::Key32,
     prompt: &mut dyn Prompt,
-) -> Result<(), audit::Error> {
+) -> Result<String, audit::Error> {
     let log = audit::Log::new(&req.paths.audit_log());
     let seal = audit::Seal::new(key);
     // A log that cannot be checked (a broken chain, a torn line) must not stop break-glass
@@ -239,21 +416,22 @@ fn sealed_record(
         record,
         outcome: audit::Outcome::Success,
     };
-    log.append_sealed(&entry, &seal)
+    log.append_head(&entry, Some(&seal))
 }
 
+/// Appends an unsealed record; returns the chain head after it.
 fn record(
     req: &Request<'_>,
     record: audit::Record,
     outcome: audit::Outcome,
-) -> Result<(), audit::Error> {
+) -> Result<String, audit::Error> {
     let entry = audit::Entry {
         time: req.now.now(),
         profile: &req.profile.name,
         record,
         outcome,
     };
-    audit::append(&req.paths.audit_log(), &entry)
+    audit::Log::new(&req.paths.audit_log()).append_head(&entry, None)
 }
 
 async fn run<P: Plug + ?Sized>(
@@ -276,6 +454,19 @@ async fn run<P: Plug + ?Sized>(
         if progress.reason.is_empty() {
             return Err(Error::EmptyReason);
         }
+    }
+    if progress.ticket.is_none() && req.profile.ticket.required {
+        let typed = prompt.line(&format!(
+            "Ticket (profile {:?} requires one{}): ",
+            req.profile.name,
+            req.profile
+                .ticket
+                .pattern
+                .as_deref()
+                .map(|p| format!(", matching {p}"))
+                .unwrap_or_default()
+        ))?;
+        progress.ticket = req.profile.ticket.check(&req.profile.name, Some(&typed))?;
     }
     // A vault with custodians: each of the quorum in turn (name, then passphrase), then the
     // token holder, who is none of them. With one passphrase, both names now and the
@@ -302,6 +493,27 @@ async fn run<P: Plug + ?Sized>(
             None
         }
     };
+    // Before any secret is typed: the webhooks hear of the attempt (SNS cannot: no session
+    // yet), and a required one that cannot be reached ends it before people make an effort.
+    if !req.profile.notify.webhooks.is_empty() {
+        let (p, t) = progress.holders.clone().unwrap_or_default();
+        let base = NoticeBase {
+            progress,
+            holders: (&p, &t),
+        };
+        let notice = base.notice(req, Event::ActivationAttempt, None, None);
+        let failures = notify(req, prompt, &notice, None).await;
+        if !failures.is_empty() {
+            return Err(Error::NoticeNotDelivered {
+                event: Event::ActivationAttempt.name(),
+                failures: failures
+                    .into_iter()
+                    .map(|(c, e)| format!("{c}: {e}"))
+                    .collect(),
+                withdrawn: false,
+            });
+        }
+    }
     let granted = activate(req, &vault, token, prompt, keep, custodians.as_deref()).await?;
     // Said last, when the glass is open: what to do once the outage is over.
     let journal = super::rotate::Journal::load(&req.paths.rotation_journal(&req.profile.name));

@@ -46,6 +46,10 @@ pub struct DrillArgs {
     /// Why (goes to the audit log).
     #[arg(long, default_value = drill::DEFAULT_REASON)]
     reason: String,
+    /// The incident's or change's ticket (goes to the audit log and the notices); asked when
+    /// the profile has require_ticket and none is given.
+    #[arg(long, value_name = "ID")]
+    ticket: Option<String>,
     /// Use the reader whose name contains this text (overrides the profile).
     #[arg(long, value_name = "NAME")]
     reader: Option<String>,
@@ -212,6 +216,7 @@ pub fn drill_cmd(args: DrillArgs) -> Result<(), CliError> {
             profile: &profile,
             paths: &paths,
             reason: Some(args.reason.trim()),
+            ticket: args.ticket.as_deref(),
             requested_by: "breakglass drill",
             endpoint: Endpoint::of(&profile),
             now: clock(),

@@ -522,6 +522,17 @@ impl From<breakglass::ceremony::Error> for CliError {
                 exit::USAGE,
             ),
             E::EmptyReason => ("say why the glass is broken: --reason \"…\"", exit::USAGE),
+            E::Ticket(crate_config_bad) => (
+                match crate_config_bad {
+                    breakglass::config::BadTicket::Missing { .. } => "give the incident's ticket: --ticket ID (the profile's require_ticket)",
+                    _ => "give the ticket as the profile's ticket_pattern expects (ask the security team if the pattern is wrong)",
+                },
+                exit::USAGE,
+            ),
+            E::NoticeNotDelivered { .. } => (
+                "fix the channel named (the network, the webhook's URL or certificate, the topic's policy), or reach the security team another way and have them set required = false for it in [notify]; then unlock again",
+                exit::UNAVAILABLE,
+            ),
             E::NoAnswer(_) => ("run the command in an interactive terminal", exit::USAGE),
             E::PassphraseMismatch => ("run the command again and type the same passphrase twice", exit::USAGE),
             E::WeakPassphrase { .. } => ("choose a longer passphrase (four or more random words)", exit::USAGE),

@@ -183,6 +183,7 @@ fn want<'a>(
         profile,
         paths,
         reason: None,
+        ticket: None,
         reader,
         interactive: term::has_tty(),
         fresh: false,

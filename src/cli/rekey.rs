@@ -56,6 +56,10 @@ pub struct RekeyArgs {
     /// Why the people or tokens change (asked when not given).
     #[arg(long)]
     reason: Option<String>,
+    /// The incident's or change's ticket (goes to the audit log and the notices); asked when
+    /// the profile has require_ticket and none is given.
+    #[arg(long, value_name = "ID")]
+    ticket: Option<String>,
     /// Write a Markdown transcript of the ceremony for the witnesses (no secret in it).
     #[arg(long, value_name = "FILE")]
     transcript: Option<std::path::PathBuf>,
@@ -129,6 +133,7 @@ pub fn rekey_cmd(args: RekeyArgs) -> Result<(), CliError> {
         profile: &profile,
         paths: &paths,
         reason: args.reason.as_deref(),
+        ticket: args.ticket.as_deref(),
         what,
         now: clock(),
         rng: &rng,

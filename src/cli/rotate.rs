@@ -41,6 +41,10 @@ pub struct RotateArgs {
     /// Why the key is rotated (goes to the audit log); asked at the prompt when missing.
     #[arg(long)]
     reason: Option<String>,
+    /// The incident's or change's ticket (goes to the audit log and the notices); asked when
+    /// the profile has require_ticket and none is given.
+    #[arg(long, value_name = "ID")]
+    ticket: Option<String>,
     /// Use the reader whose name contains this text (overrides the profile).
     #[arg(long, value_name = "NAME")]
     reader: Option<String>,
@@ -150,6 +154,7 @@ pub fn rotate_cmd(args: RotateArgs) -> Result<(), CliError> {
             profile: &profile,
             paths: &paths,
             reason,
+            ticket: args.ticket.as_deref(),
             requested_by: if matches!(mode, Mode::Finish { .. }) {
                 "breakglass rotate --finish"
             } else {

@@ -99,6 +99,55 @@ fn drills(paths: &Paths) -> Vec<String> {
         .collect()
 }
 
+/// Where each profile's notices go, and how the last delivery went (from the audit log).
+fn notices(paths: &Paths) -> Vec<String> {
+    let log = breakglass::audit::Log::new(&paths.audit_log());
+    config::load_all(paths)
+        .unwrap_or_default()
+        .values()
+        .filter(|p| !p.notify.is_empty())
+        .map(|p| {
+            let channels: Vec<String> = breakglass::notify::channels(&p.notify)
+                .into_iter()
+                .map(|(c, required)| {
+                    if required {
+                        format!("{c} (required)")
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let last = match log.last("notice", &p.name, false) {
+                Ok(Some(r)) => {
+                    let text = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("?");
+                    let outcome = text("outcome");
+                    let how = if outcome == "success" {
+                        "delivered".to_owned()
+                    } else {
+                        format!(
+                            "NOT delivered ({})",
+                            outcome.trim_start_matches("failure: ")
+                        )
+                    };
+                    format!(
+                        "; last delivery: the {} notice to {} at {}, {how}",
+                        text("notice_of"),
+                        text("channel"),
+                        text("time")
+                    )
+                }
+                Ok(None) => "; nothing sent yet".to_owned(),
+                Err(e) => format!("; the last delivery cannot be read ({e})"),
+            };
+            format!(
+                "profile {:?}: notices go to {}{last}",
+                p.name,
+                channels.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Who and what opens each profile's vault, from its clear header (nothing is opened): the
 /// custodians and threshold, or one passphrase, and the token slots.
 fn vaults(paths: &Paths) -> Vec<String> {
@@ -147,6 +196,9 @@ pub fn status_cmd(args: StatusArgs) -> Result<(), CliError> {
         }
         for line in drills(&paths) {
             outln!("{line}")?;
+        }
+        for line in notices(&paths) {
+            outln!("{}", printable(&line))?;
         }
     }
     let status = match Client::running(&paths) {

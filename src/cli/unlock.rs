@@ -19,6 +19,10 @@ pub struct UnlockArgs {
     /// Why the glass is broken (goes to the audit log).
     #[arg(long)]
     reason: String,
+    /// The incident's or change's ticket (goes to the audit log and the notices); asked when
+    /// the profile has require_ticket and none is given.
+    #[arg(long, value_name = "ID")]
+    ticket: Option<String>,
     /// Also print the credentials as credential_process JSON on stdout (secrets: pipe them).
     #[arg(long)]
     print_json: bool,
@@ -37,6 +41,7 @@ pub fn unlock_cmd(args: UnlockArgs) -> Result<(), CliError> {
     drop(TtyPrompt::open()?);
     let want = Want {
         reason: Some(args.reason.trim()),
+        ticket: args.ticket.as_deref(),
         interactive: true,
         fresh: true,
         ..want(

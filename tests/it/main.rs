@@ -23,6 +23,7 @@ mod hardening;
 mod holder_names;
 mod mfa_retry;
 mod mixed_slots;
+mod notify;
 mod piv_attestation;
 mod piv_factor;
 mod promises;

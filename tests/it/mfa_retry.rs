@@ -164,6 +164,7 @@ fn a_refused_code_is_retried_once_with_a_fresh_window_and_a_second_refusal_ends_
         profile: &profile,
         paths: &paths,
         reason: Some("a code refused"),
+        ticket: None,
         requested_by: "mfa retry test",
         endpoint: endpoint.clone(),
         now: &clock,

@@ -158,6 +158,7 @@ fn piv_fido2_and_oath_slots_each_open_the_vault() {
         profile: &profile,
         paths: &paths,
         reason: Some("mixed slots"),
+        ticket: None,
         requested_by: "mixed slots test",
         endpoint: endpoint.clone(),
         now: &now,

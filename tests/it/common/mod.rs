@@ -9,6 +9,7 @@
 pub mod emulator;
 pub mod faults;
 pub mod home;
+pub mod hooks;
 
 use std::fs::File;
 use std::io::Write;
