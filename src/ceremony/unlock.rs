@@ -184,6 +184,9 @@ async fn activation<P: Plug + ?Sized>(
     };
     let (session, mfa_serial, user_arn, _, opened) = match result {
         Ok(granted) => granted,
+        // A refusal because the attempt's notice could not be delivered is not notified
+        // again: it would wait for the same dead channel once more.
+        Err(e @ Error::NoticeNotDelivered { .. }) => return Err(e),
         Err(e) => {
             let notice = base.notice(req, Event::ActivationRefused, Some(e.to_string()), None);
             notify(req, prompt, &notice, None).await;

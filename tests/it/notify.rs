@@ -278,6 +278,15 @@ fn an_untrusted_certificate_warns_when_optional_and_stops_the_attempt_when_requi
         "{out}"
     );
     assert!(!out.contains("passphrase (not shown)"), "{out}");
+    // One failed delivery (the attempt's); the refusal it caused is not sent to the same
+    // dead channel again.
+    let failed_now = records(&home)
+        .into_iter()
+        .filter(|r| {
+            r["event"] == "notice" && r["outcome"].as_str().unwrap().starts_with("failure: ")
+        })
+        .count();
+    assert_eq!(failed_now, 3, "{}", home.audit());
     let last = records(&home)
         .into_iter()
         .rfind(|r| r["event"] == "activation")
