@@ -12,12 +12,13 @@ use std::time::Duration;
 use super::arena::Arena;
 use super::harden::{self, Peer, SocketFile};
 use super::protocol::{Answer, Request};
-use super::session::{now, Ask, Failure, Lead, Outcome, State};
+use super::session::{now, Ask, Failure, Gone, Lead, Outcome, State, Wiped};
 use super::status::{ProfileStatus, RoleStatus, Running, SessionStatus, Status};
 use super::wire::{self, FrameError};
 use super::CEREMONY_TIMEOUT_SECS;
 use crate::audit;
 use crate::config::{self, Paths};
+use crate::notify::{self, Event, Notice};
 
 /// A request (a whole frame, however it is sent) must arrive this fast; answers too.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,6 +76,8 @@ struct Agent {
     reading: Mutex<Vec<(u64, UnixStream, std::time::Instant)>>,
     next_id: std::sync::atomic::AtomicU64,
     hardening_failures: Vec<String>,
+    /// Notices of wiped sessions still being delivered (the agent does not exit under them).
+    notices: Arc<AtomicUsize>,
 }
 
 /// Runs the agent until `Stop` (or, detached, until it has been empty for a while).
@@ -123,6 +126,7 @@ pub fn run(paths: Paths, options: Options) -> Result<(), Error> {
         reading: Mutex::new(Vec::new()),
         next_id: std::sync::atomic::AtomicU64::new(0),
         hardening_failures,
+        notices: Arc::new(AtomicUsize::new(0)),
     });
     agent.record(
         "",
@@ -394,6 +398,7 @@ impl Agent {
                     text: &format!("agent stopped; {n} session(s) wiped"),
                 }
                 .send(stream);
+                self.drain_notices();
                 std::process::exit(0);
             }
             Request::PutBase { .. } | Request::PutRole { .. } | Request::Abort { .. } => Err(
@@ -626,13 +631,14 @@ impl Agent {
             }
             Some(p) => {
                 let mut st = self.lock();
-                let had = st.wipe(p);
+                let wiped = st.wipe(p, "locked");
                 drop(st);
-                if had {
-                    self.record_wipes(vec![(p.to_owned(), "locked")], peer);
-                    format!("locked {p}: its sessions are wiped")
-                } else {
-                    format!("{p} was not unlocked; nothing to wipe")
+                match wiped {
+                    Some(w) => {
+                        self.record_wipes(vec![w], peer);
+                        format!("locked {p}: its sessions are wiped")
+                    }
+                    None => format!("{p} was not unlocked; nothing to wipe"),
                 }
             }
         }
@@ -641,20 +647,84 @@ impl Agent {
     fn wipe_all(&self, why: &'static str, peer: Peer) -> usize {
         let mut st = self.lock();
         let names: Vec<String> = st.profiles.keys().cloned().collect();
-        let wiped: Vec<(String, &'static str)> = names
-            .into_iter()
-            .filter(|p| st.wipe(p))
-            .map(|p| (p, why))
-            .collect();
+        let wiped: Vec<Wiped> = names.iter().filter_map(|p| st.wipe(p, why)).collect();
         drop(st);
         let n = wiped.len();
         self.record_wipes(wiped, peer);
         n
     }
 
-    fn record_wipes(&self, wiped: Vec<(String, &'static str)>, peer: Peer) {
-        for (profile, why) in wiped {
-            self.record(&profile, audit::Record::SessionWiped { why, pid: peer.pid });
+    /// The `session wiped` records, and the notices of the two-person sessions that went
+    /// (`[notify]` webhooks, in threads of their own: nothing here waits for a channel).
+    fn record_wipes(&self, wiped: Vec<Wiped>, peer: Peer) {
+        for w in wiped {
+            let e = audit::Entry {
+                time: now(),
+                profile: &w.profile,
+                record: audit::Record::SessionWiped {
+                    why: w.why,
+                    pid: peer.pid,
+                },
+                outcome: audit::Outcome::Success,
+            };
+            match audit::Log::new(&self.paths.audit_log()).append_head(&e, None) {
+                Ok(head) => {
+                    if let Some(gone) = w.session {
+                        self.notify_wipe(&w.profile, w.why, gone, head);
+                    }
+                }
+                Err(err) => eprintln!("breakglass agent: cannot write the audit log: {err}"),
+            }
+        }
+    }
+
+    /// Sends the notice of a wiped session (lock, expiry, idle, stop) to the profile's
+    /// webhooks: there is no session left to publish to SNS with.
+    fn notify_wipe(&self, profile: &str, why: &'static str, gone: Gone, head: String) {
+        let profile = match config::load(&self.paths, profile) {
+            Ok(p) if !p.notify.webhooks.is_empty() => p,
+            Ok(_) => return,
+            Err(e) => {
+                eprintln!("breakglass agent: no notice of the {why} session of {profile}: {e}");
+                return;
+            }
+        };
+        let event = match why {
+            "expired" => Event::Expired,
+            "idle" => Event::Idle,
+            _ => Event::Locked,
+        };
+        let notice = Notice {
+            user_arn: gone.identity,
+            temporary_access_key_id: Some(gone.access_key_id),
+            expiration: Some(gone.expiration),
+            detail: Some(format!("The session was wiped from the agent ({why})")),
+            ..Notice::new(event, now(), &profile, head)
+                .by((&gone.password_holder, &gone.token_holder))
+        };
+        let log = self.paths.audit_log();
+        let in_flight = Arc::clone(&self.notices);
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new()
+            .name("notice".into())
+            .spawn(move || {
+                notify::announce_blocking(&profile, &log, &notice, &mut |w| {
+                    eprintln!("breakglass agent: {w}")
+                });
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.notices.fetch_sub(1, Ordering::SeqCst);
+            eprintln!("breakglass agent: no thread for the {why} notice: {e}");
+        }
+    }
+
+    /// Waits (boundedly) for the notices still being delivered, before the agent exits.
+    fn drain_notices(&self) {
+        let until =
+            std::time::Instant::now() + Duration::from_secs(*config::NOTIFY_TIMEOUT_SECS.end() + 2);
+        while self.notices.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -725,7 +795,8 @@ impl Agent {
             let st = self.lock();
             let empty = st.arena.in_use() == 0
                 && st.profiles.values().all(|e| e.lead.is_none())
-                && self.connections.load(Ordering::SeqCst) == 0;
+                && self.connections.load(Ordering::SeqCst) == 0
+                && self.notices.load(Ordering::SeqCst) == 0;
             if !self.foreground && empty && t >= st.last_activity + EMPTY_EXIT_SECS {
                 let _ = fs::remove_file(self.paths.agent_socket());
                 std::process::exit(0);

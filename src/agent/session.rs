@@ -52,6 +52,37 @@ pub(super) struct Base {
     pub(super) stored_by: (i32, String),
 }
 
+/// A profile whose sessions were wiped, and why (`"expired"`, `"idle"`, `"locked"`…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Wiped {
+    pub(super) profile: String,
+    pub(super) why: &'static str,
+    /// The two-person session that went, if there was one.
+    pub(super) session: Option<Gone>,
+}
+
+/// What a wiped two-person session was (for its notice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Gone {
+    pub(super) password_holder: String,
+    pub(super) token_holder: String,
+    pub(super) identity: String,
+    pub(super) access_key_id: String,
+    pub(super) expiration: u64,
+}
+
+impl Gone {
+    fn of(b: &Base) -> Self {
+        Self {
+            password_holder: b.password_holder.clone(),
+            token_holder: b.token_holder.clone(),
+            identity: b.identity.clone(),
+            access_key_id: b.held.access_key_id.clone(),
+            expiration: b.held.expiration,
+        }
+    }
+}
+
 pub(super) struct Role {
     pub(super) role_arn: String,
     pub(super) assumed_arn: String,
@@ -116,8 +147,8 @@ pub(super) enum Lead {
 }
 
 impl State {
-    /// Wipes what expired (STS expiry) or went idle; returns (profile, why).
-    pub(super) fn expire(&mut self, t: u64, idle_secs: u64) -> Vec<(String, &'static str)> {
+    /// Wipes what expired (STS expiry) or went idle; returns what and why.
+    pub(super) fn expire(&mut self, t: u64, idle_secs: u64) -> Vec<Wiped> {
         let mut out = Vec::new();
         let arena = &mut self.arena;
         for (name, e) in self.profiles.iter_mut() {
@@ -132,33 +163,40 @@ impl State {
                 Some(_) if e.last_used + idle_secs <= t => "idle",
                 _ => continue,
             };
-            if let Some(b) = e.base.take() {
+            let session = e.base.take().map(|b| {
                 arena.wipe(b.held.stored);
-            }
+                Gone::of(&b)
+            });
             if let Some(r) = e.role.take() {
                 arena.wipe(r.held.stored);
             }
-            out.push((name.clone(), why));
+            out.push(Wiped {
+                profile: name.clone(),
+                why,
+                session,
+            });
         }
         out
     }
 
-    /// Wipes one profile's sessions; true if there was one.
-    pub(super) fn wipe(&mut self, profile: &str) -> bool {
-        let Some(e) = self.profiles.get_mut(profile) else {
-            return false;
-        };
+    /// Wipes one profile's sessions for `why`; `None` if there was none.
+    pub(super) fn wipe(&mut self, profile: &str, why: &'static str) -> Option<Wiped> {
+        let e = self.profiles.get_mut(profile)?;
         e.epoch += 1;
         let mut had = false;
-        if let Some(b) = e.base.take() {
+        let session = e.base.take().map(|b| {
             self.arena.wipe(b.held.stored);
-            had = true;
-        }
+            Gone::of(&b)
+        });
         if let Some(r) = e.role.take() {
             self.arena.wipe(r.held.stored);
             had = true;
         }
-        had
+        (had || session.is_some()).then(|| Wiped {
+            profile: profile.to_owned(),
+            why,
+            session,
+        })
     }
 
     /// What a `Get` gets now; `None` means "wait for the running lead".
@@ -292,7 +330,7 @@ impl State {
                 token_holder,
                 identity,
             } => {
-                self.wipe(profile);
+                self.wipe(profile, "replaced");
                 let stored = self
                     .arena
                     .store(creds.secret_access_key, creds.session_token)
@@ -474,7 +512,13 @@ mod tests {
         assert!(st.expire(900, 3600).is_empty());
         assert_eq!(st.arena.in_use(), 1);
         assert!(st.profiles["prod"].role.is_none());
-        assert_eq!(st.expire(1000, 3600), vec![("prod".to_owned(), "expired")]);
+        let wiped = st.expire(1000, 3600);
+        assert_eq!(wiped.len(), 1);
+        assert_eq!(
+            (wiped[0].profile.as_str(), wiped[0].why),
+            ("prod", "expired")
+        );
+        assert!(wiped[0].session.is_some());
         assert_eq!(st.arena.in_use(), 0);
         assert!(st.profiles["prod"].base.is_none());
     }
@@ -483,7 +527,9 @@ mod tests {
     fn idle_sessions_are_wiped() {
         let mut st = state_with("prod", 100_000, Some(100_000), 1000);
         assert!(st.expire(1000 + 59, 60).is_empty());
-        assert_eq!(st.expire(1000 + 60, 60), vec![("prod".to_owned(), "idle")]);
+        let wiped = st.expire(1000 + 60, 60);
+        assert_eq!(wiped.len(), 1);
+        assert_eq!((wiped[0].profile.as_str(), wiped[0].why), ("prod", "idle"));
         assert_eq!(st.arena.in_use(), 0);
     }
 
@@ -596,7 +642,7 @@ mod tests {
             .unwrap();
         assert!(matches!(o, Some(Outcome::Lead(Lead::Role(..)))));
         // `lock prod` while the client runs AssumeRole.
-        assert!(st.wipe("prod"));
+        assert!(st.wipe("prod", "locked").is_some());
         let frame = put_role(&[
             arn.as_bytes(),
             b"ASIAROLE",

@@ -161,6 +161,27 @@ impl Log {
         self.append_with(entry, seal)
     }
 
+    /// The chain's head now: the hash of the last record (what `append_head` returned for it).
+    /// A notice sent after a ceremony's records carries it.
+    pub fn head(&self) -> Result<String, Error> {
+        let _guard = self.lock()?;
+        let (file, _) = self.open_live()?;
+        let len = file.metadata().map_err(|e| read_err(&self.path, e))?.len();
+        let last = match last_record(&file, len).map_err(|e| read_err(&self.path, e))? {
+            Tail::Clean { last } | Tail::Torn { last, .. } => last,
+            Tail::Damaged { offset } => {
+                return Err(Error::Damaged {
+                    path: self.path.display().to_string(),
+                    offset,
+                })
+            }
+        };
+        match last {
+            Some(line) => Ok(sha256_hex(&line)),
+            None => self.head_of_segments(),
+        }
+    }
+
     fn append_with(
         &self,
         entry: &Entry<'_>,

@@ -231,6 +231,16 @@ pub enum Record {
         /// The required channels that failed.
         channels: Vec<String>,
     },
+    /// A role session or a sign-in URL was discarded before it was handed out: a required
+    /// notice of it could not be delivered.
+    Withdrawn {
+        /// The event whose notice failed (`"role assumed"`, `"console URL made"`).
+        event: &'static str,
+        /// The discarded role session's temporary access key id.
+        temporary_access_key_id: String,
+        /// The required channels that failed.
+        channels: Vec<String>,
+    },
     /// AssumeRole with the two-person session, for a shell or the console.
     RoleAssumed {
         /// The role asked for.
@@ -408,6 +418,7 @@ impl Record {
             Self::Drill { .. } => "drill",
             Self::Notice { .. } => "notice",
             Self::ActivationWithdrawn { .. } => "activation withdrawn",
+            Self::Withdrawn { .. } => "withdrawn",
         }
     }
 
@@ -580,6 +591,18 @@ impl Record {
                 put("channel", text(channel));
                 put("required", Value::Bool(*required));
                 put("audit_head", text(audit_head));
+            }
+            Self::Withdrawn {
+                event,
+                temporary_access_key_id,
+                channels,
+            } => {
+                put("notice_of", text(event));
+                put("temporary_access_key_id", text(temporary_access_key_id));
+                put(
+                    "channels",
+                    Value::Array(channels.iter().map(|c| text(c)).collect()),
+                );
             }
             Self::ActivationWithdrawn {
                 attempt,

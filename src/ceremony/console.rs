@@ -10,7 +10,9 @@ use crate::aws::sts;
 use crate::clock::Clock;
 use crate::config::{Paths, Profile};
 
-use super::handout::{assume, Assumption, Purpose};
+use crate::notify::{Event, Notice};
+
+use super::handout::{assume, withheld_unless_notified, Assumption, Purpose};
 use super::Error;
 
 /// The Issuer of the sign-in URL: where the console sends people whose session ended.
@@ -42,10 +44,13 @@ pub struct SigninRequest<'a> {
     pub destination: &'a str,
     /// The clock (audit times, link expiry).
     pub clock: &'a dyn Clock,
+    /// Says a notice that could not be delivered (to the terminal).
+    pub warn: &'a dyn Fn(&str),
 }
 
-/// AssumeRole with the two-person session, a sign-in token for it, the login URL; audited. A
-/// URL whose audit record cannot be written is discarded.
+/// AssumeRole with the two-person session, a sign-in token for it, the login URL; audited and
+/// notified. A URL whose audit record cannot be written, or whose notice a required channel
+/// did not take, is discarded.
 pub fn make_url(
     req: &SigninRequest<'_>,
     base: &sts::Session,
@@ -62,6 +67,7 @@ pub fn make_url(
             duration_secs: None,
             purpose: Purpose::Console,
             clock: req.clock,
+            warn: req.warn,
         },
         base,
         holders,
@@ -91,6 +97,23 @@ pub fn make_url(
         },
         outcome: audit::Outcome::Success,
     };
-    audit::append(&req.paths.audit_log(), &entry).map_err(Error::UrlDiscarded)?;
+    let log = req.paths.audit_log();
+    let head = audit::Log::new(&log)
+        .append_head(&entry, None)
+        .map_err(Error::UrlDiscarded)?;
+    let notice = Notice {
+        detail: Some(format!(
+            "Console sign-in URL for role {} as {}; the link signs in until {}, the console session ends at {}",
+            req.role_arn,
+            signed.assumed_role_arn,
+            audit::rfc3339(signed.link_expires),
+            audit::rfc3339(signed.console_ends)
+        )),
+        temporary_access_key_id: Some(role.session.access_key_id.clone()),
+        expiration: Some(signed.console_ends),
+        ..Notice::new(Event::ConsoleUrl, now, req.profile, head).by(holders)
+    };
+    let key = role.session.access_key_id.clone();
+    withheld_unless_notified(req.profile, &log, &notice, Some(base), req.warn, key)?;
     Ok(signed)
 }

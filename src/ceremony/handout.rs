@@ -9,6 +9,7 @@ use crate::audit;
 use crate::aws::{sts, Endpoint, Signer};
 use crate::clock::Clock;
 use crate::config::{Paths, Profile};
+use crate::notify::{self, Event, Notice};
 use crate::secure::SystemRandom;
 use crate::token::{self, Device};
 
@@ -203,6 +204,7 @@ fn refresh_role(
             duration_secs: Some(left.clamp(ROLE_MIN_SECS, ROLE_MAX_SECS)),
             purpose: Purpose::Shell,
             clock: w.clock,
+            warn: &|w| eprintln!("breakglass: {w}"),
         },
         base,
         holders,
@@ -241,10 +243,14 @@ pub struct Assumption<'a> {
     pub purpose: Purpose,
     /// The clock (audit times).
     pub clock: &'a dyn Clock,
+    /// Says a notice that could not be delivered (to the terminal).
+    pub warn: &'a dyn Fn(&str),
 }
 
-/// Assumes the role with `RoleSessionName` and `SourceIdentity` naming both holders, and
-/// audits it; a role session whose record cannot be written is discarded.
+/// Assumes the role with `RoleSessionName` and `SourceIdentity` naming both holders, audits
+/// it, and notifies it (`[notify]`, published with the two-person session). A role session
+/// whose record cannot be written, or whose notice a required channel did not take, is
+/// discarded.
 pub fn assume(
     a: &Assumption<'_>,
     base: &sts::Session,
@@ -289,8 +295,89 @@ pub fn assume(
             }),
         },
     };
-    audit::append(&a.paths.audit_log(), &entry).map_err(Error::RoleDiscarded)?;
-    Ok(r?)
+    let log = a.paths.audit_log();
+    let head = audit::Log::new(&log)
+        .append_head(&entry, None)
+        .map_err(Error::RoleDiscarded)?;
+    let role = r?;
+    let notice = Notice {
+        detail: Some(format!(
+            "Role {} assumed as {} (for the {})",
+            a.role_arn,
+            role.assumed_role_arn,
+            a.purpose.name()
+        )),
+        temporary_access_key_id: Some(role.session.access_key_id.clone()),
+        expiration: Some(role.session.expiration),
+        ..Notice::new(Event::RoleAssumed, a.clock.now(), a.profile, head)
+            .by((password_holder, token_holder))
+    };
+    let key = role.session.access_key_id.clone();
+    withheld_unless_notified(a.profile, &log, &notice, Some(base), a.warn, key)?;
+    Ok(role)
+}
+
+/// Notifies a hand-out that is about to leave this process (a role session, a sign-in URL):
+/// `Err` when a required channel did not take it, after the `withdrawn` record; the caller
+/// then drops what it made.
+pub(super) fn withheld_unless_notified(
+    profile: &Profile,
+    log: &std::path::Path,
+    notice: &Notice,
+    base: Option<&sts::Session>,
+    warn: &dyn Fn(&str),
+    temporary_access_key_id: String,
+) -> Result<(), Error> {
+    if profile.notify.is_empty() {
+        return Ok(());
+    }
+    let endpoint = Endpoint::of(profile);
+    let with = base.map(|s| notify::With {
+        signer: Signer {
+            access_key_id: &s.access_key_id,
+            secret_access_key: &s.secret_access_key,
+            session_token: Some(&s.session_token),
+        },
+        signing_ahead_secs: endpoint.signing_ahead_secs,
+    });
+    let failures = runtime()?.block_on(notify::announce(
+        profile,
+        log,
+        notice,
+        with.as_ref(),
+        &mut |w| warn(w),
+    ));
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let entry = audit::Entry {
+        time: notice.time,
+        profile: &profile.name,
+        record: audit::Record::Withdrawn {
+            event: notice.event.name(),
+            temporary_access_key_id,
+            channels: failures.iter().map(|(c, _)| c.clone()).collect(),
+        },
+        outcome: audit::Outcome::Failure {
+            reason: format!(
+                "a required notice was not delivered: {}",
+                failures
+                    .iter()
+                    .map(|(c, e)| format!("{c}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        },
+    };
+    audit::append(log, &entry).map_err(Error::AuditFailed)?;
+    Err(Error::NoticeNotDelivered {
+        event: notice.event.name(),
+        failures: failures
+            .into_iter()
+            .map(|(c, e)| format!("{c}: {e}"))
+            .collect(),
+        then: "what it made was discarded and nothing was handed out",
+    })
 }
 
 /// Variables that would make an SDK pick other credentials than the hand-out's: `exec` removes

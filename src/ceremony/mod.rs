@@ -454,14 +454,14 @@ pub enum Error {
     Ticket(#[from] crate::config::BadTicket),
     /// A notice could not be delivered to a channel with `required = true`: nothing was
     /// handed out (a granted session was wiped).
-    #[error("the {event} notice could not be delivered to a required channel ({}); {}", failures.join("; "), if *withdrawn { "the session STS granted was wiped and nothing was handed out" } else { "STS was not called" })]
+    #[error("the {event} notice could not be delivered to a required channel ({}); {then}", failures.join("; "))]
     NoticeNotDelivered {
-        /// The event (`"activation attempt"`, `"activation granted"`).
+        /// The event (`"activation attempt"`, `"activation granted"`, `"role assumed"`…).
         event: &'static str,
         /// Each failed required channel, with why.
         failures: Vec<String>,
-        /// A granted session was wiped (the granted notice), or STS was not called yet.
-        withdrawn: bool,
+        /// What was done about it: "STS was not called", "the session … was wiped"….
+        then: &'static str,
     },
     /// A prompt could not be answered (cancelled, no terminal, a script ran out).
     #[error("the answer was cancelled or no terminal is available: {0}")]
@@ -660,6 +660,43 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)
+}
+
+/// Notifies how a ceremony (rotation, rekey, drill) ended, after its records, with the
+/// chain head then: the webhooks, and the SNS topic when its session is still at hand.
+/// Nothing is withheld for it (what the ceremony did is done); a failed delivery is said and
+/// recorded.
+pub(crate) async fn tell_outcome(
+    paths: &config::Paths,
+    notice: impl FnOnce(String) -> crate::notify::Notice,
+    profile: &config::Profile,
+    session: Option<&crate::aws::sts::Session>,
+    endpoint: &crate::aws::Endpoint,
+    warn: &mut dyn FnMut(&str),
+) {
+    if profile.notify.is_empty() {
+        return;
+    }
+    let log = paths.audit_log();
+    let head = match audit::Log::new(&log).head() {
+        Ok(h) => h,
+        Err(e) => {
+            warn(&format!(
+                "WARNING: no notice of this ceremony was sent: the audit log's head could not be read ({e}). Tell the security team yourself."
+            ));
+            return;
+        }
+    };
+    let notice = notice(head);
+    let with = session.map(|s| crate::notify::With {
+        signer: crate::aws::Signer {
+            access_key_id: &s.access_key_id,
+            secret_access_key: &s.secret_access_key,
+            session_token: Some(&s.session_token),
+        },
+        signing_ahead_secs: endpoint.signing_ahead_secs,
+    });
+    crate::notify::announce(profile, &log, &notice, with.as_ref(), warn).await;
 }
 
 /// Both holders' names, checked ([`names::checked`]: no control characters, something

@@ -20,6 +20,7 @@ use super::{names, AccessCodeOnce, Error, Passphrases, Prompt};
 use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Paths, Profile};
+use crate::notify::{Event, Notice};
 use crate::secure::{Key32, Random};
 use crate::token::Token;
 use crate::vault::{self, Change, MemberKey, NewCustodians, SlotInfo};
@@ -165,10 +166,10 @@ pub async fn rekey<P: Plug + ?Sized>(
             .as_ref()
             .map(|(r, _)| r.changed.clone())
             .unwrap_or_default(),
-        custodians: seen.custodians,
-        token_holder: seen.token_holder,
-        reason: seen.reason,
-        ticket: seen.ticket,
+        custodians: seen.custodians.clone(),
+        token_holder: seen.token_holder.clone(),
+        reason: seen.reason.clone(),
+        ticket: seen.ticket.clone(),
         version: result.as_ref().map_or(seen.version, |(_, v)| *v),
         vault: path.display().to_string(),
     };
@@ -183,6 +184,25 @@ pub async fn rekey<P: Plug + ?Sized>(
         prompt.note(&format!(
             "The outcome of this rekey could not be written to the audit log: {e}"
         ));
+    }
+    if logged.is_ok() {
+        let detail = match &result {
+            Ok((r, _)) => format!("Changed: {}", r.changed.join(" ")),
+            Err(e) => format!("The rekey failed and the vault is as it was: {e}"),
+        };
+        let notice = |head| Notice {
+            custodians: seen.custodians.clone(),
+            reason: seen.reason,
+            ticket: seen.ticket,
+            detail: Some(detail),
+            ..Notice::new(Event::Rekey, req.now.now(), req.profile, head)
+                .by((&seen.custodians.join("+"), &seen.token_holder))
+        };
+        let endpoint = crate::aws::Endpoint::of(req.profile);
+        super::tell_outcome(req.paths, notice, req.profile, None, &endpoint, &mut |w| {
+            prompt.note(w)
+        })
+        .await;
     }
     let (report, _) = result?;
     // The vault in place is the new one; its record is written, or said to be missing.

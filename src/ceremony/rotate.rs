@@ -27,6 +27,7 @@ use super::{Error, Prompt};
 use crate::audit;
 use crate::aws::{self, iam, sts, Signer};
 use crate::config::RotationPolicy;
+use crate::notify::{Event, Notice};
 use crate::secure::mask_key_id;
 use crate::vault;
 
@@ -297,6 +298,11 @@ pub async fn rotate<P: Plug + ?Sized>(
     let _lock = lock(&path)?;
     let journal = Journal::load(&path)?;
     let (activation, opened) = unlock::unlock_keeping_vault(&req.activation, token, prompt).await?;
+    let told = (
+        opened.payload.user_arn.clone(),
+        activation.reason.clone(),
+        activation.ticket.clone(),
+    );
     let mut run = Run {
         req,
         prompt,
@@ -368,6 +374,48 @@ pub async fn rotate<P: Plug + ?Sized>(
             }
         },
     }
+    let (user_arn, reason, ticket) = told;
+    let r = &run.report;
+    let a = &req.activation;
+    let notice = |head| Notice {
+        user_arn,
+        reason,
+        ticket,
+        detail: Some(format!(
+            "The vault now holds key {} (generation {}){}. Steps: {}",
+            mask_key_id(&r.vault_key),
+            r.generation,
+            match &r.staged {
+                Some((old, deactivate, delete)) => format!(
+                    "; the old key {} is deactivated at {} and deleted at {}",
+                    mask_key_id(old),
+                    audit::rfc3339(*deactivate),
+                    audit::rfc3339(*delete)
+                ),
+                None => String::new(),
+            },
+            if r.steps.is_empty() {
+                "none".to_owned()
+            } else {
+                r.steps
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        )),
+        ..Notice::new(Event::Rotation, req.now(), a.profile, head).by((&r.holders.0, &r.holders.1))
+    };
+    let prompt = run.prompt;
+    super::tell_outcome(
+        a.paths,
+        notice,
+        a.profile,
+        Some(&run.session),
+        &a.endpoint,
+        &mut |w| prompt.note(w),
+    )
+    .await;
     Ok(run.report)
 }
 

@@ -236,7 +236,7 @@ async fn activation<P: Plug + ?Sized>(
                     .into_iter()
                     .map(|(c, e)| format!("{c}: {e}"))
                     .collect(),
-                withdrawn: true,
+                then: "the session STS granted was wiped and nothing was handed out",
             });
         }
     }
@@ -295,58 +295,8 @@ async fn notify(
     notice: &Notice,
     with: Option<&notify::With<'_>>,
 ) -> Vec<(String, String)> {
-    if req.profile.notify.is_empty() {
-        return Vec::new();
-    }
-    let deliveries = notify::deliver(req.profile, notice, with).await;
-    record_deliveries(req, prompt, notice, &deliveries)
-}
-
-/// The `notice` records of `deliveries` (a record that cannot be written is said); the
-/// warnings; the required failures.
-pub(super) fn record_deliveries(
-    req: &Request<'_>,
-    prompt: &mut dyn Prompt,
-    notice: &Notice,
-    deliveries: &[notify::Delivery],
-) -> Vec<(String, String)> {
-    let mut blocking = Vec::new();
-    for d in deliveries {
-        let rec = audit::Record::Notice {
-            event: notice.event.name(),
-            channel: d.channel.clone(),
-            required: d.required,
-            audit_head: notice.audit_head.clone(),
-        };
-        let outcome = match &d.result {
-            Ok(()) => audit::Outcome::Success,
-            Err(e) => audit::Outcome::Failure { reason: e.clone() },
-        };
-        if let Err(e) = record(req, rec, outcome) {
-            prompt.note(&format!(
-                "The delivery of the {} notice to {} could not be written to the audit log: {e}",
-                notice.event.name(),
-                d.channel
-            ));
-        }
-        match &d.result {
-            Ok(()) => {}
-            Err(e) if d.required => {
-                prompt.note(&format!(
-                    "The {} notice could not be delivered to {} (required): {e}",
-                    notice.event.name(),
-                    d.channel
-                ));
-                blocking.push((d.channel.clone(), e.clone()));
-            }
-            Err(e) => prompt.note(&format!(
-                "WARNING: the {} notice could not be delivered to {}: {e}. It is not required, so this goes on; tell the security team yourself.",
-                notice.event.name(),
-                d.channel
-            )),
-        }
-    }
-    blocking
+    let log = req.paths.audit_log();
+    notify::announce(req.profile, &log, notice, with, &mut |w| prompt.note(w)).await
 }
 
 /// Writes the `activation started` record; returns the attempt's id and the chain head. An
@@ -513,7 +463,7 @@ async fn run<P: Plug + ?Sized>(
                     .into_iter()
                     .map(|(c, e)| format!("{c}: {e}"))
                     .collect(),
-                withdrawn: false,
+                then: "STS was not called",
             });
         }
     }

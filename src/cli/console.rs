@@ -139,6 +139,7 @@ pub fn console_cmd(args: ConsoleArgs) -> Result<(), CliError> {
         federation: &federation,
         destination: &destination,
         clock: super::clock(),
+        warn: &|w| eprintln!("breakglass: {w}"),
     };
     let signed = make_url(&req, &h.session, (&h.password_holder, &h.token_holder))?;
     eprintln!(

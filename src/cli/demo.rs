@@ -585,6 +585,7 @@ impl<'a> Demo<'a> {
             federation: &federation,
             destination: &destination,
             clock: &self.clock,
+            warn: &|w| eprintln!("  {w}"),
         };
         let holders = (
             activation.password_holder.as_str(),

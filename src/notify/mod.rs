@@ -9,11 +9,12 @@
 
 mod webhook;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::audit::rfc3339;
+use crate::audit::{self, rfc3339};
 use crate::aws::{self, Endpoint, Signer};
 use crate::config::{Notify, Profile};
 
@@ -32,8 +33,18 @@ pub enum Event {
     RoleAssumed,
     /// A console sign-in URL was made.
     ConsoleUrl,
-    /// The session was wiped on request (`breakglass lock`).
+    /// The session was wiped on request (`breakglass lock`, the agent stopped).
     Locked,
+    /// The session reached its STS expiry and was wiped.
+    Expired,
+    /// The session went unused for the agent's idle timeout and was wiped.
+    Idle,
+    /// A key rotation ceremony ended.
+    Rotation,
+    /// A rekey ceremony (custodians, tokens) ended.
+    Rekey,
+    /// A drill ended.
+    Drill,
 }
 
 impl Event {
@@ -46,6 +57,11 @@ impl Event {
             Self::RoleAssumed => "role assumed",
             Self::ConsoleUrl => "console URL made",
             Self::Locked => "locked",
+            Self::Expired => "expired",
+            Self::Idle => "idle wipe",
+            Self::Rotation => "key rotation",
+            Self::Rekey => "rekey",
+            Self::Drill => "drill",
         }
     }
 }
@@ -97,6 +113,33 @@ fn plain(text: &str) -> String {
 }
 
 impl Notice {
+    /// A notice of `event` in `profile`, at `time`, after the record whose chain head is
+    /// `audit_head`; the other facts empty.
+    pub fn new(event: Event, time: u64, profile: &Profile, audit_head: String) -> Self {
+        Self {
+            event,
+            time,
+            profile: profile.name.clone(),
+            user_arn: String::new(),
+            password_holder: String::new(),
+            token_holder: String::new(),
+            custodians: Vec::new(),
+            reason: String::new(),
+            ticket: None,
+            temporary_access_key_id: None,
+            expiration: None,
+            detail: None,
+            audit_head,
+        }
+    }
+
+    /// The same, naming the two holders.
+    pub fn by(mut self, (password_holder, token_holder): (&str, &str)) -> Self {
+        password_holder.clone_into(&mut self.password_holder);
+        token_holder.clone_into(&mut self.token_holder);
+        self
+    }
+
     /// The one-paragraph message: what happened, to what, by whom, why, and the head.
     pub fn text(&self) -> String {
         let mut s = format!(
@@ -273,6 +316,100 @@ pub async fn deliver(profile: &Profile, notice: &Notice, with: Option<&With<'_>>
         }));
     }
     out
+}
+
+/// Delivers `notice` (see [`deliver`]) and writes one `notice` record per channel into the
+/// audit log at `log`, at the notice's time; each failure is said through `warn`. Returns the
+/// required channels that failed, each with why. A profile with no channel: nothing happens.
+pub async fn announce(
+    profile: &Profile,
+    log: &Path,
+    notice: &Notice,
+    with: Option<&With<'_>>,
+    warn: &mut dyn FnMut(&str),
+) -> Vec<(String, String)> {
+    if profile.notify.is_empty() {
+        return Vec::new();
+    }
+    let deliveries = deliver(profile, notice, with).await;
+    record(profile, log, notice, &deliveries, warn)
+}
+
+/// [`announce`] from code that runs no async runtime (the agent's threads): a runtime of its
+/// own for the deliveries.
+pub fn announce_blocking(
+    profile: &Profile,
+    log: &Path,
+    notice: &Notice,
+    warn: &mut dyn FnMut(&str),
+) -> Vec<(String, String)> {
+    if profile.notify.is_empty() {
+        return Vec::new();
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(announce(profile, log, notice, None, warn)),
+        Err(e) => {
+            let why = format!("no runtime to deliver notices: {e}");
+            warn(&why);
+            channels(&profile.notify)
+                .into_iter()
+                .filter(|(_, required)| *required)
+                .map(|(c, _)| (c, why.clone()))
+                .collect()
+        }
+    }
+}
+
+/// The `notice` records of `deliveries`; the warnings; the required failures.
+fn record(
+    profile: &Profile,
+    log: &Path,
+    notice: &Notice,
+    deliveries: &[Delivery],
+    warn: &mut dyn FnMut(&str),
+) -> Vec<(String, String)> {
+    let event = notice.event.name();
+    let mut blocking = Vec::new();
+    for d in deliveries {
+        let entry = audit::Entry {
+            time: notice.time,
+            profile: &profile.name,
+            record: audit::Record::Notice {
+                event,
+                channel: d.channel.clone(),
+                required: d.required,
+                audit_head: notice.audit_head.clone(),
+            },
+            outcome: match &d.result {
+                Ok(()) => audit::Outcome::Success,
+                Err(e) => audit::Outcome::Failure { reason: e.clone() },
+            },
+        };
+        if let Err(e) = audit::append(log, &entry) {
+            warn(&format!(
+                "The delivery of the {event} notice to {} could not be written to the audit log: {e}",
+                d.channel
+            ));
+        }
+        match &d.result {
+            Ok(()) => {}
+            Err(e) if d.required => {
+                warn(&format!(
+                    "The {event} notice could not be delivered to {} (required): {e}",
+                    d.channel
+                ));
+                blocking.push((d.channel.clone(), e.clone()));
+            }
+            Err(e) => warn(&format!(
+                "WARNING: the {event} notice could not be delivered to {}: {e}. It is not required, so this goes on; tell the security team yourself.",
+                d.channel
+            )),
+        }
+    }
+    blocking
 }
 
 /// An SNS failure, with what to check.

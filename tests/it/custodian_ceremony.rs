@@ -413,6 +413,16 @@ fn rekey_replaces_a_custodian_and_changes_a_passphrase_without_aws() {
     let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let home = Home::new();
     enrol(&home, &sts, "prod", &r, 3, 2);
+    // The security team hears the rekey at a webhook.
+    let hooks = tempfile::tempdir().unwrap();
+    let hook = common::hooks::Receiver::start(hooks.path(), &[200]);
+    let mut config = std::fs::read_to_string(home.config_file()).unwrap();
+    config += &format!(
+        "[[profiles.prod.notify.webhooks]]\nname = \"secteam\"\nurl = \"{}\"\nca_file = \"{}\"\n",
+        hook.url,
+        hook.ca_file.display()
+    );
+    std::fs::write(home.config_file(), config).unwrap();
     let old_copy = std::fs::read(home.vault("prod")).unwrap();
     let calls = sts.counts();
     let transcript = home.config_file().with_file_name("rekey.md");
@@ -454,6 +464,18 @@ fn rekey_replaces_a_custodian_and_changes_a_passphrase_without_aws() {
     assert_eq!(rec["outcome"], "success", "{rec}");
     assert_eq!(rec["custodians"], serde_json::json!(["Alice", "Bob"]));
     assert_eq!(rec["token_holder"], "Trent");
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let told = &bodies[0]["breakglass"];
+    assert_eq!(told["event"], "rekey");
+    assert_eq!(told["custodians"], serde_json::json!(["Alice", "Bob"]));
+    assert_eq!(told["token_holder"], "Trent");
+    assert_eq!(told["reason"], "Carol left the company");
+    let detail = told["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("custodian Carol removed") && detail.contains("custodian Dan added"),
+        "{detail}"
+    );
     let t = std::fs::read_to_string(&transcript).unwrap();
     assert!(
         t.contains("custodian Dan added") && t.contains("Alice (custodian)"),

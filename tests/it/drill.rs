@@ -325,7 +325,18 @@ fn a_clean_drill_passes_and_status_reminds_after_ninety_days() {
         "{status}"
     );
 
-    // With a live session in the agent, the drill uses it: nobody is asked anything.
+    // With a live session in the agent, the drill uses it: nobody is asked anything. The
+    // security team hears its outcome at a webhook.
+    let hooks = tempfile::tempdir().unwrap();
+    let hook = common::hooks::Receiver::start(hooks.path(), &[200]);
+    configure(
+        &home,
+        &format!(
+            "[[profiles.prod.notify.webhooks]]\nname = \"secteam\"\nurl = \"{}\"\nca_file = \"{}\"\n",
+            hook.url,
+            hook.ca_file.display()
+        ),
+    );
     home.skip_ahead(Some(&sts), 60);
     let out = unlock(&home, "prod", &r, ("Carol", "Dan"), PASSPHRASE);
     assert!(out.contains("\"Version\""), "{out}");
@@ -341,6 +352,26 @@ fn a_clean_drill_passes_and_status_reminds_after_ninety_days() {
     assert_eq!(records.len(), 2);
     assert_eq!(records[1]["password_holder"], "Carol");
     assert_eq!(records[1]["outcome"], "success");
+    let events: Vec<Value> = hook
+        .bodies()
+        .into_iter()
+        .map(|b| b["breakglass"].clone())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|b| b["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["activation attempt", "activation granted", "drill"]);
+    let told = &events[2];
+    assert!(
+        told["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("5 accounts: 5 passed, 0 with findings"),
+        "{told}"
+    );
+    assert_eq!(told["password_holder"], "Carol");
+    assert_eq!(told["token_holder"], "Dan");
     ok(run_with_input(home.command(&["lock", "prod"]), None));
 }
 

@@ -268,6 +268,20 @@ fn an_untrusted_certificate_warns_when_optional_and_stops_the_attempt_when_requi
         .count();
     assert_eq!(failed, 2, "{}", home.audit());
     ok(home.command(&["lock", "prod"]).output().unwrap());
+    // The lock's notice fails too (the agent sends it after its reply).
+    let failures = |home: &Home| {
+        records(home)
+            .into_iter()
+            .filter(|r| {
+                r["event"] == "notice" && r["outcome"].as_str().unwrap().starts_with("failure: ")
+            })
+            .count()
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while failures(&home) < 3 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(failures(&home), 3, "{}", home.audit());
 
     // Required: the attempt ends before the passphrase is asked, and STS is not called.
     replace(&home, "required = false", "required = true");
@@ -280,13 +294,7 @@ fn an_untrusted_certificate_warns_when_optional_and_stops_the_attempt_when_requi
     assert!(!out.contains("passphrase (not shown)"), "{out}");
     // One failed delivery (the attempt's); the refusal it caused is not sent to the same
     // dead channel again.
-    let failed_now = records(&home)
-        .into_iter()
-        .filter(|r| {
-            r["event"] == "notice" && r["outcome"].as_str().unwrap().starts_with("failure: ")
-        })
-        .count();
-    assert_eq!(failed_now, 3, "{}", home.audit());
+    assert_eq!(failures(&home), 4, "{}", home.audit());
     let last = records(&home)
         .into_iter()
         .rfind(|r| r["event"] == "activation")
@@ -440,5 +448,189 @@ fn sns_notices_reach_a_subscribed_queue_and_a_missing_topic_fails_closed() {
     assert_eq!(
         records(&home).last().unwrap()["event"],
         "activation withdrawn"
+    );
+}
+
+/// Waits until the receiver holds `n` bodies (the agent posts the lock's notice in a thread of
+/// its own, after its reply): an event awaited, with a bound for a hung agent.
+fn bodies_at_least(hook: &Receiver, n: usize) -> Vec<Value> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let b = hook.bodies();
+        if b.len() >= n || std::time::Instant::now() > until {
+            return b;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn role_sessions_sign_in_urls_and_the_lock_are_heard_with_their_heads() {
+    let test = "role_sessions_sign_in_urls_and_the_lock_are_heard_with_their_heads";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(0);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol_at_emulator(&home, &sts, "prod", &r);
+    let role_arn = sts.create_role("BreakGlass", true);
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(dir.path(), &[200]);
+    append(
+        &home,
+        &format!(
+            "role_arn = \"{role_arn}\"\n{}",
+            webhook(&hook.url, true, Some(&hook.ca_file))
+        ),
+    );
+    // With a role in the profile, the unlock also assumes it: three notices.
+    let out = unlock_with(&home, &r, &[]);
+    assert!(out.contains("The agent holds the session"), "{out}");
+
+    // A program's credentials are that role session's, and it was heard.
+    let o = home
+        .command(&["credential-process", "prod"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let creds: Value = serde_json::from_str(&ok(o)).unwrap();
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 3, "{bodies:#?}");
+    let role = &bodies[2]["breakglass"];
+    assert_eq!(role["event"], "role assumed");
+    assert_eq!(role["temporary_access_key_id"], creds["AccessKeyId"]);
+    assert_eq!(
+        (&role["password_holder"], &role["token_holder"]),
+        (&"Alice".into(), &"Bob".into())
+    );
+    let detail = role["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&role_arn) && detail.contains("/Alice+Bob") && detail.contains("shell"),
+        "{detail}"
+    );
+    assert_eq!(
+        role["audit_head"],
+        head_after(&home, |r| r["event"] == "role assumed")
+    );
+
+    // A sign-in URL: the console's role session and the URL itself, each heard.
+    let federation = sts.federation_endpoint();
+    let o = home
+        .command(&[
+            "console",
+            "prod",
+            "--print",
+            "--role-arn",
+            &role_arn,
+            "--signin-endpoint",
+            &federation,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let url = ok(o);
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 5, "{bodies:#?}");
+    assert_eq!(bodies[3]["breakglass"]["event"], "role assumed");
+    assert!(bodies[3]["breakglass"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("for the console"));
+    let signin = &bodies[4]["breakglass"];
+    assert_eq!(signin["event"], "console URL made");
+    assert_eq!(
+        signin["audit_head"],
+        head_after(&home, |r| r["event"] == "console sign-in URL")
+    );
+    // The URL is a secret: never in a notice.
+    assert!(!bodies[4].to_string().contains(url.trim()));
+    assert!(!bodies[4].to_string().contains("SigninToken"));
+
+    // The lock: the agent wipes the session and tells the webhooks who held it.
+    ok(home.command(&["lock", "prod"]).output().unwrap());
+    let bodies = bodies_at_least(&hook, 6);
+    assert_eq!(bodies.len(), 6, "{bodies:#?}");
+    let locked = &bodies[5]["breakglass"];
+    assert_eq!(locked["event"], "locked");
+    assert_eq!(locked["password_holder"], "Alice");
+    assert_eq!(
+        locked["temporary_access_key_id"],
+        bodies[1]["breakglass"]["temporary_access_key_id"]
+    );
+    assert_eq!(
+        locked["audit_head"],
+        head_after(&home, |r| r["event"] == "session wiped")
+    );
+    // Each delivery is in the log, after its event's record.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while records(&home)
+        .iter()
+        .filter(|r| r["event"] == "notice")
+        .count()
+        < 6
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let of: Vec<String> = records(&home)
+        .iter()
+        .filter(|r| r["event"] == "notice")
+        .map(|r| format!("{} {}", r["notice_of"], r["outcome"]))
+        .collect();
+    assert_eq!(
+        of,
+        [
+            "\"activation attempt\" \"success\"",
+            "\"activation granted\" \"success\"",
+            "\"role assumed\" \"success\"",
+            "\"role assumed\" \"success\"",
+            "\"console URL made\" \"success\"",
+            "\"locked\" \"success\"",
+        ]
+    );
+}
+
+#[test]
+fn a_role_session_a_required_webhook_does_not_take_is_withheld() {
+    let test = "a_role_session_a_required_webhook_does_not_take_is_withheld";
+    if !pcsc_ready(test) {
+        return;
+    }
+    let token = SoftToken::approve(1);
+    let r = token.reader();
+    let sts = Sts::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let home = Home::new();
+    enrol_at_emulator(&home, &sts, "prod", &r);
+    let role_arn = sts.create_role("BreakGlass", true);
+    let dir = tempfile::tempdir().unwrap();
+    // The attempt and the grant are heard; the role's notice gets 500s.
+    let hook = Receiver::start(dir.path(), &[200, 200, 500]);
+    append(
+        &home,
+        &format!(
+            "role_arn = \"{role_arn}\"\n{}",
+            webhook(&hook.url, true, Some(&hook.ca_file))
+        ),
+    );
+    // The unlock assumes the profile's role: its session is not handed out.
+    let err = unlock_with(&home, &r, &[]);
+    assert!(!err.contains("The agent holds the session"), "{err}");
+    assert!(
+        err.contains(
+            "the role assumed notice could not be delivered to a required channel (webhook:secteam"
+        ) && err.contains("nothing was handed out")
+            && err.contains("next: "),
+        "{err}"
+    );
+    let log = records(&home);
+    let withdrawn = log.last().unwrap();
+    assert_eq!(withdrawn["event"], "withdrawn", "{log:#?}");
+    assert_eq!(withdrawn["notice_of"], "role assumed");
+    let role = log.iter().rfind(|r| r["event"] == "role assumed").unwrap();
+    assert_eq!(
+        withdrawn["temporary_access_key_id"],
+        role["temporary_access_key_id"]
     );
 }

@@ -347,6 +347,16 @@ fn rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy() {
     let home = Home::new();
     let old = enrol(&home, &sts, &r);
     let copy = std::fs::read(home.vault("prod")).unwrap();
+    // The security team hears the rotation (and its activation) at a webhook.
+    let hooks = tempfile::tempdir().unwrap();
+    let hook = common::hooks::Receiver::start(hooks.path(), &[200]);
+    let mut config = std::fs::read_to_string(home.config_file()).unwrap();
+    config += &format!(
+        "[[profiles.prod.notify.webhooks]]\nname = \"secteam\"\nurl = \"{}\"\nca_file = \"{}\"\n",
+        hook.url,
+        hook.ca_file.display()
+    );
+    std::fs::write(home.config_file(), config).unwrap();
 
     let out = rotate(&home, &r, &["--now"], &[]).ok().to_owned();
     let (new, _) = vault_key(&home);
@@ -354,6 +364,43 @@ fn rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy() {
     assert!(out.contains("Deactivated the old key"), "{out}");
     assert!(out.contains("Deleted the old key"), "{out}");
     assert!(out.contains("No old key is left in IAM"), "{out}");
+    let events: Vec<Value> = hook
+        .bodies()
+        .into_iter()
+        .map(|b| b["breakglass"].clone())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|b| b["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["activation attempt", "activation granted", "key rotation"]
+    );
+    let told = &events[2];
+    let detail = told["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&breakglass::secure::mask_key_id(&new))
+            && detail.contains("Deleted the old key")
+            && !detail.contains(&new),
+        "{detail}"
+    );
+    assert_eq!(told["reason"], "quarterly rotation");
+    assert_eq!(
+        (&told["password_holder"], &told["token_holder"]),
+        (&"Alice".into(), &"Bob".into())
+    );
+    // Its head is the chain's after the rotation's last record.
+    let audit = home.audit();
+    let last_rotation = audit
+        .lines()
+        .rfind(|l| l.contains("\"event\":\"key rotation\""))
+        .unwrap();
+    assert_eq!(
+        told["audit_head"],
+        data_encoding::HEXLOWER
+            .encode(ring::digest::digest(&ring::digest::SHA256, last_rotation.as_bytes()).as_ref())
+    );
 
     // The copy taken before the rotation: `--check` says it is stale.
     let rotated = std::fs::read(home.vault("prod")).unwrap();

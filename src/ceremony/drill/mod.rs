@@ -26,6 +26,7 @@ use super::{Error, Prompt};
 use crate::audit;
 use crate::aws::pace::Pace;
 use crate::aws::{self, events, iam, org, sts, Endpoint, Failure, Signer};
+use crate::notify::{Event, Notice};
 use crate::secure::mask_key_id;
 
 pub use report::{AccountResult, Counts, Finding, Outcome, Report, UserCheck};
@@ -332,6 +333,28 @@ async fn checks_and_report(
     // The sessions go now, before anything is written.
     drop(shared);
     record(req, &report)?;
+    let notice = |head| Notice {
+        user_arn,
+        reason: report.reason.clone(),
+        ticket: a.ticket.map(str::to_owned),
+        detail: Some(format!(
+            "{}{}",
+            report.summary(),
+            match report.findings.first() {
+                Some(f) => format!(
+                    "; first finding: {}: {}",
+                    f.account.as_deref().unwrap_or("user"),
+                    f.what
+                ),
+                None => String::new(),
+            }
+        )),
+        ..Notice::new(Event::Drill, a.now.now(), a.profile, head).by((&holders.0, &holders.1))
+    };
+    crate::ceremony::tell_outcome(a.paths, notice, a.profile, None, &a.endpoint, &mut |w| {
+        progress.note(w)
+    })
+    .await;
     Ok(report)
 }
 
