@@ -16,6 +16,7 @@ pub mod files;
 #[cfg(feature = "sandbox")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guardrails;
 pub mod notify;
 #[cfg(feature = "sandbox")]
 #[allow(missing_docs)] // documented in the sandbox rewrite

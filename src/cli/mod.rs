@@ -18,6 +18,7 @@ mod enroll;
 mod env;
 mod error;
 mod exec;
+mod guardrails;
 mod lock;
 mod rekey;
 mod rotate;
@@ -86,6 +87,9 @@ enum Command {
     /// checked in every account (AssumeRole, trust policy, session length), and a report;
     /// nothing is handed out. `--last` shows the last drill.
     Drill(drill::DrillArgs),
+    /// Write the AWS side for the profile's break-glass users: alert rules and topic, the
+    /// member accounts' role and rule (a StackSet), the users' policy, SCPs, and a README.
+    Guardrails(guardrails::GuardrailsArgs),
     /// Check the audit log's hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -134,6 +138,7 @@ impl Cli {
             Command::Rotate(args) => rotate::rotate_cmd(args),
             Command::Rekey(args) => rekey::rekey_cmd(args),
             Command::Drill(args) => drill::drill_cmd(args),
+            Command::Guardrails(args) => guardrails::guardrails_cmd(args),
             Command::Audit(AuditCommand::Verify { expect_head }) => {
                 audit::verify_cmd(expect_head.as_deref())
             }

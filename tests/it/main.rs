@@ -19,6 +19,7 @@ mod endpoint_policy;
 mod faults;
 mod fido2_factor;
 mod fuzz_corpora;
+mod guardrails;
 mod hardening;
 mod holder_names;
 mod mfa_retry;
