@@ -417,11 +417,7 @@ fn rekey_replaces_a_custodian_and_changes_a_passphrase_without_aws() {
     let hooks = tempfile::tempdir().unwrap();
     let hook = common::hooks::Receiver::start(hooks.path(), &[200]);
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
-    config += &format!(
-        "[[profiles.prod.notify.webhooks]]\nname = \"secteam\"\nurl = \"{}\"\nca_file = \"{}\"\n",
-        hook.url,
-        hook.ca_file.display()
-    );
+    config += &hook.webhook_table("prod");
     std::fs::write(home.config_file(), config).unwrap();
     let old_copy = std::fs::read(home.vault("prod")).unwrap();
     let calls = sts.counts();

@@ -329,14 +329,7 @@ fn a_clean_drill_passes_and_status_reminds_after_ninety_days() {
     // security team hears its outcome at a webhook.
     let hooks = tempfile::tempdir().unwrap();
     let hook = common::hooks::Receiver::start(hooks.path(), &[200]);
-    configure(
-        &home,
-        &format!(
-            "[[profiles.prod.notify.webhooks]]\nname = \"secteam\"\nurl = \"{}\"\nca_file = \"{}\"\n",
-            hook.url,
-            hook.ca_file.display()
-        ),
-    );
+    configure(&home, &hook.webhook_table("prod"));
     home.skip_ahead(Some(&sts), 60);
     let out = unlock(&home, "prod", &r, ("Carol", "Dan"), PASSPHRASE);
     assert!(out.contains("\"Version\""), "{out}");
@@ -593,22 +586,7 @@ fn a_drill_of_a_thousand_moto_accounts_finds_the_broken_roles() {
     let rt = rt();
     let user = moto.breakglass_user(&rt);
     let user_arn = "arn:aws:iam::123456789012:user/breakglass";
-    let code = |step: u64| {
-        let key = data_encoding::BASE32_NOPAD
-            .decode(user.seed.as_bytes())
-            .unwrap();
-        breakglass::token::otp::hotp(breakglass::token::otp::Algorithm::Sha1, &key, step, 6)
-    };
-    rt.block_on(
-        user.iam
-            .enable_mfa_device()
-            .user_name("breakglass")
-            .serial_number(&user.mfa_serial)
-            .authentication_code1(code(1).as_str())
-            .authentication_code2(code(2).as_str())
-            .send(),
-    )
-    .unwrap();
+    user.enable_mfa(&rt);
     let admin = moto_config(
         &moto.endpoint,
         ("AKIAADMIN0000000000", "admin-secret-for-moto", None),

@@ -125,22 +125,7 @@ fn guardrails_pass_cfn_lint_and_parliament_deploy_into_moto_and_the_drill_finds_
     };
     let rt = rt();
     let user = moto.breakglass_user(&rt);
-    let code = |step: u64| {
-        let key = data_encoding::BASE32_NOPAD
-            .decode(user.seed.as_bytes())
-            .unwrap();
-        breakglass::token::otp::hotp(breakglass::token::otp::Algorithm::Sha1, &key, step, 6)
-    };
-    rt.block_on(
-        user.iam
-            .enable_mfa_device()
-            .user_name("breakglass")
-            .serial_number(&user.mfa_serial)
-            .authentication_code1(code(1).as_str())
-            .authentication_code2(code(2).as_str())
-            .send(),
-    )
-    .unwrap();
+    user.enable_mfa(&rt);
     let token = SoftToken::approve(0);
     let r = token.reader();
     let home = Home::new();

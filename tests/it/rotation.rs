@@ -351,11 +351,7 @@ fn rotate_now_retires_the_old_key_at_once_and_the_check_sees_a_stale_copy() {
     let hooks = tempfile::tempdir().unwrap();
     let hook = common::hooks::Receiver::start(hooks.path(), &[200]);
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
-    config += &format!(
-        "[[profiles.prod.notify.webhooks]]\nname = \"secteam\"\nurl = \"{}\"\nca_file = \"{}\"\n",
-        hook.url,
-        hook.ca_file.display()
-    );
+    config += &hook.webhook_table("prod");
     std::fs::write(home.config_file(), config).unwrap();
 
     let out = rotate(&home, &r, &["--now"], &[]).ok().to_owned();

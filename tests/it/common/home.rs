@@ -485,6 +485,28 @@ impl Moto {
     }
 }
 
+impl MotoUser {
+    /// Enables the MFA device for `breakglass` with two consecutive HOTP codes of its seed.
+    pub fn enable_mfa(&self, rt: &tokio::runtime::Runtime) {
+        let key = data_encoding::BASE32_NOPAD
+            .decode(self.seed.as_bytes())
+            .unwrap();
+        let code = |step| {
+            breakglass::token::otp::hotp(breakglass::token::otp::Algorithm::Sha1, &key, step, 6)
+        };
+        rt.block_on(
+            self.iam
+                .enable_mfa_device()
+                .user_name("breakglass")
+                .serial_number(&self.mfa_serial)
+                .authentication_code1(code(1).as_str())
+                .authentication_code2(code(2).as_str())
+                .send(),
+        )
+        .unwrap();
+    }
+}
+
 /// Enrols `profile` on the token in `reader` with an imported access key and an imported MFA
 /// device (its base32 seed), and the light KDF: no IAM call and no TOTP window used, so an
 /// unlock can follow at once. Returns what enrolment printed.

@@ -17,6 +17,16 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// The config's table of this receiver as profile `profile`'s webhook `secteam`, trusted
+    /// through its `ca_file`; appended after the profile's own keys.
+    pub fn webhook_table(&self, profile: &str) -> String {
+        format!(
+            "[[profiles.{profile}.notify.webhooks]]\nname = \"secteam\"\nurl = \"{}\"\nca_file = \"{}\"\n",
+            self.url,
+            self.ca_file.display()
+        )
+    }
+
     /// Starts a receiver whose certificate is signed by a new CA written to `dir/ca.pem`;
     /// the n-th request gets `statuses[n]` (the last one repeated).
     pub fn start(dir: &Path, statuses: &[u16]) -> Self {
